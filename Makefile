@@ -1,0 +1,35 @@
+# shutdownbus: `make help` lists the targets.  Everything runs in .venv,
+# which the targets create when it is missing (only python3 is needed).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test lint typecheck check clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP) ## Run the A->B->C demo: A stops B's subtree through the bus
+	$(PY) examples/abc.py term
+
+test: $(STAMP) ## Run lint, type checks and the whole test suite
+	$(PY) -m ruff check shutdownbus tests examples
+	$(PY) -m mypy
+	$(PY) -m pytest -n 2 -p no:cacheprovider
+
+lint: $(STAMP) ## Lint only
+	$(PY) -m ruff check shutdownbus tests examples
+
+typecheck: $(STAMP) ## Type-check only
+	$(PY) -m mypy
+
+clean: ## Remove .venv and build leftovers
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

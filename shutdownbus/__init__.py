@@ -1,0 +1,54 @@
+"""shutdownbus: stop whole process trees cleanly, on every OS, without signals.
+
+A parent starts children with `spawn`; each child calls `join` and becomes a
+member of its parent's control channel.  `Child.stop` sends an authenticated
+stop that every member forwards to its own children before it cleans up, and
+returns a `StopReport` once the whole tree is gone.
+"""
+
+from __future__ import annotations
+
+from ._child import Child, spawn
+from ._errors import (
+    AuthenticationError,
+    ChannelError,
+    ChildExited,
+    ProcessError,
+    ProtocolError,
+    ShutdownBusError,
+)
+from ._member import (
+    StopRequested,
+    join,
+    joined,
+    on_stop,
+    ready,
+    stop_reason,
+    stop_requested,
+    wait_for_stop,
+)
+from ._report import ReportEntry, StopReport
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "ChannelError",
+    "Child",
+    "ChildExited",
+    "ProcessError",
+    "ProtocolError",
+    "ReportEntry",
+    "ShutdownBusError",
+    "StopReport",
+    "StopRequested",
+    "__version__",
+    "join",
+    "joined",
+    "on_stop",
+    "ready",
+    "spawn",
+    "stop_reason",
+    "stop_requested",
+    "wait_for_stop",
+]

@@ -1,0 +1,387 @@
+"""The bus thread: one per process, owner of every zmq socket of that process.
+
+Rules of this module:
+
+* zmq sockets are not thread-safe, so exactly one thread (the bus thread)
+  touches them after creation.  Other threads hand it work with `Bus.call`,
+  which queues a function and wakes the thread through an inproc socket.
+* The thread blocks in ``poll()`` with no timeout: no periodic wake-ups.
+* It handles, in this order of importance: the upstream channel (our own
+  parent), the downstream channels (children we spawned), the ZAP handler that
+  admits only each channel's own child, and the upstream socket's monitor,
+  which tells it when the parent's end went away.
+* A bad frame is logged once and dropped; it never ends the thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from . import _transport
+from ._deadlines import child_budget
+from ._errors import ChannelError, ProtocolError
+from ._protocol import Ack, Channel, Established, Event, Ready, Report, Role, Stop
+
+log = logging.getLogger("shutdownbus")
+
+_MONITORED = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
+
+class Link:
+    """The parent's end of one child's channel.
+
+    The bus thread owns the socket and the protocol state; the events and the
+    attributes set before them may be read from any thread.
+    """
+
+    def __init__(self, keys: _transport.ChannelKeys, sock: zmq.Socket[bytes], endpoint: str, domain: bytes) -> None:
+        self.keys = keys
+        self.sock = sock
+        self.endpoint = endpoint
+        self.domain = domain
+        self.channel = Channel(Role.PARENT, keys.secret)
+        self.joined = threading.Event()
+        self.ready = threading.Event()
+        self.reported = threading.Event()
+        self.member_pid: int | None = None
+        self.member_name: str | None = None
+        self.entries: tuple[dict[str, Any], ...] = ()
+        self.stop_reason: str | None = None
+        self.stop_deadline: float | None = None  # time.monotonic() by which the child must be gone
+        self.stop_requested_at: float | None = None
+        self.stop_sent_at: float | None = None
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<Link {self.endpoint} joined={self.joined.is_set()} stop={self.stop_reason!r}>"
+
+
+class Upstream:
+    """This process's end of the channel to its own parent."""
+
+    def __init__(self, keys: _transport.ChannelKeys, sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], pid: int, name: str) -> None:
+        self.sock = sock
+        self.monitor = monitor
+        self.channel = Channel(Role.CHILD, keys.secret, pid=pid, name=name)
+        self.joined = threading.Event()
+        self.acked = threading.Event()
+        self.lost = threading.Event()
+        self.failure: str | None = None
+
+
+class Bus:
+    """The process's zmq context, sockets and bus thread.
+
+    Args:
+        on_stop: Called on the bus thread when the parent sends a stop, after it
+            was forwarded to every child: ``on_stop(reason, budget)``.
+        on_parent_lost: Called on the bus thread when the parent's end closed.
+    """
+
+    def __init__(self, on_stop: Callable[[str, float], None], on_parent_lost: Callable[[], None]) -> None:
+        self._on_stop = on_stop
+        self._on_parent_lost = on_parent_lost
+        self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self.ctx.setsockopt(zmq.LINGER, 0)
+        self.runtime = _transport.RuntimeDir()
+        self.links: dict[zmq.Socket[bytes], Link] = {}
+        self.upstream: Upstream | None = None
+        self._zap: zmq.Socket[bytes] | None = None
+        self._allowed: dict[bytes, bytes] = {}
+        self._domains = itertools.count(1)
+        self._commands: collections.deque[Callable[[], None]] = collections.deque()
+        self._wake_lock = threading.Lock()
+        self._setup_lock = threading.Lock()
+        self._wake_rx = self.ctx.socket(zmq.PAIR)
+        self._wake_rx.bind(f"inproc://shutdownbus-wake-{id(self)}")
+        self._wake_tx = self.ctx.socket(zmq.PAIR)
+        self._wake_tx.connect(f"inproc://shutdownbus-wake-{id(self)}")
+        self._poller = zmq.Poller()
+        self._poller.register(self._wake_rx, zmq.POLLIN)
+        self._running = True
+        self._warned: set[str] = set()
+        self.thread = threading.Thread(target=self._run, name="shutdownbus", daemon=True)
+        self.thread.start()
+
+    # -- any thread --
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the bus thread, soon; returns at once."""
+        self._commands.append(fn)
+        with self._wake_lock:
+            if self._running:
+                try:
+                    self._wake_tx.send(b"", zmq.NOBLOCK)
+                except zmq.Again:
+                    pass  # the thread has plenty of wake-ups queued already
+
+    def call_and_wait(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Run ``fn`` on the bus thread and return its result.
+
+        Raises:
+            ChannelError: the bus thread did not run it in time.
+        """
+        if threading.current_thread() is self.thread:
+            return fn()
+        done = threading.Event()
+        box: list[Any] = []
+
+        def run() -> None:
+            try:
+                box.append((True, fn()))
+            except BaseException as exc:  # handed back to the caller
+                box.append((False, exc))
+            done.set()
+
+        self.call(run)
+        if not done.wait(timeout):
+            raise ChannelError("the shutdownbus thread did not respond; this is a bug, please report it")
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    def open_link(self) -> Link:
+        """Create and bind the parent's end of a new channel (any thread)."""
+        with self._setup_lock:
+            if self._zap is None:
+                # The ZAP handler must be bound before the first CURVE server
+                # socket, or libzmq would admit every client.
+                zap = self.ctx.socket(zmq.REP)
+                zap.setsockopt(zmq.LINGER, 0)
+                zap.bind(_transport.ZAP_ENDPOINT)
+                self._zap = zap
+                self.call(lambda: self._poller.register(zap, zmq.POLLIN))
+            domain = f"sb{next(self._domains)}".encode()
+        keys = _transport.ChannelKeys.generate()
+        self._allowed[domain] = keys.client_public_raw()
+        try:
+            sock, endpoint = _transport.bind_parent_socket(self.ctx, keys, domain.decode(), self.runtime)
+        except BaseException:
+            self._allowed.pop(domain, None)
+            raise
+        link = Link(keys, sock, endpoint, domain)
+
+        def adopt() -> None:
+            self.links[sock] = link
+            self._poller.register(sock, zmq.POLLIN)
+
+        self.call(adopt)
+        return link
+
+    def close_link(self, link: Link) -> None:
+        """Close a channel whose child is gone (any thread)."""
+
+        def close() -> None:
+            if link.closed:
+                return
+            link.closed = True
+            self._allowed.pop(link.domain, None)
+            if self.links.pop(link.sock, None) is not None:
+                self._poller.unregister(link.sock)
+            link.sock.close(0)
+
+        self.call(close)
+
+    def request_stop(self, link: Link, reason: str, deadline: float) -> None:
+        """Send (or queue until the child joins) a stop on ``link`` (any thread)."""
+        self.call(lambda: self._request_stop(link, reason, deadline))
+
+    def open_upstream(self, keys: _transport.ChannelKeys, endpoint: str, pid: int, name: str) -> Upstream:
+        """Connect to the parent and start the handshake (any thread)."""
+        sock = _transport.connect_child_socket(self.ctx, keys, endpoint)
+        monitor = sock.get_monitor_socket(_MONITORED)
+        up = Upstream(keys, sock, monitor, pid, name)
+
+        def adopt() -> None:
+            self.upstream = up
+            self._poller.register(sock, zmq.POLLIN)
+            self._poller.register(monitor, zmq.POLLIN)
+            self._send(sock, up.channel.start())
+
+        self.call(adopt)
+        return up
+
+    def send_upstream(self, event: Event) -> None:
+        """Send ``Ready`` or ``Report`` to the parent (any thread)."""
+
+        def send() -> None:
+            up = self.upstream
+            if up is not None and up.channel.established and not up.lost.is_set():
+                self._send(up.sock, up.channel.send(event))
+
+        self.call(send)
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop the thread and close every socket and the context."""
+        if not self._running:
+            return
+        self.call(self._quit)
+        if threading.current_thread() is not self.thread:
+            self.thread.join(timeout)
+        with self._wake_lock:
+            self._running = False
+            self._wake_tx.close(0)
+        if not self.thread.is_alive():
+            self.ctx.term()
+        self.runtime.close()
+
+    # -- the bus thread --
+
+    def _quit(self) -> None:
+        self._running = False
+        for link in list(self.links.values()):
+            link.closed = True
+            link.sock.close(0)
+        self.links.clear()
+        if self.upstream is not None:
+            self.upstream.sock.disable_monitor()
+            self.upstream.monitor.close(0)
+            self.upstream.sock.close(0)
+        if self._zap is not None:
+            self._zap.close(0)
+        self._wake_rx.close(0)
+
+    def _run(self) -> None:
+        if hasattr(signal, "pthread_sigmask"):
+            # Signals belong to the main thread, where Python handles them.
+            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        while self._running:
+            try:
+                ready = dict(self._poller.poll())
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.EINTR:
+                    continue
+                raise
+            if self._wake_rx in ready:
+                self._drain_commands()
+                if not self._running:
+                    return
+            up = self.upstream
+            if up is not None:
+                if up.sock in ready:
+                    self._on_upstream_frames(up)
+                if up.monitor in ready:
+                    self._on_monitor(up)
+            for sock in [s for s in ready if s in self.links]:
+                self._on_link_frames(self.links[sock])
+            if self._zap is not None and self._zap in ready:
+                while self._zap.poll(0):
+                    self._zap.send_multipart(_transport.zap_reply(self._zap.recv_multipart(), self._allowed))
+
+    def _drain_commands(self) -> None:
+        try:
+            while self._wake_rx.poll(0):
+                self._wake_rx.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+        while self._commands:
+            fn = self._commands.popleft()
+            try:
+                fn()
+            except Exception:
+                log.exception("shutdownbus: internal error in the bus thread")
+            if not self._running:
+                return
+
+    def _send(self, sock: zmq.Socket[bytes], frame: bytes) -> None:
+        try:
+            sock.send(frame, zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            self._warn_once("send", f"shutdownbus: could not send a control message ({exc})")
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message)
+
+    def _frames(self, sock: zmq.Socket[bytes]) -> list[bytes]:
+        frames = []
+        while len(frames) < 100:  # bounded work per wake-up; poll() brings us back
+            try:
+                frames.append(sock.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+        return frames
+
+    def _on_upstream_frames(self, up: Upstream) -> None:
+        for frame in self._frames(up.sock):
+            try:
+                event, reply = up.channel.receive(frame)
+            except ProtocolError as exc:
+                self._warn_once(f"up:{type(exc).__name__}", f"shutdownbus: dropped a frame from the parent: {exc}")
+                continue
+            if reply is not None:
+                self._send(up.sock, reply)
+            if isinstance(event, Established):
+                up.joined.set()
+            elif isinstance(event, Stop):
+                self._on_stop(event.reason, event.budget)
+            elif isinstance(event, Ack):
+                up.acked.set()
+
+    def forward_stop(self, reason: str, budget: float) -> None:
+        """Bus thread only: hand a stop to every child at once, with a smaller budget."""
+        deadline = time.monotonic() + child_budget(budget)
+        for link in self.links.values():
+            self._request_stop(link, reason, deadline)
+
+    def _request_stop(self, link: Link, reason: str, deadline: float) -> None:
+        if link.closed or link.stop_deadline is not None:
+            return
+        link.stop_reason, link.stop_deadline = reason, deadline
+        link.stop_requested_at = time.monotonic()
+        if link.channel.established:
+            self._send_stop(link)
+
+    def _send_stop(self, link: Link) -> None:
+        if link.stop_reason is None or link.stop_deadline is None:
+            return
+        budget = max(0.0, link.stop_deadline - time.monotonic())
+        link.stop_sent_at = time.monotonic()
+        self._send(link.sock, link.channel.send(Stop(link.stop_reason, budget)))
+
+    def _on_monitor(self, up: Upstream) -> None:
+        while True:
+            try:
+                msg = parse_monitor_message(up.monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if msg["event"] in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
+                if not up.lost.is_set():
+                    up.lost.set()
+                    up.failure = up.failure or "the parent's end of the channel closed"
+                    self._on_parent_lost()
+            else:
+                up.failure = "the parent refused this process's credentials"
+
+    def _on_link_frames(self, link: Link) -> None:
+        for frame in self._frames(link.sock):
+            try:
+                event, reply = link.channel.receive(frame)
+            except ProtocolError as exc:
+                self._warn_once(f"down:{type(exc).__name__}", f"shutdownbus: dropped a frame from a child: {exc}")
+                continue
+            if reply is not None:
+                self._send(link.sock, reply)
+            if isinstance(event, Established):
+                link.member_pid, link.member_name = event.peer_pid, event.peer_name
+                link.joined.set()
+                if link.stop_deadline is not None:
+                    self._send_stop(link)  # a stop issued before the child joined
+            elif isinstance(event, Ready):
+                link.ready.set()
+            elif isinstance(event, Report):
+                link.entries = event.entries
+                link.reported.set()
+                self._send(link.sock, link.channel.send(Ack()))

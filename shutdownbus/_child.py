@@ -1,0 +1,259 @@
+"""The parent side: `spawn` and `Child`, a `subprocess.Popen` on the bus."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from . import _member, _platform, _stop, _transport
+from ._bus import Link
+from ._errors import ChildExited
+from ._report import StopReport
+
+# Children of this process that may still need a stop (strong references: a
+# child whose object was dropped must still be stopped when we exit).
+_live: set[Child] = set()
+_live_lock = threading.Lock()
+_subreaper_done = False
+
+
+class Child(subprocess.Popen[Any]):
+    """A child process started by `spawn`, on this process's control channel.
+
+    Everything `subprocess.Popen` offers works unchanged.  As a context
+    manager, its exit stops the child's tree (`stop`) and waits for it.
+
+    Attributes:
+        name: The name used in stop reports (the child's own, once it joined).
+        stop_timeout: The default timeout of `stop`.
+    """
+
+    def __init__(self, args: Any, *, stop_timeout: float = _member.DEFAULT_STOP_TIMEOUT, name: str | None = None, **popen_kwargs: Any) -> None:
+        global _subreaper_done
+        if stop_timeout <= 0:
+            raise ValueError("stop_timeout must be a positive number of seconds")
+        bus = _member.get_bus()
+        link = bus.open_link()
+        env = popen_kwargs.pop("env", None)
+        env = dict(os.environ if env is None else env)
+        env[_transport.ENV_ENDPOINT] = link.endpoint
+        env[_transport.ENV_SECRET] = link.keys.encoded_secret()
+        env[_transport.ENV_STOP_TIMEOUT] = repr(float(stop_timeout))
+        # Set before Popen starts the child, so that stop() and repr work even
+        # if the child dies at once.
+        self._link = link
+        self._stop_state: _stop.StopState | None = None
+        self._stop_lock = threading.Lock()
+        self.stop_timeout = float(stop_timeout)
+        self._given_name = name
+        try:
+            super().__init__(args, env=env, **popen_kwargs)
+        except BaseException:
+            bus.close_link(link)
+            raise
+        finally:
+            del env  # holds the secret; drop it as soon as possible
+        with _live_lock:
+            _live.add(self)
+            if not _subreaper_done:
+                _subreaper_done = True
+                bus.call(_platform.make_child_subreaper)
+
+    # -- identity --
+
+    @property
+    def name(self) -> str:
+        """The child's name: given to `spawn`, else its own (once joined), else ``argv[0]``'s basename."""
+        if self._given_name:
+            return self._given_name
+        if self._link.member_name:
+            return self._link.member_name
+        args = self.args
+        first = args if isinstance(args, (str, bytes, os.PathLike)) else args[0]
+        text = os.fsdecode(first)
+        if isinstance(args, (str, bytes)):  # a command line: name its program
+            text = (text.split() or [text])[0]
+        return os.path.basename(text)
+
+    @property
+    def joined(self) -> bool:
+        """Whether the child has joined the bus (completed the handshake)."""
+        return self._link.joined.is_set()
+
+    @property
+    def member_pid(self) -> int | None:
+        """The pid of the process that joined on this child's channel (the child, or a
+        descendant that a wrapper such as ``sh -c`` started), once joined."""
+        return self._link.member_pid
+
+    def __repr__(self) -> str:
+        return f"<Child pid={self.pid} name={self.name!r} joined={self.joined} returncode={self.returncode}>"
+
+    # -- readiness --
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the child calls `shutdownbus.ready()`.
+
+        Args:
+            timeout: Seconds to wait at most; None waits for ever.
+
+        Raises:
+            ChildExited: the child exited first (with its return code, and the
+                tail of its stderr when it was captured with ``stderr=PIPE``).
+            TimeoutError: the child was not ready within ``timeout``.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 0.05 if end is None else max(0.0, min(0.05, end - time.monotonic()))
+            if self._link.ready.wait(step):
+                return
+            if self.poll() is not None:
+                if self._link.ready.is_set():
+                    return
+                tail = self._stderr_tail()
+                msg = f"child {self.name!r} (pid {self.pid}) exited with code {self.returncode} before it was ready"
+                if tail:
+                    msg += "; the end of its stderr:\n" + tail
+                raise ChildExited(msg, pid=self.pid, name=self.name, returncode=self.returncode, stderr_tail=tail)
+            if end is not None and time.monotonic() >= end:
+                raise TimeoutError(
+                    f"child {self.name!r} (pid {self.pid}) did not call shutdownbus.ready() within {timeout:g} s"
+                    + ("" if self.joined else "; it never joined the bus (does it call shutdownbus.join()?)")
+                )
+
+    def _stderr_tail(self, lines: int = 20) -> str | None:
+        if self.stderr is None or self.stderr.closed:
+            return None
+        try:
+            data = self.stderr.read()
+        except (OSError, ValueError):
+            return None
+        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+        return "\n".join(text.rstrip().splitlines()[-lines:]) or None
+
+    # -- stopping --
+
+    def stop(self, reason: str = "stop", timeout: float | None = None) -> StopReport:
+        """Stop the child's whole tree and wait until every process of it is gone.
+
+        Sends the authenticated stop; the child forwards it to its own children
+        and runs its cleanup.  Past the deadline, the processes still running
+        get the polite OS request, then are killed, deepest first.  A child
+        that has not joined the bus gets the polite OS request after a short
+        join grace.  Calling it again, or while another thread stops the same
+        child, returns the same report.
+
+        Args:
+            reason: Why; reaches the child as `StopRequested.reason`.
+            timeout: Seconds until escalation; None means `stop_timeout`.
+
+        Returns:
+            What happened to each process of the tree.
+        """
+        return _stop.stop_children([self], reason, self.stop_timeout if timeout is None else timeout)[0]
+
+    def stop_in_progress(self) -> bool:
+        """Whether a stop of this child has been requested (here or forwarded from our parent)."""
+        return self._stop_state is not None or self._link.stop_deadline is not None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """`Popen.wait`; while a stop is in progress, it also enforces the stop's deadline."""
+        if timeout is None and self.returncode is None and self._link.stop_deadline is not None:
+            self.stop()
+        rc = super().wait(timeout)
+        self._release_if_done()
+        return rc
+
+    def poll(self) -> int | None:
+        """`Popen.poll`; also frees the channel of a child that exited on its own."""
+        rc = super().poll()
+        if rc is not None:
+            self._release_if_done()
+        return rc
+
+    def _release_if_done(self) -> None:
+        if self._stop_state is None and self.returncode is not None and self._link.stop_deadline is None:
+            _member.get_bus().close_link(self._link)
+            forget(self)
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            self.stop(reason="stop")
+        finally:
+            super().__exit__(exc_type, exc, tb)
+
+
+def forget(child: Child) -> None:
+    """Drop a child that needs no stop any more."""
+    with _live_lock:
+        _live.discard(child)
+
+
+def live_children() -> list[Child]:
+    """Children of this process that may still be running."""
+    with _live_lock:
+        return list(_live)
+
+
+def stop_all(reason: str, timeout: float | None) -> list[StopReport]:
+    """Stop every child of this process that is still running, all at once.
+
+    Args:
+        reason: The stop's reason.
+        timeout: Seconds; None means each child's own `Child.stop_timeout`.
+    """
+    children = [c for c in live_children() if c.returncode is None or c.stop_in_progress()]
+    if not children:
+        return []
+    if timeout is None:
+        timeout = max(c.stop_timeout for c in children)
+    return _stop.stop_children(children, reason, timeout)
+
+
+def spawn(
+    args: str | bytes | os.PathLike[str] | Sequence[str | bytes | os.PathLike[str]],
+    *,
+    stop_timeout: float = _member.DEFAULT_STOP_TIMEOUT,
+    ready_timeout: float | None = None,
+    name: str | None = None,
+    **popen_kwargs: Any,
+) -> Child:
+    """Start a child process on this process's control channel.
+
+    The child joins with `shutdownbus.join()` (a child that never joins is
+    stopped with the OS-native request instead).  Children stay in this
+    process's process group and console, so Ctrl-C reaches them natively.
+
+    Args:
+        args: As for `subprocess.Popen`.
+        stop_timeout: Default seconds `Child.stop` gives the tree before escalating.
+        ready_timeout: If set, wait this long for the child's `ready()`; on
+            failure the child's tree is stopped and the error raised.
+        name: The name used for the child in stop reports.
+        **popen_kwargs: Any `subprocess.Popen` keyword argument.
+
+    Returns:
+        The running child.
+
+    Raises:
+        ChannelError: the control channel could not be set up.
+        ChildExited: with ``ready_timeout``, the child exited before it was ready.
+        TimeoutError: with ``ready_timeout``, the child was not ready in time.
+        OSError: as `subprocess.Popen` raises it (program not found, ...).
+    """
+    child = Child(args, stop_timeout=stop_timeout, name=name, **popen_kwargs)
+    if ready_timeout is not None:
+        try:
+            child.wait_ready(ready_timeout)
+        except BaseException:
+            child.stop(reason="not-ready")
+            raise
+    return child

@@ -1,0 +1,304 @@
+"""This process's place on the bus: joining, stopping, and the exit path.
+
+Rules of this module:
+
+* One `_State` per process, guarded by one lock.  The bus thread reports
+  stops here; the main thread learns of them through `StopRequested`.
+* A stop is handled once: a second stop, or a stop that arrives while the main
+  thread is already handling a KeyboardInterrupt (Ctrl-C), does not start a
+  second cleanup.  It is still forwarded to the children.
+* The exit path (an atexit hook) stops the children still running, sends the
+  subtree's report up, waits for the parent's acknowledgement (bounded), and
+  tears the bus down.  It costs one round trip on the channel.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from . import _platform, _transport
+from ._bus import Bus, Upstream
+from ._errors import ChannelError
+from ._protocol import Ready, Report
+
+if TYPE_CHECKING:
+    from ._report import StopReport
+
+log = logging.getLogger("shutdownbus")
+
+DEFAULT_STOP_TIMEOUT = 10.0
+ACK_WAIT = 1.0  # longest the exit path waits for the parent to take the report
+
+
+class StopRequested(KeyboardInterrupt, SystemExit):
+    """Raised in the main thread when the parent asks this process to stop.
+
+    It is a `KeyboardInterrupt`, so code written for Ctrl-C (``except
+    KeyboardInterrupt:`` and ``finally:`` blocks) cleans up unchanged.  It is
+    also a `SystemExit` with code 0, so a program that does not catch it exits
+    with status 0 and no traceback, as a service that was asked to stop should.
+
+    Attributes:
+        reason: The reason the stop carried (``"stop"``, ``"parent-lost"``, ...).
+    """
+
+    def __init__(self, reason: str = "stop") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = None  # SystemExit's exit status: None means 0
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.bus: Bus | None = None
+        self.upstream: Upstream | None = None
+        self.name = ""
+        self.stop_timeout = DEFAULT_STOP_TIMEOUT
+        self.stop_reason: str | None = None
+        self.stop_deadline: float | None = None
+        self.stopped = threading.Event()
+        self.callbacks: list[Callable[[str], None]] = []
+        self.interrupt_main = False
+        self.interruptible = False
+        self.raised = False
+        self.exiting = False
+        self.exit_hook = False
+        self.reports: list[StopReport] = []
+
+
+_state = _State()
+
+
+def get_bus() -> Bus:
+    """This process's bus, started on first use."""
+    with _state.lock:
+        if _state.bus is None:
+            _state.bus = Bus(on_stop=_on_stop, on_parent_lost=_on_parent_lost)
+        if not _state.exit_hook:
+            _state.exit_hook = True
+            atexit.register(_at_exit)
+        return _state.bus
+
+
+def _default_name() -> str:
+    arg0 = sys.argv[0] if sys.argv else ""
+    if arg0 in ("", "-c", "-m"):
+        return os.path.basename(sys.executable) or "python"
+    return os.path.basename(arg0)
+
+
+def join(*, name: str | None = None, interrupt_main: bool = True, timeout: float = 30.0) -> bool:
+    """Join the control channel of the parent that spawned this process.
+
+    Call it early in a program started by `shutdownbus.spawn`.  It removes the
+    per-spawn ``SHUTDOWNBUS_*`` variables from `os.environ` (user settings such
+    as ``SHUTDOWNBUS_TRANSPORT`` stay), so processes started later by other
+    means never inherit them.  Calling it again does nothing.
+
+    Args:
+        name: The name this process gives itself in stop reports
+            (default: the basename of ``sys.argv[0]``).
+        interrupt_main: Raise `StopRequested` in the main thread when a stop
+            arrives (the default).  With False, the program learns of stops
+            only through `on_stop`, `stop_requested` and `wait_for_stop`.
+        timeout: Seconds to wait for the parent to complete the handshake.
+
+    Returns:
+        True once joined; False if this process was not started by `spawn`.
+
+    Raises:
+        ChannelError: started by `spawn`, but the channel could not be joined
+            (the parent is gone, or the variables were altered).
+    """
+    with _state.lock:
+        if _state.upstream is not None:
+            return True
+        endpoint = os.environ.pop(_transport.ENV_ENDPOINT, None)
+        encoded = os.environ.pop(_transport.ENV_SECRET, None)
+        stop_timeout = os.environ.pop(_transport.ENV_STOP_TIMEOUT, None)
+        if endpoint is None and encoded is None:
+            return False
+        if not endpoint or not encoded:
+            raise ChannelError(
+                "only part of the shutdownbus variables are set; start this process with shutdownbus.spawn()"
+            )
+        keys = _transport.ChannelKeys.from_encoded(encoded)
+        try:
+            _state.stop_timeout = float(stop_timeout) if stop_timeout else DEFAULT_STOP_TIMEOUT
+        except ValueError:
+            _state.stop_timeout = DEFAULT_STOP_TIMEOUT
+        _state.name = (name or _default_name())[:256]
+        _state.interrupt_main = interrupt_main
+        if interrupt_main:
+            _state.interruptible = _platform.install_main_thread_waker(_raise_pending)
+        bus = get_bus()
+        up = bus.open_upstream(keys, endpoint, os.getpid(), _state.name)
+        _state.upstream = up
+    end = time.monotonic() + timeout
+    while not up.joined.wait(0.05):
+        if up.lost.is_set() or up.failure or time.monotonic() > end:
+            why = up.failure or f"no answer from the parent within {timeout:g} s"
+            with _state.lock:
+                _state.upstream = None
+            raise ChannelError(f"could not join the parent's shutdownbus channel: {why}")
+    # Off the critical path: keep descendants that double-fork in our tree.
+    bus.call(_platform.make_child_subreaper)
+    return True
+
+
+def joined() -> bool:
+    """Whether this process has joined its parent's channel."""
+    up = _state.upstream
+    return up is not None and up.joined.is_set()
+
+
+def ready() -> bool:
+    """Tell the parent that this process is ready (see `Child.wait_ready`).
+
+    Returns:
+        True if the message was handed to the bus; False when this process is
+        not a member (so a program can call it unconditionally).
+    """
+    bus, up = _state.bus, _state.upstream
+    if bus is None or up is None or not up.joined.is_set():
+        return False
+    bus.send_upstream(Ready())
+    return True
+
+
+def on_stop(callback: Callable[[str], None]) -> None:
+    """Register ``callback(reason)`` to run when a stop arrives.
+
+    It runs on the bus thread, after the stop was forwarded to the children
+    and before `StopRequested` is raised in the main thread; keep it short
+    (set an event, schedule work).  An exception in it is logged.  If a stop
+    has already arrived, it runs at once, in the calling thread.
+
+    Args:
+        callback: Called with the stop's reason.
+    """
+    with _state.lock:
+        reason = _state.stop_reason
+        if reason is None:
+            _state.callbacks.append(callback)
+            return
+    _run_callback(callback, reason)
+
+
+def stop_requested() -> bool:
+    """Whether a stop (from the parent, or the loss of the parent) has arrived."""
+    return _state.stopped.is_set()
+
+
+def wait_for_stop(timeout: float | None = None) -> bool:
+    """Block until a stop arrives.
+
+    Args:
+        timeout: Seconds to wait at most; None waits for ever.
+
+    Returns:
+        True if a stop arrived, False on timeout.
+    """
+    return _state.stopped.wait(timeout)
+
+
+def stop_reason() -> str | None:
+    """The reason of the stop that arrived, or None."""
+    return _state.stop_reason
+
+
+def stop_deadline() -> float | None:
+    """The `time.monotonic` time by which this process must be gone, once a stop arrived."""
+    return _state.stop_deadline
+
+
+def record_report(report: StopReport) -> None:
+    """Keep a child's stop report to send up with this process's own report."""
+    with _state.lock:
+        if _state.stop_reason is not None:
+            _state.reports.append(report)
+
+
+# -- bus thread -----------------------------------------------------------------
+
+
+def _on_stop(reason: str, budget: float) -> None:
+    with _state.lock:
+        if _state.stop_reason is not None:
+            return
+        _state.stop_reason = reason
+        _state.stop_deadline = time.monotonic() + budget
+        callbacks = list(_state.callbacks)
+        _state.callbacks.clear()
+    bus = _state.bus
+    if bus is not None:
+        bus.forward_stop(reason, budget)
+    _state.stopped.set()
+    for cb in callbacks:
+        _run_callback(cb, reason)
+    if _state.interrupt_main and not _state.exiting:
+        _platform.wake_main_thread(_state.interruptible, _raise_pending)
+
+
+def _on_parent_lost() -> None:
+    log.warning("shutdownbus: the parent is gone; stopping this process's tree (reason 'parent-lost')")
+    _on_stop("parent-lost", _state.stop_timeout)
+
+
+def _run_callback(cb: Callable[[str], None], reason: str) -> None:
+    try:
+        cb(reason)
+    except Exception:
+        log.exception("shutdownbus: an on_stop callback failed")
+
+
+# -- main thread ------------------------------------------------------------------
+
+
+def _raise_pending() -> None:
+    """Raise StopRequested here (the main thread) unless it must not be."""
+    with _state.lock:
+        if _state.raised or _state.exiting or _state.stop_reason is None:
+            return
+        # Already in a KeyboardInterrupt's cleanup (Ctrl-C came first): do not
+        # cut that cleanup short with a second interruption.
+        if isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            return
+        _state.raised = True
+        reason = _state.stop_reason
+    raise StopRequested(reason)
+
+
+def _at_exit() -> None:
+    """Stop the children still running, report up, close the bus."""
+    from . import _child, _stop
+
+    with _state.lock:
+        _state.exiting = True
+        bus, up = _state.bus, _state.upstream
+    if bus is None:
+        return
+    try:
+        reason = _state.stop_reason or "parent-exit"
+        remaining = None
+        if _state.stop_deadline is not None:
+            remaining = max(0.0, _state.stop_deadline - time.monotonic())
+        _child.stop_all(reason, remaining)
+        swept = []
+        if _state.stop_deadline is not None:
+            swept = _stop.sweep_own_descendants(_state.stop_deadline)
+        if up is not None and _state.stop_reason is not None and up.joined.is_set() and not up.lost.is_set():
+            entries = [e.to_dict() for r in _state.reports for e in r.entries]
+            entries += [e.to_dict() for e in swept]
+            bus.send_upstream(Report(tuple(entries)))
+            up.acked.wait(ACK_WAIT if remaining is None else min(ACK_WAIT, max(remaining, 0.1)))
+    finally:
+        bus.close()

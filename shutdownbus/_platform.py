@@ -1,0 +1,203 @@
+"""Everything that differs between operating systems, in one place.
+
+Rules of this module:
+
+* Callers never test ``sys.platform`` themselves; they call a function here.
+* Each function documents what it does on POSIX, on Linux in particular, and
+  on Windows.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from types import FrameType
+
+WINDOWS = sys.platform == "win32"
+LINUX = sys.platform.startswith("linux")
+
+
+# -- waking the main thread ---------------------------------------------------
+#
+# `_thread.interrupt_main()` only sets a flag that the main thread checks
+# between bytecodes: a main thread blocked in time.sleep(60) would wait out
+# the sleep.  On POSIX a real signal sent to the main thread makes its system
+# call fail with EINTR; CPython then runs the Python-level handlers of tripped
+# signals before it retries (PEP 475), so a handler that raises ends the wait.
+# We use a signal of our own for this (not SIGINT, whose handler belongs to the
+# user and to asyncio) and install its handler only if nobody else did.
+
+
+def _wake_signal() -> int | None:
+    if WINDOWS:
+        return None
+    if hasattr(signal, "SIGRTMIN"):
+        # Real-time signals are rarely used by Python programs; this one is
+        # away from both ends, which libraries tend to pick.
+        return int(signal.SIGRTMIN) + 5
+    return int(signal.SIGUSR2)
+
+
+WAKE_SIGNAL = _wake_signal()
+
+
+def install_main_thread_waker(raise_pending: Callable[[], None]) -> bool:
+    """Arrange for `wake_main_thread` to run ``raise_pending`` in the main thread.
+
+    Must be called from the main thread.
+
+    POSIX: installs a handler for `WAKE_SIGNAL` (a real-time signal on Linux,
+    SIGUSR2 on macOS) unless the program already has one, in which case the
+    wake-up falls back to `_thread.interrupt_main`-like behaviour (the
+    exception is raised at the next bytecode, not inside a blocking call).
+    Windows: nothing to install; see `wake_main_thread`.
+
+    Returns:
+        True if blocking calls in the main thread will be interrupted.
+    """
+    if WAKE_SIGNAL is None or threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(WAKE_SIGNAL) not in (signal.SIG_DFL, None):
+        return False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise_pending()
+
+    signal.signal(WAKE_SIGNAL, handler)
+    return True
+
+
+def wake_main_thread(interruptible: bool, raise_pending: Callable[[], None]) -> None:
+    """Make the main thread run ``raise_pending`` as soon as possible.
+
+    POSIX with the waker installed: ``pthread_kill`` of `WAKE_SIGNAL` to the
+    main thread interrupts sleep, lock and wait calls within microseconds.
+    Otherwise (Windows, or the signal was taken): an asynchronous exception is
+    scheduled through ``PyThreadState_SetAsyncExc`` and fires at the main
+    thread's next bytecode; a main thread blocked in a long call sees it when
+    the call returns.
+    """
+    main = threading.main_thread()
+    if interruptible and WAKE_SIGNAL is not None and main.ident is not None:
+        signal.pthread_kill(main.ident, WAKE_SIGNAL)
+        return
+    _async_raise_in_main(raise_pending)
+
+
+def _async_raise_in_main(raise_pending: Callable[[], None]) -> None:
+    import ctypes  # only on this fallback path
+
+    from ._member import StopRequested
+
+    main = threading.main_thread()
+    if main.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main.ident), ctypes.py_object(StopRequested))
+
+
+# -- waiting for processes ------------------------------------------------------
+
+
+def wait_any_exit(procs: Iterable[subprocess.Popen[bytes]], timeout: float) -> None:
+    """Block until one of ``procs`` exits or ``timeout`` seconds pass.
+
+    Linux: waits on pidfds, so an exit is seen at once with no polling.
+    Elsewhere: polls with a short interval (5 ms), which is what
+    ``Popen.wait(timeout)`` does too.
+    """
+    procs = [p for p in procs if p.returncode is None]
+    if not procs or timeout <= 0:
+        return
+    if LINUX and hasattr(os, "pidfd_open"):
+        fds: list[int] = []
+        try:
+            for p in procs:
+                try:
+                    fds.append(os.pidfd_open(p.pid))
+                except ProcessLookupError:
+                    return  # already gone
+            select.select(fds, [], [], timeout)
+            return
+        except OSError:
+            pass  # pidfds unavailable (old kernel, seccomp): poll instead
+        finally:
+            for fd in fds:
+                os.close(fd)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if any(p.poll() is not None for p in procs):
+            return
+        time.sleep(0.005)
+
+
+# -- asking processes to go -----------------------------------------------------
+
+
+def polite_returncode() -> int:
+    """The return code of a process that died of ``Popen.terminate()`` without handling it.
+
+    POSIX: ``-SIGTERM``.  Windows: ``Popen.terminate()`` is TerminateProcess, which
+    sets exit code 1; there is no polite request that a process outside a new
+    process group can receive (CTRL_BREAK_EVENT needs CREATE_NEW_PROCESS_GROUP,
+    which would take native Ctrl-C away).
+    """
+    return 1 if WINDOWS else -signal.SIGTERM
+
+
+def make_child_subreaper() -> bool:
+    """Linux: become a child subreaper (PR_SET_CHILD_SUBREAPER).
+
+    Descendants orphaned below this process (a daemon that double-forked, a
+    grandchild whose parent died) are then re-parented to this process instead
+    of init, so they stay in the tree that a stop sweeps.  Other systems have
+    no such thing; returns False there.
+    """
+    if not LINUX:
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_child_subreaper = 36
+        return bool(libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def has_children() -> bool:
+    """Whether this process has any child, running or exited-but-not-reaped.
+
+    POSIX: ``waitid(P_ALL, WNOHANG | WNOWAIT)``, which reaps nothing.  Where
+    that is missing (Windows, old macOS) answers True, so callers look closer.
+    """
+    if WINDOWS or not hasattr(os, "waitid"):
+        return True
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def reap_adopted(pids: Iterable[int]) -> dict[int, int]:
+    """Collect the exit status of processes re-parented to us (subreaper).
+
+    POSIX only; returns ``{pid: returncode}`` for those that were ours and have
+    exited.  Without this they would stay zombies until we exit.
+    """
+    found: dict[int, int] = {}
+    if WINDOWS:
+        return found
+    for pid in pids:
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        if got == pid:
+            found[pid] = os.waitstatus_to_exitcode(status)
+    return found

@@ -1,0 +1,136 @@
+"""StopReport: what a stop did to every process of a tree."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Outcomes that count as a clean stop (with return code 0 for "exited").
+CLEAN_OUTCOMES = ("stopped", "exited")
+
+
+@dataclass(frozen=True)
+class ReportEntry:
+    """What happened to one process during a stop.
+
+    Attributes:
+        pid: The process id.
+        name: ``argv[0]``'s basename, or the name the process gave in ``join(name=...)``.
+        outcome: One of:
+            ``stopped`` (it exited after the stop, without escalation),
+            ``terminated`` (it was still running at its deadline and went after the polite OS request),
+            ``killed`` (it had to be killed),
+            ``exited`` (it had exited before the stop),
+            ``failed`` (non-zero exit or a crash during its cleanup),
+            ``lost`` (its own parent was lost during the stop, and it stopped on its own).
+        returncode: Its exit status when known (negative: the signal that ended it, on POSIX);
+            None for a descendant whose status only its own parent could collect.
+        seconds: Seconds from the stop request to its exit, when known.
+        member: Whether it had joined the bus.
+    """
+
+    pid: int
+    name: str
+    outcome: str
+    returncode: int | None = None
+    seconds: float | None = None
+    member: bool = True
+
+    @property
+    def ok(self) -> bool:
+        """True for ``stopped``, or ``exited`` with return code 0."""
+        return self.outcome == "stopped" or (self.outcome == "exited" and self.returncode == 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as a plain dict (the wire format of report entries)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StopReport:
+    """The result of stopping one child's tree.
+
+    Attributes:
+        reason: The reason the stop carried.
+        entries: One entry per process of the stopped subtree: the child first,
+            then its descendants, parents before their children.
+        seconds: Seconds the stop took, from request until every process was gone.
+    """
+
+    reason: str
+    entries: tuple[ReportEntry, ...] = field(default_factory=tuple)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True if every process stopped cleanly (``stopped``, or ``exited`` with 0)."""
+        return all(e.ok for e in self.entries)
+
+    def __iter__(self) -> Iterator[ReportEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def entry(self, pid: int) -> ReportEntry | None:
+        """The entry of process ``pid``, or None."""
+        return next((e for e in self.entries if e.pid == pid), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain dicts and lists, ready for `json.dumps`."""
+        return {
+            "reason": self.reason,
+            "ok": self.ok,
+            "seconds": round(self.seconds, 6),
+            "entries": [e.to_dict() for e in self.entries],
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The report as JSON; ``kwargs`` go to `json.dumps`."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def format_table(self) -> str:
+        """The report as a small text table, one line per process."""
+        rows = [("PID", "NAME", "OUTCOME", "RC", "SECONDS", "MEMBER")]
+        for e in self.entries:
+            rows.append(
+                (
+                    str(e.pid),
+                    e.name,
+                    e.outcome,
+                    "-" if e.returncode is None else str(e.returncode),
+                    "-" if e.seconds is None else f"{e.seconds:.3f}",
+                    "yes" if e.member else "no",
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        status = "ok" if self.ok else "NOT ok"
+        lines.append(f"stop {self.reason!r}: {len(self.entries)} process(es), {status}, {self.seconds:.3f} s")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format_table()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StopReport:
+        """Rebuild a report from `to_dict` output."""
+        return cls(
+            reason=data["reason"],
+            entries=tuple(ReportEntry(**e) for e in data["entries"]),
+            seconds=data.get("seconds", 0.0),
+        )
+
+
+def merge_entries(groups: Iterable[Iterable[ReportEntry]]) -> tuple[ReportEntry, ...]:
+    """Concatenate entry lists, keeping the first entry seen for each pid."""
+    seen: set[int] = set()
+    out = []
+    for group in groups:
+        for e in group:
+            if e.pid not in seen:
+                seen.add(e.pid)
+                out.append(e)
+    return tuple(out)

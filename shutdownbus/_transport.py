@@ -1,0 +1,283 @@
+"""The zmq transport under the sans-IO protocol: keys, endpoints, sockets.
+
+Rules of this module:
+
+* It moves whole frames and decides nothing about their meaning.
+* Every channel socket is a PAIR socket secured with CURVE.  Both key pairs
+  are derived from the per-spawn secret, and the parent's ZAP handler admits
+  only the client key of the child it spawned on that socket.  So a peer that
+  does not hold the secret never completes the transport handshake and never
+  occupies the PAIR socket (a plain PAIR socket accepts its first peer,
+  whoever that is, and locks the real child out).
+* Frames over `MAX_FRAME_SIZE` are refused by libzmq (ZMQ_MAXMSGSIZE) before
+  they are read whole; the peer that sent one is disconnected.
+* Endpoints: ``ipc://`` in a private 0700 runtime directory on POSIX,
+  ``tcp://127.0.0.1`` with a random port on Windows or when
+  ``SHUTDOWNBUS_TRANSPORT=tcp`` is set.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+
+import zmq
+from zmq.utils import z85
+
+from ._errors import ChannelError
+from ._protocol import MAX_FRAME_SIZE, SECRET_SIZE
+
+# Variables a spawned child receives.  join() removes them from os.environ.
+ENV_ENDPOINT = "SHUTDOWNBUS_ENDPOINT"
+ENV_SECRET = "SHUTDOWNBUS_SECRET"
+ENV_STOP_TIMEOUT = "SHUTDOWNBUS_STOP_TIMEOUT"
+PER_SPAWN_VARIABLES = (ENV_ENDPOINT, ENV_SECRET, ENV_STOP_TIMEOUT)
+# User settings: they stay in the environment and are inherited.
+ENV_TRANSPORT = "SHUTDOWNBUS_TRANSPORT"
+ENV_RUNTIME_DIR = "SHUTDOWNBUS_RUNTIME_DIR"
+
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+# A connection that has not finished the CURVE handshake by then is dropped.
+HANDSHAKE_IVL_MS = 5000
+_SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 104 (macOS) or 108 (Linux) bytes
+
+
+@dataclass(frozen=True)
+class ChannelKeys:
+    """Everything derived from one per-spawn secret.
+
+    CURVE keys are z85-encoded, as libzmq's socket options want them.
+    """
+
+    secret: bytes = field(repr=False)
+    server_public: bytes = field(repr=False)
+    server_secret: bytes = field(repr=False)
+    client_public: bytes = field(repr=False)
+    client_secret: bytes = field(repr=False)
+
+    @classmethod
+    def derive(cls, secret: bytes) -> ChannelKeys:
+        """Derive both CURVE key pairs from the per-spawn secret.
+
+        Args:
+            secret: `SECRET_SIZE` random bytes.
+
+        Returns:
+            The channel's keys.
+        """
+        server_secret = _curve_secret(secret, b"curve-server")
+        client_secret = _curve_secret(secret, b"curve-client")
+        return cls(
+            secret=secret,
+            server_public=zmq.curve_public(server_secret),
+            server_secret=server_secret,
+            client_public=zmq.curve_public(client_secret),
+            client_secret=client_secret,
+        )
+
+    @classmethod
+    def generate(cls) -> ChannelKeys:
+        """Keys for a new spawn, from a fresh random secret."""
+        return cls.derive(os.urandom(SECRET_SIZE))
+
+    def encoded_secret(self) -> str:
+        """The secret as handed over in the environment (hex)."""
+        return self.secret.hex()
+
+    @classmethod
+    def from_encoded(cls, text: str) -> ChannelKeys:
+        """Parse the secret from the environment.
+
+        Raises:
+            ChannelError: the variable does not hold a valid secret.
+        """
+        try:
+            secret = bytes.fromhex(text)
+        except ValueError:
+            secret = b""
+        if len(secret) != SECRET_SIZE:
+            raise ChannelError(
+                f"{ENV_SECRET} does not hold a valid secret; start this process with shutdownbus.spawn()"
+                " and do not set the variable by hand"
+            )
+        return cls.derive(secret)
+
+    def client_public_raw(self) -> bytes:
+        """The child's public key in the 32-byte form ZAP requests carry."""
+        return z85.decode(self.client_public)
+
+
+def _curve_secret(secret: bytes, label: bytes) -> bytes:
+    raw = hmac.new(secret, b"shutdownbus/1 " + label, hashlib.sha256).digest()
+    return z85.encode(raw)
+
+
+def curve_available() -> bool:
+    """Whether this libzmq was built with CURVE security."""
+    return bool(zmq.has("curve"))
+
+
+def _require_curve() -> None:
+    if not curve_available():
+        raise ChannelError(
+            "this libzmq has no CURVE support, which shutdownbus needs to keep other processes off"
+            " its channels; install the pyzmq wheel from PyPI (it bundles a libzmq with CURVE)"
+        )
+
+
+def use_tcp() -> bool:
+    """Whether channels use tcp on loopback rather than ipc."""
+    choice = os.environ.get(ENV_TRANSPORT, "").strip().lower()
+    if choice not in ("", "ipc", "tcp"):
+        raise ChannelError(f"{ENV_TRANSPORT} must be 'ipc' or 'tcp', not {choice!r}")
+    return choice == "tcp" or sys.platform == "win32" or not zmq.has("ipc")
+
+
+class RuntimeDir:
+    """A private directory (0700, made by mkdtemp) for this process's ipc endpoints.
+
+    Made on first use, under ``$SHUTDOWNBUS_RUNTIME_DIR``, else
+    ``$XDG_RUNTIME_DIR``, else the system temp directory; removed by `close`.
+    """
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self._base: str | None = None
+        self._made: list[str] = []
+        self._count = 0
+
+    def next_endpoint(self) -> str:
+        """A fresh ``ipc://`` endpoint in the directory.
+
+        Raises:
+            ChannelError: the directory cannot be made or its path is too long for a socket.
+        """
+        base = os.environ.get(ENV_RUNTIME_DIR) or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+        # Make a new directory if the setting changed, or if ours was removed
+        # under us (tmp cleaners remove old directories in /tmp).
+        if self.path is None or self._base != base or not os.path.isdir(self.path):
+            self._base = base
+            try:
+                self.path = tempfile.mkdtemp(prefix="sb-", dir=base)
+                self._made.append(self.path)
+            except OSError as exc:
+                raise ChannelError(
+                    f"cannot create a runtime directory under {base!r} ({exc.strerror}); set"
+                    f" {ENV_RUNTIME_DIR} to a writable directory"
+                ) from None
+        self._count += 1
+        path = os.path.join(self.path, str(self._count))
+        if len(path.encode()) > _SUN_PATH_MAX:
+            raise ChannelError(
+                f"the ipc socket path {path!r} is too long for the OS; set {ENV_RUNTIME_DIR}"
+                f" to a shorter directory or {ENV_TRANSPORT}=tcp"
+            )
+        return "ipc://" + path
+
+    def close(self) -> None:
+        """Remove the directories made and whatever is left in them."""
+        for path in self._made:
+            shutil.rmtree(path, ignore_errors=True)
+        self._made.clear()
+        self.path = None
+
+
+def bind_parent_socket(ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys, domain: str, runtime: RuntimeDir) -> tuple[zmq.Socket[bytes], str]:
+    """Create and bind the parent's end of a new channel.
+
+    Args:
+        ctx: The process's zmq context (its ZAP handler must be bound already).
+        keys: The channel's keys.
+        domain: The ZAP domain that identifies this channel to the ZAP handler.
+        runtime: Where ipc endpoints live.
+
+    Returns:
+        The socket and the endpoint the child must connect to.
+
+    Raises:
+        ChannelError: the socket cannot be bound.
+    """
+    _require_curve()
+    sock = ctx.socket(zmq.PAIR)
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE + 64)
+        sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
+        sock.curve_server = True
+        sock.curve_secretkey = keys.server_secret
+        sock.curve_publickey = keys.server_public
+        sock.zap_domain = domain.encode()
+        if use_tcp():
+            sock.bind("tcp://127.0.0.1:*")
+            endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        else:
+            endpoint = runtime.next_endpoint()
+            sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(0)
+        raise ChannelError(f"cannot bind a control channel ({exc}); check {ENV_RUNTIME_DIR} or try {ENV_TRANSPORT}=tcp") from None
+    except BaseException:
+        sock.close(0)
+        raise
+    return sock, endpoint
+
+
+def connect_child_socket(ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys, endpoint: str) -> zmq.Socket[bytes]:
+    """Create the child's end of its channel and connect it to the parent.
+
+    Reconnection is off: once the parent's end goes away, the channel is gone
+    for good, which is how the child learns that its parent was lost.
+
+    Raises:
+        ChannelError: the endpoint is invalid.
+    """
+    _require_curve()
+    if not endpoint.startswith(("ipc://", "tcp://")):
+        raise ChannelError(f"{ENV_ENDPOINT} is not a shutdownbus endpoint; start this process with shutdownbus.spawn()")
+    sock = ctx.socket(zmq.PAIR)
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE + 64)
+        sock.setsockopt(zmq.RECONNECT_IVL, -1)
+        sock.curve_serverkey = keys.server_public
+        sock.curve_publickey = keys.client_public
+        sock.curve_secretkey = keys.client_secret
+        sock.connect(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(0)
+        raise ChannelError(f"cannot connect to the parent's channel ({exc})") from None
+    return sock
+
+
+def zap_reply(request: list[bytes], allowed: dict[bytes, bytes]) -> list[bytes]:
+    """Answer one ZAP request (RFC 27): admit only the channel's own child key.
+
+    Args:
+        request: The request frames, as received on the ZAP socket.
+        allowed: ZAP domain to the raw client public key allowed on it.
+
+    Returns:
+        The reply frames.
+    """
+    version = request[0] if request else b"1.0"
+    request_id = request[1] if len(request) > 1 else b""
+    ok = (
+        len(request) == 7
+        and version == b"1.0"
+        and request[5] == b"CURVE"
+        and request[2] in allowed
+        and hmac.compare_digest(allowed[request[2]], request[6])
+    )
+    status = (b"200", b"OK") if ok else (b"400", b"not the spawned child")
+    return [b"1.0", request_id, *status, b"", b""]
+
+
+def hex_of(data: bytes) -> str:
+    """Short hex for logs of non-secret binary data."""
+    return binascii.hexlify(data[:8]).decode()

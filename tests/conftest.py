@@ -1,0 +1,98 @@
+"""Fixtures shared by the tests: a private runtime directory and a process reaper.
+
+Every test gets its own runtime directory for ipc endpoints, so tests can
+run in parallel.  The reaper fails a test that leaves any process behind and
+kills what it left, also when the test itself failed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+MEMBER = str(Path(__file__).parent / "programs" / "member.py")
+
+
+@pytest.fixture(autouse=True)
+def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    # Short, because ipc socket paths are limited to about 100 bytes.
+    path = tempfile.mkdtemp(prefix="sbt-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    monkeypatch.setenv("SHUTDOWNBUS_RUNTIME_DIR", path)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    yield
+    leftover = [p for p in me.children(recursive=True) if p.pid not in before]
+    leftover = [p for p in leftover if _running(p)]
+    if not leftover:
+        return
+    described = [f"{p.pid} {' '.join(_cmdline(p))}" for p in leftover]
+    for p in sorted(leftover, key=_depth, reverse=True):
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(leftover, timeout=5)
+    pytest.fail("the test left processes running:\n  " + "\n  ".join(described))
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return ["?"]
+
+
+def _depth(p: psutil.Process) -> int:
+    try:
+        return len(p.parents())
+    except psutil.Error:
+        return 0
+
+
+def python(code: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` with ``sys.executable -c`` and return what it did."""
+    kwargs.setdefault("timeout", 60)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+
+
+def member_cmd(log: Path, *extra: str, name: str = "B") -> list[str]:
+    """The command line of tests/programs/member.py."""
+    return [sys.executable, MEMBER, "--name", name, "--log", str(log), *extra]
+
+
+def log_lines(log: Path) -> list[str]:
+    """The lines the members wrote to ``log``."""
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def alive(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running (zombies count as gone)."""
+    out = []
+    for pid in pids:
+        try:
+            if _running(psutil.Process(pid)):
+                out.append(pid)
+        except psutil.Error:
+            pass
+    return out

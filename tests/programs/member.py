@@ -1,0 +1,99 @@
+"""A configurable bus member for the tests: builds a tree and logs what it does.
+
+Each line it appends to --log is written with one os.write, so lines from
+many processes never interleave.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import shutdownbus
+
+
+def log(path: str, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--name", default="m")
+    p.add_argument("--log", required=True)
+    p.add_argument("--depth", type=int, default=0)
+    p.add_argument("--fanout", type=int, default=1)
+    p.add_argument("--on-stop", default="clean", choices=["clean", "ignore", "hang", "exit1", "uncaught"])
+    p.add_argument("--block", default="sleep", choices=["sleep", "event", "popen"])
+    p.add_argument("--grandchild", default="", choices=["", "plain", "daemon"])
+    p.add_argument("--no-join", action="store_true")
+    p.add_argument("--stop-timeout", type=float, default=10.0)
+    args = p.parse_args()
+
+    if not args.no_join:
+        shutdownbus.join(name=args.name)
+    log(args.log, f"{args.name} started {os.getpid()}")
+    children = []
+    try:
+        for i in range(args.fanout if args.depth > 0 else 0):
+            cmd = [sys.executable, __file__, "--name", f"{args.name}.{i}", "--log", args.log,
+                   "--depth", str(args.depth - 1), "--fanout", str(args.fanout), "--on-stop", args.on_stop,
+                   "--block", args.block, "--stop-timeout", str(args.stop_timeout)]
+            children.append(shutdownbus.spawn(cmd, ready_timeout=60, stop_timeout=args.stop_timeout))
+        extra = None
+        if args.grandchild == "plain":
+            extra = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+            log(args.log, f"{args.name} plain {extra.pid}")
+        elif args.grandchild == "daemon":
+            # Double fork: the intermediate exits at once, the daemon is orphaned.
+            r, w = os.pipe()
+            if os.fork() == 0:
+                os.setsid()
+                pid = os.fork()
+                if pid == 0:
+                    os.close(r)
+                    os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)"])
+                os.write(w, str(pid).encode())
+                os._exit(0)
+            os.close(w)
+            daemon_pid = int(os.read(r, 64))
+            os.close(r)
+            os.wait()
+            log(args.log, f"{args.name} daemon {daemon_pid}")
+        shutdownbus.ready()
+        if args.block == "sleep":
+            time.sleep(600)
+        elif args.block == "event":
+            threading.Event().wait()
+        else:
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]).wait()
+    except shutdownbus.StopRequested as exc:
+        log(args.log, f"{args.name} got stop {exc.reason}")
+        if args.on_stop == "uncaught":
+            raise
+        if args.on_stop == "ignore":
+            while True:
+                try:
+                    time.sleep(600)
+                except shutdownbus.StopRequested:
+                    pass
+        if args.on_stop == "hang":
+            for c in children:
+                c.wait()
+            log(args.log, f"{args.name} hanging")
+            threading.Event().wait()
+    finally:
+        log(args.log, f"{args.name} cleanup")
+    if args.on_stop == "exit1":
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Stopping real process trees through the bus."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import alive, log_lines, member_cmd
+
+import shutdownbus
+
+
+@pytest.fixture(params=["ipc", "tcp"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("SHUTDOWNBUS_TRANSPORT", request.param)
+    return str(request.param)
+
+
+def started_pids(log: Path) -> dict[str, int]:
+    return {line.split()[0]: int(line.split()[2]) for line in log_lines(log) if " started " in line}
+
+
+def test_stop_reaches_every_process_of_a_three_level_tree(tmp_path: Path, transport: str) -> None:
+    log = tmp_path / "log"
+    with shutdownbus.spawn(member_cmd(log, "--depth", "2", "--fanout", "2"), ready_timeout=60) as child:
+        pids = started_pids(log)
+        assert len(pids) == 7  # B, two children, four grandchildren
+        if transport == "tcp":
+            assert child._link.endpoint.startswith("tcp://127.0.0.1:")
+        else:
+            assert child._link.endpoint.startswith("ipc://")
+        report = child.stop(reason="test")
+    assert report.ok, report
+    assert {e.pid: e.name for e in report.entries} == {pid: name for name, pid in pids.items()}
+    assert all(e.outcome == "stopped" and e.member and e.returncode == 0 for e in report.entries), report
+    assert report.entries[0].pid == child.pid
+    lines = log_lines(log)
+    for name in pids:
+        assert f"{name} got stop test" in lines
+        assert f"{name} cleanup" in lines
+    assert alive(list(pids.values())) == []
+
+
+@pytest.mark.parametrize("block", ["sleep", "event", "popen"])
+def test_stop_wakes_a_blocked_main_thread(tmp_path: Path, block: str) -> None:
+    log = tmp_path / "log"
+    child = shutdownbus.spawn(member_cmd(log, "--block", block), ready_timeout=60)
+    report = child.stop()
+    assert report.ok, report
+    assert "B got stop stop" in log_lines(log)
+    # The member sleeps for 600 s: a stop that had to wait for it would hang.
+    assert report.seconds < 10
+
+
+def test_uncaught_stop_exits_with_status_zero_and_no_traceback(tmp_path: Path) -> None:
+    child = shutdownbus.spawn(member_cmd(tmp_path / "log", "--on-stop", "uncaught"), ready_timeout=60, stderr=-1)
+    report = child.stop()
+    assert child.returncode == 0
+    assert report.entries[0].outcome == "stopped"
+    assert child.stderr is not None
+    assert b"Traceback" not in child.stderr.read()
+    child.stderr.close()
+
+
+def test_nonzero_exit_during_cleanup_is_reported_as_failed(tmp_path: Path) -> None:
+    child = shutdownbus.spawn(member_cmd(tmp_path / "log", "--on-stop", "exit1"), ready_timeout=60)
+    report = child.stop()
+    assert not report.ok
+    assert (report.entries[0].outcome, report.entries[0].returncode) == ("failed", 1)
+
+
+def test_stop_is_idempotent_across_threads(tmp_path: Path) -> None:
+    child = shutdownbus.spawn(member_cmd(tmp_path / "log"), ready_timeout=60)
+    reports: list[shutdownbus.StopReport] = []
+    threads = [threading.Thread(target=lambda: reports.append(child.stop())) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(reports) == 3 and all(r is reports[0] for r in reports)
+    assert child.stop() is reports[0]
+
+
+def test_stop_of_a_child_that_already_exited(tmp_path: Path) -> None:
+    child = shutdownbus.spawn([sys.executable, "-c", "pass"])
+    child.wait(timeout=60)
+    report = child.stop()
+    assert [(e.outcome, e.returncode) for e in report.entries] == [("exited", 0)]
+    assert report.ok
+
+
+def test_child_that_never_joins_gets_the_os_request(tmp_path: Path) -> None:
+    child = shutdownbus.spawn(["sleep", "100"])
+    report = child.stop(timeout=5)
+    (entry,) = report.entries
+    assert not child.joined
+    assert (entry.name, entry.member, entry.outcome, entry.returncode) == ("sleep", False, "stopped", -15)
+
+
+def test_stop_issued_before_the_child_joined_is_delivered(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    child = shutdownbus.spawn(member_cmd(log))
+    report = child.stop(timeout=30)  # right away: the child is still importing
+    assert child.returncode == 0
+    assert report.entries[0].outcome == "stopped"
+
+
+def test_child_that_ignores_the_stop_is_escalated_at_the_deadline(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    child = shutdownbus.spawn(member_cmd(log, "--on-stop", "ignore"), ready_timeout=60)
+    start = time.monotonic()
+    report = child.stop(timeout=1.0)
+    took = time.monotonic() - start
+    assert report.entries[0].outcome in ("terminated", "killed")
+    assert not report.ok
+    assert "B got stop stop" in log_lines(log)
+    assert took < 1.0 + 5  # the deadline plus a loose bound against hangs
+
+
+def test_on_stop_callbacks_without_interrupting_main(tmp_path: Path) -> None:
+    code = (
+        "import shutdownbus, sys\n"
+        "shutdownbus.join(interrupt_main=False)\n"
+        "seen = []\n"
+        "shutdownbus.on_stop(seen.append)\n"
+        "shutdownbus.ready()\n"
+        "assert shutdownbus.wait_for_stop(60)\n"
+        "assert shutdownbus.stop_requested() and shutdownbus.stop_reason() == 'bye'\n"
+        "sys.exit(0 if seen == ['bye'] else 3)\n"
+    )
+    child = shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=60)
+    report = child.stop(reason="bye")
+    assert report.ok, report
