@@ -16,6 +16,7 @@ Rules of this module:
 from __future__ import annotations
 
 import collections
+import errno
 import itertools
 import logging
 import signal
@@ -34,7 +35,13 @@ from ._protocol import Ack, Channel, Established, Event, Ready, Report, Role, St
 
 log = logging.getLogger("shutdownbus")
 
-_MONITORED = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+_MONITORED = (
+    zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_CLOSED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
 
 
 class Link:
@@ -69,7 +76,9 @@ class Link:
 class Upstream:
     """This process's end of the channel to its own parent."""
 
-    def __init__(self, keys: _transport.ChannelKeys, sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], pid: int, name: str) -> None:
+    def __init__(
+        self, keys: _transport.ChannelKeys, sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], pid: int, name: str
+    ) -> None:
         self.sock = sock
         self.monitor = monitor
         self.channel = Channel(Role.CHILD, keys.secret, pid=pid, name=name)
@@ -99,7 +108,7 @@ class Bus:
         self._zap: zmq.Socket[bytes] | None = None
         self._allowed: dict[bytes, bytes] = {}
         self._domains = itertools.count(1)
-        self._commands: collections.deque[Callable[[], None]] = collections.deque()
+        self._commands: collections.deque[Callable[[], object]] = collections.deque()
         self._wake_lock = threading.Lock()
         self._setup_lock = threading.Lock()
         self._wake_rx = self.ctx.socket(zmq.PAIR)
@@ -115,7 +124,7 @@ class Bus:
 
     # -- any thread --
 
-    def call(self, fn: Callable[[], None]) -> None:
+    def call(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` on the bus thread, soon; returns at once."""
         self._commands.append(fn)
         with self._wake_lock:
@@ -260,7 +269,7 @@ class Bus:
             try:
                 ready = dict(self._poller.poll())
             except zmq.ZMQError as exc:
-                if exc.errno == zmq.EINTR:
+                if exc.errno == errno.EINTR:
                     continue
                 raise
             if self._wake_rx in ready:
@@ -306,7 +315,7 @@ class Bus:
             log.warning(message)
 
     def _frames(self, sock: zmq.Socket[bytes]) -> list[bytes]:
-        frames = []
+        frames: list[bytes] = []
         while len(frames) < 100:  # bounded work per wake-up; poll() brings us back
             try:
                 frames.append(sock.recv(zmq.NOBLOCK))

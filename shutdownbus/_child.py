@@ -11,7 +11,6 @@ from types import TracebackType
 from typing import Any
 
 from . import _member, _platform, _stop, _transport
-from ._bus import Link
 from ._errors import ChildExited
 from ._report import StopReport
 
@@ -33,7 +32,14 @@ class Child(subprocess.Popen[Any]):
         stop_timeout: The default timeout of `stop`.
     """
 
-    def __init__(self, args: Any, *, stop_timeout: float = _member.DEFAULT_STOP_TIMEOUT, name: str | None = None, **popen_kwargs: Any) -> None:
+    def __init__(
+        self,
+        args: Any,
+        *,
+        stop_timeout: float = _member.DEFAULT_STOP_TIMEOUT,
+        name: str | None = None,
+        **popen_kwargs: Any,
+    ) -> None:
         global _subreaper_done
         if stop_timeout <= 0:
             raise ValueError("stop_timeout must be a positive number of seconds")
@@ -184,7 +190,9 @@ class Child(subprocess.Popen[Any]):
     def __enter__(self) -> Child:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             self.stop(reason="stop")
         finally:

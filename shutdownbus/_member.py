@@ -249,6 +249,9 @@ def _on_stop(reason: str, budget: float) -> None:
 
 
 def _on_parent_lost() -> None:
+    up = _state.upstream
+    if up is None or not up.joined.is_set():
+        return  # never joined: join() reports the failure
     log.warning("shutdownbus: the parent is gone; stopping this process's tree (reason 'parent-lost')")
     _on_stop("parent-lost", _state.stop_timeout)
 

@@ -111,7 +111,8 @@ ENTRY_FIELDS = ("pid", "name", "outcome", "returncode", "seconds", "member")
 
 
 def _encode(kind: str, fields: dict[str, Any]) -> bytes:
-    return msgpack.packb([PROTOCOL_VERSION, kind, fields], use_bin_type=True)
+    frame: bytes = msgpack.packb([PROTOCOL_VERSION, kind, fields], use_bin_type=True)
+    return frame
 
 
 def _decode(body: bytes) -> tuple[str, dict[str, Any]]:
@@ -153,7 +154,7 @@ def _check_text(kind: str, name: str, value: Any) -> str:
 def _check_bytes(kind: str, name: str, value: Any, size: int) -> bytes:
     if not isinstance(value, bytes) or len(value) != size:
         raise ProtocolError(f"{kind!r} message: {name!r} must be {size} bytes")
-    return value
+    return bytes(value)
 
 
 def _check_pid(kind: str, value: Any) -> int:
@@ -396,7 +397,9 @@ class Channel:
         kind, fields = _decode(body)
         allowed = _PARENT_SENDS if self.role is Role.CHILD else _CHILD_SENDS
         if kind not in allowed:
-            raise ProtocolError(f"unexpected {kind!r} message from the {'parent' if self.role is Role.CHILD else 'child'}")
+            raise ProtocolError(
+                f"unexpected {kind!r} message from the {'parent' if self.role is Role.CHILD else 'child'}"
+            )
         _fields(kind, fields, allowed[kind])
         if self.state is State.AWAIT_ACCEPT:
             if kind != "accept":

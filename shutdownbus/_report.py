@@ -106,7 +106,7 @@ class StopReport:
                 )
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
         status = "ok" if self.ok else "NOT ok"
         lines.append(f"stop {self.reason!r}: {len(self.entries)} process(es), {status}, {self.seconds:.3f} s")
         return "\n".join(lines)

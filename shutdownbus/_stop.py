@@ -173,11 +173,11 @@ def _escalate(overdue: list[Child]) -> None:
 
 def _wait_gone(children: list[Child], timeout: float) -> None:
     end = time.monotonic() + timeout
+    trees = [t for t in (_state(c).tree for c in children) if t is not None]
     while True:
         alive = [c for c in children if c.poll() is None]
-        rest = [m for c in children for m in (_state(c).tree.alive() if _state(c).tree else [])]
         remaining = end - time.monotonic()
-        if (not alive and not rest) or remaining <= 0:
+        if (not alive and not any(t.alive() for t in trees)) or remaining <= 0:
             return
         if alive:
             _platform.wait_any_exit(alive, min(remaining, 0.01))
@@ -189,36 +189,28 @@ def _sweep_leftovers(mine: list[Child]) -> None:
     """Descendants still running after their child exited: wait for them until
     the deadline (members among them stop on their own when they see their
     parent gone), then terminate and kill them."""
-    trees = [(_state(c), _state(c).tree) for c in mine]
-    trees = [(st, t) for st, t in trees if t is not None]
-    for _, t in trees:
-        t.roots = [m.pid for m in t.alive()]
-        t.refresh()
-    leftover = [(st, t) for st, t in trees if t.alive()]
-    if not leftover:
-        _reap(trees)
-        return
-    deadline = max(st.deadline for st, _ in leftover)
-    for _, t in leftover:
-        t.wait_gone(max(0.0, deadline - time.monotonic()))
-    for outcome, grace in (("terminated", TERM_GRACE), ("killed", KILL_WAIT)):
-        members = []
-        for _, t in leftover:
-            t.refresh()
-            members += t.alive()
-        if not members:
-            break
-        signal_members(members, outcome)
-        end = time.monotonic() + grace
-        for _, t in leftover:
-            t.wait_gone(max(0.0, end - time.monotonic()))
-    _reap(trees)
-
-
-def _reap(trees: list[tuple[StopState, Tree]]) -> None:
-    for _, t in trees:
-        for pid, rc in _platform.reap_adopted(t.members).items():
-            t.returncodes[pid] = rc
+    trees = [(st.deadline, st.tree) for st in map(_state, mine) if st.tree is not None]
+    for _, tree in trees:
+        tree.roots = [m.pid for m in tree.alive()]
+        tree.refresh()
+    leftover = [(deadline, tree) for deadline, tree in trees if tree.alive()]
+    if leftover:
+        deadline = max(d for d, _ in leftover)
+        for _, tree in leftover:
+            tree.wait_gone(max(0.0, deadline - time.monotonic()))
+        for outcome, grace in (("terminated", TERM_GRACE), ("killed", KILL_WAIT)):
+            members: list[Member] = []
+            for _, tree in leftover:
+                tree.refresh()
+                members += tree.alive()
+            if not members:
+                break
+            signal_members(members, outcome)
+            end = time.monotonic() + grace
+            for _, tree in leftover:
+                tree.wait_gone(max(0.0, end - time.monotonic()))
+    for _, tree in trees:
+        tree.returncodes.update(_platform.reap_adopted(tree.members))
 
 
 def _finish(c: Child) -> None:
@@ -313,8 +305,7 @@ def sweep_own_descendants(deadline: float) -> list[ReportEntry]:
     tree.refresh()
     signal_members(tree.alive(), "killed")
     tree.wait_gone(KILL_WAIT)
-    for pid, rc in _platform.reap_adopted(tree.members).items():
-        tree.returncodes[pid] = rc
+    tree.returncodes.update(_platform.reap_adopted(tree.members))
     return [
         ReportEntry(
             pid=m.pid,

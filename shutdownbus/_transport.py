@@ -35,7 +35,7 @@ from ._protocol import MAX_FRAME_SIZE, SECRET_SIZE
 
 # Variables a spawned child receives.  join() removes them from os.environ.
 ENV_ENDPOINT = "SHUTDOWNBUS_ENDPOINT"
-ENV_SECRET = "SHUTDOWNBUS_SECRET"
+ENV_SECRET = "SHUTDOWNBUS_SECRET"  # noqa: S105 (a variable name, not a secret)
 ENV_STOP_TIMEOUT = "SHUTDOWNBUS_STOP_TIMEOUT"
 PER_SPAWN_VARIABLES = (ENV_ENDPOINT, ENV_SECRET, ENV_STOP_TIMEOUT)
 # User settings: they stay in the environment and are inherited.
@@ -188,7 +188,9 @@ class RuntimeDir:
         self.path = None
 
 
-def bind_parent_socket(ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys, domain: str, runtime: RuntimeDir) -> tuple[zmq.Socket[bytes], str]:
+def bind_parent_socket(
+    ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys, domain: str, runtime: RuntimeDir
+) -> tuple[zmq.Socket[bytes], str]:
     """Create and bind the parent's end of a new channel.
 
     Args:
@@ -221,7 +223,9 @@ def bind_parent_socket(ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys, d
             sock.bind(endpoint)
     except zmq.ZMQError as exc:
         sock.close(0)
-        raise ChannelError(f"cannot bind a control channel ({exc}); check {ENV_RUNTIME_DIR} or try {ENV_TRANSPORT}=tcp") from None
+        raise ChannelError(
+            f"cannot bind a control channel ({exc}); check {ENV_RUNTIME_DIR} or try {ENV_TRANSPORT}=tcp"
+        ) from None
     except BaseException:
         sock.close(0)
         raise

@@ -46,7 +46,7 @@ def display_name(proc: psutil.Process) -> str:
     try:
         cmdline = proc.cmdline()
         if cmdline and cmdline[0]:
-            return os.path.basename(cmdline[0])[:256]
+            return os.path.basename(str(cmdline[0]))[:256]
         return str(proc.name())[:256]
     except (psutil.Error, OSError):
         return "?"
@@ -152,4 +152,3 @@ def signal_members(members: Iterable[Member], outcome: str) -> None:
             m.outcome = outcome
         except psutil.Error:
             pass
-

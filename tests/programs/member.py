@@ -43,9 +43,24 @@ def main() -> None:
     children = []
     try:
         for i in range(args.fanout if args.depth > 0 else 0):
-            cmd = [sys.executable, __file__, "--name", f"{args.name}.{i}", "--log", args.log,
-                   "--depth", str(args.depth - 1), "--fanout", str(args.fanout), "--on-stop", args.on_stop,
-                   "--block", args.block, "--stop-timeout", str(args.stop_timeout)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--name",
+                f"{args.name}.{i}",
+                "--log",
+                args.log,
+                "--depth",
+                str(args.depth - 1),
+                "--fanout",
+                str(args.fanout),
+                "--on-stop",
+                args.on_stop,
+                "--block",
+                args.block,
+                "--stop-timeout",
+                str(args.stop_timeout),
+            ]
             children.append(shutdownbus.spawn(cmd, ready_timeout=60, stop_timeout=args.stop_timeout))
         extra = None
         if args.grandchild == "plain":

@@ -1,0 +1,67 @@
+"""Ctrl-C stays native: a terminal's interrupt reaches every process of the tree."""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pty = pytest.importorskip("pty")
+
+ABC = str(Path(__file__).parent.parent / "examples" / "abc.py")
+
+
+def read_until(fd: int, marker: bytes | None, timeout: float) -> bytes:
+    """Read from a pty master until ``marker`` (or EOF when None) or the timeout."""
+    out = b""
+    end = time.monotonic() + timeout
+    while marker is None or marker not in out:
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"waited {timeout} s for {marker!r}; got {out!r}")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the terminal's last writer closed it
+            chunk = b""
+        if not chunk:
+            if marker is None:
+                return out
+            raise EOFError(f"the tree exited before {marker!r}; got {out!r}")
+        out += chunk
+    return out
+
+
+def test_ctrl_c_in_a_terminal_runs_every_cleanup_and_leaves_nothing() -> None:
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become A, in the new terminal's foreground group
+        os.execv(sys.executable, [sys.executable, ABC])
+    try:
+        out = read_until(fd, b"the tree is up", 60)
+        tree = psutil.Process(pid).children(recursive=True)
+        assert len(tree) == 2
+        os.write(fd, b"\x03")  # what the terminal turns into SIGINT for its foreground group
+        out += read_until(fd, None, 60)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+    text = out.decode(errors="replace")
+    for name in "ABC":
+        assert f"{name} got KeyboardInterrupt" in text, text
+        assert f"{name} cleaned up" in text, text
+    assert "Traceback" not in text, text
+    assert os.waitstatus_to_exitcode(status) == 0
+    _, still = psutil.wait_procs(tree, timeout=10)
+    assert still == []

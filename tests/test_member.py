@@ -1,0 +1,113 @@
+"""The child side: joining, secrets hygiene, readiness, and peers that are not the child."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import zmq
+from conftest import member_cmd, python
+
+import shutdownbus
+
+
+def test_join_outside_spawn_returns_false() -> None:
+    done = python("import shutdownbus; print(shutdownbus.join(), shutdownbus.ready(), shutdownbus.joined())")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False", "False"]
+
+
+def test_join_removes_per_spawn_variables_and_keeps_user_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHUTDOWNBUS_TRANSPORT", "ipc")
+    code = (
+        "import os, subprocess, sys, shutdownbus\n"
+        "before = sorted(k for k in os.environ if k.startswith('SHUTDOWNBUS_'))\n"
+        "print(shutdownbus.join(), shutdownbus.join())\n"
+        "print(','.join(before))\n"
+        "print(','.join(sorted(k for k in os.environ if k.startswith('SHUTDOWNBUS_'))))\n"
+        'grand = \'import os; print(",".join(sorted(k for k in os.environ if k.startswith("SHUTDOWNBUS_"))))\'\n'
+        "sys.stdout.flush()\n"
+        "subprocess.run([sys.executable, '-c', grand], check=True)\n"
+    )
+    child = shutdownbus.spawn([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    secret = child._link.keys.encoded_secret()
+    assert not any(secret in arg for arg in psutil.Process(child.pid).cmdline())
+    out, _ = child.communicate(timeout=60)
+    joined, before, after, grandchild = out.splitlines()
+    assert joined == "True True"
+    assert set(before.split(",")) == {
+        "SHUTDOWNBUS_ENDPOINT",
+        "SHUTDOWNBUS_SECRET",
+        "SHUTDOWNBUS_STOP_TIMEOUT",
+        "SHUTDOWNBUS_TRANSPORT",
+        "SHUTDOWNBUS_RUNTIME_DIR",
+    }
+    assert after.split(",") == grandchild.split(",") == ["SHUTDOWNBUS_RUNTIME_DIR", "SHUTDOWNBUS_TRANSPORT"]
+    assert secret not in repr(child)
+
+
+def test_wrong_secret_is_refused_and_squatters_neither_block_nor_hear(tmp_path: Path) -> None:
+    # The child joins only when told to, so the squatters connect first.
+    code = "import sys, time, shutdownbus\nsys.stdin.readline()\nshutdownbus.join()\nshutdownbus.ready()\n"
+    code += "time.sleep(600)\n"
+    child = shutdownbus.spawn([sys.executable, "-c", code], stdin=subprocess.PIPE)
+    endpoint = child._link.endpoint
+    ctx = zmq.Context()
+    plain = ctx.socket(zmq.PAIR)  # no CURVE at all
+    plain.connect(endpoint)
+    curve = ctx.socket(zmq.PAIR)  # CURVE with the parent's key but its own client key
+    public, secret = zmq.curve_keypair()
+    curve.curve_serverkey = child._link.keys.server_public
+    curve.curve_publickey, curve.curve_secretkey = public, secret
+    curve.connect(endpoint)
+    try:
+        for sock in (plain, curve):
+            try:
+                sock.send(b"stop", zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # not connected: the point
+        env = dict(os.environ, SHUTDOWNBUS_ENDPOINT=endpoint, SHUTDOWNBUS_SECRET=os.urandom(32).hex())
+        impostor = python(
+            "import shutdownbus\ntry:\n    shutdownbus.join(timeout=20)\nexcept shutdownbus.ChannelError as e:\n"
+            "    print('refused:', e)\nelse:\n    print('joined')\n",
+            env=env,
+        )
+        assert impostor.stdout.startswith("refused:"), impostor.stdout + impostor.stderr
+        assert child.poll() is None
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.close()
+        child.wait_ready(60)
+        report = child.stop()
+        assert report.ok, report
+        assert plain.poll(0) == 0 and curve.poll(0) == 0
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_wait_ready_reports_an_early_exit_with_the_stderr_tail() -> None:
+    code = (
+        "import sys, shutdownbus\nshutdownbus.join()\nprint('cannot open the database', file=sys.stderr)\nsys.exit(3)\n"
+    )
+    with pytest.raises(shutdownbus.ChildExited) as info:
+        shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=60, stderr=subprocess.PIPE)
+    assert info.value.returncode == 3
+    assert "cannot open the database" in str(info.value)
+    assert info.value.stderr_tail == "cannot open the database"
+
+
+def test_wait_ready_times_out_and_spawn_stops_the_child(tmp_path: Path) -> None:
+    code = "import time, shutdownbus\nshutdownbus.join()\ntime.sleep(600)\n"
+    with pytest.raises(TimeoutError, match=r"did not call shutdownbus\.ready"):
+        shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=0.5)
+
+
+def test_ready_then_wait_ready_returns(tmp_path: Path) -> None:
+    with shutdownbus.spawn(member_cmd(tmp_path / "log")) as child:
+        child.wait_ready(60)
+        assert child.joined and child.name == "B"
+    assert child.returncode == 0

@@ -1,0 +1,72 @@
+"""StopReport formats, and the command line's entry points."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import shutdownbus
+from shutdownbus import ReportEntry, StopReport
+
+
+def sample() -> StopReport:
+    return StopReport(
+        reason="stop",
+        entries=(
+            ReportEntry(pid=10, name="web", outcome="stopped", returncode=0, seconds=0.25, member=True),
+            ReportEntry(pid=11, name="sleep", outcome="killed", returncode=-9, seconds=1.5, member=False),
+            ReportEntry(pid=12, name="old", outcome="exited", returncode=0, seconds=None, member=True),
+        ),
+        seconds=1.5,
+    )
+
+
+def test_ok_requires_every_entry_clean() -> None:
+    report = sample()
+    assert not report.ok
+    assert StopReport("stop", report.entries[:1]).ok
+    assert StopReport("stop", (report.entries[2],)).ok
+    failed_exit = ReportEntry(pid=1, name="x", outcome="exited", returncode=2)
+    assert not StopReport("stop", (failed_exit,)).ok
+
+
+def test_table_lists_every_process() -> None:
+    lines = str(sample()).splitlines()
+    assert lines[0].split() == ["PID", "NAME", "OUTCOME", "RC", "SECONDS", "MEMBER"]
+    assert lines[1].split() == ["10", "web", "stopped", "0", "0.250", "yes"]
+    assert lines[2].split() == ["11", "sleep", "killed", "-9", "1.500", "no"]
+    assert lines[3].split() == ["12", "old", "exited", "0", "-", "yes"]
+    assert "NOT ok" in lines[4]
+
+
+def test_json_round_trip() -> None:
+    report = sample()
+    data = json.loads(report.to_json())
+    assert data["ok"] is False and data["reason"] == "stop"
+    assert data["entries"][1] == {
+        "pid": 11,
+        "name": "sleep",
+        "outcome": "killed",
+        "returncode": -9,
+        "seconds": 1.5,
+        "member": False,
+    }
+    assert StopReport.from_dict(data) == report
+
+
+def test_version_from_console_script_and_module() -> None:
+    script = Path(sys.executable).parent / "shutdownbus"
+    for cmd in ([str(script), "--version"], [sys.executable, "-m", "shutdownbus", "--version"]):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"shutdownbus {shutdownbus.__version__}"
+
+
+def test_public_api_is_exported() -> None:
+    for name in shutdownbus.__all__:
+        assert hasattr(shutdownbus, name), name
+    assert issubclass(shutdownbus.StopRequested, KeyboardInterrupt)
+    assert issubclass(shutdownbus.AuthenticationError, shutdownbus.ShutdownBusError)
+    assert issubclass(shutdownbus.ChildExited, shutdownbus.ShutdownBusError)
