@@ -31,10 +31,12 @@ from zmq.utils.monitor import parse_monitor_message
 from . import _transport
 from ._deadlines import child_budget
 from ._errors import ChannelError, ProtocolError
-from ._protocol import Ack, Channel, Established, Event, Ready, Report, Role, Stop
+from ._protocol import MAX_BUDGET, Ack, Channel, Established, Ready, Report, Role, Stop
 
 log = logging.getLogger("shutdownbus")
 
+# Report entries per message: a few hundred bytes each, well under MAX_FRAME_SIZE.
+REPORT_CHUNK = 1000
 _MONITORED = (
     zmq.EVENT_DISCONNECTED
     | zmq.EVENT_CLOSED
@@ -59,7 +61,6 @@ class Link:
         self.channel = Channel(Role.PARENT, keys.secret)
         self.joined = threading.Event()
         self.ready = threading.Event()
-        self.reported = threading.Event()
         self.member_pid: int | None = None
         self.member_name: str | None = None
         self.entries: tuple[dict[str, Any], ...] = ()
@@ -83,7 +84,9 @@ class Upstream:
         self.monitor = monitor
         self.channel = Channel(Role.CHILD, keys.secret, pid=pid, name=name)
         self.joined = threading.Event()
-        self.acked = threading.Event()
+        self.acked = threading.Event()  # every report sent so far was acknowledged
+        self.reports_sent = 0
+        self.acks = 0
         self.lost = threading.Event()
         self.failure: str | None = None
 
@@ -221,13 +224,26 @@ class Bus:
         self.call(adopt)
         return up
 
-    def send_upstream(self, event: Event) -> None:
-        """Send ``Ready`` or ``Report`` to the parent (any thread)."""
+    def send_upstream(self, event: Ready | Report) -> None:
+        """Send ``Ready`` or ``Report`` to the parent (any thread).
+
+        A report is split into several messages when it would not fit in one
+        frame; the parent acknowledges each, and `Upstream.acked` is set once
+        every report sent so far was acknowledged.
+        """
 
         def send() -> None:
             up = self.upstream
-            if up is not None and up.channel.established and not up.lost.is_set():
+            if up is None or not up.channel.established or up.lost.is_set():
+                return
+            if isinstance(event, Ready):
                 self._send(up.sock, up.channel.send(event))
+                return
+            entries = event.entries
+            for start in range(0, max(len(entries), 1), REPORT_CHUNK):
+                up.reports_sent += 1
+                up.acked.clear()
+                self._send(up.sock, up.channel.send(Report(entries[start : start + REPORT_CHUNK])))
 
         self.call(send)
 
@@ -337,7 +353,9 @@ class Bus:
             elif isinstance(event, Stop):
                 self._on_stop(event.reason, event.budget)
             elif isinstance(event, Ack):
-                up.acked.set()
+                up.acks += 1
+                if up.acks >= up.reports_sent:
+                    up.acked.set()
 
     def forward_stop(self, reason: str, budget: float) -> None:
         """Bus thread only: hand a stop to every child at once, with a smaller budget."""
@@ -356,7 +374,7 @@ class Bus:
     def _send_stop(self, link: Link) -> None:
         if link.stop_reason is None or link.stop_deadline is None:
             return
-        budget = max(0.0, link.stop_deadline - time.monotonic())
+        budget = min(MAX_BUDGET, max(0.0, link.stop_deadline - time.monotonic()))
         link.stop_sent_at = time.monotonic()
         self._send(link.sock, link.channel.send(Stop(link.stop_reason, budget)))
 
@@ -391,6 +409,7 @@ class Bus:
             elif isinstance(event, Ready):
                 link.ready.set()
             elif isinstance(event, Report):
-                link.entries = event.entries
-                link.reported.set()
+                # A member reports each child's subtree as soon as it is
+                # stopped, and what is left at its exit: they add up.
+                link.entries += event.entries
                 self._send(link.sock, link.channel.send(Ack()))

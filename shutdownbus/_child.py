@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import threading
@@ -11,7 +12,9 @@ from types import TracebackType
 from typing import Any
 
 from . import _member, _platform, _stop, _transport
+from ._deadlines import child_budget
 from ._errors import ChildExited
+from ._protocol import MAX_BUDGET
 from ._report import StopReport
 
 # Children of this process that may still need a stop (strong references: a
@@ -40,9 +43,13 @@ class Child(subprocess.Popen[Any]):
         name: str | None = None,
         **popen_kwargs: Any,
     ) -> None:
+        if not (math.isfinite(stop_timeout) and 0 < stop_timeout <= MAX_BUDGET):
+            raise ValueError(f"stop_timeout must be a number of seconds in (0, {MAX_BUDGET:g}]")
+        with _member.deferred_stop():
+            self._start(args, stop_timeout, name, popen_kwargs)
+
+    def _start(self, args: Any, stop_timeout: float, name: str | None, popen_kwargs: dict[str, Any]) -> None:
         global _subreaper_done
-        if stop_timeout <= 0:
-            raise ValueError("stop_timeout must be a positive number of seconds")
         bus = _member.get_bus()
         link = bus.open_link()
         env = popen_kwargs.pop("env", None)
@@ -69,6 +76,11 @@ class Child(subprocess.Popen[Any]):
             if not _subreaper_done:
                 _subreaper_done = True
                 bus.call(_platform.make_child_subreaper)
+        reason, deadline = _member.stop_reason(), _member.stop_deadline()
+        if reason is not None and deadline is not None:
+            # We are stopping already: the stop was forwarded before this child
+            # existed, so it gets its share now.
+            bus.request_stop(link, reason, time.monotonic() + child_budget(deadline - time.monotonic()))
 
     # -- identity --
 

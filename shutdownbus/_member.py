@@ -4,32 +4,33 @@ Rules of this module:
 
 * One `_State` per process, guarded by one lock.  The bus thread reports
   stops here; the main thread learns of them through `StopRequested`.
-* A stop is handled once: a second stop, or a stop that arrives while the main
-  thread is already handling a KeyboardInterrupt (Ctrl-C), does not start a
-  second cleanup.  It is still forwarded to the children.
-* The exit path (an atexit hook) stops the children still running, sends the
-  subtree's report up, waits for the parent's acknowledgement (bounded), and
-  tears the bus down.  It costs one round trip on the channel.
+* A stop is handled once: a second stop is ignored, and a stop that arrives
+  while the main thread is already handling a KeyboardInterrupt (Ctrl-C) is
+  forwarded to the children but raises nothing, so no second cleanup starts.
+* While a stop from the parent runs, each child's report is sent up as soon
+  as that child is stopped, so the parent learns what happened even if this
+  process is killed later.  The exit path (an atexit hook) stops the children
+  still running, sweeps the other descendants, sends what is left, waits for
+  the parent's acknowledgement (bounded), and tears the bus down.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
+import math
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
 
 from . import _platform, _transport
 from ._bus import Bus, Upstream
 from ._errors import ChannelError
 from ._protocol import Ready, Report
-
-if TYPE_CHECKING:
-    from ._report import StopReport
+from ._report import StopReport
 
 log = logging.getLogger("shutdownbus")
 
@@ -70,8 +71,9 @@ class _State:
         self.interruptible = False
         self.raised = False
         self.exiting = False
+        self.deferring = 0  # > 0 while the main thread must not be interrupted
         self.exit_hook = False
-        self.reports: list[StopReport] = []
+        self.stop_received_at: float | None = None
 
 
 _state = _State()
@@ -131,10 +133,7 @@ def join(*, name: str | None = None, interrupt_main: bool = True, timeout: float
                 "only part of the shutdownbus variables are set; start this process with shutdownbus.spawn()"
             )
         keys = _transport.ChannelKeys.from_encoded(encoded)
-        try:
-            _state.stop_timeout = float(stop_timeout) if stop_timeout else DEFAULT_STOP_TIMEOUT
-        except ValueError:
-            _state.stop_timeout = DEFAULT_STOP_TIMEOUT
+        _state.stop_timeout = _parse_timeout(stop_timeout)
         _state.name = (name or _default_name())[:256]
         _state.interrupt_main = interrupt_main
         if interrupt_main:
@@ -142,6 +141,15 @@ def join(*, name: str | None = None, interrupt_main: bool = True, timeout: float
         bus = get_bus()
         up = bus.open_upstream(keys, endpoint, os.getpid(), _state.name)
         _state.upstream = up
+        # While the handshake runs: keep descendants that double-fork in our
+        # tree (Linux), so that our stop can reach them.
+        subreaper = threading.Event()
+
+        def become_subreaper() -> None:
+            _platform.make_child_subreaper()
+            subreaper.set()
+
+        bus.call(become_subreaper)
     end = time.monotonic() + timeout
     while not up.joined.wait(0.05):
         if up.lost.is_set() or up.failure or time.monotonic() > end:
@@ -149,9 +157,16 @@ def join(*, name: str | None = None, interrupt_main: bool = True, timeout: float
             with _state.lock:
                 _state.upstream = None
             raise ChannelError(f"could not join the parent's shutdownbus channel: {why}")
-    # Off the critical path: keep descendants that double-fork in our tree.
-    bus.call(_platform.make_child_subreaper)
+    subreaper.wait(max(0.0, end - time.monotonic()))
     return True
+
+
+def _parse_timeout(text: str | None) -> float:
+    try:
+        value = float(text or "")
+    except ValueError:
+        return DEFAULT_STOP_TIMEOUT
+    return value if math.isfinite(value) and value > 0 else DEFAULT_STOP_TIMEOUT
 
 
 def joined() -> bool:
@@ -221,10 +236,11 @@ def stop_deadline() -> float | None:
 
 
 def record_report(report: StopReport) -> None:
-    """Keep a child's stop report to send up with this process's own report."""
-    with _state.lock:
-        if _state.stop_reason is not None:
-            _state.reports.append(report)
+    """Send a child's stop report up at once, if our parent asked us to stop."""
+    up, bus = _state.upstream, _state.bus
+    if _state.stop_reason is None or up is None or bus is None or not up.joined.is_set():
+        return
+    bus.send_upstream(Report(tuple(e.to_dict() for e in report.entries)))
 
 
 # -- bus thread -----------------------------------------------------------------
@@ -235,7 +251,8 @@ def _on_stop(reason: str, budget: float) -> None:
         if _state.stop_reason is not None:
             return
         _state.stop_reason = reason
-        _state.stop_deadline = time.monotonic() + budget
+        _state.stop_received_at = time.monotonic()
+        _state.stop_deadline = _state.stop_received_at + budget
         callbacks = list(_state.callbacks)
         _state.callbacks.clear()
     bus = _state.bus
@@ -269,7 +286,7 @@ def _run_callback(cb: Callable[[str], None], reason: str) -> None:
 def _raise_pending() -> None:
     """Raise StopRequested here (the main thread) unless it must not be."""
     with _state.lock:
-        if _state.raised or _state.exiting or _state.stop_reason is None:
+        if _state.raised or _state.exiting or _state.deferring or _state.stop_reason is None:
             return
         # Already in a KeyboardInterrupt's cleanup (Ctrl-C came first): do not
         # cut that cleanup short with a second interruption.
@@ -278,6 +295,25 @@ def _raise_pending() -> None:
         _state.raised = True
         reason = _state.stop_reason
     raise StopRequested(reason)
+
+
+@contextlib.contextmanager
+def deferred_stop() -> Iterator[None]:
+    """Hold `StopRequested` back while the block runs (for example while a
+    child is being started and registered, so that it cannot be lost); raise
+    it at the end of the block if a stop arrived meanwhile."""
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        with _state.lock:
+            _state.deferring += 1
+    try:
+        yield
+    finally:
+        if main:
+            with _state.lock:
+                _state.deferring -= 1
+            if _state.interrupt_main and _state.stop_reason is not None and sys.exc_info()[1] is None:
+                _raise_pending()
 
 
 def _at_exit() -> None:
@@ -295,13 +331,12 @@ def _at_exit() -> None:
         if _state.stop_deadline is not None:
             remaining = max(0.0, _state.stop_deadline - time.monotonic())
         _child.stop_all(reason, remaining)
-        swept = []
-        if _state.stop_deadline is not None:
-            swept = _stop.sweep_own_descendants(_state.stop_deadline)
-        if up is not None and _state.stop_reason is not None and up.joined.is_set() and not up.lost.is_set():
-            entries = [e.to_dict() for r in _state.reports for e in r.entries]
-            entries += [e.to_dict() for e in swept]
-            bus.send_upstream(Report(tuple(entries)))
-            up.acked.wait(ACK_WAIT if remaining is None else min(ACK_WAIT, max(remaining, 0.1)))
+        if _state.stop_deadline is None or _state.stop_received_at is None:
+            return
+        swept = _stop.sweep_own_descendants(_state.stop_received_at, _state.stop_deadline)
+        if up is not None and up.joined.is_set() and not up.lost.is_set():
+            bus.send_upstream(Report(tuple(e.to_dict() for e in swept)))
+            left = _state.stop_deadline - time.monotonic()
+            up.acked.wait(min(ACK_WAIT, max(left, 0.1)))
     finally:
         bus.close()

@@ -7,9 +7,9 @@ Rules of this module:
 * One `Channel` is one end of one parent-child connection, in the role of the
   parent or of the child.  It runs the handshake once, then carries tagged
   messages.  `docs/protocol.md` is the normative spec; this code follows it.
-* Every check raises `ProtocolError` (or its subclass `AuthenticationError`)
-  and leaves the channel in the state it was in before the bad frame, so a
-  bad frame costs bounded work and never takes a healthy channel down.
+* Every check raises `ProtocolError` (or its subclass `AuthenticationError`);
+  a bad frame costs bounded work and never takes a healthy channel down (the
+  two cases where state still moves are listed above the state machine).
 * The secret never leaves this module in any form but an HMAC, and never
   appears in a repr or an exception message.
 """
@@ -50,7 +50,7 @@ class Role(enum.Enum):
 
 
 class State(enum.Enum):
-    """Handshake states; see docs/protocol.md section 4."""
+    """Handshake states; see docs/protocol.md section 5."""
 
     AWAIT_HELLO = "await-hello"  # parent
     AWAIT_CHALLENGE = "await-challenge"  # child, after sending hello
@@ -220,9 +220,11 @@ def _mac(key: bytes, *parts: bytes) -> bytes:
 #      another connection fails its tag.
 #   5. parent -> child  accept (tagged, seq 0).  Only now is the child joined.
 #
-# A frame that fails any check raises and leaves the state unchanged, except
-# that a failed proof at step 3 sends the parent back to waiting for a new
-# hello (with a new nonce next time): the real child can always retry.
+# A frame that fails any check raises and leaves the state unchanged, with two
+# exceptions: a tagged frame that passed its tag but has bad content still
+# counts in the sequence (to stay in step with the sender), and a failed proof
+# at step 3 sends the parent back to waiting for a hello.  A parent waiting
+# for a proof also accepts a new hello, which restarts the handshake.
 
 
 @dataclass
@@ -295,7 +297,8 @@ class Channel:
         if isinstance(event, Ready) and self.role is Role.CHILD:
             return self._tagged("ready", {})
         if isinstance(event, Report) and self.role is Role.CHILD:
-            return self._tagged("report", {"entries": [check_entry(e) for e in event.entries]})
+            entries = [check_entry(dict(e, name=str(e.get("name", ""))[:MAX_TEXT_LENGTH])) for e in event.entries]
+            return self._tagged("report", {"entries": entries})
         raise ProtocolError(f"the {self.role.value} side cannot send {type(event).__name__}")
 
     def _tagged(self, kind: str, fields: dict[str, Any]) -> bytes:
@@ -327,7 +330,9 @@ class Channel:
         if self.state is State.ESTABLISHED or self.state is State.AWAIT_ACCEPT:
             return self._receive_tagged(frame), None
         kind, fields = _decode(frame)
-        if self.state is State.AWAIT_HELLO and kind == "hello":
+        if kind == "hello" and self.state in (State.AWAIT_HELLO, State.AWAIT_PROOF):
+            # In await-proof too: a child that restarted its handshake must
+            # not find the parent stuck waiting for the proof of the last one.
             return self._on_hello(fields)
         if self.state is State.AWAIT_PROOF and kind == "proof":
             return self._on_proof(fields)

@@ -15,6 +15,7 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -59,8 +60,8 @@ def stop_children(children: Sequence[Child], reason: str, timeout: float) -> lis
         timeout: Seconds before escalation (a stop forwarded from our own
             parent keeps its earlier deadline).
     """
-    if timeout < 0:
-        raise ValueError("timeout must not be negative")
+    if not (math.isfinite(timeout) and timeout >= 0):
+        raise ValueError("the stop timeout must be a finite, non-negative number of seconds")
     now = time.monotonic()
     mine: list[Child] = []
     for c in children:
@@ -285,18 +286,22 @@ def _build_report(c: Child, st: StopState, now: float) -> StopReport:
     return StopReport(reason=st.reason, entries=merge_entries([[own], reported, others]), seconds=round(end - t0, 6))
 
 
-def sweep_own_descendants(deadline: float) -> list[ReportEntry]:
+def sweep_own_descendants(stop_received_at: float, deadline: float) -> list[ReportEntry]:
     """At a member's exit: stop the descendants that are not `Child` objects.
 
     They get the polite OS request (their stop, since they cannot hear the
     bus), until ``deadline`` minus `KILL_WAIT` to go, then a kill.
+
+    Args:
+        stop_received_at: When our own stop arrived (the entries' time origin).
+        deadline: When we must be gone.
 
     Returns:
         One entry per such descendant.
     """
     if not _platform.has_children():
         return []
-    t0 = time.monotonic()
+    t0 = stop_received_at
     tree = Tree([os.getpid()])
     if not tree.alive():
         return []

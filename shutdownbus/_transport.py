@@ -209,7 +209,7 @@ def bind_parent_socket(
     sock = ctx.socket(zmq.PAIR)
     try:
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE + 64)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE)
         sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
         sock.curve_server = True
         sock.curve_secretkey = keys.server_secret
@@ -247,7 +247,7 @@ def connect_child_socket(ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys,
     sock = ctx.socket(zmq.PAIR)
     try:
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE + 64)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE)
         sock.setsockopt(zmq.RECONNECT_IVL, -1)
         sock.curve_serverkey = keys.server_public
         sock.curve_publickey = keys.client_public

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -30,7 +31,7 @@ def main() -> None:
     p.add_argument("--log", required=True)
     p.add_argument("--depth", type=int, default=0)
     p.add_argument("--fanout", type=int, default=1)
-    p.add_argument("--on-stop", default="clean", choices=["clean", "ignore", "hang", "exit1", "uncaught"])
+    p.add_argument("--on-stop", default="clean", choices=["clean", "ignore", "stubborn", "hang", "exit1", "uncaught"])
     p.add_argument("--block", default="sleep", choices=["sleep", "event", "popen"])
     p.add_argument("--grandchild", default="", choices=["", "plain", "daemon"])
     p.add_argument("--no-join", action="store_true")
@@ -90,10 +91,13 @@ def main() -> None:
         else:
             subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]).wait()
     except shutdownbus.StopRequested as exc:
+        log(args.log, f"{args.name} stop-at {time.monotonic()}")
         log(args.log, f"{args.name} got stop {exc.reason}")
         if args.on_stop == "uncaught":
             raise
-        if args.on_stop == "ignore":
+        if args.on_stop == "stubborn":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if args.on_stop in ("ignore", "stubborn"):
             while True:
                 try:
                     time.sleep(600)

@@ -1,0 +1,126 @@
+"""Stop guarantees: deadlines, escalation, descendants that are not members, orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import alive, log_lines, member_cmd
+
+import shutdownbus
+from shutdownbus._deadlines import ESCALATION_MARGIN
+
+LOOSE = 5.0  # bound against hangs on a loaded machine; timing goals belong to benchmarks
+
+
+def logged(log: Path, name: str, word: str) -> list[str]:
+    return [line.split()[2] for line in log_lines(log) if line.startswith(f"{name} {word} ")]
+
+
+@pytest.mark.parametrize(("behaviour", "outcomes"), [("hang", {"killed", "terminated"}), ("stubborn", {"killed"})])
+def test_child_that_does_not_stop_is_escalated_by_its_deadline(tmp_path: Path, behaviour: str, outcomes: set[str]) -> None:
+    log = tmp_path / "log"
+    child = shutdownbus.spawn(member_cmd(log, "--on-stop", behaviour), ready_timeout=60)
+    start = time.monotonic()
+    report = child.stop(timeout=1.0)
+    took = time.monotonic() - start
+    assert report.entries[0].outcome in outcomes, report
+    assert not report.ok
+    assert took >= 1.0
+    assert took < 1.0 + ESCALATION_MARGIN + LOOSE
+    assert alive([child.pid]) == []
+
+
+def test_stubborn_grandchild_is_killed_and_its_parent_still_cleans_up(tmp_path: Path) -> None:
+    """The deadline travels: B's child gets a smaller budget, so B escalates it
+    itself and still has time for its own cleanup before B's own deadline."""
+    log = tmp_path / "log"
+    child = shutdownbus.spawn(
+        member_cmd(log, "--depth", "1", "--on-stop", "clean", "--stop-timeout", "2"), ready_timeout=60
+    )
+    grandchild = int(logged(log, "B.0", "started")[0])
+    os.kill(grandchild, 0)
+    report = child.stop(timeout=4.0)
+    assert report.entries[0].outcome == "stopped", report
+    assert "B cleanup" in log_lines(log)
+    assert alive([child.pid, grandchild]) == []
+
+
+def test_plain_grandchild_and_double_forked_daemon_are_gone_after_the_stop(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    plain = shutdownbus.spawn(member_cmd(log, "--grandchild", "plain", name="P"), ready_timeout=60)
+    daemon = shutdownbus.spawn(member_cmd(log, "--grandchild", "daemon", name="D"), ready_timeout=60)
+    plain_pid = int(logged(log, "P", "plain")[0])
+    daemon_pid = int(logged(log, "D", "daemon")[0])
+    # The daemon's parent left; the member (a subreaper once joined) adopted it.
+    assert psutil.Process(daemon_pid).ppid() == daemon.pid
+    for member, pid in ((plain, plain_pid), (daemon, daemon_pid)):
+        report = member.stop(timeout=5)
+        entry = report.entry(pid)
+        assert entry is not None, report
+        assert not entry.member and entry.outcome in ("stopped", "terminated"), report
+        assert alive([member.pid, pid]) == []
+
+
+def test_sleep_spawned_directly_is_stopped_as_a_non_member(tmp_path: Path) -> None:
+    child = shutdownbus.spawn(["sleep", "100"], stop_timeout=5)
+    report = child.stop()
+    assert not child.joined
+    assert [(e.name, e.member, e.outcome) for e in report.entries] == [("sleep", False, "stopped")]
+
+
+def test_orphaned_member_stops_its_tree_when_its_parent_is_killed(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    child = shutdownbus.spawn(member_cmd(log, "--depth", "1"), ready_timeout=60)
+    c_pid = int(logged(log, "B.0", "started")[0])
+    c = psutil.Process(c_pid)
+    killed_at = time.monotonic()
+    os.kill(child.pid, signal.SIGKILL)
+    # C is re-parented to us (we are a subreaper) and stops on its own.
+    c.wait(timeout=30)
+    lines = log_lines(log)
+    assert "B.0 got stop parent-lost" in lines
+    assert "B.0 cleanup" in lines
+    stop_at = float(logged(log, "B.0", "stop-at")[0])
+    assert stop_at - killed_at < 2.0
+    report = child.stop()
+    assert [(e.outcome, e.returncode) for e in report.entries] == [("exited", -signal.SIGKILL)]
+
+
+def test_second_stop_during_a_stop_starts_no_second_cleanup(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    child = shutdownbus.spawn(member_cmd(log, "--depth", "1"), ready_timeout=60)
+    first = child.stop(reason="one")
+    assert child.stop(reason="two") is first
+    assert log_lines(log).count("B got stop one") == 1
+    assert not any("two" in line for line in log_lines(log))
+
+
+def test_report_covers_every_process_with_outcomes(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    child = shutdownbus.spawn(member_cmd(log, "--depth", "1", "--fanout", "3"), ready_timeout=60)
+    report = child.stop()
+    assert len(report.entries) == 4
+    assert sorted(e.name for e in report.entries) == ["B", "B.0", "B.1", "B.2"]
+    assert all(e.seconds is not None and 0 <= e.seconds <= report.seconds + 0.01 for e in report.entries), report
+    assert report.ok
+
+
+def test_stop_request_reaches_a_child_started_with_a_shell(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    cmd = " ".join(member_cmd(log))
+    # sh -c with two commands does not exec: python is the shell's child and joins.
+    child = shutdownbus.spawn(f"{cmd}; true", shell=True, ready_timeout=60)
+    assert child.member_pid is not None and child.member_pid != child.pid
+    report = child.stop()
+    assert report.entries[0].pid == child.pid and report.entries[0].outcome == "stopped", report
+    member = report.entry(child.member_pid)
+    assert member is not None and member.member, report
+    assert sys.executable
+
+
