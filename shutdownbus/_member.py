@@ -259,10 +259,25 @@ def _on_stop(reason: str, budget: float) -> None:
     if bus is not None:
         bus.forward_stop(reason, budget)
     _state.stopped.set()
+    _enforce_children_deadlines(reason, budget)
     for cb in callbacks:
         _run_callback(cb, reason)
     if _state.interrupt_main and not _state.exiting:
         _platform.wake_main_thread(_state.interruptible, _raise_pending)
+
+
+def _enforce_children_deadlines(reason: str, budget: float) -> None:
+    """Finish the children's stops on a thread of their own.
+
+    Their deadlines, escalation and reports must not depend on our main
+    thread, which may be busy with its cleanup, stuck, or ignoring the stop.
+    Whoever else waits for those children (``Child.wait``, ``Child.stop``,
+    the exit path) joins the same stops.
+    """
+    from . import _child
+
+    if _child.live_children():
+        threading.Thread(target=_child.stop_all, args=(reason, budget), name="shutdownbus-stop", daemon=True).start()
 
 
 def _on_parent_lost() -> None:
