@@ -110,6 +110,12 @@ ENTRY_FIELDS = ("pid", "name", "outcome", "returncode", "seconds", "member")
 # -- codec --------------------------------------------------------------------
 
 
+def _short(value: Any) -> str:
+    """A peer's value, made safe and short for an error message (they get logged)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _encode(kind: str, fields: dict[str, Any]) -> bytes:
     frame: bytes = msgpack.packb([PROTOCOL_VERSION, kind, fields], use_bin_type=True)
     return frame
@@ -128,7 +134,7 @@ def _decode(body: bytes) -> tuple[str, dict[str, Any]]:
         raise ProtocolError("protocol version must be an integer")
     if version != PROTOCOL_VERSION:
         raise ProtocolError(
-            f"protocol version {version} is not supported (this side speaks {PROTOCOL_VERSION});"
+            f"protocol version {_short(version)} is not supported (this side speaks {PROTOCOL_VERSION});"
             " run the same shutdownbus version in parent and child"
         )
     if not isinstance(kind, str) or not isinstance(fields, dict):
@@ -141,25 +147,30 @@ def _fields(kind: str, fields: dict[str, Any], names: tuple[str, ...]) -> dict[s
     if keys != set(names):
         missing = sorted(set(names) - keys)
         extra = sorted(str(k) for k in keys - set(names))
-        raise ProtocolError(f"{kind!r} message: missing fields {missing}, unexpected fields {extra}")
+        raise ProtocolError(
+            f"{_short(kind)} message: missing fields {missing}, unexpected fields {_short(extra)}"
+            + (f" ({len(extra)} in all)" if len(extra) > 3 else "")
+        )
     return fields
 
 
 def _check_text(kind: str, name: str, value: Any) -> str:
     if not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH:
-        raise ProtocolError(f"{kind!r} message: {name!r} must be a string of at most {MAX_TEXT_LENGTH} characters")
+        raise ProtocolError(
+            f"{_short(kind)} message: {name!r} must be a string of at most {MAX_TEXT_LENGTH} characters"
+        )
     return value
 
 
 def _check_bytes(kind: str, name: str, value: Any, size: int) -> bytes:
     if not isinstance(value, bytes) or len(value) != size:
-        raise ProtocolError(f"{kind!r} message: {name!r} must be {size} bytes")
+        raise ProtocolError(f"{_short(kind)} message: {name!r} must be {size} bytes")
     return bytes(value)
 
 
 def _check_pid(kind: str, value: Any) -> int:
     if type(value) is not int or not 0 < value < 1 << 32:
-        raise ProtocolError(f"{kind!r} message: 'pid' must be a positive integer")
+        raise ProtocolError(f"{_short(kind)} message: 'pid' must be a positive integer")
     return value
 
 
@@ -190,6 +201,13 @@ def check_entry(entry: Any) -> dict[str, Any]:
         raise ProtocolError("'report' message: 'seconds' must be a non-negative number or nil")
     if type(entry["member"]) is not bool:
         raise ProtocolError("'report' message: 'member' must be a boolean")
+    return entry
+
+
+def _cut_name(entry: Any) -> Any:
+    """Cut an over-long name rather than lose a whole report over it."""
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str) and len(entry["name"]) > MAX_TEXT_LENGTH:
+        return dict(entry, name=entry["name"][:MAX_TEXT_LENGTH])
     return entry
 
 
@@ -254,6 +272,8 @@ class Channel:
     def __post_init__(self) -> None:
         if not isinstance(self.secret, bytes) or len(self.secret) != SECRET_SIZE:
             raise ValueError(f"the channel secret must be {SECRET_SIZE} bytes")
+        if self.role is Role.CHILD and not 0 < self.pid < 1 << 32:
+            raise ValueError("a child channel needs the child's pid")
         self.state = State.AWAIT_HELLO if self.role is Role.PARENT else State.IDLE
         self.name = self.name[:MAX_TEXT_LENGTH]
 
@@ -291,13 +311,16 @@ class Channel:
         if not self.established:
             raise ProtocolError("the channel is not established yet")
         if isinstance(event, Stop) and self.role is Role.PARENT:
-            return self._tagged("stop", {"reason": event.reason[:MAX_TEXT_LENGTH], "budget": float(event.budget)})
+            reason = _check_text(
+                "stop", "reason", event.reason[:MAX_TEXT_LENGTH] if isinstance(event.reason, str) else None
+            )
+            return self._tagged("stop", {"reason": reason, "budget": _check_budget(event.budget)})
         if isinstance(event, Ack) and self.role is Role.PARENT:
             return self._tagged("ack", {})
         if isinstance(event, Ready) and self.role is Role.CHILD:
             return self._tagged("ready", {})
         if isinstance(event, Report) and self.role is Role.CHILD:
-            entries = [check_entry(dict(e, name=str(e.get("name", ""))[:MAX_TEXT_LENGTH])) for e in event.entries]
+            entries = [check_entry(_cut_name(e)) for e in event.entries]
             return self._tagged("report", {"entries": entries})
         raise ProtocolError(f"the {self.role.value} side cannot send {type(event).__name__}")
 
@@ -338,7 +361,7 @@ class Channel:
             return self._on_proof(fields)
         if self.state is State.AWAIT_CHALLENGE and kind == "challenge":
             return self._on_challenge(fields)
-        raise ProtocolError(f"unexpected {kind!r} message in state {self.state.value}")
+        raise ProtocolError(f"unexpected {_short(kind)} message in state {self.state.value}")
 
     def _on_hello(self, fields: dict[str, Any]) -> tuple[None, bytes]:
         _fields("hello", fields, ("nonce", "pid", "name"))
@@ -403,12 +426,12 @@ class Channel:
         allowed = _PARENT_SENDS if self.role is Role.CHILD else _CHILD_SENDS
         if kind not in allowed:
             raise ProtocolError(
-                f"unexpected {kind!r} message from the {'parent' if self.role is Role.CHILD else 'child'}"
+                f"unexpected {_short(kind)} message from the {'parent' if self.role is Role.CHILD else 'child'}"
             )
         _fields(kind, fields, allowed[kind])
         if self.state is State.AWAIT_ACCEPT:
             if kind != "accept":
-                raise ProtocolError(f"expected 'accept', got {kind!r}")
+                raise ProtocolError(f"expected 'accept', got {_short(kind)}")
             self.state = State.ESTABLISHED
             return Established()
         if kind == "stop":
@@ -422,4 +445,4 @@ class Channel:
             if not isinstance(entries, list):
                 raise ProtocolError("'report' message: 'entries' must be an array")
             return Report(tuple(check_entry(e) for e in entries))
-        raise ProtocolError(f"unexpected {kind!r} message once established")
+        raise ProtocolError(f"unexpected {_short(kind)} message once established")

@@ -23,7 +23,9 @@ def logged(log: Path, name: str, word: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("behaviour", "outcomes"), [("hang", {"killed", "terminated"}), ("stubborn", {"killed"})])
-def test_child_that_does_not_stop_is_escalated_by_its_deadline(tmp_path: Path, behaviour: str, outcomes: set[str]) -> None:
+def test_child_that_does_not_stop_is_escalated_by_its_deadline(
+    tmp_path: Path, behaviour: str, outcomes: set[str]
+) -> None:
     log = tmp_path / "log"
     child = shutdownbus.spawn(member_cmd(log, "--on-stop", behaviour), ready_timeout=60)
     start = time.monotonic()
@@ -122,5 +124,3 @@ def test_stop_request_reaches_a_child_started_with_a_shell(tmp_path: Path) -> No
     member = report.entry(child.member_pid)
     assert member is not None and member.member, report
     assert sys.executable
-
-
