@@ -84,9 +84,9 @@ class Upstream:
         self.monitor = monitor
         self.channel = Channel(Role.CHILD, keys.secret, pid=pid, name=name)
         self.joined = threading.Event()
-        self.acked = threading.Event()  # every report sent so far was acknowledged
-        self.reports_sent = 0
-        self.acks = 0
+        self.acked = threading.Event()  # every report handed to the bus so far was acknowledged
+        self.unacked = 0  # reports handed to the bus and not yet acknowledged
+        self.lock = threading.Lock()
         self.lost = threading.Event()
         self.failure: str | None = None
 
@@ -232,18 +232,22 @@ class Bus:
         every report sent so far was acknowledged.
         """
 
-        def send() -> None:
-            up = self.upstream
-            if up is None or not up.channel.established or up.lost.is_set():
-                return
-            if isinstance(event, Ready):
-                self._send(up.sock, up.channel.send(event))
-                return
-            entries = event.entries
-            for start in range(0, max(len(entries), 1), REPORT_CHUNK):
-                up.reports_sent += 1
+        up = self.upstream
+        if up is None:
+            return
+        chunks = [event] if isinstance(event, Ready) else _chunks(event)
+        if isinstance(event, Report):
+            # Counted here, before the send is queued, so that a caller that
+            # waits for `acked` right after this call cannot see a stale "yes".
+            with up.lock:
+                up.unacked += len(chunks)
                 up.acked.clear()
-                self._send(up.sock, up.channel.send(Report(entries[start : start + REPORT_CHUNK])))
+
+        def send() -> None:
+            if not up.channel.established or up.lost.is_set():
+                return
+            for chunk in chunks:
+                self._send(up.sock, up.channel.send(chunk))
 
         self.call(send)
 
@@ -353,9 +357,10 @@ class Bus:
             elif isinstance(event, Stop):
                 self._on_stop(event.reason, event.budget)
             elif isinstance(event, Ack):
-                up.acks += 1
-                if up.acks >= up.reports_sent:
-                    up.acked.set()
+                with up.lock:
+                    up.unacked = max(0, up.unacked - 1)
+                    if up.unacked == 0:
+                        up.acked.set()
 
     def forward_stop(self, reason: str, budget: float) -> None:
         """Bus thread only: hand a stop to every child at once, with a smaller budget."""
@@ -387,6 +392,7 @@ class Bus:
             if msg["event"] in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
                 if not up.lost.is_set():
                     up.lost.set()
+                    up.acked.set()  # nobody is left to acknowledge anything
                     up.failure = up.failure or "the parent's end of the channel closed"
                     self._on_parent_lost()
             else:
@@ -413,3 +419,9 @@ class Bus:
                 # stopped, and what is left at its exit: they add up.
                 link.entries += event.entries
                 self._send(link.sock, link.channel.send(Ack()))
+
+
+def _chunks(report: Report) -> list[Report]:
+    """Split a report so that each message fits in a frame (one, if it is empty)."""
+    entries = report.entries
+    return [Report(entries[i : i + REPORT_CHUNK]) for i in range(0, max(len(entries), 1), REPORT_CHUNK)]

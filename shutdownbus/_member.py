@@ -21,10 +21,12 @@ import contextlib
 import logging
 import math
 import os
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import FrameType
 
 from . import _platform, _transport
 from ._bus import Bus, Upstream
@@ -309,7 +311,29 @@ def _raise_pending() -> None:
             return
         _state.raised = True
         reason = _state.stop_reason
+    _skip_popen_sigint_wait(sys._getframe(1))
     raise StopRequested(reason)
+
+
+def _skip_popen_sigint_wait(frame: FrameType | None) -> None:
+    """Let a plain ``Popen.wait()`` pass StopRequested on at once.
+
+    On a KeyboardInterrupt, ``Popen.wait()`` first waits 0.25 s for its child,
+    assuming the child got the same Ctrl-C (CPython bpo-25942).  A process
+    started with plain subprocess does not get our stop, so that wait would
+    only delay the cleanup; a `Child` does get it, so its wait is kept.
+    """
+    from ._child import Child
+
+    for _ in range(8):
+        if frame is None:
+            return
+        if frame.f_code is subprocess.Popen.wait.__code__:
+            popen = frame.f_locals.get("self")
+            if isinstance(popen, subprocess.Popen) and not isinstance(popen, Child):
+                popen._sigint_wait_secs = 0  # type: ignore[attr-defined]
+            return
+        frame = frame.f_back
 
 
 @contextlib.contextmanager

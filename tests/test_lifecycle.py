@@ -124,3 +124,17 @@ def test_stop_request_reaches_a_child_started_with_a_shell(tmp_path: Path) -> No
     member = report.entry(child.member_pid)
     assert member is not None and member.member, report
     assert sys.executable
+
+
+def test_stop_arriving_while_a_member_spawns_reaches_the_new_children(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    # B says it is ready, then starts five more children: the stop lands
+    # somewhere in that sequence, and every child started must stop too.
+    child = shutdownbus.spawn(member_cmd(log, "--late-children", "5"), ready_timeout=60)
+    report = child.stop(timeout=20)
+    spawned = [int(pid) for pid in logged(log, "B", "spawned")]
+    assert alive([child.pid, *spawned]) == []
+    assert report.entries[0].outcome == "stopped", report
+    for pid in spawned:
+        entry = report.entry(pid)
+        assert entry is not None and entry.outcome == "stopped", report

@@ -50,12 +50,17 @@ def test_join_removes_per_spawn_variables_and_keeps_user_settings(monkeypatch: p
     assert secret not in repr(child)
 
 
-def test_wrong_secret_is_refused_and_squatters_neither_block_nor_hear(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_wrong_secret_is_refused_and_squatters_neither_block_nor_hear(
+    transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHUTDOWNBUS_TRANSPORT", transport)
     # The child joins only when told to, so the squatters connect first.
     code = "import sys, time, shutdownbus\nsys.stdin.readline()\nshutdownbus.join()\nshutdownbus.ready()\n"
     code += "time.sleep(600)\n"
     child = shutdownbus.spawn([sys.executable, "-c", code], stdin=subprocess.PIPE)
     endpoint = child._link.endpoint
+    assert endpoint.startswith(f"{transport}://")
     ctx = zmq.Context()
     plain = ctx.socket(zmq.PAIR)  # no CURVE at all
     plain.connect(endpoint)
@@ -111,3 +116,10 @@ def test_ready_then_wait_ready_returns(tmp_path: Path) -> None:
         child.wait_ready(60)
         assert child.joined and child.name == "B"
     assert child.returncode == 0
+
+
+def test_a_member_does_not_import_psutil() -> None:
+    code = "import sys, shutdownbus\nshutdownbus.join()\nshutdownbus.ready()\nprint('psutil' in sys.modules)\n"
+    child = shutdownbus.spawn([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    out, _ = child.communicate(timeout=60)
+    assert out.strip() == "False"
