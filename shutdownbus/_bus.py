@@ -22,7 +22,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import zmq
@@ -31,7 +31,7 @@ from zmq.utils.monitor import parse_monitor_message
 from . import _transport
 from ._deadlines import child_budget
 from ._errors import ChannelError, ProtocolError
-from ._protocol import MAX_BUDGET, Ack, Channel, Established, Ready, Report, Role, Stop
+from ._protocol import MAX_BUDGET, Ack, Channel, Established, Event, Ready, Report, Role, Stop
 
 log = logging.getLogger("shutdownbus")
 
@@ -343,15 +343,21 @@ class Bus:
                 break
         return frames
 
-    def _on_upstream_frames(self, up: Upstream) -> None:
-        for frame in self._frames(up.sock):
+    def _events(self, sock: zmq.Socket[bytes], channel: Channel, peer: str) -> Iterator[Event]:
+        """Feed the waiting frames to ``channel``, send its replies, yield its events."""
+        for frame in self._frames(sock):
             try:
-                event, reply = up.channel.receive(frame)
+                event, reply = channel.receive(frame)
             except ProtocolError as exc:
-                self._warn_once(f"up:{type(exc).__name__}", f"shutdownbus: dropped a frame from the parent: {exc}")
+                self._warn_once(f"{peer}:{type(exc).__name__}", f"shutdownbus: dropped a frame from the {peer}: {exc}")
                 continue
             if reply is not None:
-                self._send(up.sock, reply)
+                self._send(sock, reply)
+            if event is not None:
+                yield event
+
+    def _on_upstream_frames(self, up: Upstream) -> None:
+        for event in self._events(up.sock, up.channel, "parent"):
             if isinstance(event, Established):
                 up.joined.set()
             elif isinstance(event, Stop):
@@ -399,14 +405,7 @@ class Bus:
                 up.failure = "the parent refused this process's credentials"
 
     def _on_link_frames(self, link: Link) -> None:
-        for frame in self._frames(link.sock):
-            try:
-                event, reply = link.channel.receive(frame)
-            except ProtocolError as exc:
-                self._warn_once(f"down:{type(exc).__name__}", f"shutdownbus: dropped a frame from a child: {exc}")
-                continue
-            if reply is not None:
-                self._send(link.sock, reply)
+        for event in self._events(link.sock, link.channel, "child"):
             if isinstance(event, Established):
                 link.member_pid, link.member_name = event.peer_pid, event.peer_name
                 link.joined.set()

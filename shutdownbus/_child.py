@@ -24,6 +24,19 @@ _live_lock = threading.Lock()
 _subreaper_done = False
 
 
+def _forget_after_fork() -> None:
+    # A forked child does not own its parent's children, and the subreaper
+    # attribute is not inherited across fork.
+    global _live_lock, _subreaper_done
+    _live.clear()
+    _live_lock = threading.Lock()
+    _subreaper_done = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 class Child(subprocess.Popen[Any]):
     """A child process started by `spawn`, on this process's control channel.
 

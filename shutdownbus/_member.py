@@ -81,6 +81,19 @@ class _State:
 _state = _State()
 
 
+def _start_afresh_after_fork() -> None:
+    """A forked child has neither the bus thread nor usable sockets, and is
+    not a member: its parent's channel belongs to its parent."""
+    global _state
+    hooked = _state.exit_hook
+    _state = _State()
+    _state.exit_hook = hooked  # the atexit hook was inherited with the rest
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_start_afresh_after_fork)
+
+
 def get_bus() -> Bus:
     """This process's bus, started on first use."""
     with _state.lock:
