@@ -31,7 +31,7 @@ from zmq.utils.monitor import parse_monitor_message
 from . import _transport
 from ._deadlines import child_budget
 from ._errors import ChannelError, ProtocolError
-from ._protocol import MAX_BUDGET, Ack, Channel, Established, Event, Ready, Report, Role, Stop
+from ._protocol import MAX_BUDGET, Ack, Channel, Established, Event, Ready, Report, Role, Stop, is_knock
 
 log = logging.getLogger("shutdownbus")
 
@@ -75,13 +75,29 @@ class Link:
 
 
 class Upstream:
-    """This process's end of the channel to its own parent."""
+    """This process's end of the channel to whoever may stop it.
+
+    For a spawned member, the channel to its parent (connected, monitored so
+    that the parent's loss is seen).  For a registered root (``admin``), its
+    admin channel (bound; each admin that connects knocks, and the handshake
+    starts afresh for it).
+    """
 
     def __init__(
-        self, keys: _transport.ChannelKeys, sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], pid: int, name: str
+        self,
+        keys: _transport.ChannelKeys,
+        sock: zmq.Socket[bytes],
+        monitor: zmq.Socket[bytes] | None,
+        pid: int,
+        name: str,
+        *,
+        admin: bool = False,
     ) -> None:
+        self.keys = keys
         self.sock = sock
         self.monitor = monitor
+        self.admin = admin
+        self.pid, self.name = pid, name
         self.channel = Channel(Role.CHILD, keys.secret, pid=pid, name=name)
         self.joined = threading.Event()
         self.acked = threading.Event()  # every report handed to the bus so far was acknowledged
@@ -165,16 +181,8 @@ class Bus:
 
     def open_link(self) -> Link:
         """Create and bind the parent's end of a new channel (any thread)."""
-        with self._setup_lock:
-            if self._zap is None:
-                # The ZAP handler must be bound before the first CURVE server
-                # socket, or libzmq would admit every client.
-                zap = self.ctx.socket(zmq.REP)
-                zap.setsockopt(zmq.LINGER, 0)
-                zap.bind(_transport.ZAP_ENDPOINT)
-                self._zap = zap
-                self.call(lambda: self._poller.register(zap, zmq.POLLIN))
-            domain = f"sb{next(self._domains)}".encode()
+        self._ensure_zap()
+        domain = f"sb{next(self._domains)}".encode()
         keys = _transport.ChannelKeys.generate()
         self._allowed[domain] = keys.client_public_raw()
         try:
@@ -190,6 +198,17 @@ class Bus:
 
         self.call(adopt)
         return link
+
+    def _ensure_zap(self) -> None:
+        with self._setup_lock:
+            if self._zap is None:
+                # The ZAP handler must be bound before the first CURVE server
+                # socket, or libzmq would admit every client.
+                zap = self.ctx.socket(zmq.REP)
+                zap.setsockopt(zmq.LINGER, 0)
+                zap.bind(_transport.ZAP_ENDPOINT)
+                self._zap = zap
+                self.call(lambda: self._poller.register(zap, zmq.POLLIN))
 
     def close_link(self, link: Link) -> None:
         """Close a channel whose child is gone (any thread)."""
@@ -224,6 +243,29 @@ class Bus:
         self.call(adopt)
         return up
 
+    def open_admin(self, keys: _transport.ChannelKeys, pid: int, name: str) -> tuple[Upstream, str]:
+        """Bind the admin channel of a registered root (any thread).
+
+        Returns:
+            The channel and the endpoint admins connect to.
+        """
+        self._ensure_zap()
+        domain = f"sb{next(self._domains)}".encode()
+        self._allowed[domain] = keys.client_public_raw()
+        try:
+            sock, endpoint = _transport.bind_parent_socket(self.ctx, keys, domain.decode(), self.runtime)
+        except BaseException:
+            self._allowed.pop(domain, None)
+            raise
+        up = Upstream(keys, sock, None, pid, name, admin=True)
+
+        def adopt() -> None:
+            self.upstream = up
+            self._poller.register(sock, zmq.POLLIN)
+
+        self.call(adopt)
+        return up, endpoint
+
     def send_upstream(self, event: Ready | Report) -> None:
         """Send ``Ready`` or ``Report`` to the parent (any thread).
 
@@ -244,10 +286,14 @@ class Bus:
                 up.acked.clear()
 
         def send() -> None:
-            if not up.channel.established or up.lost.is_set():
-                return
             for chunk in chunks:
-                self._send(up.sock, up.channel.send(chunk))
+                if up.channel.established and not up.lost.is_set() and self._send(up.sock, up.channel.send(chunk)):
+                    continue
+                if isinstance(chunk, Report):  # it will never be acknowledged
+                    with up.lock:
+                        up.unacked = max(0, up.unacked - 1)
+                        if up.unacked == 0:
+                            up.acked.set()
 
         self.call(send)
 
@@ -273,10 +319,12 @@ class Bus:
             link.closed = True
             link.sock.close(0)
         self.links.clear()
-        if self.upstream is not None:
-            self.upstream.sock.disable_monitor()
-            self.upstream.monitor.close(0)
-            self.upstream.sock.close(0)
+        up = self.upstream
+        if up is not None:
+            if up.monitor is not None:
+                up.sock.disable_monitor()
+                up.monitor.close(0)
+            up.sock.close(0)
         if self._zap is not None:
             self._zap.close(0)
         self._wake_rx.close(0)
@@ -300,7 +348,7 @@ class Bus:
             if up is not None:
                 if up.sock in ready:
                     self._on_upstream_frames(up)
-                if up.monitor in ready:
+                if up.monitor is not None and up.monitor in ready:
                     self._on_monitor(up)
             for sock in [s for s in ready if s in self.links]:
                 self._on_link_frames(self.links[sock])
@@ -323,11 +371,13 @@ class Bus:
             if not self._running:
                 return
 
-    def _send(self, sock: zmq.Socket[bytes], frame: bytes) -> None:
+    def _send(self, sock: zmq.Socket[bytes], frame: bytes) -> bool:
         try:
             sock.send(frame, zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             self._warn_once("send", f"shutdownbus: could not send a control message ({exc})")
+            return False
+        return True
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -343,11 +393,20 @@ class Bus:
                 break
         return frames
 
-    def _events(self, sock: zmq.Socket[bytes], channel: Channel, peer: str) -> Iterator[Event]:
-        """Feed the waiting frames to ``channel``, send its replies, yield its events."""
+    def _events(
+        self,
+        sock: zmq.Socket[bytes],
+        channel: Callable[[], Channel],
+        peer: str,
+        knock: Callable[[], None] | None = None,
+    ) -> Iterator[Event]:
+        """Feed the waiting frames to ``channel()``, send its replies, yield its events."""
         for frame in self._frames(sock):
+            if knock is not None and is_knock(frame):
+                knock()
+                continue
             try:
-                event, reply = channel.receive(frame)
+                event, reply = channel().receive(frame)
             except ProtocolError as exc:
                 self._warn_once(f"{peer}:{type(exc).__name__}", f"shutdownbus: dropped a frame from the {peer}: {exc}")
                 continue
@@ -357,7 +416,13 @@ class Bus:
                 yield event
 
     def _on_upstream_frames(self, up: Upstream) -> None:
-        for event in self._events(up.sock, up.channel, "parent"):
+        def knock() -> None:  # an admin connected: a fresh handshake for it
+            up.channel = Channel(Role.CHILD, up.keys.secret, pid=up.pid, name=up.name)
+            self._send(up.sock, up.channel.start())
+
+        for event in self._events(
+            up.sock, lambda: up.channel, "admin" if up.admin else "parent", knock if up.admin else None
+        ):
             if isinstance(event, Established):
                 up.joined.set()
             elif isinstance(event, Stop):
@@ -390,9 +455,10 @@ class Bus:
         self._send(link.sock, link.channel.send(Stop(link.stop_reason, budget)))
 
     def _on_monitor(self, up: Upstream) -> None:
-        while True:
+        monitor = up.monitor
+        while monitor is not None:
             try:
-                msg = parse_monitor_message(up.monitor.recv_multipart(zmq.NOBLOCK))
+                msg = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
             if msg["event"] in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
@@ -405,7 +471,7 @@ class Bus:
                 up.failure = "the parent refused this process's credentials"
 
     def _on_link_frames(self, link: Link) -> None:
-        for event in self._events(link.sock, link.channel, "child"):
+        for event in self._events(link.sock, lambda: link.channel, "child"):
             if isinstance(event, Established):
                 link.member_pid, link.member_name = event.peer_pid, event.peer_name
                 link.joined.set()

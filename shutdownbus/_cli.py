@@ -1,9 +1,40 @@
-"""The ``shutdownbus`` command line (only ``--version`` so far)."""
+"""The ``shutdownbus`` command line: run, send-stop, list, tree.
+
+Rules of this module:
+
+* argparse does the parsing; every command returns an exit status.
+* Exit statuses: 0 everything stopped cleanly; 1 the stop completed but
+  escalation was needed or a process failed; 2 usage error, unknown target,
+  registry, permission or authentication problem.  ``run`` exits with its
+  command's status (128+N when a signal N ended it, on POSIX).
+* Errors are one line on stderr, starting with ``shutdownbus:``; never a
+  traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+import time
 from collections.abc import Sequence
+from typing import Any
+
+from ._errors import ChildExited, ShutdownBusError
+
+EXIT_OK, EXIT_NOT_CLEAN, EXIT_ERROR = 0, 1, 2
+
+EPILOG = """examples:
+  shutdownbus run --name web -- python server.py     # run a stoppable tree named 'web'
+  shutdownbus send-stop web                          # stop it from another terminal
+  shutdownbus send-stop web --timeout 5 --json       # ... with a deadline, report as JSON
+  shutdownbus list                                   # the running trees
+  shutdownbus tree web                               # the processes of one tree
+
+exit status: 0 stopped cleanly; 1 stopped, but escalation was needed or a process
+failed; 2 usage error, unknown target, registry, permission or authentication problem.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,14 +44,287 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shutdownbus",
         description="Stop whole process trees cleanly, on every OS, without signals.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run a command as the root of a stoppable, named tree",
+        description="Run CMD as a child on the bus and register NAME, so that 'shutdownbus send-stop NAME'"
+        " stops CMD's whole tree. Stdin, stdout and stderr pass straight through; Ctrl-C works natively."
+        " Exits with CMD's exit status (128+N if signal N ended it, on POSIX).",
+        epilog="examples:\n  shutdownbus run -- python server.py\n"
+        "  shutdownbus run --name echo --ready-timeout 10 -- python examples/echo_server.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--name", help="the name send-stop finds the tree by (default: CMD's basename)")
+    run.add_argument("--stop-timeout", type=_seconds, default=10.0, metavar="S", help="seconds a stop gives the tree")
+    run.add_argument("--ready-timeout", type=_seconds, metavar="S", help="fail unless CMD calls ready() within S")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]", help="the command to run")
+
+    stop = sub.add_parser(
+        "send-stop",
+        help="stop a running tree by name or pid",
+        description="Send an authenticated stop to a registered tree and wait until every process of it is gone;"
+        " print what happened to each.",
+        epilog="examples:\n  shutdownbus send-stop web\n  shutdownbus send-stop 4242 --timeout 3 --json\n"
+        "  shutdownbus send-stop web --no-wait --reason deploy",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stop.add_argument("target", metavar="TARGET", help="a registered name or the root's pid")
+    stop.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="seconds before escalation")
+    stop.add_argument("--reason", default="stop", help="reason sent with the stop (default: stop)")
+    stop.add_argument("--json", action="store_true", help="print the report as JSON")
+    stop.add_argument("--no-wait", action="store_true", help="return once the stop was delivered")
+
+    lst = sub.add_parser(
+        "list",
+        help="list the running trees",
+        description="List the registered roots: name, pid, uptime, processes in the tree, command line."
+        " Entries of processes that are gone are pruned.",
+        epilog="examples:\n  shutdownbus list\n  shutdownbus list --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    lst.add_argument("--json", action="store_true", help="print JSON")
+
+    tree = sub.add_parser(
+        "tree",
+        help="show the live process tree under a root",
+        description="Show the processes under a registered root: pid, name, whether it was started on the bus, state.",
+        epilog="examples:\n  shutdownbus tree web\n  shutdownbus tree 4242",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tree.add_argument("target", metavar="TARGET", help="a registered name or the root's pid")
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 7 * 24 * 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    args = parser.parse_args(argv)
+    commands = {"run": cmd_run, "send-stop": cmd_send_stop, "list": cmd_list, "tree": cmd_tree}
+    if args.command is None:
+        parser.print_help()
+        return EXIT_ERROR
+    try:
+        return commands[args.command](args, parser)
+    except ShutdownBusError as exc:
+        return _fail(str(exc))
+    except PermissionError as exc:
+        return _fail(f"permission denied: {exc.filename or exc}")
+    except KeyboardInterrupt:
+        return 128 + 2
+
+
+def _fail(message: str) -> int:
+    print(f"shutdownbus: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+# -- run ----------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``shutdownbus run``."""
+    from ._child import spawn
+    from ._member import register
+
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        parser.error("run needs a command: shutdownbus run [options] -- CMD [ARG...]")
+    register(args.name or os.path.basename(cmd[0]))
+    try:
+        child = spawn(cmd, stop_timeout=args.stop_timeout)
+    except OSError as exc:
+        print(f"shutdownbus: cannot run {cmd[0]!r}: {exc.strerror}", file=sys.stderr)
+        return 127
+    if args.ready_timeout is not None:
+        try:
+            child.wait_ready(args.ready_timeout)
+        except (ChildExited, TimeoutError) as exc:
+            child.stop(reason="not-ready")
+            return _fail(str(exc).splitlines()[0])
+    try:
+        rc = child.wait()
+    except KeyboardInterrupt:  # Ctrl-C (the child got it too), or a stop from send-stop
+        rc = child.wait()
+    return rc if rc >= 0 else 128 - rc
+
+
+# -- send-stop ------------------------------------------------------------------
+
+
+def cmd_send_stop(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``shutdownbus send-stop``."""
+    from . import _registry
+    from ._admin import send_stop
+
+    entry = _registry.find(args.target)
+    progress = _Progress(entry.name) if sys.stderr.isatty() and not args.no_wait else None
+    try:
+        report = send_stop(entry, reason=args.reason, timeout=args.timeout, wait=not args.no_wait, progress=progress)
+    finally:
+        if progress is not None:
+            progress.clear()
+    if report is None:
+        print(f"stop sent to {entry.name!r} (pid {entry.pid})")
+        return EXIT_OK
+    print(report.to_json(indent=2) if args.json else report.format_table())
+    return EXIT_OK if report.ok else EXIT_NOT_CLEAN
+
+
+class _Progress:
+    """One live line on the terminal while a stop takes more than a second."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.start = time.monotonic()
+        self.shown = False
+
+    def __call__(self, gone: int, total: int) -> None:
+        if time.monotonic() - self.start < 1.0:
+            return
+        sys.stderr.write(f"\rstopping {self.name}: {gone} of {total} processes exited ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+# -- list and tree ----------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``shutdownbus list``."""
+    from . import _registry
+
+    live, problems = _registry.entries()
+    for problem in problems:
+        print(f"shutdownbus: {problem}", file=sys.stderr)
+    rows = [_describe(entry) for entry in live]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    table = [("NAME", "PID", "UPTIME", "PROCS", "COMMAND")]
+    table += [(r["name"], str(r["pid"]), _duration(r["uptime"]), str(r["processes"]), r["command"]) for r in rows]
+    _print_table(table)
+    return EXIT_OK
+
+
+def _describe(entry: Any) -> dict[str, Any]:
+    import psutil
+
+    from . import _registry
+
+    try:
+        processes = 1 + len(psutil.Process(entry.pid).children(recursive=True))
+    except psutil.Error:
+        processes = 0
+    return {
+        "name": entry.name,
+        "pid": entry.pid,
+        "uptime": round(_registry.uptime(entry), 3),
+        "processes": processes,
+        "command": " ".join(entry.argv),
+    }
+
+
+def cmd_tree(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``shutdownbus tree``."""
+    import psutil
+
+    from . import _registry
+
+    entry = _registry.find(args.target)
+    try:
+        root = psutil.Process(entry.pid)
+        procs = [(root, 0), *_descendants(root, 1)]
+    except psutil.NoSuchProcess:
+        return _fail(f"the tree {entry.name!r} is gone")
+    table = [("PID", "NAME", "MEMBER", "STATE", "COMMAND")]
+    for proc, depth in procs:
+        row = (str(proc.pid), "  " * depth + _name(proc), _on_bus(proc, proc is root), _state(proc), _command(proc))
+        table.append(row)
+    _print_table(table)
+    return EXIT_OK
+
+
+def _descendants(proc: Any, depth: int) -> list[tuple[Any, int]]:
+    import psutil
+
+    out: list[tuple[Any, int]] = []
+    try:
+        children = sorted(proc.children(), key=lambda p: p.pid)
+    except psutil.Error:
+        return out
+    for child in children:
+        out.append((child, depth))
+        out += _descendants(child, depth + 1)
+    return out
+
+
+def _name(proc: Any) -> str:
+    from ._tree import display_name
+
+    return display_name(proc)
+
+
+def _on_bus(proc: Any, is_root: bool) -> str:
+    """Whether the process was started on the bus (its start-up environment
+    had a channel), or is the registered root itself."""
+    import psutil
+
+    if is_root:
+        return "root"
+    try:
+        return "yes" if "SHUTDOWNBUS_ENDPOINT" in proc.environ() else "no"
+    except (psutil.Error, OSError):
+        return "?"
+
+
+def _command(proc: Any, width: int = 70) -> str:
+    import psutil
+
+    try:
+        text = " ".join(proc.cmdline())
+    except psutil.Error:
+        return "?"
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _state(proc: Any) -> str:
+    import psutil
+
+    try:
+        return str(proc.status())
+    except psutil.Error:
+        return "gone"
+
+
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"

@@ -27,6 +27,11 @@ class ChannelError(ShutdownBusError):
     """The control channel could not be set up or used (transport failure)."""
 
 
+class RegistryError(ShutdownBusError):
+    """The registry of named trees cannot be used: missing name, name taken,
+    unsafe or unreadable directory."""
+
+
 class ProcessError(ShutdownBusError):
     """An error about one process; carries its ``pid`` and ``name``.
 

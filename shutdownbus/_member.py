@@ -27,12 +27,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from . import _platform, _transport
 from ._bus import Bus, Upstream
-from ._errors import ChannelError
+from ._errors import ChannelError, ShutdownBusError
 from ._protocol import Ready, Report
 from ._report import StopReport
+
+if TYPE_CHECKING:
+    from ._registry import Entry
 
 log = logging.getLogger("shutdownbus")
 
@@ -76,6 +80,7 @@ class _State:
         self.deferring = 0  # > 0 while the main thread must not be interrupted
         self.exit_hook = False
         self.stop_received_at: float | None = None
+        self.registered: Entry | None = None
 
 
 _state = _State()
@@ -184,10 +189,60 @@ def _parse_timeout(text: str | None) -> float:
     return value if math.isfinite(value) and value > 0 else DEFAULT_STOP_TIMEOUT
 
 
+def register(name: str | None = None) -> str:
+    """Make this process the root of a named tree that an operator can stop.
+
+    ``shutdownbus send-stop NAME`` (or the pid) then stops this process and its
+    whole tree, exactly as a parent's stop would: `StopRequested` in the main
+    thread, the stop forwarded to every child, the report sent to the admin.
+    The entry is removed when this process exits; an entry left by a process
+    that died is pruned by the next ``list`` or ``send-stop``.
+
+    Args:
+        name: The name to register (default: the basename of ``sys.argv[0]``).
+
+    Returns:
+        The registered name.
+
+    Raises:
+        RegistryError: the name is invalid or taken by a live root, or the
+            registry directory is unsafe or unusable.
+        ShutdownBusError: this process is a member of its parent's tree (stop
+            it through its parent) or is registered already.
+    """
+    from . import _registry
+
+    name = _registry.check_name(name or _default_name())
+    with _state.lock:
+        if _state.upstream is not None:
+            what = "is registered already" if _state.registered else "is a member of its parent's tree"
+            raise ShutdownBusError(f"this process {what}; it cannot be registered as a root")
+        import psutil
+
+        keys = _transport.ChannelKeys.generate()
+        _state.name = name
+        _state.interrupt_main = True
+        _state.interruptible = _platform.install_main_thread_waker(_raise_pending)
+        bus = get_bus()
+        up, endpoint = bus.open_admin(keys, os.getpid(), name)
+        entry = _registry.Entry(
+            name=name,
+            pid=os.getpid(),
+            started=psutil.Process().create_time(),
+            endpoint=endpoint,
+            secret=keys.encoded_secret(),
+            argv=tuple(getattr(sys, "orig_argv", sys.argv)),
+        )
+        _registry.write(entry)
+        _state.upstream = up
+        _state.registered = entry
+    return name
+
+
 def joined() -> bool:
     """Whether this process has joined its parent's channel."""
     up = _state.upstream
-    return up is not None and up.joined.is_set()
+    return up is not None and not up.admin and up.joined.is_set()
 
 
 def ready() -> bool:
@@ -198,7 +253,7 @@ def ready() -> bool:
         not a member (so a program can call it unconditionally).
     """
     bus, up = _state.bus, _state.upstream
-    if bus is None or up is None or not up.joined.is_set():
+    if bus is None or up is None or up.admin or not up.joined.is_set():
         return False
     bus.send_upstream(Ready())
     return True
@@ -391,4 +446,8 @@ def _at_exit() -> None:
             left = _state.stop_deadline - time.monotonic()
             up.acked.wait(min(ACK_WAIT, max(left, 0.1)))
     finally:
+        if _state.registered is not None:
+            from ._registry import remove
+
+            remove(_state.registered.name, _state.registered.pid)
         bus.close()

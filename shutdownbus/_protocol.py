@@ -180,6 +180,21 @@ def _check_budget(value: Any) -> float:
     return float(value)
 
 
+def knock() -> bytes:
+    """The frame an admin sends first on a registered root's channel.
+
+    The root binds and cannot see a new peer arrive; the knock asks it to
+    start a fresh handshake (as the child side).  It carries nothing and
+    proves nothing: the handshake that follows does.
+    """
+    return _encode("knock", {})
+
+
+def is_knock(frame: bytes) -> bool:
+    """Whether ``frame`` is a knock (never raises)."""
+    return frame == _KNOCK
+
+
 def check_entry(entry: Any) -> dict[str, Any]:
     """Validate one report entry; return it unchanged.
 
@@ -446,3 +461,6 @@ class Channel:
                 raise ProtocolError("'report' message: 'entries' must be an array")
             return Report(tuple(check_entry(e) for e in entries))
         raise ProtocolError(f"unexpected {_short(kind)} message once established")
+
+
+_KNOCK = knock()

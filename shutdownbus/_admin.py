@@ -1,0 +1,195 @@
+"""The admin side of a registered root's channel: what ``send-stop`` does.
+
+Rules of this module:
+
+* The admin speaks the same protocol as a parent (`Role.PARENT`), with the
+  root's admin credential instead of a per-spawn secret, over the same
+  CURVE + ZAP transport.  Since the root binds and cannot know when an admin
+  connects, the admin opens with a ``knock`` frame; the root then starts the
+  handshake as a child would.
+* The admin is not the root's parent: it cannot collect the root's exit
+  status, so it watches the tree with psutil until every process is gone,
+  and escalates past the deadline like a parent would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from . import _registry, _transport
+from ._deadlines import KILL_WAIT, TERM_GRACE
+from ._errors import AuthenticationError, ChannelError, ProtocolError
+from ._protocol import Ack, Channel, Established, Report, Role, Stop, knock
+from ._report import ReportEntry, StopReport, merge_entries
+from ._tree import Tree, display_name, signal_members
+
+HANDSHAKE_TIMEOUT = 5.0
+_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
+
+def send_stop(
+    entry: _registry.Entry,
+    *,
+    reason: str = "stop",
+    timeout: float = 10.0,
+    wait: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> StopReport | None:
+    """Stop the tree of a registered root.
+
+    Args:
+        entry: The root's registry entry.
+        reason: Sent with the stop.
+        timeout: Seconds before escalation.
+        wait: Wait until every process of the tree is gone (else return once the stop was sent).
+        progress: Called now and then with (processes gone, processes in all) while waiting.
+
+    Returns:
+        The report, or None without ``wait``.
+
+    Raises:
+        AuthenticationError: the root refused the credential.
+        ChannelError: the root's channel cannot be reached.
+    """
+    import psutil
+
+    keys = _transport.ChannelKeys.from_encoded(entry.secret)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        sock = _transport.connect_child_socket(ctx, keys, entry.endpoint)
+        monitor = sock.get_monitor_socket(_FAILED)
+        channel = Channel(Role.PARENT, keys.secret)
+        _handshake(sock, monitor, channel)
+        try:
+            root = psutil.Process(entry.pid)
+        except psutil.Error:
+            raise ChannelError(f"the tree {entry.name!r} exited before it could be stopped") from None
+        t0 = time.monotonic()
+        tree = Tree([entry.pid])
+        sock.send(channel.send(Stop(reason, timeout)))
+        if not wait:
+            sock.setsockopt(zmq.LINGER, 1000)  # let the stop leave before we close
+            return None
+        reported = _wait(sock, channel, root, tree, t0 + timeout, progress)
+        escalated = _escalate(root, tree) if root.is_running() and _running(root) else None
+        end = time.monotonic()
+        own = ReportEntry(
+            pid=entry.pid,
+            name=entry.name,
+            outcome=escalated or "stopped",
+            returncode=None,
+            seconds=round(end - t0, 6),
+            member=True,
+        )
+        others = [
+            ReportEntry(m.pid, m.name, m.outcome or "stopped", None, _since(m.gone_at, t0), False)
+            for m in sorted(tree.members.values(), key=lambda m: m.depth)
+        ]
+        return StopReport(reason, merge_entries([[own], reported, others]), round(end - t0, 6))
+    finally:
+        ctx.destroy(linger=0)
+
+
+def _handshake(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], channel: Channel) -> None:
+    sock.send(knock())
+    end = time.monotonic() + HANDSHAKE_TIMEOUT
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    poller.register(monitor, zmq.POLLIN)
+    while not channel.established:
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            raise ChannelError("the tree's root did not answer; it may be exiting or hung")
+        ready = dict(poller.poll(int(remaining * 1000) + 1))
+        if monitor in ready:
+            event = parse_monitor_message(monitor.recv_multipart())
+            if event["event"] & _FAILED:
+                raise AuthenticationError("the tree's root refused the admin credential (authentication refused)")
+        if sock in ready:
+            try:
+                _, reply = channel.receive(sock.recv())
+            except ProtocolError as exc:
+                raise AuthenticationError(f"the tree's root failed the handshake: {exc}") from None
+            if reply is not None:
+                sock.send(reply)
+
+
+def _wait(
+    sock: zmq.Socket[bytes],
+    channel: Channel,
+    root: object,
+    tree: Tree,
+    deadline: float,
+    progress: Callable[[int, int], None] | None,
+) -> list[ReportEntry]:
+    """Take reports until the root is gone or the deadline passed."""
+    reported: list[ReportEntry] = []
+    while time.monotonic() < deadline:
+        if sock.poll(50):
+            try:
+                event, _ = channel.receive(sock.recv())
+            except ProtocolError:
+                continue
+            if isinstance(event, Report):
+                reported += [ReportEntry(**e) for e in event.entries]
+                sock.send(channel.send(Ack()))
+            elif isinstance(event, Established):
+                continue
+        tree.refresh()
+        if not _running(root):
+            break
+        if progress is not None:
+            total = len(tree.members) + 1
+            progress(total - len(tree.alive()) - 1, total)
+    return reported
+
+
+def _escalate(root: object, tree: Tree) -> str:
+    """Past the deadline: terminate, then kill, the root and its tree, deepest first."""
+    import psutil
+
+    outcome = "terminated"
+    for step, grace in (("terminated", TERM_GRACE), ("killed", KILL_WAIT)):
+        tree.refresh()
+        signal_members(tree.alive(), step)
+        if _running(root):
+            assert isinstance(root, psutil.Process)
+            root.kill() if step == "killed" else root.terminate()
+            outcome = step
+        end = time.monotonic() + grace
+        while (_running(root) or tree.alive()) and time.monotonic() < end:
+            time.sleep(0.005)
+    return outcome
+
+
+def _running(proc: object) -> bool:
+    import psutil
+
+    try:
+        assert isinstance(proc, psutil.Process)
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _since(when: float | None, t0: float) -> float | None:
+    return None if when is None else round(max(0.0, when - t0), 6)
+
+
+def describe(entry: _registry.Entry) -> str:
+    """A one-line description of a root for messages."""
+    return f"{entry.name} (pid {entry.pid}, {display_name_of(entry)})"
+
+
+def display_name_of(entry: _registry.Entry) -> str:
+    """The root's program name."""
+    import psutil
+
+    try:
+        return display_name(psutil.Process(entry.pid))
+    except psutil.Error:
+        return "?"
