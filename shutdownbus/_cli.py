@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -157,10 +158,31 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         except (ChildExited, TimeoutError) as exc:
             child.stop(reason="not-ready")
             return _fail(str(exc).splitlines()[0])
+    if hasattr(signal, "SIGTERM") and sys.platform != "win32":
+        # Whoever sends us SIGTERM (a service manager, kill) means "stop the
+        # tree": do it gracefully instead of dying and orphaning the tree.
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         rc = child.wait()
+    except _Terminated:
+        rc = _exit_status(child.stop(reason="SIGTERM").entries[0].returncode)
     except KeyboardInterrupt:  # Ctrl-C (the child got it too), or a stop from send-stop
         rc = child.wait()
+    return _exit_status(rc)
+
+
+class _Terminated(KeyboardInterrupt):
+    """``shutdownbus run`` got SIGTERM."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _exit_status(rc: int | None) -> int:
+    """A child's return code as an exit status: 128+N for signal N (POSIX)."""
+    if rc is None:
+        return 1
     return rc if rc >= 0 else 128 - rc
 
 

@@ -35,6 +35,7 @@ def main() -> None:
     p.add_argument("--block", default="sleep", choices=["sleep", "event", "popen"])
     p.add_argument("--grandchild", default="", choices=["", "plain", "daemon"])
     p.add_argument("--no-join", action="store_true")
+    p.add_argument("--announce", action="store_true", help="print 'ready PID' on stdout once ready")
     p.add_argument("--late-children", type=int, default=0, help="children to start after ready()")
     p.add_argument("--stop-timeout", type=float, default=10.0)
     args = p.parse_args()
@@ -85,6 +86,8 @@ def main() -> None:
             os.wait()
             log(args.log, f"{args.name} daemon {daemon_pid}")
         shutdownbus.ready()
+        if args.announce:
+            print(f"ready {os.getpid()}", flush=True)
         for i in range(args.late_children):  # a stop may arrive while these start
             cmd = [sys.executable, __file__, "--name", f"{args.name}.late{i}", "--log", args.log]
             children.append(shutdownbus.spawn(cmd))

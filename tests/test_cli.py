@@ -1,0 +1,199 @@
+"""The admin command line, end to end through the real console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import MEMBER, alive, log_lines
+
+SCRIPT = str(Path(sys.executable).parent / "shutdownbus")
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def readline(stream: object, timeout: float) -> str:
+    fd = stream.fileno()  # type: ignore[attr-defined]
+    ready, _, _ = select.select([fd], [], [], timeout)
+    if not ready:
+        raise TimeoutError(f"no line within {timeout} s")
+    return stream.readline()  # type: ignore[attr-defined,no-any-return]
+
+
+class Run:
+    """``shutdownbus run`` of tests/programs/member.py, started and reaped."""
+
+    def __init__(self, log: Path, *run_args: str, member_args: tuple[str, ...] = ()) -> None:
+        cmd = [SCRIPT, "run", *run_args, "--", sys.executable, MEMBER, "--log", str(log), "--announce", *member_args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = readline(self.proc.stdout, 60)
+        assert line.startswith("ready "), line + self.proc.stderr.read()  # type: ignore[union-attr]
+        self.member_pid = int(line.split()[1])
+
+    def finish(self, timeout: float = 60) -> int:
+        _, err = self.proc.communicate(timeout=timeout)
+        self.stderr = err
+        return self.proc.returncode
+
+
+@pytest.fixture
+def runs() -> Iterator[list[Run]]:
+    started: list[Run] = []
+    yield started
+    for run in started:
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait()
+        for stream in (run.proc.stdout, run.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_run_and_send_stop_by_name(tmp_path: Path, runs: list[Run]) -> None:
+    log = tmp_path / "log"
+    runs.append(run := Run(log, "--name", "web", member_args=("--depth", "1", "--fanout", "2")))
+    done = cli("send-stop", "web")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["PID", "NAME", "OUTCOME", "RC", "SECONDS", "MEMBER"]
+    assert len(lines) == 1 + 4 + 1  # header, run + member + 2 children, summary
+    assert all(line.split()[2] == "stopped" for line in lines[1:-1])
+    assert "ok" in lines[-1]
+    assert run.finish() == 0
+    assert "m cleanup" in log_lines(log)
+    assert cli("list").stdout.splitlines()[1:] == []
+
+
+def test_send_stop_by_pid_with_json(tmp_path: Path, runs: list[Run]) -> None:
+    runs.append(run := Run(tmp_path / "log", "--name", "api"))
+    done = cli("send-stop", str(run.proc.pid), "--json", "--reason", "deploy")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] is True and report["reason"] == "deploy"
+    assert [e["pid"] for e in report["entries"]] == [run.proc.pid, run.member_pid]
+    assert report["entries"][1]["returncode"] == 0
+    assert "m got stop deploy" in log_lines(tmp_path / "log")
+    assert run.finish() == 0
+
+
+def test_list_and_tree(tmp_path: Path, runs: list[Run]) -> None:
+    runs.append(run := Run(tmp_path / "log", "--name", "svc", member_args=("--depth", "1")))
+    listed = cli("list")
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()
+    assert header.split() == ["NAME", "PID", "UPTIME", "PROCS", "COMMAND"]
+    assert row.split()[:2] == ["svc", str(run.proc.pid)] and row.split()[3] == "3"
+    (entry,) = json.loads(cli("list", "--json").stdout)
+    assert entry["name"] == "svc" and entry["processes"] == 3 and "run --name svc" in entry["command"]
+    tree = cli("tree", "svc")
+    assert tree.returncode == 0, tree.stderr
+    rows = [line.split() for line in tree.stdout.splitlines()]
+    assert rows[0] == ["PID", "NAME", "MEMBER", "STATE", "COMMAND"]
+    assert [r[0] for r in rows[1:]] == [str(run.proc.pid), str(run.member_pid), rows[3][0]]
+    assert [r[2] for r in rows[1:]] == ["root", "yes", "yes"]
+    assert cli("send-stop", "svc").returncode == 0
+    assert run.finish() == 0
+
+
+def test_escalation_exits_1_and_run_passes_the_status_on(tmp_path: Path, runs: list[Run]) -> None:
+    runs.append(run := Run(tmp_path / "log", "--name", "stubborn", member_args=("--on-stop", "stubborn")))
+    done = cli("send-stop", "stubborn", "--timeout", "1")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "killed" in done.stdout
+    assert run.finish() in (128 + signal.SIGKILL, 128 + signal.SIGTERM)
+    assert alive([run.member_pid]) == []
+
+
+def test_no_wait_returns_once_the_stop_is_sent(tmp_path: Path, runs: list[Run]) -> None:
+    runs.append(run := Run(tmp_path / "log", "--name", "quick"))
+    done = cli("send-stop", "quick", "--no-wait")
+    assert done.returncode == 0 and "stop sent" in done.stdout, done.stderr
+    assert run.finish() == 0
+
+
+def test_run_exits_with_the_commands_status_and_stops_its_tree_on_sigterm(tmp_path: Path, runs: list[Run]) -> None:
+    for code, status in (("raise SystemExit(3)", 3), ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", 143)):
+        done = subprocess.run([SCRIPT, "run", "--", sys.executable, "-c", code], timeout=60, check=False)
+        assert done.returncode == status
+    runs.append(run := Run(tmp_path / "log", "--name", "term"))
+    run.proc.send_signal(signal.SIGTERM)  # as a service manager would
+    assert run.finish() == 0
+    assert "m got stop SIGTERM" in log_lines(tmp_path / "log")
+
+
+def test_ready_timeout_failure_is_one_clear_line() -> None:
+    done = subprocess.run(
+        [SCRIPT, "run", "--ready-timeout", "0.5", "--", "sleep", "100"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("shutdownbus: child 'sleep'") and "ready" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unknown_target_stale_and_corrupt_entries(runtime_dir: str) -> None:
+    done = cli("send-stop", "web")
+    assert (done.returncode, done.stderr.strip()) == (
+        2,
+        "shutdownbus: no running tree named 'web'; see 'shutdownbus list'",
+    )
+    registry = Path(runtime_dir) / "shutdownbus"
+    registry.mkdir(mode=0o700, exist_ok=True)
+    stale = {"format": 1, "name": "old", "pid": 2**22 - 1, "started": 1.0, "endpoint": "ipc:///nowhere",
+             "secret": "00" * 32, "argv": ["x"]}  # fmt: skip
+    (registry / "old.json").write_text(json.dumps(stale))
+    (registry / "bad.json").write_text('{"format": 1, "name": "bad", "pid"')
+    listed = cli("list")
+    assert listed.returncode == 0
+    assert "corrupt registry entry bad.json" in listed.stderr and "Traceback" not in listed.stderr
+    assert not (registry / "old.json").exists()  # the stale entry was pruned
+    for target in ("old", "bad"):
+        done = cli("send-stop", target)
+        assert done.returncode == 2 and "no running tree named" in done.stderr
+
+
+def test_unsafe_registry_directory_is_refused(runtime_dir: str) -> None:
+    registry = Path(runtime_dir) / "shutdownbus"
+    registry.mkdir(mode=0o755)
+    os.chmod(registry, 0o755)
+    for args in (("list",), ("send-stop", "web")):
+        done = cli(*args)
+        assert done.returncode == 2
+        assert "accessible to other users" in done.stderr and "chmod 700" in done.stderr
+
+
+def test_wrong_admin_credential_is_refused(tmp_path: Path, runtime_dir: str, runs: list[Run]) -> None:
+    runs.append(run := Run(tmp_path / "log", "--name", "guarded"))
+    path = Path(runtime_dir) / "shutdownbus" / "guarded.json"
+    entry = json.loads(path.read_text())
+    entry["secret"] = os.urandom(32).hex()
+    path.write_text(json.dumps(entry))
+    done = cli("send-stop", "guarded")
+    assert done.returncode == 2
+    assert "authentication refused" in done.stderr
+    assert run.proc.poll() is None and alive([run.member_pid]) == [run.member_pid]
+    run.proc.send_signal(signal.SIGTERM)  # its real stop still works
+    assert run.finish() == 0
+
+
+def test_usage_errors_and_help() -> None:
+    assert cli("send-stop").returncode == 2
+    assert cli("run").returncode == 2
+    assert cli("send-stop", "x", "--timeout", "-1").returncode == 2
+    for command in ("run", "send-stop", "list", "tree"):
+        helped = cli(command, "--help")
+        assert helped.returncode == 0 and "examples:" in helped.stdout
+    module = subprocess.run([sys.executable, "-m", "shutdownbus", "list"], capture_output=True, text=True, check=False)
+    assert module.returncode == 0
