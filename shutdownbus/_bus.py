@@ -35,8 +35,10 @@ from ._protocol import MAX_BUDGET, Ack, Channel, Established, Event, Ready, Repo
 
 log = logging.getLogger("shutdownbus")
 
-# Report entries per message: a few hundred bytes each, well under MAX_FRAME_SIZE.
-REPORT_CHUNK = 1000
+# Report entries per message.  An entry encodes to at most about 1.2 KB (a
+# name is at most MAX_TEXT_LENGTH code points of up to 4 bytes), so 500 of
+# them stay well under MAX_FRAME_SIZE.
+REPORT_CHUNK = 500
 _MONITORED = (
     zmq.EVENT_DISCONNECTED
     | zmq.EVENT_CLOSED
@@ -221,6 +223,7 @@ class Bus:
             if self.links.pop(link.sock, None) is not None:
                 self._poller.unregister(link.sock)
             link.sock.close(0)
+            _transport.remove_endpoint(link.endpoint)
 
         self.call(close)
 
@@ -440,7 +443,12 @@ class Bus:
             self._request_stop(link, reason, deadline)
 
     def _request_stop(self, link: Link, reason: str, deadline: float) -> None:
-        if link.closed or link.stop_deadline is not None:
+        if link.closed:
+            return
+        if link.stop_deadline is not None:
+            # Stopping already (the child heeds only its first stop), but an
+            # earlier deadline, such as our own parent's, still applies.
+            link.stop_deadline = min(link.stop_deadline, deadline)
             return
         link.stop_reason, link.stop_deadline = reason, deadline
         link.stop_requested_at = time.monotonic()

@@ -64,6 +64,10 @@ class Child(subprocess.Popen[Any]):
     def _start(self, args: Any, stop_timeout: float, name: str | None, popen_kwargs: dict[str, Any]) -> None:
         global _subreaper_done
         bus = _member.get_bus()
+        if not _subreaper_done:
+            # Before the first child starts, so nothing it starts can escape.
+            _subreaper_done = True
+            _platform.make_child_subreaper()
         link = bus.open_link()
         env = popen_kwargs.pop("env", None)
         env = dict(os.environ if env is None else env)
@@ -86,9 +90,6 @@ class Child(subprocess.Popen[Any]):
             del env  # holds the secret; drop it as soon as possible
         with _live_lock:
             _live.add(self)
-            if not _subreaper_done:
-                _subreaper_done = True
-                bus.call(_platform.make_child_subreaper)
         reason, deadline = _member.stop_reason(), _member.stop_deadline()
         if reason is not None and deadline is not None:
             # We are stopping already: the stop was forwarded before this child
@@ -158,13 +159,12 @@ class Child(subprocess.Popen[Any]):
                 )
 
     def _stderr_tail(self, lines: int = 20) -> str | None:
+        """The end of the captured stderr, read for at most a moment: a
+        grandchild may hold the pipe open long after the child exited."""
         if self.stderr is None or self.stderr.closed:
             return None
-        try:
-            data = self.stderr.read()
-        except (OSError, ValueError):
-            return None
-        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+        data = _platform.read_available(self.stderr.fileno(), seconds=0.5)
+        text = data.decode(errors="replace")
         return "\n".join(text.rstrip().splitlines()[-lines:]) or None
 
     # -- stopping --

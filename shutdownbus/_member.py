@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from . import _platform, _transport
 from ._bus import Bus, Upstream
+from ._deadlines import child_budget
 from ._errors import ChannelError, ShutdownBusError
 from ._protocol import Ready, Report
 from ._report import StopReport
@@ -347,7 +348,8 @@ def _enforce_children_deadlines(reason: str, budget: float) -> None:
     from . import _child
 
     if _child.live_children():
-        threading.Thread(target=_child.stop_all, args=(reason, budget), name="shutdownbus-stop", daemon=True).start()
+        args = (reason, child_budget(budget))  # the share of children not reached by forwarding
+        threading.Thread(target=_child.stop_all, args=args, name="shutdownbus-stop", daemon=True).start()
 
 
 def _on_parent_lost() -> None:

@@ -169,6 +169,30 @@ def make_child_subreaper() -> bool:
         return False
 
 
+def read_available(fd: int, seconds: float) -> bytes:
+    """Read from a pipe until EOF or until ``seconds`` pass, whichever is first.
+
+    POSIX: select() bounds the wait.  Windows: pipes cannot be selected; reads
+    nothing rather than risk blocking.
+    """
+    if WINDOWS:
+        return b""
+    chunks = []
+    end = time.monotonic() + seconds
+    while (remaining := end - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def has_children() -> bool:
     """Whether this process has any child, running or exited-but-not-reaped.
 

@@ -42,6 +42,7 @@ class StopState:
     started: float
     deadline: float
     done: threading.Event = field(default_factory=threading.Event)
+    begun: bool = False
     already_exited: bool = False
     tree: Tree | None = None
     polite_sent: bool = False
@@ -75,10 +76,14 @@ def stop_children(children: Sequence[Child], reason: str, timeout: float) -> lis
                     started = link.stop_requested_at or now
                 c._stop_state = StopState(why, started, deadline)
                 mine.append(c)
-    try:
-        if mine:
+    if mine:
+        try:
             _run(mine)
-    finally:
+        except BaseException:
+            # Interrupted (a second Ctrl-C, a stop from our own parent): the
+            # stop must still complete and report, so a thread takes it over.
+            threading.Thread(target=_complete, args=(mine,), name="shutdownbus-stop", daemon=True).start()
+            raise
         for c in mine:
             _finish(c)
     reports = []
@@ -91,17 +96,31 @@ def stop_children(children: Sequence[Child], reason: str, timeout: float) -> lis
     return reports
 
 
+def _complete(mine: list[Child]) -> None:
+    try:
+        _run(mine)
+    finally:
+        for c in mine:
+            _finish(c)
+
+
 def _run(mine: list[Child]) -> None:
+    """Send the stops, wait, escalate, sweep; safe to run again after an interruption."""
+    from ._child import live_children
+
     bus = _member.get_bus()
     for c in mine:
         st = _state(c)
-        st.already_exited = c.poll() is not None
-        if not st.already_exited:
-            bus.request_stop(c._link, st.reason, st.deadline)
+        if not st.begun:
+            st.begun = True
+            st.already_exited = c.poll() is not None
+            if not st.already_exited:
+                bus.request_stop(c._link, st.reason, st.deadline)
+    others = {c.pid for c in live_children()}
     for c in mine:
         st = _state(c)
-        if not st.already_exited:
-            st.tree = Tree([c.pid])
+        if st.tree is None:
+            st.tree = Tree([c.pid], marker=c._link.endpoint, not_ours=lambda: others)
     _wait_and_escalate([c for c in mine if not _state(c).already_exited])
     _sweep_leftovers(mine)
 
@@ -128,7 +147,11 @@ def _wait_and_escalate(pending: list[Child]) -> None:
         if not pending:
             return
         now = time.monotonic()
-        wake_at = min(_state(c).deadline for c in pending)
+        for c in pending:  # our own parent's stop may have brought a deadline forward
+            st = _state(c)
+            st.deadline = min(st.deadline, c._link.stop_deadline or st.deadline)
+        # Wake at least every quarter second, to see such a change.
+        wake_at = min(now + 0.25, *(_state(c).deadline for c in pending))
         for c in pending:
             st = _state(c)
             if st.polite_sent or c.joined:
@@ -187,13 +210,18 @@ def _wait_gone(children: list[Child], timeout: float) -> None:
 
 
 def _sweep_leftovers(mine: list[Child]) -> None:
-    """Descendants still running after their child exited: wait for them until
-    the deadline (members among them stop on their own when they see their
-    parent gone), then terminate and kill them."""
+    """Descendants still running after their child exited.
+
+    Those that started with the tree's marker cannot hear the bus: they get
+    the polite OS request at once (it is their stop).  The others (members
+    among them stop on their own when they see their parent gone) get until
+    the deadline.  Then whatever is left is terminated and killed.
+    """
     trees = [(st.deadline, st.tree) for st in map(_state, mine) if st.tree is not None]
     for _, tree in trees:
         tree.roots = [m.pid for m in tree.alive()]
         tree.refresh()
+        signal_members([m for m in tree.alive() if tree.marked(m.proc)], "stopped")
     leftover = [(deadline, tree) for deadline, tree in trees if tree.alive()]
     if leftover:
         deadline = max(d for d, _ in leftover)
@@ -246,7 +274,8 @@ def _build_report(c: Child, st: StopState, now: float) -> StopReport:
         outcome=outcome,
         returncode=rc,
         seconds=None if st.exit_seen is None or st.already_exited else round(st.exit_seen - t0, 6),
-        member=c.joined,
+        # With a wrapper (sh -c python ...), the member is a descendant.
+        member=c.joined and link.member_pid in (None, c.pid),
     )
     tree = st.tree
     escalated = {m.pid: m.outcome for m in tree.members.values() if m.outcome} if tree else {}

@@ -259,6 +259,15 @@ def connect_child_socket(ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys,
     return sock
 
 
+def remove_endpoint(endpoint: str) -> None:
+    """Remove the socket file of a closed ipc endpoint (tcp: nothing to do)."""
+    if endpoint.startswith("ipc://"):
+        try:
+            os.unlink(endpoint[len("ipc://") :])
+        except OSError:
+            pass
+
+
 def zap_reply(request: list[bytes], allowed: dict[bytes, bytes]) -> list[bytes]:
     """Answer one ZAP request (RFC 27): admit only the channel's own child key.
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from ._transport import ENV_ENDPOINT
 
 if TYPE_CHECKING:
     import psutil
@@ -58,21 +60,37 @@ class Tree:
     Processes once seen stay in the snapshot after they exit, so a stop can
     report on each of them; `refresh` adds the ones started since.
 
+    A descendant that double-forks, or whose parent died, is re-parented to
+    this process (a subreaper) and so leaves the subtree of its root.  With a
+    ``marker``, `refresh` finds such processes among our own children: they
+    carry the marker (the spawn's endpoint, which is not secret) in the
+    environment they started with, inherited from a child that never joined.
+
     Args:
         roots: Pids whose descendants to track (the roots themselves are not included).
+        marker: The value of ``SHUTDOWNBUS_ENDPOINT`` that the tree's non-members inherited.
+        not_ours: Returns the pids of our children that belong elsewhere (our other `Child` objects).
     """
 
-    def __init__(self, roots: Iterable[int]) -> None:
+    def __init__(
+        self, roots: Iterable[int], marker: str | None = None, not_ours: Callable[[], set[int]] | None = None
+    ) -> None:
         self.roots = list(roots)
+        self.marker = marker
+        self.not_ours = not_ours
         self.members: dict[int, Member] = {}
         self.returncodes: dict[int, int] = {}  # of members we reaped (as their subreaper)
+        self._marked: dict[int, bool] = {}
         self.refresh()
 
     def refresh(self) -> None:
-        """Add descendants started since the last look."""
+        """Add descendants started since the last look, and marked processes we adopted."""
         import psutil
 
-        for root in self.roots:
+        roots = list(self.roots)
+        if self.marker is not None:
+            roots += [p.pid for p in self._adopted() if p.pid not in self.members]
+        for root in roots:
             try:
                 found = psutil.Process(root).children(recursive=True)
             except psutil.Error:
@@ -89,6 +107,39 @@ class Tree:
                 while up in by_pid and up != root and depth < 10_000:
                     depth, up = depth + 1, _ppid(by_pid[up])
                 self.members[p.pid] = Member(p, ppid, depth, display_name(p))
+
+    def _adopted(self) -> list[psutil.Process]:
+        import psutil
+
+        skip = set(self.roots) | (self.not_ours() if self.not_ours else set())
+        found: list[psutil.Process] = []
+        try:
+            children = psutil.Process().children()
+        except psutil.Error:
+            return found
+        for p in children:
+            if p.pid in skip or p.pid in self.members or not self.marked(p):
+                continue
+            try:
+                self.members[p.pid] = Member(p, p.ppid(), 1, display_name(p))
+            except psutil.Error:
+                continue
+            found.append(p)
+        return found
+
+    def marked(self, proc: psutil.Process) -> bool:
+        """Whether ``proc`` started with this tree's marker in its environment
+        (so it is a non-member of this tree: it cannot hear the bus)."""
+        import psutil
+
+        if self.marker is None:
+            return False
+        if proc.pid not in self._marked:
+            try:
+                self._marked[proc.pid] = proc.environ().get(ENV_ENDPOINT) == self.marker
+            except (psutil.Error, OSError):
+                self._marked[proc.pid] = False
+        return self._marked[proc.pid]
 
     def alive(self) -> list[Member]:
         """Members still running (a zombie counts as gone), deepest first."""
