@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -138,3 +140,45 @@ def test_stop_arriving_while_a_member_spawns_reaches_the_new_children(tmp_path: 
     for pid in spawned:
         entry = report.entry(pid)
         assert entry is not None and entry.outcome == "stopped", report
+
+
+def test_descendants_that_escape_a_non_member_are_still_stopped() -> None:
+    # The subshell double-forks: 'sleep 301' is re-parented to us, out of sh's subtree.
+    escaped = shutdownbus.spawn(["sh", "-c", "(sleep 301 &); exec sleep 302"], stop_timeout=5)
+    finished = shutdownbus.spawn(["sh", "-c", "sleep 303 & exit 0"])
+    finished.wait(timeout=60)
+    for child in (escaped, finished):
+        report = child.stop()
+        names = sorted(e.name for e in report.entries)
+        assert names == ["sh", "sleep"], report
+        assert all(e.outcome in ("stopped", "exited") for e in report.entries), report
+    # The autouse fixture fails the test if any sleep is left.
+
+
+def test_a_stop_interrupted_in_the_parent_still_completes(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    code = f"""
+import json, signal, sys, threading, shutdownbus
+b = shutdownbus.spawn({member_cmd(log, "--on-stop", "ignore")!r}, ready_timeout=60)
+threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
+try:
+    b.stop(timeout=2)
+except KeyboardInterrupt:
+    print("interrupted", b.poll() is None, flush=True)
+report = b.stop()
+print(json.dumps(report.to_dict()), b.returncode is not None, flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    lines = done.stdout.splitlines()
+    assert lines[0] == "interrupted True", done.stdout + done.stderr
+    report, gone = lines[1].rsplit(" ", 1)
+    assert gone == "True"
+    assert json.loads(report)["entries"][0]["outcome"] in ("terminated", "killed")
+
+
+def test_wait_ready_returns_by_its_timeout_when_a_grandchild_holds_stderr() -> None:
+    start = time.monotonic()
+    with pytest.raises(shutdownbus.ChildExited) as info:
+        shutdownbus.spawn(["sh", "-c", "echo boom >&2; sleep 30 & exit 3"], stderr=subprocess.PIPE, ready_timeout=5)
+    assert time.monotonic() - start < 5 + LOOSE
+    assert info.value.stderr_tail == "boom"
