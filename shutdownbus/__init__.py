@@ -15,6 +15,7 @@ from ._errors import (
     ChildExited,
     ProcessError,
     ProtocolError,
+    RegistryError,
     ShutdownBusError,
 )
 from ._member import (
@@ -23,6 +24,7 @@ from ._member import (
     joined,
     on_stop,
     ready,
+    register,
     stop_reason,
     stop_requested,
     wait_for_stop,
@@ -38,6 +40,7 @@ __all__ = [
     "ChildExited",
     "ProcessError",
     "ProtocolError",
+    "RegistryError",
     "ReportEntry",
     "ShutdownBusError",
     "StopReport",
@@ -47,6 +50,7 @@ __all__ = [
     "joined",
     "on_stop",
     "ready",
+    "register",
     "spawn",
     "stop_reason",
     "stop_requested",

@@ -197,3 +197,17 @@ def test_usage_errors_and_help() -> None:
         assert helped.returncode == 0 and "examples:" in helped.stdout
     module = subprocess.run([sys.executable, "-m", "shutdownbus", "list"], capture_output=True, text=True, check=False)
     assert module.returncode == 0
+
+
+def test_a_second_live_registration_of_a_name_is_refused(tmp_path: Path, runs: list[Run]) -> None:
+    runs.append(run := Run(tmp_path / "log", "--name", "dup"))
+    code = "import shutdownbus\ntry:\n    shutdownbus.register('dup')\nexcept shutdownbus.RegistryError as e:\n    print(e)\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert "already running" in done.stdout, done.stdout + done.stderr
+    clash = cli("run", "--name", "dup", "--", "true")
+    assert clash.returncode == 2 and "already running" in clash.stderr
+    assert cli("send-stop", "dup").returncode == 0
+    assert run.finish() == 0
+    # Once it is gone, the name is free again.
+    again = subprocess.run([SCRIPT, "run", "--name", "dup", "--", "true"], timeout=60, check=False)
+    assert again.returncode == 0
