@@ -201,7 +201,8 @@ def test_usage_errors_and_help() -> None:
 
 def test_a_second_live_registration_of_a_name_is_refused(tmp_path: Path, runs: list[Run]) -> None:
     runs.append(run := Run(tmp_path / "log", "--name", "dup"))
-    code = "import shutdownbus\ntry:\n    shutdownbus.register('dup')\nexcept shutdownbus.RegistryError as e:\n    print(e)\n"
+    code = "import shutdownbus\ntry:\n    shutdownbus.register('dup')\n"
+    code += "except shutdownbus.RegistryError as e:\n    print(e)\n"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert "already running" in done.stdout, done.stdout + done.stderr
     clash = cli("run", "--name", "dup", "--", "true")
