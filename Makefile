@@ -23,7 +23,7 @@ demo: $(STAMP) ## Run the A->B->C demo: A stops B's subtree through the bus
 test: $(STAMP) ## Run lint, type checks and the whole test suite
 	$(PY) -m ruff check shutdownbus tests examples
 	$(PY) -m mypy
-	$(PY) -m pytest -n 2 -p no:cacheprovider
+	$(PY) -m pytest -n 2 -p no:cacheprovider tests examples/test_echo_server.py
 
 lint: $(STAMP) ## Lint only
 	$(PY) -m ruff check shutdownbus tests examples

@@ -9,7 +9,8 @@ descriptor); every worker accepts and echoes.  A stop reaches the server,
 which forwards it to every worker at once; each prints its cleanup.  Ctrl-C
 in terminal 1 stops everything natively too.
 
-Options: --port (default 0: any free port, printed), --workers (default 3).
+Options: --port (default 0: any free port, printed), --workers (default 3),
+--listen-fd (serve on an inherited listening socket; see test_echo_server.py).
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ import sys
 import shutdownbus
 
 
-def server(port: int, workers: int) -> None:
+def server(port: int, workers: int, listen_fd: int | None) -> None:
     shutdownbus.join(name="echo-server")
-    listener = socket.create_server(("127.0.0.1", port))
+    if listen_fd is not None:  # a socket made by whoever started us (a test, a socket activator)
+        listener = socket.socket(fileno=listen_fd)
+    else:
+        listener = socket.create_server(("127.0.0.1", port))
     fd = listener.fileno()
     pool = []
     try:
@@ -67,13 +71,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="A TCP echo server with a pool of workers.")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--listen-fd", type=int, help="serve on this inherited listening socket instead")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--name", default="worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
         worker(args.worker, args.name)
     else:
-        server(args.port, args.workers)
+        server(args.port, args.workers, args.listen_fd)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,17 @@ from ._report import ReportEntry, StopReport
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # shutdownbus.aio and shutdownbus.testing load on first use, so that a
+    # member that only joins does not import asyncio or psutil.
+    if name in ("aio", "testing"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "AuthenticationError",
     "ChannelError",

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -79,6 +81,7 @@ class _State:
         self.raised = False
         self.exiting = False
         self.deferring = 0  # > 0 while the main thread must not be interrupted
+        self.handlers = 0  # > 0 while the program handles stops itself (aio.stopped)
         self.exit_hook = False
         self.stop_received_at: float | None = None
         self.registered: Entry | None = None
@@ -333,7 +336,7 @@ def _on_stop(reason: str, budget: float) -> None:
     _enforce_children_deadlines(reason, budget)
     for cb in callbacks:
         _run_callback(cb, reason)
-    if _state.interrupt_main and not _state.exiting:
+    if _state.interrupt_main and not _state.exiting and not _state.handlers:
         _platform.wake_main_thread(_state.interruptible, _raise_pending)
 
 
@@ -379,10 +382,45 @@ def _raise_pending() -> None:
         # cut that cleanup short with a second interruption.
         if isinstance(sys.exc_info()[1], KeyboardInterrupt):
             return
+        runner = _asyncio_runner_handler()
+        if runner is not None and _interrupts_seen(runner):
+            return  # asyncio.run is handling a Ctrl-C already
         _state.raised = True
         reason = _state.stop_reason
+    if runner is not None:
+        runner(signal.SIGINT, None)  # cancel the main task, as Ctrl-C does under asyncio.run
+        return
     _skip_popen_sigint_wait(sys._getframe(1))
     raise StopRequested(reason)
+
+
+def _asyncio_runner_handler() -> functools.partial[None] | None:
+    """asyncio.run's SIGINT handler (Python 3.11+), when it is installed.
+
+    Under asyncio.run, Ctrl-C cancels the main task instead of raising in the
+    loop; a stop does the same by calling that handler, so the program's
+    cleanup runs the same way for both.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    if isinstance(handler, functools.partial) and getattr(handler.func, "__name__", "") == "_on_sigint":
+        return handler
+    return None
+
+
+def _interrupts_seen(runner: functools.partial[None]) -> int:
+    return int(getattr(getattr(runner.func, "__self__", None), "_interrupt_count", 0) or 0)
+
+
+@contextlib.contextmanager
+def handled_elsewhere() -> Iterator[None]:
+    """While the block runs, a stop interrupts nobody: the program handles it."""
+    with _state.lock:
+        _state.handlers += 1
+    try:
+        yield
+    finally:
+        with _state.lock:
+            _state.handlers -= 1
 
 
 def _skip_popen_sigint_wait(frame: FrameType | None) -> None:

@@ -149,6 +149,16 @@ def polite_returncode() -> int:
     return 1 if WINDOWS else -signal.SIGTERM
 
 
+def interrupted_returncode() -> int:
+    """The return code of a Python program that exited through an uncaught
+    KeyboardInterrupt (as ``asyncio.run`` ends after Ctrl-C, or a stop).
+
+    POSIX: ``-SIGINT`` (CPython re-raises SIGINT to die of it).  Windows:
+    STATUS_CONTROL_C_EXIT.
+    """
+    return 0xC000013A if WINDOWS else -signal.SIGINT
+
+
 def make_child_subreaper() -> bool:
     """Linux: become a child subreaper (PR_SET_CHILD_SUBREAPER).
 

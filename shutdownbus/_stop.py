@@ -264,7 +264,11 @@ def _build_report(c: Child, st: StopState, now: float) -> StopReport:
         outcome = "exited"
     elif st.escalated:
         outcome = st.escalated
-    elif rc == 0 or (st.polite_sent and rc == _platform.polite_returncode()):
+    elif (
+        rc == 0
+        or (st.polite_sent and rc == _platform.polite_returncode())
+        or (c.joined and rc == _platform.interrupted_returncode())  # Ctrl-C's way out (asyncio.run)
+    ):
         outcome = "stopped"
     else:
         outcome = "failed"

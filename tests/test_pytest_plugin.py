@@ -1,0 +1,142 @@
+"""The pytest plugin, tested with pytest's own pytester (in a subprocess each)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+MEMBER = str(Path(__file__).parent / "programs" / "member.py")
+
+# A server for the inner tests: it joins, optionally starts a daemon at the
+# very end of its life (after shutdownbus's own exit sweep, so that nothing
+# in the tree can reach it), and waits to be stopped.
+SERVER = """
+import atexit, os, sys, time
+import shutdownbus
+
+def leave_a_daemon():
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)"])
+        os._exit(0)
+    os.wait()
+
+if "--leak" in sys.argv:
+    atexit.register(leave_a_daemon)  # registered first, so it runs last
+shutdownbus.join()
+if "--never-ready" not in sys.argv:
+    shutdownbus.ready()
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(server=SERVER)
+    pytester.makeconftest(
+        "import sys\nSERVER = [sys.executable, 'server.py']\n"
+        "import pytest\n@pytest.fixture(scope='session')\ndef server_cmd():\n    return SERVER\n"
+    )
+    return pytester
+
+
+def test_passing_test_stops_its_server(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        test_ok="""
+def test_talks_to_server(bus, server_cmd):
+    server = bus.spawn(server_cmd, ready_timeout=30)
+    assert server.poll() is None
+"""
+    )
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_server_that_never_becomes_ready(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        test_never="""
+import sys
+def test_timeout(bus, server_cmd):
+    bus.spawn(server_cmd + ["--never-ready"], ready_timeout=0.5)
+
+def test_exits_first(bus):
+    bus.spawn([sys.executable, "-c", "raise SystemExit(7)"], ready_timeout=30)
+"""
+    )
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*TimeoutError: child*did not call shutdownbus.ready() within 0.5 s*"])
+    result.stdout.fnmatch_lines(["*ChildExited: child*exited with code 7 before it was ready*"])
+
+
+def test_failing_test_still_stops_its_server(inner: pytest.Pytester, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    inner.makepyfile(
+        test_fails=f"""
+import sys
+def test_fails(bus):
+    bus.spawn([sys.executable, {MEMBER!r}, "--log", {str(log)!r}], ready_timeout=30)
+    assert False, "the test failed"
+"""
+    )
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    assert "m got stop teardown" in log.read_text().splitlines()
+
+
+def test_leak_is_detected_and_reported(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        test_leak="""
+def test_leaks(bus, server_cmd):
+    bus.spawn(server_cmd + ["--leak"], ready_timeout=30)
+"""
+    )
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*processes survived the stop:*", "*import time; time.sleep(300)*"])
+
+
+def test_failure_outcome_fails_unless_allowed_and_the_timeout_option(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        test_outcome=f"""
+import sys
+CMD = [sys.executable, {MEMBER!r}, "--log", "log", "--on-stop", "exit1"]
+def test_not_allowed(bus):
+    assert bus.stop_timeout == 3.5
+    bus.spawn(CMD, ready_timeout=30)
+
+def test_allowed(bus):
+    bus.spawn(CMD, ready_timeout=30, allow_failure=True)
+"""
+    )
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider", "--shutdownbus-stop-timeout", "3.5")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*did not stop cleanly*", "*failed*"])
+
+
+def test_session_bus_and_ini_option(inner: pytest.Pytester) -> None:
+    inner.makeini("[pytest]\nshutdownbus_stop_timeout = 2.5\n")
+    inner.makepyfile(
+        test_session="""
+import pytest
+
+@pytest.fixture(scope="session")
+def shared(session_bus, server_cmd):
+    return session_bus.spawn(server_cmd, ready_timeout=30)
+
+def test_one(shared, session_bus, bus):
+    assert session_bus.stop_timeout == 2.5 and bus.stop_timeout == 2.5
+    assert shared.poll() is None
+
+def test_two(shared):
+    assert shared.poll() is None
+"""
+    )
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert sys.executable
