@@ -181,17 +181,22 @@ class Bus:
             raise value
         return value
 
-    def open_link(self) -> Link:
-        """Create and bind the parent's end of a new channel (any thread)."""
+    def _bind(self, keys: _transport.ChannelKeys) -> tuple[zmq.Socket[bytes], str, bytes]:
+        """Bind a socket that the ZAP handler opens to ``keys``' client only."""
         self._ensure_zap()
         domain = f"sb{next(self._domains)}".encode()
-        keys = _transport.ChannelKeys.generate()
         self._allowed[domain] = keys.client_public_raw()
         try:
             sock, endpoint = _transport.bind_parent_socket(self.ctx, keys, domain.decode(), self.runtime)
         except BaseException:
             self._allowed.pop(domain, None)
             raise
+        return sock, endpoint, domain
+
+    def open_link(self) -> Link:
+        """Create and bind the parent's end of a new channel (any thread)."""
+        keys = _transport.ChannelKeys.generate()
+        sock, endpoint, domain = self._bind(keys)
         link = Link(keys, sock, endpoint, domain)
 
         def adopt() -> None:
@@ -252,14 +257,7 @@ class Bus:
         Returns:
             The channel and the endpoint admins connect to.
         """
-        self._ensure_zap()
-        domain = f"sb{next(self._domains)}".encode()
-        self._allowed[domain] = keys.client_public_raw()
-        try:
-            sock, endpoint = _transport.bind_parent_socket(self.ctx, keys, domain.decode(), self.runtime)
-        except BaseException:
-            self._allowed.pop(domain, None)
-            raise
+        sock, endpoint, _ = self._bind(keys)
         up = Upstream(keys, sock, None, pid, name, admin=True)
 
         def adopt() -> None:

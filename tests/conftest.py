@@ -18,6 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from shutdownbus import testing
+
 MEMBER = str(Path(__file__).parent / "programs" / "member.py")
 
 
@@ -32,42 +34,20 @@ def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
-    me = psutil.Process()
-    before = {p.pid for p in me.children(recursive=True)}
+    before = testing.snapshot()
     yield
-    leftover = [p for p in me.children(recursive=True) if p.pid not in before]
-    leftover = [p for p in leftover if _running(p)]
-    if not leftover:
-        return
-    described = [f"{p.pid} {' '.join(_cmdline(p))}" for p in leftover]
-    for p in sorted(leftover, key=_depth, reverse=True):
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(leftover, timeout=5)
-    pytest.fail("the test left processes running:\n  " + "\n  ".join(described))
+    leftover = testing.leaked_processes(since=before)
+    if leftover:
+        described = testing.describe(leftover)
+        testing.kill(leftover)
+        pytest.fail("the test left processes running:\n" + described)
 
 
 def _running(p: psutil.Process) -> bool:
     try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        return bool(p.is_running() and p.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
-
-
-def _cmdline(p: psutil.Process) -> list[str]:
-    try:
-        return p.cmdline()
-    except psutil.Error:
-        return ["?"]
-
-
-def _depth(p: psutil.Process) -> int:
-    try:
-        return len(p.parents())
-    except psutil.Error:
-        return 0
 
 
 def python(code: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
