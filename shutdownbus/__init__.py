@@ -29,7 +29,6 @@ from ._member import (
     stop_requested,
     wait_for_stop,
 )
-from ._report import ReportEntry, StopReport
 
 __version__ = "0.1.0"
 
@@ -37,10 +36,12 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     # shutdownbus.aio and shutdownbus.testing load on first use, so that a
     # member that only joins does not import asyncio or psutil.
-    if name in ("aio", "testing"):
-        import importlib
+    import importlib
 
+    if name in ("aio", "testing"):
         return importlib.import_module(f"{__name__}.{name}")
+    if name in ("ReportEntry", "StopReport"):  # needed only once something is stopped
+        return getattr(importlib.import_module(f"{__name__}._report"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

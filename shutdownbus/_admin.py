@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from . import _registry, _transport
 from ._deadlines import KILL_WAIT, TERM_GRACE
@@ -106,8 +105,7 @@ def _handshake(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], channel: Cha
             raise ChannelError("the tree's root did not answer; it may be exiting or hung")
         ready = dict(poller.poll(int(remaining * 1000) + 1))
         if monitor in ready:
-            event = parse_monitor_message(monitor.recv_multipart())
-            if event["event"] & _FAILED:
+            if _transport.monitor_event(monitor.recv_multipart()) & _FAILED:
                 raise AuthenticationError("the tree's root refused the admin credential (authentication refused)")
         if sock in ready:
             try:

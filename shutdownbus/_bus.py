@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import errno
 import itertools
-import logging
 import signal
 import threading
 import time
@@ -26,14 +25,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
-from . import _transport
+from . import _log, _transport
 from ._deadlines import child_budget
 from ._errors import ChannelError, ProtocolError
 from ._protocol import MAX_BUDGET, Ack, Channel, Established, Event, Ready, Report, Role, Stop, is_knock
-
-log = logging.getLogger("shutdownbus")
 
 # Report entries per message.  An entry encodes to at most about 1.2 KB (a
 # name is at most MAX_TEXT_LENGTH code points of up to 4 bytes), so 500 of
@@ -368,7 +364,7 @@ class Bus:
             try:
                 fn()
             except Exception:
-                log.exception("shutdownbus: internal error in the bus thread")
+                _log.exception("shutdownbus: internal error in the bus thread")
             if not self._running:
                 return
 
@@ -383,7 +379,7 @@ class Bus:
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            log.warning(message)
+            _log.warning(message)
 
     def _frames(self, sock: zmq.Socket[bytes]) -> list[bytes]:
         frames: list[bytes] = []
@@ -464,10 +460,10 @@ class Bus:
         monitor = up.monitor
         while monitor is not None:
             try:
-                msg = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
+                event = _transport.monitor_event(monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
-            if msg["event"] in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
+            if event in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
                 if not up.lost.is_set():
                     up.lost.set()
                     up.acked.set()  # nobody is left to acknowledge anything

@@ -9,13 +9,16 @@ import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import _member, _platform, _stop, _transport
+from . import _member, _platform, _transport
 from ._deadlines import child_budget
 from ._errors import ChildExited
 from ._protocol import MAX_BUDGET
-from ._report import StopReport
+
+if TYPE_CHECKING:
+    from . import _stop
+    from ._report import StopReport
 
 # Children of this process that may still need a stop (strong references: a
 # child whose object was dropped must still be stopped when we exit).
@@ -63,6 +66,8 @@ class Child(subprocess.Popen[Any]):
 
     def _start(self, args: Any, stop_timeout: float, name: str | None, popen_kwargs: dict[str, Any]) -> None:
         global _subreaper_done
+        from . import _stop  # noqa: F401  (now, not at exit: see _member._at_exit)
+
         bus = _member.get_bus()
         if not _subreaper_done:
             # Before the first child starts, so nothing it starts can escape.
@@ -186,7 +191,9 @@ class Child(subprocess.Popen[Any]):
         Returns:
             What happened to each process of the tree.
         """
-        return _stop.stop_children([self], reason, self.stop_timeout if timeout is None else timeout)[0]
+        from ._stop import stop_children  # not needed until something is stopped
+
+        return stop_children([self], reason, self.stop_timeout if timeout is None else timeout)[0]
 
     def stop_in_progress(self) -> bool:
         """Whether a stop of this child has been requested (here or forwarded from our parent)."""
@@ -248,7 +255,9 @@ def stop_all(reason: str, timeout: float | None) -> list[StopReport]:
         return []
     if timeout is None:
         timeout = max(c.stop_timeout for c in children)
-    return _stop.stop_children(children, reason, timeout)
+    from ._stop import stop_children
+
+    return stop_children(children, reason, timeout)
 
 
 def spawn(

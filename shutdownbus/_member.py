@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import logging
 import math
 import os
 import signal
@@ -31,17 +30,16 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from . import _platform, _transport
+from . import _log, _platform, _transport
 from ._bus import Bus, Upstream
 from ._deadlines import child_budget
 from ._errors import ChannelError, ShutdownBusError
 from ._protocol import Ready, Report
-from ._report import StopReport
 
 if TYPE_CHECKING:
     from ._registry import Entry
+    from ._report import StopReport
 
-log = logging.getLogger("shutdownbus")
 
 DEFAULT_STOP_TIMEOUT = 10.0
 ACK_WAIT = 1.0  # longest the exit path waits for the parent to take the report
@@ -359,7 +357,7 @@ def _on_parent_lost() -> None:
     up = _state.upstream
     if up is None or not up.joined.is_set():
         return  # never joined: join() reports the failure
-    log.warning("shutdownbus: the parent is gone; stopping this process's tree (reason 'parent-lost')")
+    _log.warning("shutdownbus: the parent is gone; stopping this process's tree (reason 'parent-lost')")
     _on_stop("parent-lost", _state.stop_timeout)
 
 
@@ -367,7 +365,7 @@ def _run_callback(cb: Callable[[str], None], reason: str) -> None:
     try:
         cb(reason)
     except Exception:
-        log.exception("shutdownbus: an on_stop callback failed")
+        _log.exception("shutdownbus: an on_stop callback failed")
 
 
 # -- main thread ------------------------------------------------------------------
@@ -464,8 +462,15 @@ def deferred_stop() -> Iterator[None]:
 
 
 def _at_exit() -> None:
-    """Stop the children still running, report up, close the bus."""
-    from . import _child, _stop
+    """Stop the children still running, report up, close the bus.
+
+    Nothing new may be imported here unless there is work for it: class
+    creation by dataclasses runs exec(), and any exec() after an uncaught
+    KeyboardInterrupt makes CPython forget it, so the process would exit with
+    status 1 instead of dying of SIGINT (as asyncio.run does on a stop).
+    `_stop` is imported by the first spawn, long before.
+    """
+    from . import _child
 
     with _state.lock:
         _state.exiting = True
@@ -480,7 +485,11 @@ def _at_exit() -> None:
         _child.stop_all(reason, remaining)
         if _state.stop_deadline is None or _state.stop_received_at is None:
             return
-        swept = _stop.sweep_own_descendants(_state.stop_received_at, _state.stop_deadline)
+        swept = []
+        if _platform.has_children():  # plain subprocesses of ours are left
+            from ._stop import sweep_own_descendants
+
+            swept = sweep_own_descendants(_state.stop_received_at, _state.stop_deadline)
         if up is not None and up.joined.is_set() and not up.lost.is_set():
             bus.send_upstream(Report(tuple(e.to_dict() for e in swept)))
             left = _state.stop_deadline - time.monotonic()

@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import math
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -63,40 +62,71 @@ class State(enum.Enum):
 # -- events -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Established:
-    """The handshake completed; the peer proved it holds the secret."""
+class _Event:
+    """Base of the events: plain value objects (equal when of the same type
+    with the same fields).  Not dataclasses: those cost a member start-up time."""
 
-    peer_pid: int | None = None  # reported by the child in hello; None on the child side
-    peer_name: str | None = None
+    __slots__: tuple[str, ...] = ()
+
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._fields()))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({args})"
 
 
-@dataclass(frozen=True)
-class Stop:
+class Established(_Event):
+    """The handshake completed; the peer proved it holds the secret.
+
+    ``peer_pid`` and ``peer_name`` are what the child said in hello (None on the child side).
+    """
+
+    __slots__ = ("peer_pid", "peer_name")
+
+    def __init__(self, peer_pid: int | None = None, peer_name: str | None = None) -> None:
+        self.peer_pid = peer_pid
+        self.peer_name = peer_name
+
+
+class Stop(_Event):
     """Parent to child: stop your tree and exit within ``budget`` seconds."""
 
-    reason: str
-    budget: float
+    __slots__ = ("reason", "budget")
+
+    def __init__(self, reason: str, budget: float) -> None:
+        self.reason = reason
+        self.budget = budget
 
 
-@dataclass(frozen=True)
-class Ready:
+class Ready(_Event):
     """Child to parent: the child is ready for work."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
-class Report:
-    """Child to parent: what happened to the child's subtree during a stop.
+
+class Report(_Event):
+    """Child to parent: what happened to part of the child's subtree during a stop.
 
     ``entries`` are plain dicts with the keys of `ENTRY_FIELDS`.
     """
 
-    entries: tuple[dict[str, Any], ...] = ()
+    __slots__ = ("entries",)
+
+    def __init__(self, entries: tuple[dict[str, Any], ...] = ()) -> None:
+        self.entries = entries
 
 
-@dataclass(frozen=True)
-class Ack:
-    """Parent to child: the report arrived; the child may exit."""
+class Ack(_Event):
+    """Parent to child: a report arrived."""
+
+    __slots__ = ()
 
 
 Event = Established | Stop | Ready | Report | Ack
@@ -260,7 +290,6 @@ def _mac(key: bytes, *parts: bytes) -> bytes:
 # for a proof also accepts a new hello, which restarts the handshake.
 
 
-@dataclass
 class Channel:
     """One end of a parent-child control channel (sans-IO).
 
@@ -269,28 +298,28 @@ class Channel:
         secret: The per-spawn secret, exactly `SECRET_SIZE` bytes.
         pid: This process's pid (sent by the child in hello).
         name: This process's display name (sent by the child in hello).
+
+    Raises:
+        ValueError: the secret has the wrong size, or a child channel has no pid.
     """
 
-    role: Role
-    secret: bytes = field(repr=False)
-    pid: int = 0
-    name: str = ""
-    state: State = field(init=False)
-    _nonce_child: bytes = field(default=b"", init=False, repr=False)
-    _nonce_parent: bytes = field(default=b"", init=False, repr=False)
-    _send_key: bytes = field(default=b"", init=False, repr=False)
-    _recv_key: bytes = field(default=b"", init=False, repr=False)
-    _send_seq: int = field(default=0, init=False)
-    _recv_seq: int = field(default=0, init=False)
-    _peer: tuple[int, str] | None = field(default=None, init=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.secret, bytes) or len(self.secret) != SECRET_SIZE:
+    def __init__(self, role: Role, secret: bytes, pid: int = 0, name: str = "") -> None:
+        if not isinstance(secret, bytes) or len(secret) != SECRET_SIZE:
             raise ValueError(f"the channel secret must be {SECRET_SIZE} bytes")
-        if self.role is Role.CHILD and not 0 < self.pid < 1 << 32:
+        if role is Role.CHILD and not 0 < pid < 1 << 32:
             raise ValueError("a child channel needs the child's pid")
-        self.state = State.AWAIT_HELLO if self.role is Role.PARENT else State.IDLE
-        self.name = self.name[:MAX_TEXT_LENGTH]
+        self.role = role
+        self.secret = secret
+        self.pid = pid
+        self.name = name[:MAX_TEXT_LENGTH]
+        self.state = State.AWAIT_HELLO if role is Role.PARENT else State.IDLE
+        self._nonce_child = self._nonce_parent = b""
+        self._send_key = self._recv_key = b""
+        self._send_seq = self._recv_seq = 0
+        self._peer: tuple[int, str] | None = None
+
+    def __repr__(self) -> str:  # never the secret, the nonces or the keys
+        return f"<Channel {self.role.value} {self.state.value} pid={self.pid} name={self.name!r}>"
 
     @property
     def established(self) -> bool:

@@ -14,7 +14,6 @@ Rules of this module:
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import threading
@@ -23,15 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from . import _member, _platform
+from . import _log, _member, _platform
 from ._deadlines import KILL_WAIT, TERM_GRACE, join_grace
 from ._report import ReportEntry, StopReport, merge_entries
 from ._tree import Member, Tree, signal_members
 
 if TYPE_CHECKING:
     from ._child import Child
-
-log = logging.getLogger("shutdownbus")
 
 
 @dataclass
@@ -192,7 +189,7 @@ def _escalate(overdue: list[Child]) -> None:
     for c in overdue:
         if c.poll() is None:
             _state(c).gave_up = True
-            log.warning("shutdownbus: pid %d survived SIGKILL (uninterruptible?); giving up on it", c.pid)
+            _log.warning("shutdownbus: pid %d survived SIGKILL (uninterruptible?); giving up on it", c.pid)
 
 
 def _wait_gone(children: list[Child], timeout: float) -> None:
@@ -332,8 +329,6 @@ def sweep_own_descendants(stop_received_at: float, deadline: float) -> list[Repo
     Returns:
         One entry per such descendant.
     """
-    if not _platform.has_children():
-        return []
     t0 = stop_received_at
     tree = Tree([os.getpid()])
     if not tree.alive():

@@ -22,10 +22,8 @@ import binascii
 import hashlib
 import hmac
 import os
-import shutil
+import struct
 import sys
-import tempfile
-from dataclasses import dataclass, field
 
 import zmq
 from zmq.utils import z85
@@ -48,18 +46,25 @@ HANDSHAKE_IVL_MS = 5000
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 104 (macOS) or 108 (Linux) bytes
 
 
-@dataclass(frozen=True)
 class ChannelKeys:
     """Everything derived from one per-spawn secret.
 
     CURVE keys are z85-encoded, as libzmq's socket options want them.
     """
 
-    secret: bytes = field(repr=False)
-    server_public: bytes = field(repr=False)
-    server_secret: bytes = field(repr=False)
-    client_public: bytes = field(repr=False)
-    client_secret: bytes = field(repr=False)
+    __slots__ = ("client_public", "client_secret", "secret", "server_public", "server_secret")
+
+    def __init__(
+        self, secret: bytes, server_public: bytes, server_secret: bytes, client_public: bytes, client_secret: bytes
+    ) -> None:
+        self.secret = secret
+        self.server_public = server_public
+        self.server_secret = server_secret
+        self.client_public = client_public
+        self.client_secret = client_secret
+
+    def __repr__(self) -> str:
+        return "<ChannelKeys>"  # all of it is secret
 
     @classmethod
     def derive(cls, secret: bytes) -> ChannelKeys:
@@ -158,6 +163,8 @@ class RuntimeDir:
         Raises:
             ChannelError: the directory cannot be made or its path is too long for a socket.
         """
+        import tempfile  # only a process that spawns needs it
+
         base = os.environ.get(ENV_RUNTIME_DIR) or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
         # Make a new directory if the setting changed, or if ours was removed
         # under us (tmp cleaners remove old directories in /tmp).
@@ -182,6 +189,10 @@ class RuntimeDir:
 
     def close(self) -> None:
         """Remove the directories made and whatever is left in them."""
+        if not self._made:
+            return  # and import nothing: this runs at exit (see _member._at_exit)
+        import shutil
+
         for path in self._made:
             shutil.rmtree(path, ignore_errors=True)
         self._made.clear()
@@ -257,6 +268,17 @@ def connect_child_socket(ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys,
         sock.close(0)
         raise ChannelError(f"cannot connect to the parent's channel ({exc})") from None
     return sock
+
+
+def monitor_event(frames: list[bytes]) -> int:
+    """The event number of a zmq socket-monitor message.
+
+    Its first frame is a 16-bit event number and a 32-bit value, in native
+    byte order (zmq_socket_monitor(3)).  Parsed here rather than with
+    zmq.utils.monitor, which imports asyncio: tens of milliseconds in every
+    member's start-up.
+    """
+    return int(struct.unpack("=H", frames[0][:2])[0]) if frames and len(frames[0]) >= 2 else 0
 
 
 def remove_endpoint(endpoint: str) -> None:

@@ -211,7 +211,7 @@ def finish(session: Session) -> None:
 
 def snapshot(channel: Channel) -> dict[str, Any]:
     """Every field of the channel, private ones included."""
-    return {f.name: getattr(channel, f.name) for f in dataclasses.fields(channel)}
+    return dict(vars(channel))
 
 
 def _mac(key: bytes, data: bytes) -> bytes:
