@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck check clean
+.PHONY: help demo test lint typecheck bench bench-quick fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,15 @@ test: $(STAMP) ## Run lint, type checks and the whole test suite
 	$(PY) -m ruff check shutdownbus tests examples
 	$(PY) -m mypy
 	$(PY) -m pytest -n 2 -p no:cacheprovider tests examples/test_echo_server.py
+
+bench: $(STAMP) ## Benchmarks against signal-based stops (Linux; a few minutes)
+	$(PY) benchmarks/bench.py
+
+bench-quick: $(STAMP) ## A fast smoke run of the benchmarks (under a minute)
+	$(PY) benchmarks/bench.py --quick
+
+fuzz: $(STAMP) ## The protocol's property tests with many more examples
+	SHUTDOWNBUS_FUZZ_EXAMPLES=20000 $(PY) -m pytest -p no:cacheprovider -q tests/test_protocol.py -k property
 
 lint: $(STAMP) ## Lint only
 	$(PY) -m ruff check shutdownbus tests examples

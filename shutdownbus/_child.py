@@ -73,6 +73,9 @@ class Child(subprocess.Popen[Any]):
             # Before the first child starts, so nothing it starts can escape.
             _subreaper_done = True
             _platform.make_child_subreaper()
+            # psutil (some 20 ms to import) is needed once a stop comes; load
+            # it now, beside the start-up, rather than on every stop's path.
+            threading.Thread(target=_preload_psutil, name="shutdownbus-preload", daemon=True).start()
         link = bus.open_link()
         env = popen_kwargs.pop("env", None)
         env = dict(os.environ if env is None else env)
@@ -229,6 +232,10 @@ class Child(subprocess.Popen[Any]):
             self.stop(reason="stop")
         finally:
             super().__exit__(exc_type, exc, tb)
+
+
+def _preload_psutil() -> None:
+    import psutil  # noqa: F401
 
 
 def forget(child: Child) -> None:
