@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from . import _log, _member, _platform
 from ._deadlines import KILL_WAIT, TERM_GRACE, join_grace
 from ._report import ReportEntry, StopReport, merge_entries
-from ._tree import Member, Tree, signal_members
+from ._tree import Member, Tree, ppid_map, signal_members
 
 if TYPE_CHECKING:
     from ._child import Child
@@ -114,10 +114,11 @@ def _run(mine: list[Child]) -> None:
             if not st.already_exited:
                 bus.request_stop(c._link, st.reason, st.deadline)
     others = {c.pid for c in live_children()}
+    ppids = ppid_map()  # one pass over the process table for all the trees
     for c in mine:
         st = _state(c)
         if st.tree is None:
-            st.tree = Tree([c.pid], marker=c._link.endpoint, not_ours=lambda: others)
+            st.tree = Tree([c.pid], marker=c._link.endpoint, not_ours=lambda: others, ppids=ppids)
     _wait_and_escalate([c for c in mine if not _state(c).already_exited])
     _sweep_leftovers(mine)
 
@@ -139,6 +140,7 @@ def _exited(c: Child) -> bool:
 
 
 def _wait_and_escalate(pending: list[Child]) -> None:
+    refreshed = time.monotonic()
     while True:
         pending = [c for c in pending if not _exited(c)]
         if not pending:
@@ -165,10 +167,21 @@ def _wait_and_escalate(pending: list[Child]) -> None:
             _escalate(overdue)
             continue
         _platform.wait_any_exit(pending, wake_at - now)
-        for c in pending:  # catch processes started during the stop
-            tree = _state(c).tree
-            if tree is not None:
-                tree.refresh()
+        if time.monotonic() - refreshed >= REFRESH_EVERY:  # catch processes started during the stop
+            refreshed = time.monotonic()
+            _refresh([_state(c).tree for c in pending])
+
+
+#: How often a long stop looks for processes started since its snapshot (it
+#: always looks again before escalating and after the children exited).
+REFRESH_EVERY = 0.25
+
+
+def _refresh(trees: list[Tree | None]) -> None:
+    ppids = ppid_map()
+    for tree in trees:
+        if tree is not None:
+            tree.refresh(ppids)
 
 
 def _escalate(overdue: list[Child]) -> None:
@@ -217,7 +230,8 @@ def _sweep_leftovers(mine: list[Child]) -> None:
     trees = [(st.deadline, st.tree) for st in map(_state, mine) if st.tree is not None]
     for _, tree in trees:
         tree.roots = [m.pid for m in tree.alive()]
-        tree.refresh()
+    _refresh([tree for _, tree in trees])
+    for _, tree in trees:
         signal_members([m for m in tree.alive() if tree.marked(m.proc)], "stopped")
     leftover = [(deadline, tree) for deadline, tree in trees if tree.alive()]
     if leftover:

@@ -70,10 +70,15 @@ class Tree:
         roots: Pids whose descendants to track (the roots themselves are not included).
         marker: The value of ``SHUTDOWNBUS_ENDPOINT`` that the tree's non-members inherited.
         not_ours: Returns the pids of our children that belong elsewhere (our other `Child` objects).
+        ppids: A `ppid_map` for the first look.
     """
 
     def __init__(
-        self, roots: Iterable[int], marker: str | None = None, not_ours: Callable[[], set[int]] | None = None
+        self,
+        roots: Iterable[int],
+        marker: str | None = None,
+        not_ours: Callable[[], set[int]] | None = None,
+        ppids: dict[int, int] | None = None,
     ) -> None:
         self.roots = list(roots)
         self.marker = marker
@@ -81,50 +86,60 @@ class Tree:
         self.members: dict[int, Member] = {}
         self.returncodes: dict[int, int] = {}  # of members we reaped (as their subreaper)
         self._marked: dict[int, bool] = {}
-        self.refresh()
+        self.refresh(ppids)
 
-    def refresh(self) -> None:
-        """Add descendants started since the last look, and marked processes we adopted."""
+    def refresh(self, ppids: dict[int, int] | None = None) -> None:
+        """Add descendants started since the last look, and marked processes we adopted.
+
+        Args:
+            ppids: A `ppid_map` to use (one pass over the process table can
+                serve many trees); made here if None.
+        """
         import psutil
 
+        if ppids is None:
+            ppids = ppid_map()
+        children: dict[int, list[int]] = {}
+        for pid, parent in ppids.items():
+            children.setdefault(parent, []).append(pid)
         roots = list(self.roots)
         if self.marker is not None:
-            roots += [p.pid for p in self._adopted() if p.pid not in self.members]
+            roots += self._adopt(children.get(os.getpid(), []))
         for root in roots:
-            try:
-                found = psutil.Process(root).children(recursive=True)
-            except psutil.Error:
-                continue
-            by_pid = {p.pid: p for p in found}
-            for p in found:
-                if p.pid in self.members:
-                    continue
-                try:
-                    ppid = p.ppid()
-                except psutil.Error:
-                    continue
-                depth, up = 1, ppid
-                while up in by_pid and up != root and depth < 10_000:
-                    depth, up = depth + 1, _ppid(by_pid[up])
-                self.members[p.pid] = Member(p, ppid, depth, display_name(p))
+            depth_of = {root: 0}
+            queue = [root]
+            while queue:
+                parent = queue.pop()
+                for pid in children.get(parent, ()):
+                    if pid in depth_of:
+                        continue
+                    depth_of[pid] = depth_of[parent] + 1
+                    queue.append(pid)
+                    if pid in self.members:
+                        continue
+                    try:
+                        proc = psutil.Process(pid)
+                    except psutil.Error:
+                        continue
+                    self.members[pid] = Member(proc, parent, depth_of[pid], display_name(proc))
 
-    def _adopted(self) -> list[psutil.Process]:
+    def _adopt(self, our_children: list[int]) -> list[int]:
+        """Marked processes among our own children: members at depth 1; their pids."""
         import psutil
 
         skip = set(self.roots) | (self.not_ours() if self.not_ours else set())
-        found: list[psutil.Process] = []
-        try:
-            children = psutil.Process().children()
-        except psutil.Error:
-            return found
-        for p in children:
-            if p.pid in skip or p.pid in self.members or not self.marked(p):
+        found = []
+        for pid in our_children:
+            if pid in skip or pid in self.members:
                 continue
             try:
-                self.members[p.pid] = Member(p, p.ppid(), 1, display_name(p))
+                proc = psutil.Process(pid)
+                if not self.marked(proc):
+                    continue
+                self.members[pid] = Member(proc, os.getpid(), 1, display_name(proc))
             except psutil.Error:
                 continue
-            found.append(p)
+            found.append(pid)
         return found
 
     def marked(self, proc: psutil.Process) -> bool:
@@ -166,13 +181,16 @@ class Tree:
             delay = min(delay * 2, 0.02)
 
 
-def _ppid(proc: psutil.Process) -> int:
+def ppid_map() -> dict[int, int]:
+    """pid to parent pid of every process, in one pass over the process table."""
     import psutil
 
-    try:
-        return int(proc.ppid())
-    except psutil.Error:
-        return 0
+    out = {}
+    for proc in psutil.process_iter(["ppid"]):
+        parent = proc.info.get("ppid")
+        if parent is not None:
+            out[int(proc.pid)] = int(parent)
+    return out
 
 
 def _is_running(proc: psutil.Process) -> bool:
