@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck bench bench-quick fuzz clean
+.PHONY: help demo test lint typecheck bench bench-quick fuzz stress clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP) ## Run the A->B->C demo: A stops B's subtree through the bus
 	$(PY) examples/abc.py term
 
-test: $(STAMP) ## Run lint, type checks and the whole test suite
+test: $(STAMP) ## Run lint, type checks, a small stress run and the whole test suite
 	$(PY) -m ruff check shutdownbus tests examples
 	$(PY) -m mypy
+	$(PY) benchmarks/stress.py --rounds 2 --fanout 3 --depth 2 --cycles 50
 	$(PY) -m pytest -n 2 -p no:cacheprovider tests examples/test_echo_server.py
 
 bench: $(STAMP) ## Benchmarks against signal-based stops (Linux; a few minutes)
@@ -30,6 +31,9 @@ bench: $(STAMP) ## Benchmarks against signal-based stops (Linux; a few minutes)
 
 bench-quick: $(STAMP) ## A fast smoke run of the benchmarks (under a minute)
 	$(PY) benchmarks/bench.py --quick
+
+stress: $(STAMP) ## 20 rounds of a 111-process tree and 1000 spawn/stop cycles: nothing may be left
+	$(PY) benchmarks/stress.py
 
 fuzz: $(STAMP) ## The protocol's property tests with many more examples
 	SHUTDOWNBUS_FUZZ_EXAMPLES=20000 $(PY) -m pytest -p no:cacheprovider -q tests/test_protocol.py -k property

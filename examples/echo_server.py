@@ -52,8 +52,8 @@ def worker(fd: int, name: str) -> None:
     shutdownbus.join(name=name)
     listener = socket.socket(fileno=fd)
     served = 0
-    shutdownbus.ready()
     try:
+        shutdownbus.ready()  # inside the try: a stop may come as soon as we are ready
         while True:
             conn, _ = listener.accept()
             with conn:

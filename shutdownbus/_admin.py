@@ -59,8 +59,7 @@ def send_stop(
     keys = _transport.ChannelKeys.from_encoded(entry.secret)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
-        sock = _transport.connect_child_socket(ctx, keys, entry.endpoint)
-        monitor = sock.get_monitor_socket(_FAILED)
+        sock, monitor = _transport.connect_child_socket(ctx, keys, entry.endpoint, _FAILED)
         channel = Channel(Role.PARENT, keys.secret)
         _handshake(sock, monitor, channel)
         try:

@@ -234,8 +234,7 @@ class Bus:
 
     def open_upstream(self, keys: _transport.ChannelKeys, endpoint: str, pid: int, name: str) -> Upstream:
         """Connect to the parent and start the handshake (any thread)."""
-        sock = _transport.connect_child_socket(self.ctx, keys, endpoint)
-        monitor = sock.get_monitor_socket(_MONITORED)
+        sock, monitor = _transport.connect_child_socket(self.ctx, keys, endpoint, _MONITORED)
         up = Upstream(keys, sock, monitor, pid, name)
 
         def adopt() -> None:

@@ -106,6 +106,14 @@ def _run(mine: list[Child]) -> None:
     from ._child import live_children
 
     bus = _member.get_bus()
+    # The snapshot comes first: a child that dies right after the stop left
+    # would take the knowledge of its subtree with it.
+    others = {c.pid for c in live_children()}
+    ppids = ppid_map()  # one pass over the process table for all the trees
+    for c in mine:
+        st = _state(c)
+        if st.tree is None:
+            st.tree = Tree([c.pid], marker=c._link.endpoint, not_ours=lambda: others, ppids=ppids)
     for c in mine:
         st = _state(c)
         if not st.begun:
@@ -113,12 +121,6 @@ def _run(mine: list[Child]) -> None:
             st.already_exited = c.poll() is not None
             if not st.already_exited:
                 bus.request_stop(c._link, st.reason, st.deadline)
-    others = {c.pid for c in live_children()}
-    ppids = ppid_map()  # one pass over the process table for all the trees
-    for c in mine:
-        st = _state(c)
-        if st.tree is None:
-            st.tree = Tree([c.pid], marker=c._link.endpoint, not_ours=lambda: others, ppids=ppids)
     _wait_and_escalate([c for c in mine if not _state(c).already_exited])
     _sweep_leftovers(mine)
 

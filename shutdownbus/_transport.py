@@ -9,8 +9,9 @@ Rules of this module:
   does not hold the secret never completes the transport handshake and never
   occupies the PAIR socket (a plain PAIR socket accepts its first peer,
   whoever that is, and locks the real child out).
-* Frames over `MAX_FRAME_SIZE` are refused by libzmq (ZMQ_MAXMSGSIZE) before
-  they are read whole; the peer that sent one is disconnected.
+* Frames over `MAX_FRAME_SIZE` (plus CURVE's overhead) are refused by libzmq
+  (ZMQ_MAXMSGSIZE) before they are read whole; the peer that sent one is
+  disconnected.
 * Endpoints: ``ipc://`` in a private 0700 runtime directory on POSIX,
   ``tcp://127.0.0.1`` with a random port on Windows or when
   ``SHUTDOWNBUS_TRANSPORT=tcp`` is set.
@@ -41,6 +42,9 @@ ENV_TRANSPORT = "SHUTDOWNBUS_TRANSPORT"
 ENV_RUNTIME_DIR = "SHUTDOWNBUS_RUNTIME_DIR"
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+# libzmq counts CURVE's per-message overhead (33 bytes) against
+# ZMQ_MAXMSGSIZE; the protocol itself refuses frames over MAX_FRAME_SIZE.
+CURVE_OVERHEAD = 64
 # A connection that has not finished the CURVE handshake by then is dropped.
 HANDSHAKE_IVL_MS = 5000
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 104 (macOS) or 108 (Linux) bytes
@@ -220,7 +224,7 @@ def bind_parent_socket(
     sock = ctx.socket(zmq.PAIR)
     try:
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE + CURVE_OVERHEAD)
         sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
         sock.curve_server = True
         sock.curve_secretkey = keys.server_secret
@@ -243,11 +247,23 @@ def bind_parent_socket(
     return sock, endpoint
 
 
-def connect_child_socket(ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys, endpoint: str) -> zmq.Socket[bytes]:
+def connect_child_socket(
+    ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys, endpoint: str, monitor_events: int
+) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
     """Create the child's end of its channel and connect it to the parent.
 
     Reconnection is off: once the parent's end goes away, the channel is gone
     for good, which is how the child learns that its parent was lost.
+
+    Args:
+        ctx: The zmq context.
+        keys: The channel's keys.
+        endpoint: The parent's endpoint.
+        monitor_events: The socket-monitor events to watch; the monitor is
+            attached before connecting, so that no event is missed.
+
+    Returns:
+        The socket and its monitor socket.
 
     Raises:
         ChannelError: the endpoint is invalid.
@@ -258,16 +274,23 @@ def connect_child_socket(ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys,
     sock = ctx.socket(zmq.PAIR)
     try:
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE + CURVE_OVERHEAD)
         sock.setsockopt(zmq.RECONNECT_IVL, -1)
         sock.curve_serverkey = keys.server_public
         sock.curve_publickey = keys.client_public
         sock.curve_secretkey = keys.client_secret
-        sock.connect(endpoint)
+        monitor = sock.get_monitor_socket(monitor_events)
     except zmq.ZMQError as exc:
         sock.close(0)
+        raise ChannelError(f"cannot set up the channel to the parent ({exc})") from None
+    try:
+        sock.connect(endpoint)
+    except zmq.ZMQError as exc:
+        sock.disable_monitor()
+        monitor.close(0)
+        sock.close(0)
         raise ChannelError(f"cannot connect to the parent's channel ({exc})") from None
-    return sock
+    return sock, monitor
 
 
 def monitor_event(frames: list[bytes]) -> int:

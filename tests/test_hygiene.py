@@ -1,0 +1,214 @@
+"""Secrets hygiene (issue 6): where a per-spawn secret or an admin credential may and may not be.
+
+tests/test_member.py already checks that join() empties the environment of
+per-spawn variables for a grandchild started with subprocess.run, the
+child's argv, and repr(Child).  These tests extend that to a two-level tree
+run with logging at DEBUG: every argv of the tree, the initial environment of
+a grandchild started after join, every line the tree wrote, the reprs of every
+object that holds a secret, the StopReport, the messages of failed joins, and
+a registered root's credential in the command line's output.
+
+Failures name where a secret was found, never the secret or the text around
+it (assertion messages end up in CI logs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import python
+
+import shutdownbus
+from shutdownbus import _registry, _transport
+from shutdownbus._protocol import Channel, Role
+
+PER_SPAWN = set(_transport.PER_SPAWN_VARIABLES)
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/environ")
+
+# One program for both levels: h1 spawns h0 on the bus and a plain grandchild.
+MEMBER = r"""
+import logging, os, subprocess, sys, time
+import shutdownbus
+from shutdownbus import _member
+
+logging.basicConfig(level=logging.DEBUG, format="%(name)s %(levelname)s %(message)s")
+depth = int(sys.argv[1])
+shutdownbus.join(name=f"h{depth}")
+up = _member._state.upstream
+print("env", depth, ",".join(sorted(k for k in os.environ if k.startswith("SHUTDOWNBUS_"))), flush=True)
+print("repr", depth, repr(up.channel), repr(up.keys), repr(up), flush=True)
+logging.getLogger("shutdownbus").debug("debug from h%d: %r %r", depth, up.channel, up.keys)
+kids = []
+if depth > 0:
+    kids.append(shutdownbus.spawn([sys.executable, __file__, str(depth - 1)], ready_timeout=60))
+    plain = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    print("member", kids[0].pid, "plain", plain.pid, flush=True)
+    print("repr", depth, repr(kids[0]), repr(kids[0]._link), repr(kids[0]._link.channel), flush=True)
+try:  # ready() inside: the stop may come as soon as the parent hears it
+    shutdownbus.ready()
+    time.sleep(600)
+except shutdownbus.StopRequested as exc:
+    print("stop", depth, exc.reason, flush=True)
+"""
+
+
+def secret_forms(keys: _transport.ChannelKeys) -> list[str]:
+    """Every printable form of a channel's secret material."""
+    forms = [keys.encoded_secret(), keys.encoded_secret().upper(), repr(keys.secret)[2:-1]]
+    forms += [k.decode() for k in (keys.server_secret, keys.client_secret)]  # z85 CURVE secret keys
+    return forms
+
+
+def check_clean(text: str, secrets: Iterable[str], where: str) -> None:
+    for i, secret in enumerate(secrets):
+        if secret in text:
+            pytest.fail(f"secret form #{i} found in {where}")  # never the secret itself
+
+
+def initial_environ(pid: int) -> dict[str, str]:
+    """The environment a process started with (Linux: /proc/<pid>/environ, same user only)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+@linux_only
+def test_no_secret_in_argv_logs_reprs_or_report_of_a_debug_logged_tree(tmp_path: Path) -> None:
+    program = tmp_path / "member.py"
+    program.write_text(MEMBER)
+    out_path, err_path = tmp_path / "out", tmp_path / "err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        child = shutdownbus.spawn([sys.executable, str(program), "1"], stdout=out, stderr=err)
+    try:
+        child.wait_ready(60)
+        secrets = secret_forms(child._link.keys)
+        (line,) = [x for x in out_path.read_text().splitlines() if x.startswith("member ")]
+        _, grandchild, _, plain = line.split()
+        grandchild_pid, plain_pid = int(grandchild), int(plain)
+        # The grandchild's secret is only known to the child (and, see below, readable
+        # from /proc by the same user): fetch it there to grep for it too.
+        grand_env = initial_environ(grandchild_pid)
+        secrets += secret_forms(_transport.ChannelKeys.from_encoded(grand_env[_transport.ENV_SECRET]))
+
+        # argv of every process of the tree
+        tree = [psutil.Process(child.pid), *psutil.Process(child.pid).children(recursive=True)]
+        assert {p.pid for p in tree} >= {child.pid, grandchild_pid, plain_pid}
+        for p in tree:
+            check_clean("\0".join(p.cmdline()), secrets, f"the argv of pid {p.pid}")
+        # A grandchild started by plain subprocess after join started without any per-spawn variable.
+        assert PER_SPAWN.isdisjoint(initial_environ(plain_pid))
+        # The documented limit: /proc/<pid>/environ keeps the initial environment after join.
+        assert _transport.ENV_SECRET in initial_environ(child.pid)
+
+        reprs = [repr(child), repr(child._link), repr(child._link.channel), repr(child._link.keys), str(child._link)]
+        check_clean("\n".join(reprs), secrets, "the reprs of Child, Link, Channel, ChannelKeys")
+        report = child.stop(reason="real", timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert report.ok, report
+    assert {e.pid for e in report.entries} >= {child.pid, grandchild_pid, plain_pid}
+    for text, where in (
+        (report.to_json(), "the StopReport JSON"),
+        (str(report), "the StopReport table"),
+        (repr(report), "the StopReport repr"),
+    ):
+        check_clean(text, secrets, where)
+    out_text, err_text = out_path.read_text(), err_path.read_text()
+    check_clean(out_text, secrets, "the tree's stdout")
+    check_clean(err_text, secrets, "the tree's stderr (logging at DEBUG)")
+    assert "debug from h1" in err_text and "debug from h0" in err_text  # the DEBUG lines were written
+    envs = [x.split() for x in out_text.splitlines() if x.startswith("env ")]
+    assert len(envs) == 2
+    for _, depth, names in envs:  # after join, no per-spawn variable left in os.environ
+        assert PER_SPAWN.isdisjoint(names.split(",")), depth
+    assert sorted(x for x in out_text.splitlines() if x.startswith("stop ")) == ["stop 0 real", "stop 1 real"]
+
+
+def test_failed_joins_name_no_secret(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A wrong secret (refused by the parent), a secret that is not hex, a
+    truncated one: the error says what to do and never echoes either secret,
+    in str, repr or traceback, with logging at DEBUG; the parent logs nothing
+    that holds one."""
+    code = "import sys, time, shutdownbus\nshutdownbus.join()\nshutdownbus.ready()\ntime.sleep(600)\n"
+    child = shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=60)
+    try:
+        real = child._link.keys.encoded_secret()
+        wrong = os.urandom(32).hex()
+        attempts = {"a wrong secret": wrong, "a secret that is not hex": real[:-2] + "zz", "a short secret": real[:-2]}
+        join = (
+            "import logging, traceback, shutdownbus\n"
+            "logging.basicConfig(level=logging.DEBUG)\n"
+            "try:\n    shutdownbus.join(timeout=20)\n"
+            "except shutdownbus.ShutdownBusError as exc:\n"
+            "    print('refused', type(exc).__name__)\n    print(str(exc))\n    print(repr(exc))\n"
+            "    traceback.print_exc()\n"
+        )
+        for what, given in attempts.items():
+            env = dict(os.environ, SHUTDOWNBUS_ENDPOINT=child._link.endpoint, SHUTDOWNBUS_SECRET=given)
+            done = python(join, env=env)
+            assert done.stdout.startswith("refused "), what
+            check_clean(done.stdout + done.stderr, [real, given, real[:16], given[:16]], f"the join error for {what}")
+        assert child.poll() is None
+        report = child.stop(timeout=10)
+        assert report.ok, report
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    check_clean("\n".join(r.getMessage() for r in caplog.records), [real, wrong], "the parent's log")
+
+
+def test_reprs_of_every_secret_holder() -> None:
+    keys = _transport.ChannelKeys.generate()
+    secrets = secret_forms(keys)
+    parent = Channel(Role.PARENT, keys.secret)
+    child = Channel(Role.CHILD, keys.secret, pid=os.getpid(), name="x")
+    parent.receive(child.start())
+    entry = _registry.Entry("n", 1, 0.0, "ipc:///x", keys.encoded_secret())
+    texts = [repr(keys), str(keys), repr(parent), repr(child), repr(entry), str(entry)]
+    check_clean("\n".join(texts), secrets, "a repr")
+    with pytest.raises(shutdownbus.ChannelError) as info:
+        _transport.ChannelKeys.from_encoded(keys.encoded_secret()[:-1])
+    check_clean(str(info.value) + repr(info.value), secrets, "the error for a malformed secret")
+
+
+SCRIPT = str(Path(sys.executable).parent / "shutdownbus")
+
+
+def test_registry_is_private_and_the_admin_credential_is_never_printed(runtime_dir: str, tmp_path: Path) -> None:
+    code = (
+        "import time, shutdownbus\nshutdownbus.register('private')\nprint('registered', flush=True)\ntime.sleep(600)\n"
+    )
+    root = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert root.stdout is not None and root.stdout.readline() == "registered\n"
+        folder = Path(runtime_dir) / "shutdownbus"
+        path = folder / "private.json"
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        credential = json.loads(path.read_text())["secret"]
+        secrets = secret_forms(_transport.ChannelKeys.from_encoded(credential))
+        entry = _registry.read("private")
+        assert entry is not None
+        check_clean(repr(entry), secrets, "repr(Entry)")
+        check_clean("\0".join(psutil.Process(root.pid).cmdline()), secrets, "the root's argv")
+        for args in (["list"], ["list", "--json"], ["tree", "private"], ["send-stop", "private", "--json"]):
+            done = subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=60, check=False)
+            assert done.returncode == 0, args
+            check_clean(done.stdout + done.stderr, secrets, f"the output of 'shutdownbus {' '.join(args)}'")
+        out, err = root.communicate(timeout=60)
+        check_clean(out + err, secrets, "the root's own output")
+        assert not path.exists()  # the entry goes with its root
+    finally:
+        if root.poll() is None:
+            root.kill()
+        root.wait()
