@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import zmq
 
@@ -24,7 +25,10 @@ from ._deadlines import KILL_WAIT, TERM_GRACE
 from ._errors import AuthenticationError, ChannelError, ProtocolError
 from ._protocol import Ack, Channel, Established, Report, Role, Stop, knock
 from ._report import ReportEntry, StopReport, merge_entries
-from ._tree import Tree, display_name, signal_members
+from ._tree import Tree, signal_members
+
+if TYPE_CHECKING:
+    import psutil
 
 HANDSHAKE_TIMEOUT = 5.0
 _FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -118,7 +122,7 @@ def _handshake(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], channel: Cha
 def _wait(
     sock: zmq.Socket[bytes],
     channel: Channel,
-    root: object,
+    root: psutil.Process,
     tree: Tree,
     deadline: float,
     progress: Callable[[int, int], None] | None,
@@ -145,7 +149,7 @@ def _wait(
     return reported
 
 
-def _escalate(root: object, tree: Tree) -> str:
+def _escalate(root: psutil.Process, tree: Tree) -> str:
     """Past the deadline: terminate, then kill, the root and its tree, deepest first."""
     import psutil
 
@@ -154,8 +158,10 @@ def _escalate(root: object, tree: Tree) -> str:
         tree.refresh()
         signal_members(tree.alive(), step)
         if _running(root):
-            assert isinstance(root, psutil.Process)
-            root.kill() if step == "killed" else root.terminate()
+            try:
+                root.kill() if step == "killed" else root.terminate()
+            except psutil.Error:
+                pass
             outcome = step
         end = time.monotonic() + grace
         while (_running(root) or tree.alive()) and time.monotonic() < end:
@@ -163,11 +169,10 @@ def _escalate(root: object, tree: Tree) -> str:
     return outcome
 
 
-def _running(proc: object) -> bool:
+def _running(proc: psutil.Process) -> bool:
     import psutil
 
     try:
-        assert isinstance(proc, psutil.Process)
         return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
@@ -175,18 +180,3 @@ def _running(proc: object) -> bool:
 
 def _since(when: float | None, t0: float) -> float | None:
     return None if when is None else round(max(0.0, when - t0), 6)
-
-
-def describe(entry: _registry.Entry) -> str:
-    """A one-line description of a root for messages."""
-    return f"{entry.name} (pid {entry.pid}, {display_name_of(entry)})"
-
-
-def display_name_of(entry: _registry.Entry) -> str:
-    """The root's program name."""
-    import psutil
-
-    try:
-        return display_name(psutil.Process(entry.pid))
-    except psutil.Error:
-        return "?"

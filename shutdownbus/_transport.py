@@ -19,7 +19,6 @@ Rules of this module:
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import hmac
 import os
@@ -334,8 +333,3 @@ def zap_reply(request: list[bytes], allowed: dict[bytes, bytes]) -> list[bytes]:
     )
     status = (b"200", b"OK") if ok else (b"400", b"not the spawned child")
     return [b"1.0", request_id, *status, b"", b""]
-
-
-def hex_of(data: bytes) -> str:
-    """Short hex for logs of non-secret binary data."""
-    return binascii.hexlify(data[:8]).decode()
