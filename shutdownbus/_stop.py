@@ -118,7 +118,9 @@ def _run(mine: list[Child]) -> None:
         st = _state(c)
         if not st.begun:
             st.begun = True
-            st.already_exited = c.poll() is not None
+            # A child that exited after a forwarded stop reached it did stop;
+            # only one that exited before any stop was asked of it "exited".
+            st.already_exited = c.poll() is not None and c._link.stop_requested_at is None
             if not st.already_exited:
                 bus.request_stop(c._link, st.reason, st.deadline)
     _wait_and_escalate([c for c in mine if not _state(c).already_exited])
