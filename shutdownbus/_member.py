@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _log, _platform, _transport
 from ._bus import Bus, Upstream
@@ -335,7 +335,10 @@ def _on_stop(reason: str, budget: float) -> None:
     for cb in callbacks:
         _run_callback(cb, reason)
     if _state.interrupt_main and not _state.exiting and not _state.handlers:
-        _platform.wake_main_thread(_state.interruptible, _raise_pending)
+        if _state.interruptible:
+            _platform.wake_main_thread()
+        else:
+            _raise_from_afar()
 
 
 def _enforce_children_deadlines(reason: str, budget: float) -> None:
@@ -419,6 +422,30 @@ def handled_elsewhere() -> Iterator[None]:
     finally:
         with _state.lock:
             _state.handlers -= 1
+
+
+def _raise_from_afar() -> None:
+    """The fallback of the wake signal: an asynchronous exception, scheduled
+    from the bus thread with the same guards `_raise_pending` applies."""
+    with _state.lock:
+        if _state.raised or _state.exiting or _state.deferring or _state.stop_reason is None:
+            return  # deferred_stop raises it when its block ends
+        main = threading.main_thread().ident
+        handling: dict[Any, Any] = getattr(sys, "_current_exceptions", dict)()
+        current = handling.get(main)
+        if isinstance(current, tuple):  # Python 3.10 and 3.11 give exc_info triples
+            current = current[1]
+        if isinstance(current, KeyboardInterrupt):
+            return  # already in a Ctrl-C cleanup
+        _state.raised = True
+        reason = _state.stop_reason
+
+    class _Stop(StopRequested):  # raised by class, with no arguments: carry the reason
+        def __init__(self) -> None:
+            super().__init__(reason)
+
+    _Stop.__name__ = _Stop.__qualname__ = "StopRequested"
+    _platform.raise_in_main_thread(_Stop)
 
 
 def _skip_popen_sigint_wait(frame: FrameType | None) -> None:

@@ -73,31 +73,30 @@ def install_main_thread_waker(raise_pending: Callable[[], None]) -> bool:
     return True
 
 
-def wake_main_thread(interruptible: bool, raise_pending: Callable[[], None]) -> None:
-    """Make the main thread run ``raise_pending`` as soon as possible.
+def wake_main_thread() -> None:
+    """Make the main thread run the handler installed by `install_main_thread_waker`.
 
-    POSIX with the waker installed: ``pthread_kill`` of `WAKE_SIGNAL` to the
-    main thread interrupts sleep, lock and wait calls within microseconds.
-    Otherwise (Windows, or the signal was taken): an asynchronous exception is
-    scheduled through ``PyThreadState_SetAsyncExc`` and fires at the main
-    thread's next bytecode; a main thread blocked in a long call sees it when
-    the call returns.
+    POSIX: ``pthread_kill`` of `WAKE_SIGNAL` to the main thread interrupts
+    sleep, lock and wait calls within microseconds.
     """
     main = threading.main_thread()
-    if interruptible and WAKE_SIGNAL is not None and main.ident is not None:
+    if WAKE_SIGNAL is not None and main.ident is not None:
         signal.pthread_kill(main.ident, WAKE_SIGNAL)
-        return
-    _async_raise_in_main(raise_pending)
 
 
-def _async_raise_in_main(raise_pending: Callable[[], None]) -> None:
+def raise_in_main_thread(exc_type: type[BaseException]) -> None:
+    """Schedule ``exc_type`` in the main thread, where no waker could be installed.
+
+    Windows, or a program that handles `WAKE_SIGNAL` itself, or ``join()``
+    called from another thread: ``PyThreadState_SetAsyncExc`` makes the main
+    thread raise at its next bytecode; a main thread blocked in a long call
+    sees it when the call returns.
+    """
     import ctypes  # only on this fallback path
-
-    from ._member import StopRequested
 
     main = threading.main_thread()
     if main.ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main.ident), ctypes.py_object(StopRequested))
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main.ident), ctypes.py_object(exc_type))
 
 
 # -- waiting for processes ------------------------------------------------------

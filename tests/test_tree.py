@@ -134,3 +134,25 @@ def test_on_stop_callbacks_without_interrupting_main(tmp_path: Path) -> None:
     child = shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=60)
     report = child.stop(reason="bye")
     assert report.ok, report
+
+
+def test_stop_reaches_main_when_the_program_took_the_wake_signal() -> None:
+    """Without the wake signal, an asynchronous exception carries the stop, with its reason."""
+    code = (
+        "import signal, time, shutdownbus\n"
+        "from shutdownbus import _platform\n"
+        "signal.signal(_platform.WAKE_SIGNAL, lambda *a: None)\n"
+        "shutdownbus.join()\n"
+        "try:\n"
+        "    shutdownbus.ready()\n"
+        "    while True:\n"
+        "        time.sleep(0.01)\n"
+        "except shutdownbus.StopRequested as exc:\n"
+        "    print(exc.reason, flush=True)\n"
+    )
+    child = shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=60, stdout=-1, text=True)
+    report = child.stop(reason="fallback")
+    assert child.stdout is not None
+    assert child.stdout.read().strip() == "fallback"
+    child.stdout.close()
+    assert report.ok, report
