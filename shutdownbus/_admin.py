@@ -25,7 +25,7 @@ from ._deadlines import KILL_WAIT, TERM_GRACE
 from ._errors import AuthenticationError, ChannelError, ProtocolError
 from ._protocol import Ack, Channel, Established, Report, Role, Stop, knock
 from ._report import ReportEntry, StopReport, merge_entries
-from ._tree import Tree, signal_members
+from ._tree import Tree, is_running, signal_members
 
 if TYPE_CHECKING:
     import psutil
@@ -77,7 +77,7 @@ def send_stop(
             sock.setsockopt(zmq.LINGER, 1000)  # let the stop leave before we close
             return None
         reported = _wait(sock, channel, root, tree, t0 + timeout, progress)
-        escalated = _escalate(root, tree) if root.is_running() and _running(root) else None
+        escalated = _escalate(root, tree) if is_running(root) else None
         end = time.monotonic()
         own = ReportEntry(
             pid=entry.pid,
@@ -141,7 +141,7 @@ def _wait(
             elif isinstance(event, Established):
                 continue
         tree.refresh()
-        if not _running(root):
+        if not is_running(root):
             break
         if progress is not None:
             total = len(tree.members) + 1
@@ -157,25 +157,16 @@ def _escalate(root: psutil.Process, tree: Tree) -> str:
     for step, grace in (("terminated", TERM_GRACE), ("killed", KILL_WAIT)):
         tree.refresh()
         signal_members(tree.alive(), step)
-        if _running(root):
+        if is_running(root):
             try:
                 root.kill() if step == "killed" else root.terminate()
             except psutil.Error:
                 pass
             outcome = step
         end = time.monotonic() + grace
-        while (_running(root) or tree.alive()) and time.monotonic() < end:
+        while (is_running(root) or tree.alive()) and time.monotonic() < end:
             time.sleep(0.005)
     return outcome
-
-
-def _running(proc: psutil.Process) -> bool:
-    import psutil
-
-    try:
-        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
 
 
 def _since(when: float | None, t0: float) -> float | None:

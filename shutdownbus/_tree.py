@@ -163,7 +163,7 @@ class Tree:
         for m in self.members.values():
             if m.gone_at is not None:
                 continue
-            if _is_running(m.proc):
+            if is_running(m.proc):
                 out.append(m)
             else:
                 m.gone_at = now
@@ -193,7 +193,8 @@ def ppid_map() -> dict[int, int]:
     return out
 
 
-def _is_running(proc: psutil.Process) -> bool:
+def is_running(proc: psutil.Process) -> bool:
+    """Whether ``proc`` runs (a zombie counts as gone)."""
     import psutil
 
     try:
@@ -212,7 +213,7 @@ def signal_members(members: Iterable[Member], outcome: str) -> None:
 
     for m in sorted(members, key=lambda m: -m.depth):
         try:
-            if not _is_running(m.proc):
+            if not is_running(m.proc):
                 continue
             if outcome == "killed":
                 m.proc.kill()

@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._tree import is_running
+
 if TYPE_CHECKING:
     import psutil
 
@@ -55,7 +57,7 @@ def leaked_processes(since: Snapshot, ignore: set[int] | frozenset[int] = frozen
     Returns:
         The leaked processes, deepest first (the order to kill them in).
     """
-    leaked = [p for p in _descendants() if _identity(p) not in since.known and p.pid not in ignore and _running(p)]
+    leaked = [p for p in _descendants() if _identity(p) not in since.known and p.pid not in ignore and is_running(p)]
     return sorted(leaked, key=_depth, reverse=True)
 
 
@@ -101,15 +103,6 @@ def _identity(p: psutil.Process) -> tuple[int, float]:
         return (p.pid, p.create_time())
     except psutil.Error:
         return (p.pid, 0.0)
-
-
-def _running(p: psutil.Process) -> bool:
-    import psutil
-
-    try:
-        return bool(p.is_running() and p.status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
 
 
 def _depth(p: psutil.Process) -> int:

@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from shutdownbus import testing
+from shutdownbus._tree import is_running
 
 MEMBER = str(Path(__file__).parent / "programs" / "member.py")
 
@@ -43,13 +44,6 @@ def no_leftover_processes() -> Iterator[None]:
         pytest.fail("the test left processes running:\n" + described)
 
 
-def _running(p: psutil.Process) -> bool:
-    try:
-        return bool(p.is_running() and p.status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
-
-
 def python(code: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     """Run ``code`` with ``sys.executable -c`` and return what it did."""
     kwargs.setdefault("timeout", 60)
@@ -71,7 +65,7 @@ def alive(pids: list[int]) -> list[int]:
     out = []
     for pid in pids:
         try:
-            if _running(psutil.Process(pid)):
+            if is_running(psutil.Process(pid)):
                 out.append(pid)
         except psutil.Error:
             pass
