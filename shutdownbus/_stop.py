@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from . import _log, _member, _platform
 from ._deadlines import KILL_WAIT, TERM_GRACE, join_grace
 from ._report import ReportEntry, StopReport, merge_entries
-from ._tree import Member, Tree, ppid_map, signal_members
+from ._tree import Member, ProcessTable, Tree, signal_members
 
 if TYPE_CHECKING:
     from ._child import Child
@@ -109,11 +109,11 @@ def _run(mine: list[Child]) -> None:
     # The snapshot comes first: a child that dies right after the stop left
     # would take the knowledge of its subtree with it.
     others = {c.pid for c in live_children()}
-    ppids = ppid_map()  # one pass over the process table for all the trees
+    table = ProcessTable()  # one look at the process table for all the trees
     for c in mine:
         st = _state(c)
         if st.tree is None:
-            st.tree = Tree([c.pid], marker=c._link.endpoint, not_ours=lambda: others, ppids=ppids)
+            st.tree = Tree([c.pid], marker=c._link.endpoint, not_ours=lambda: others, table=table)
     for c in mine:
         st = _state(c)
         if not st.begun:
@@ -182,10 +182,10 @@ REFRESH_EVERY = 0.25
 
 
 def _refresh(trees: list[Tree | None]) -> None:
-    ppids = ppid_map()
+    table = ProcessTable()
     for tree in trees:
         if tree is not None:
-            tree.refresh(ppids)
+            tree.refresh(table)
 
 
 def _escalate(overdue: list[Child]) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import _platform
 from ._transport import ENV_ENDPOINT
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class Tree:
         roots: Pids whose descendants to track (the roots themselves are not included).
         marker: The value of ``SHUTDOWNBUS_ENDPOINT`` that the tree's non-members inherited.
         not_ours: Returns the pids of our children that belong elsewhere (our other `Child` objects).
-        ppids: A `ppid_map` for the first look.
+        table: A `ProcessTable` for the first look.
     """
 
     def __init__(
@@ -78,7 +79,7 @@ class Tree:
         roots: Iterable[int],
         marker: str | None = None,
         not_ours: Callable[[], set[int]] | None = None,
-        ppids: dict[int, int] | None = None,
+        table: ProcessTable | None = None,
     ) -> None:
         self.roots = list(roots)
         self.marker = marker
@@ -86,31 +87,28 @@ class Tree:
         self.members: dict[int, Member] = {}
         self.returncodes: dict[int, int] = {}  # of members we reaped (as their subreaper)
         self._marked: dict[int, bool] = {}
-        self.refresh(ppids)
+        self.refresh(table)
 
-    def refresh(self, ppids: dict[int, int] | None = None) -> None:
+    def refresh(self, table: ProcessTable | None = None) -> None:
         """Add descendants started since the last look, and marked processes we adopted.
 
         Args:
-            ppids: A `ppid_map` to use (one pass over the process table can
-                serve many trees); made here if None.
+            table: The `ProcessTable` to look in (one can serve many trees);
+                a fresh one if None.
         """
         import psutil
 
-        if ppids is None:
-            ppids = ppid_map()
-        children: dict[int, list[int]] = {}
-        for pid, parent in ppids.items():
-            children.setdefault(parent, []).append(pid)
+        if table is None:
+            table = ProcessTable()
         roots = list(self.roots)
         if self.marker is not None:
-            roots += self._adopt(children.get(os.getpid(), []))
+            roots += self._adopt(table.children(os.getpid()))
         for root in roots:
             depth_of = {root: 0}
             queue = [root]
             while queue:
                 parent = queue.pop()
-                for pid in children.get(parent, ()):
+                for pid in table.children(parent):
                     if pid in depth_of:
                         continue
                     depth_of[pid] = depth_of[parent] + 1
@@ -121,6 +119,8 @@ class Tree:
                         proc = psutil.Process(pid)
                     except psutil.Error:
                         continue
+                    if not is_running(proc):
+                        continue  # exited before we saw it (a zombie has no children)
                     self.members[pid] = Member(proc, parent, depth_of[pid], display_name(proc))
 
     def _adopt(self, our_children: list[int]) -> list[int]:
@@ -181,16 +181,34 @@ class Tree:
             delay = min(delay * 2, 0.02)
 
 
-def ppid_map() -> dict[int, int]:
-    """pid to parent pid of every process, in one pass over the process table."""
-    import psutil
+class ProcessTable:
+    """Who is whose child, looked up as a walk down a tree needs it.
 
-    out = {}
-    for proc in psutil.process_iter(["ppid"]):
-        parent = proc.info.get("ppid")
-        if parent is not None:
-            out[int(proc.pid)] = int(parent)
-    return out
+    Where the kernel lists each process's children (Linux), a lookup reads that
+    process's entries only, so walking a tree costs in proportion to the tree.
+    Elsewhere one psutil pass over the whole process table, made up front,
+    answers every lookup.  Answers are kept: make a new table to see the
+    processes started since.
+    """
+
+    def __init__(self) -> None:
+        self._children: dict[int, list[int]] = {}
+        self._complete = not _platform.KERNEL_LISTS_CHILDREN
+        if self._complete:
+            import psutil
+
+            for proc in psutil.process_iter(["ppid"]):
+                parent = proc.info.get("ppid")
+                if parent is not None:
+                    self._children.setdefault(int(parent), []).append(int(proc.pid))
+
+    def children(self, pid: int) -> list[int]:
+        """The pids of ``pid``'s children (running or zombie) when the table was made or first asked."""
+        if self._complete:
+            return self._children.get(pid, [])
+        if pid not in self._children:
+            self._children[pid] = _platform.child_pids(pid)
+        return self._children[pid]
 
 
 def is_running(proc: psutil.Process) -> bool:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import alive, log_lines, member_cmd
 
 import shutdownbus
+from shutdownbus import _platform
+from shutdownbus._tree import ProcessTable, Tree
 
 
 @pytest.fixture(params=["ipc", "tcp"])
@@ -156,3 +160,23 @@ def test_stop_reaches_main_when_the_program_took_the_wake_signal() -> None:
     assert child.stdout.read().strip() == "fallback"
     child.stdout.close()
     assert report.ok, report
+
+
+@pytest.mark.parametrize("kernel_lists_children", [True, False], ids=["proc-children", "psutil-table"])
+def test_process_table_finds_every_descendant(monkeypatch: pytest.MonkeyPatch, kernel_lists_children: bool) -> None:
+    if kernel_lists_children and not _platform.KERNEL_LISTS_CHILDREN:
+        pytest.skip("this kernel does not list children in /proc")
+    monkeypatch.setattr(_platform, "KERNEL_LISTS_CHILDREN", kernel_lists_children)
+    # Three levels; "up" is printed once the deepest sleep was forked.
+    script = 'sleep 300 & sh -c "sleep 300 & sleep 300 & echo up; wait" & wait'
+    root = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert root.stdout is not None and root.stdout.readline() == "up\n"
+        expected = {p.pid for p in psutil.Process(root.pid).children(recursive=True)}
+        tree = Tree([root.pid], table=ProcessTable())
+        assert set(tree.members) == expected and len(expected) == 4
+        assert {m.depth for m in tree.members.values()} == {1, 2}
+    finally:
+        for proc in [*reversed(psutil.Process(root.pid).children(recursive=True)), root]:
+            proc.kill()  # deepest first, so each is reaped by its own parent
+        root.wait()
