@@ -182,3 +182,36 @@ def test_wait_ready_returns_by_its_timeout_when_a_grandchild_holds_stderr() -> N
         shutdownbus.spawn(["sh", "-c", "echo boom >&2; sleep 30 & exit 3"], stderr=subprocess.PIPE, ready_timeout=5)
     assert time.monotonic() - start < 5 + LOOSE
     assert info.value.stderr_tail == "boom"
+
+
+FAST_EXIT_PROGRAM = """
+import atexit, gc, sys, time
+# Registered before join(), so it runs after shutdownbus's exit hook.
+atexit.register(lambda: print("frozen", gc.get_freeze_count() > 0, flush=True))
+import shutdownbus
+shutdownbus.join(fast_exit={fast_exit})
+cleanup_log = open(sys.argv[1], "w")  # buffered, never closed: the exit must flush it
+shutdownbus.ready()
+try:
+    time.sleep({sleep})
+except shutdownbus.StopRequested:
+    cleanup_log.write("cleaned up")
+"""
+
+
+@pytest.mark.parametrize(
+    ("fast_exit", "stopped", "frozen"), [(True, True, True), (False, True, False), (True, False, False)]
+)
+def test_fast_exit_freezes_the_collector_only_after_a_stop(
+    tmp_path: Path, fast_exit: bool, stopped: bool, frozen: bool
+) -> None:
+    code = FAST_EXIT_PROGRAM.format(fast_exit=fast_exit, sleep=300 if stopped else 0)
+    log = tmp_path / "cleanup"
+    child = shutdownbus.spawn([sys.executable, "-c", code, str(log)], stdout=subprocess.PIPE, ready_timeout=60)
+    if stopped:
+        assert child.stop().ok
+        assert log.read_text() == "cleaned up"
+    else:
+        child.wait(timeout=60)
+    assert child.stdout is not None
+    assert child.stdout.read().decode().split() == ["frozen", str(frozen)]
