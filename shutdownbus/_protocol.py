@@ -17,8 +17,6 @@ Rules of this module:
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 import math
 import os
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import msgpack
 
 from ._errors import AuthenticationError, ProtocolError
+from ._hmac import compare_digest, hmac_sha256
 
 PROTOCOL_VERSION = 1
 #: Hard cap on one frame, also enforced by the transport before reading it.
@@ -257,7 +256,7 @@ def _cut_name(entry: Any) -> Any:
 
 
 def _mac(key: bytes, *parts: bytes) -> bytes:
-    return hmac.new(key, b"".join(parts), hashlib.sha256).digest()
+    return hmac_sha256(key, b"".join(parts))
 
 
 # -- the state machine ------------------------------------------------------
@@ -421,7 +420,7 @@ class Channel:
         nonce = _check_bytes("challenge", "nonce", fields["nonce"], NONCE_SIZE)
         proof = _check_bytes("challenge", "proof", fields["proof"], TAG_SIZE)
         expected = _mac(self.secret, _LABEL + b"parent", self._nonce_child, nonce)
-        if not hmac.compare_digest(proof, expected):
+        if not compare_digest(proof, expected):
             raise AuthenticationError("the parent's challenge failed authentication; ignored it")
         self._nonce_parent = nonce
         self._derive_keys()
@@ -436,7 +435,7 @@ class Channel:
             self._reset()
             raise
         expected = _mac(self.secret, _LABEL + b"child", self._nonce_child, self._nonce_parent)
-        if not hmac.compare_digest(proof, expected):
+        if not compare_digest(proof, expected):
             self._reset()
             raise AuthenticationError("a peer failed to prove it is the spawned child; refused it")
         self._derive_keys()
@@ -461,7 +460,7 @@ class Channel:
             raise ProtocolError("frame too short to carry a message and its tag")
         body, tag = frame[:-TAG_SIZE], frame[-TAG_SIZE:]
         expected = _mac(self._recv_key, self._recv_seq.to_bytes(8, "big"), body)
-        if not hmac.compare_digest(tag, expected):
+        if not compare_digest(tag, expected):
             raise AuthenticationError("a message failed its integrity tag (forged, replayed or reordered); dropped it")
         # The tag is good, so the peer really sent this frame: count it even if
         # its content turns out to be invalid, to stay in step with the sender.

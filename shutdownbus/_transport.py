@@ -19,8 +19,6 @@ Rules of this module:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import struct
 import sys
@@ -29,6 +27,7 @@ import zmq
 from zmq.utils import z85
 
 from ._errors import ChannelError
+from ._hmac import compare_digest, hmac_sha256
 from ._protocol import MAX_FRAME_SIZE, SECRET_SIZE
 
 # Variables a spawned child receives.  join() removes them from os.environ.
@@ -122,7 +121,7 @@ class ChannelKeys:
 
 
 def _curve_secret(secret: bytes, label: bytes) -> bytes:
-    raw = hmac.new(secret, b"shutdownbus/1 " + label, hashlib.sha256).digest()
+    raw = hmac_sha256(secret, b"shutdownbus/1 " + label)
     return z85.encode(raw)
 
 
@@ -329,7 +328,7 @@ def zap_reply(request: list[bytes], allowed: dict[bytes, bytes]) -> list[bytes]:
         and version == b"1.0"
         and request[5] == b"CURVE"
         and request[2] in allowed
-        and hmac.compare_digest(allowed[request[2]], request[6])
+        and compare_digest(allowed[request[2]], request[6])
     )
     status = (b"200", b"OK") if ok else (b"400", b"not the spawned child")
     return [b"1.0", request_id, *status, b"", b""]

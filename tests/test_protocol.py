@@ -23,11 +23,13 @@ from typing import Any
 
 import msgpack
 import pytest
+from conftest import python
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 
 from shutdownbus._errors import AuthenticationError, ProtocolError
+from shutdownbus._hmac import compare_digest, hmac_sha256
 from shutdownbus._protocol import (
     ENTRY_FIELDS,
     MAX_BUDGET,
@@ -1207,3 +1209,25 @@ def test_property_interleaved_messages_stay_in_step(script: list[str]) -> None:
         else:
             rejects(child, RANDOM_JUNK[: n + 1])
     exchange(parent, child)
+
+
+# -- the digest ----------------------------------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(key=st.binary(max_size=200), message=st.binary(max_size=5000))
+def test_hmac_without_openssl_matches_the_standard_library(key: bytes, message: bytes) -> None:
+    # Keys shorter, as long as and longer than SHA-256's 64-byte block.
+    assert hmac_sha256(key, message) == hmac.new(key, message, hashlib.sha256).digest()
+
+
+def test_hmac_known_answer_and_comparison() -> None:
+    # RFC 4231, test case 2.
+    expected = bytes.fromhex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    assert hmac_sha256(b"Jefe", b"what do ya want for nothing?") == expected
+    assert compare_digest(expected, bytes(expected)) and not compare_digest(expected, expected[:-1] + b"\0")
+
+
+def test_members_do_not_load_openssl() -> None:
+    done = python("import sys, shutdownbus; print('_hashlib' in sys.modules, 'hashlib' in sys.modules)")
+    assert done.stdout.split() == ["False", "False"], done.stderr
