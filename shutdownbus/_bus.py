@@ -99,6 +99,7 @@ class Upstream:
         self.channel = Channel(Role.CHILD, keys.secret, pid=pid, name=name)
         self.joined = threading.Event()
         self.acked = threading.Event()  # every report handed to the bus so far was acknowledged
+        self.acked.set()  # none yet
         self.unacked = 0  # reports handed to the bus and not yet acknowledged
         self.lock = threading.Lock()
         self.lost = threading.Event()

@@ -10,8 +10,9 @@ Rules of this module:
 * While a stop from the parent runs, each child's report is sent up as soon
   as that child is stopped, so the parent learns what happened even if this
   process is killed later.  The exit path (an atexit hook) stops the children
-  still running, sweeps the other descendants, sends what is left, waits for
-  the parent's acknowledgement (bounded), and tears the bus down.
+  still running, sweeps the other descendants, sends what is left (if
+  anything), waits for the parent's acknowledgements (bounded), and tears the
+  bus down.
 """
 
 from __future__ import annotations
@@ -318,12 +319,12 @@ def stop_deadline() -> float | None:
     return _state.stop_deadline
 
 
-def record_report(report: StopReport) -> None:
-    """Send a child's stop report up at once, if our parent asked us to stop."""
+def record_reports(reports: list[StopReport]) -> None:
+    """Send the stop reports of children up at once, if our parent asked us to stop."""
     up, bus = _state.upstream, _state.bus
-    if _state.stop_reason is None or up is None or bus is None or not up.joined.is_set():
+    if not reports or _state.stop_reason is None or up is None or bus is None or not up.joined.is_set():
         return
-    bus.send_upstream(Report(tuple(e.to_dict() for e in report.entries)))
+    bus.send_upstream(Report(tuple(e.to_dict() for report in reports for e in report.entries)))
 
 
 # -- bus thread -----------------------------------------------------------------
@@ -529,7 +530,11 @@ def _at_exit() -> None:
 
             swept = sweep_own_descendants(_state.stop_received_at, _state.stop_deadline)
         if up is not None and up.joined.is_set() and not up.lost.is_set():
-            bus.send_upstream(Report(tuple(e.to_dict() for e in swept)))
+            if swept:
+                bus.send_upstream(Report(tuple(e.to_dict() for e in swept)))
+            # The sockets close with linger 0, dropping what the parent has not
+            # taken: wait (bounded) until it acknowledged every report.  A leaf
+            # sent none, and its parent learns its outcome from its exit.
             left = _state.stop_deadline - time.monotonic()
             up.acked.wait(min(ACK_WAIT, max(left, 0.1)))
     finally:

@@ -81,8 +81,7 @@ def stop_children(children: Sequence[Child], reason: str, timeout: float) -> lis
             # stop must still complete and report, so a thread takes it over.
             threading.Thread(target=_complete, args=(mine,), name="shutdownbus-stop", daemon=True).start()
             raise
-        for c in mine:
-            _finish(c)
+        _finish_all(mine)
     reports = []
     for c in children:
         st = _state(c)  # set above, by us or by another thread
@@ -97,8 +96,7 @@ def _complete(mine: list[Child]) -> None:
     try:
         _run(mine)
     finally:
-        for c in mine:
-            _finish(c)
+        _finish_all(mine)
 
 
 def _run(mine: list[Child]) -> None:
@@ -257,18 +255,27 @@ def _sweep_leftovers(mine: list[Child]) -> None:
         tree.returncodes.update(_platform.reap_adopted(tree.members))
 
 
-def _finish(c: Child) -> None:
-    st = _state(c)
-    try:
-        if st.report is None:
-            st.report = _build_report(c, st, time.monotonic())
-            _member.record_report(st.report)
-    finally:
-        from ._child import forget
+def _finish_all(mine: list[Child]) -> None:
+    """Finish the stops that ended together.
 
-        _member.get_bus().close_link(c._link)
-        forget(c)
-        st.done.set()
+    Their reports go up in one message, and before anyone waiting for these
+    stops is released: the exit path closes the channel once they are done.
+    """
+    from ._child import forget
+
+    try:
+        reports = []
+        for c in mine:
+            st = _state(c)
+            if st.report is None:
+                st.report = _build_report(c, st, time.monotonic())
+                reports.append(st.report)
+        _member.record_reports(reports)
+    finally:
+        for c in mine:
+            _member.get_bus().close_link(c._link)
+            forget(c)
+            _state(c).done.set()
 
 
 def _build_report(c: Child, st: StopState, now: float) -> StopReport:
