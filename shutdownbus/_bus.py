@@ -371,6 +371,11 @@ class Bus:
     def _send(self, sock: zmq.Socket[bytes], frame: bytes) -> bool:
         try:
             sock.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            # No peer (it is gone: its exit or the monitor tells the rest), or
+            # a peer that does not read (its deadline deals with it).  Common
+            # at the end of a stop, and nothing to act on here.
+            return False
         except zmq.ZMQError as exc:
             self._warn_once("send", f"shutdownbus: could not send a control message ({exc})")
             return False
