@@ -50,6 +50,9 @@ def display_name(proc: psutil.Process) -> str:
         cmdline = proc.cmdline()
         if cmdline and cmdline[0]:
             return os.path.basename(str(cmdline[0]))[:256]
+    except (psutil.Error, OSError):
+        pass  # a zombie has no command line left, but still its name
+    try:
         return str(proc.name())[:256]
     except (psutil.Error, OSError):
         return "?"
@@ -119,8 +122,6 @@ class Tree:
                         proc = psutil.Process(pid)
                     except psutil.Error:
                         continue
-                    if not is_running(proc):
-                        continue  # exited before we saw it (a zombie has no children)
                     self.members[pid] = Member(proc, parent, depth_of[pid], display_name(proc))
 
     def _adopt(self, our_children: list[int]) -> list[int]:

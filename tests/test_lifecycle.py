@@ -143,15 +143,20 @@ def test_stop_arriving_while_a_member_spawns_reaches_the_new_children(tmp_path: 
 
 
 def test_descendants_that_escape_a_non_member_are_still_stopped() -> None:
-    # The subshell double-forks: 'sleep 301' is re-parented to us, out of sh's subtree.
-    escaped = shutdownbus.spawn(["sh", "-c", "(sleep 301 &); exec sleep 302"], stop_timeout=5)
+    # The subshell double-forks: 'sleep 301' is re-parented to us, out of sh's
+    # subtree.  "up" comes once sh has reaped the subshell.
+    escaped = shutdownbus.spawn(
+        ["sh", "-c", "(sleep 301 &); echo up; exec sleep 302"], stop_timeout=5, stdout=subprocess.PIPE
+    )
     finished = shutdownbus.spawn(["sh", "-c", "sleep 303 & exit 0"])
+    assert escaped.stdout is not None and escaped.stdout.readline() == b"up\n"
     finished.wait(timeout=60)
     for child in (escaped, finished):
         report = child.stop()
         names = sorted(e.name for e in report.entries)
         assert names == ["sh", "sleep"], report
         assert all(e.outcome in ("stopped", "exited") for e in report.entries), report
+    escaped.stdout.close()
     # The autouse fixture fails the test if any sleep is left.
 
 
