@@ -4,7 +4,7 @@ Rules of this module:
 
 * zmq sockets are not thread-safe, so exactly one thread (the bus thread)
   touches them after creation.  Other threads hand it work with `Bus.call`,
-  which queues a function and wakes the thread through an inproc socket.
+  which queues a function and wakes the thread through a `WakeChannel`.
 * The thread blocks in ``poll()`` with no timeout: no periodic wake-ups.
 * It handles, in this order of importance: the upstream channel (our own
   parent), the downstream channels (children we spawned), the ZAP handler that
@@ -26,7 +26,7 @@ from typing import Any
 
 import zmq
 
-from . import _log, _transport
+from . import _log, _platform, _transport
 from ._deadlines import child_budget
 from ._errors import ChannelError, ProtocolError
 from ._protocol import MAX_BUDGET, Ack, Channel, Established, Event, Ready, Report, Role, Stop, is_knock
@@ -129,12 +129,9 @@ class Bus:
         self._commands: collections.deque[Callable[[], object]] = collections.deque()
         self._wake_lock = threading.Lock()
         self._setup_lock = threading.Lock()
-        self._wake_rx = self.ctx.socket(zmq.PAIR)
-        self._wake_rx.bind(f"inproc://shutdownbus-wake-{id(self)}")
-        self._wake_tx = self.ctx.socket(zmq.PAIR)
-        self._wake_tx.connect(f"inproc://shutdownbus-wake-{id(self)}")
+        self._wake = _platform.WakeChannel()
         self._poller = zmq.Poller()
-        self._poller.register(self._wake_rx, zmq.POLLIN)
+        self._poller.register(self._wake.fileno(), zmq.POLLIN)
         self._running = True
         self._warned: set[str] = set()
         self.thread = threading.Thread(target=self._run, name="shutdownbus", daemon=True)
@@ -147,10 +144,7 @@ class Bus:
         self._commands.append(fn)
         with self._wake_lock:
             if self._running:
-                try:
-                    self._wake_tx.send(b"", zmq.NOBLOCK)
-                except zmq.Again:
-                    pass  # the thread has plenty of wake-ups queued already
+                self._wake.set()
 
     def call_and_wait(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
         """Run ``fn`` on the bus thread and return its result.
@@ -303,8 +297,8 @@ class Bus:
             self.thread.join(timeout)
         with self._wake_lock:
             self._running = False
-            self._wake_tx.close(0)
-        if not self.thread.is_alive():
+        if not self.thread.is_alive():  # else it may still poll them: leave them to the exit
+            self._wake.close()
             self.ctx.term()
         self.runtime.close()
 
@@ -324,7 +318,6 @@ class Bus:
             up.sock.close(0)
         if self._zap is not None:
             self._zap.close(0)
-        self._wake_rx.close(0)
 
     def _run(self) -> None:
         if hasattr(signal, "pthread_sigmask"):
@@ -337,7 +330,7 @@ class Bus:
                 if exc.errno == errno.EINTR:
                     continue
                 raise
-            if self._wake_rx in ready:
+            if self._wake.fileno() in ready:
                 self._drain_commands()
                 if not self._running:
                     return
@@ -354,11 +347,7 @@ class Bus:
                     self._zap.send_multipart(_transport.zap_reply(self._zap.recv_multipart(), self._allowed))
 
     def _drain_commands(self) -> None:
-        try:
-            while self._wake_rx.poll(0):
-                self._wake_rx.recv(zmq.NOBLOCK)
-        except zmq.Again:
-            pass
+        self._wake.clear()
         while self._commands:
             fn = self._commands.popleft()
             try:

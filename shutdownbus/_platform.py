@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from types import FrameType
+from typing import Any
 
 WINDOWS = sys.platform == "win32"
 LINUX = sys.platform.startswith("linux")
@@ -97,6 +98,64 @@ def raise_in_main_thread(exc_type: type[BaseException]) -> None:
     main = threading.main_thread()
     if main.ident is not None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main.ident), ctypes.py_object(exc_type))
+
+
+# -- waking the bus thread ------------------------------------------------------
+
+
+class WakeChannel:
+    """A file descriptor that the bus thread polls and any thread can make readable.
+
+    Linux: one eventfd (one descriptor).  Elsewhere: a socket pair (on
+    Windows, ``zmq.poll`` can wait on sockets only).  Either costs less than a
+    pair of inproc zmq sockets, which hold a mailbox descriptor each.
+    """
+
+    def __init__(self) -> None:
+        self._pair: tuple[Any, Any] | None = None
+        if hasattr(os, "eventfd"):
+            self._rx = self._tx = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:
+            import socket
+
+            pair = socket.socketpair()
+            for end in pair:
+                end.setblocking(False)
+            self._pair = pair
+            self._rx = pair[0].fileno()
+
+    def fileno(self) -> int:
+        """The descriptor to poll for reading."""
+        return self._rx
+
+    def set(self) -> None:
+        """Make the descriptor readable (any thread; never blocks)."""
+        try:
+            if self._pair is None:
+                os.eventfd_write(self._tx, 1)
+            else:
+                self._pair[1].send(b"\0")
+        except BlockingIOError:
+            pass  # readable already, many times over
+
+    def clear(self) -> None:
+        """Make the descriptor unreadable again (the polling thread)."""
+        try:
+            if self._pair is None:
+                os.eventfd_read(self._rx)
+            else:
+                while self._pair[0].recv(4096):
+                    pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        """Close the descriptor(s); only once nobody polls them."""
+        if self._pair is None:
+            os.close(self._rx)
+        else:
+            for end in self._pair:
+                end.close()
 
 
 # -- waiting for processes ------------------------------------------------------
