@@ -8,7 +8,8 @@ returns a `StopReport` once the whole tree is gone.
 
 from __future__ import annotations
 
-from ._child import Child, spawn
+from typing import TYPE_CHECKING
+
 from ._errors import (
     AuthenticationError,
     ChannelError,
@@ -30,16 +31,23 @@ from ._member import (
     wait_for_stop,
 )
 
+if TYPE_CHECKING:
+    from ._child import Child, spawn
+    from ._report import ReportEntry, StopReport
+
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    # shutdownbus.aio and shutdownbus.testing load on first use, so that a
-    # member that only joins does not import asyncio or psutil.
+    # What only a spawning or stopping process needs loads on first use, so
+    # that a member that only joins does not import (and, at its exit, tear
+    # down) subprocess, asyncio or psutil.
     import importlib
 
     if name in ("aio", "testing"):
         return importlib.import_module(f"{__name__}.{name}")
+    if name in ("Child", "spawn"):
+        return getattr(importlib.import_module(f"{__name__}._child"), name)
     if name in ("ReportEntry", "StopReport"):  # needed only once something is stopped
         return getattr(importlib.import_module(f"{__name__}._report"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

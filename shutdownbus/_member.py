@@ -24,12 +24,11 @@ import gc
 import math
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from . import _log, _platform, _transport
@@ -353,6 +352,15 @@ def _on_stop(reason: str, budget: float) -> None:
             _raise_from_afar()
 
 
+def _spawning_side() -> ModuleType | None:
+    """`_child`, if this process ever spawned (it is imported by then).
+
+    Looked up, never imported: a member that only joins has no children to
+    stop, and the exit path must import nothing (see `_at_exit`).
+    """
+    return sys.modules.get(f"{__package__}._child")
+
+
 def _enforce_children_deadlines(reason: str, budget: float) -> None:
     """Finish the children's stops on a thread of their own.
 
@@ -361,9 +369,8 @@ def _enforce_children_deadlines(reason: str, budget: float) -> None:
     Whoever else waits for those children (``Child.wait``, ``Child.stop``,
     the exit path) joins the same stops.
     """
-    from . import _child
-
-    if _child.live_children():
+    _child = _spawning_side()
+    if _child is not None and _child.live_children():
         args = (reason, child_budget(budget))  # the share of children not reached by forwarding
         threading.Thread(target=_child.stop_all, args=args, name="shutdownbus-stop", daemon=True).start()
 
@@ -468,15 +475,18 @@ def _skip_popen_sigint_wait(frame: FrameType | None) -> None:
     started with plain subprocess does not get our stop, so that wait would
     only delay the cleanup; a `Child` does get it, so its wait is kept.
     """
-    from ._child import Child
-
+    subprocess = sys.modules.get("subprocess")
+    if subprocess is None:
+        return  # not loaded: nothing waits in Popen.wait
+    _child = _spawning_side()
+    ours = _child.Child if _child is not None else ()
     for _ in range(8):
         if frame is None:
             return
         if frame.f_code is subprocess.Popen.wait.__code__:
             popen = frame.f_locals.get("self")
-            if isinstance(popen, subprocess.Popen) and not isinstance(popen, Child):
-                popen._sigint_wait_secs = 0  # type: ignore[attr-defined]
+            if isinstance(popen, subprocess.Popen) and not isinstance(popen, ours):
+                popen._sigint_wait_secs = 0
             return
         frame = frame.f_back
 
@@ -509,8 +519,7 @@ def _at_exit() -> None:
     status 1 instead of dying of SIGINT (as asyncio.run does on a stop).
     `_stop` is imported by the first spawn, long before.
     """
-    from . import _child
-
+    _child = _spawning_side()
     with _state.lock:
         _state.exiting = True
         bus, up = _state.bus, _state.upstream
@@ -521,7 +530,8 @@ def _at_exit() -> None:
         remaining = None
         if _state.stop_deadline is not None:
             remaining = max(0.0, _state.stop_deadline - time.monotonic())
-        _child.stop_all(reason, remaining)
+        if _child is not None:
+            _child.stop_all(reason, remaining)
         if _state.stop_deadline is None or _state.stop_received_at is None:
             return
         swept = []

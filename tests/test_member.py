@@ -123,3 +123,12 @@ def test_a_member_does_not_import_psutil() -> None:
     child = shutdownbus.spawn([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     out, _ = child.communicate(timeout=60)
     assert out.strip() == "False"
+
+
+def test_a_member_that_only_joins_loads_neither_openssl_nor_the_spawning_side() -> None:
+    # Each costs memory, start-up time and, at the exit after a stop, teardown time.
+    unwanted = ("_hashlib", "subprocess", "shutdownbus._child", "psutil", "asyncio")
+    code = f"import sys, shutdownbus\nshutdownbus.join()\nprint(*[m for m in {unwanted!r} if m in sys.modules])\n"
+    child = shutdownbus.spawn([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    out, _ = child.communicate(timeout=60)
+    assert child.returncode == 0 and out.strip() == b"", out

@@ -23,7 +23,6 @@ from typing import Any
 
 import msgpack
 import pytest
-from conftest import python
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
@@ -1226,8 +1225,3 @@ def test_hmac_known_answer_and_comparison() -> None:
     expected = bytes.fromhex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
     assert hmac_sha256(b"Jefe", b"what do ya want for nothing?") == expected
     assert compare_digest(expected, bytes(expected)) and not compare_digest(expected, expected[:-1] + b"\0")
-
-
-def test_members_do_not_load_openssl() -> None:
-    done = python("import sys, shutdownbus; print('_hashlib' in sys.modules, 'hashlib' in sys.modules)")
-    assert done.stdout.split() == ["False", "False"], done.stderr
