@@ -91,6 +91,15 @@ def start_tree(mode: str, depth: int, fanout: int) -> tuple[Callable[[], None], 
         proc.wait()
         assert proc.stdout is not None
         proc.stdout.close()
+        # killpg orphans the tree at once: its processes are re-parented to
+        # this process (a subreaper, since it used spawn()) and stay zombies
+        # until reaped here, where they would slow every later stop's look
+        # at this process's children.
+        for pid in pids[1:]:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass  # reaped by its own parent
 
     return stop, pids, reap
 
