@@ -115,9 +115,9 @@ class WakeChannel:
 
     def __init__(self) -> None:
         self._pair: tuple[Any, Any] | None = None
-        if hasattr(os, "eventfd"):
+        try:
             self._rx = self._tx = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        else:
+        except (AttributeError, OSError):  # no eventfd here, or a sandbox forbids it
             import socket
 
             pair = socket.socketpair()
@@ -293,24 +293,61 @@ def child_pids(pid: int) -> list[int]:
     Linux with `KERNEL_LISTS_CHILDREN` only: reads /proc/PID/task/*/children,
     which costs a few system calls per thread of ``pid``, where finding the
     children from the parent pid of every process (psutil's way, and the only
-    one elsewhere) reads the whole process table.  A child whose parent thread
-    is exiting may be missed by one look; callers look again.
+    one elsewhere) reads the whole process table.
+
+    The kernel lists children per thread, and moves the children of a thread
+    that exits to another thread, possibly one already read or one that
+    started meanwhile: a look during which the threads changed is taken again
+    (a few times at most).
     """
-    out: list[int] = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
+    for _ in range(5):
         try:
-            fd = os.open(f"/proc/{pid}/task/{tid}/children", os.O_RDONLY)
+            tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
-            continue  # the thread ended
+            return []
+        found: set[int] = set()
+        for tid in tids:
+            found.update(_read_pids(f"/proc/{pid}/task/{tid}/children"))
         try:
-            out += map(int, os.read(fd, 1 << 20).split())
-        finally:
-            os.close(fd)
-    return out
+            if set(os.listdir(f"/proc/{pid}/task")) == set(tids):
+                break
+        except OSError:
+            return []
+    return sorted(found)
+
+
+def has_exited(pid: int) -> bool:
+    """Linux: whether ``pid`` is gone or a zombie, from /proc/PID/stat."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+    except OSError:
+        return True
+    try:
+        stat = os.read(fd, 4096)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]  # the field after the (name)
+    return state in (b"Z", b"X", b"")
+
+
+def _read_pids(path: str) -> list[int]:
+    """The pids a /proc list holds; [] if it is gone.  /proc hands out at most a
+    page per read, so read to the end."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return []
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:
+        pass  # the thread ended while we read: what we have is what it had
+    finally:
+        os.close(fd)
+    return [int(x) for x in b"".join(chunks).split()]
 
 
 def reap_adopted(pids: Iterable[int]) -> dict[int, int]:

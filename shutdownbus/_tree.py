@@ -95,14 +95,28 @@ class Tree:
     def refresh(self, table: ProcessTable | None = None) -> None:
         """Add descendants started since the last look, and marked processes we adopted.
 
+        A process that dies while the walk reads the tree hands its children
+        to an ancestor whose list may have been read already; a walk that met
+        such a process is taken again, with a fresh table, until it finds
+        nothing new (three walks at most).
+
         Args:
             table: The `ProcessTable` to look in (one can serve many trees);
                 a fresh one if None.
         """
-        import psutil
-
         if table is None:
             table = ProcessTable()
+        for attempt in range(3):
+            added = self._walk(table)
+            if not table.met_the_dead or (attempt > 0 and not added):
+                return
+            table = ProcessTable()
+
+    def _walk(self, table: ProcessTable) -> int:
+        """One walk down the tree; the number of processes it added."""
+        import psutil
+
+        added = 0
         roots = list(self.roots)
         if self.marker is not None:
             roots += self._adopt(table.children(os.getpid()))
@@ -123,6 +137,8 @@ class Tree:
                     except psutil.Error:
                         continue
                     self.members[pid] = Member(proc, parent, depth_of[pid], display_name(proc))
+                    added += 1
+        return added
 
     def _adopt(self, our_children: list[int]) -> list[int]:
         """Marked processes among our own children: members at depth 1; their pids."""
@@ -194,6 +210,8 @@ class ProcessTable:
 
     def __init__(self) -> None:
         self._children: dict[int, list[int]] = {}
+        #: Whether a process was gone (or a zombie) when its children were read.
+        self.met_the_dead = False
         self._complete = not _platform.KERNEL_LISTS_CHILDREN
         if self._complete:
             import psutil
@@ -209,6 +227,10 @@ class ProcessTable:
             return self._children.get(pid, [])
         if pid not in self._children:
             self._children[pid] = _platform.child_pids(pid)
+            if _platform.has_exited(pid):
+                # Its children (if it had any) may have moved to an ancestor
+                # already read: `met_the_dead` tells the walk to look again.
+                self.met_the_dead = True
         return self._children[pid]
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -162,21 +166,56 @@ def test_stop_reaches_main_when_the_program_took_the_wake_signal() -> None:
     assert report.ok, report
 
 
+@contextlib.contextmanager
+def shell_tree(script: str) -> Iterator[subprocess.Popen[str]]:
+    """``sh -c script``, once it printed "up"; the script's shells must end in ``wait``.
+
+    At the end the leaves (the sleeps, or subshells about to become one) are
+    killed, so that each shell reaps its own and exits: killing the shells
+    too would leave the sleeps to this process, a subreaper, as zombies.
+    """
+    root = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert root.stdout is not None and root.stdout.readline() == "up\n"
+        yield root
+    finally:
+        descendants = psutil.Process(root.pid).children(recursive=True)
+        parents = set()
+        for proc in descendants:
+            with contextlib.suppress(psutil.Error):
+                parents.add(proc.ppid())
+        for proc in descendants:
+            if proc.pid not in parents:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+        try:
+            root.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(root.pid, signal.SIGKILL)
+            root.wait()
+        assert root.stdout is not None
+        root.stdout.close()
+
+
 @pytest.mark.parametrize("kernel_lists_children", [True, False], ids=["proc-children", "psutil-table"])
 def test_process_table_finds_every_descendant(monkeypatch: pytest.MonkeyPatch, kernel_lists_children: bool) -> None:
     if kernel_lists_children and not _platform.KERNEL_LISTS_CHILDREN:
         pytest.skip("this kernel does not list children in /proc")
     monkeypatch.setattr(_platform, "KERNEL_LISTS_CHILDREN", kernel_lists_children)
     # Three levels; "up" is printed once the deepest sleep was forked.
-    script = 'sleep 300 & sh -c "sleep 300 & sleep 300 & echo up; wait" & wait'
-    root = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert root.stdout is not None and root.stdout.readline() == "up\n"
+    with shell_tree('sleep 300 & sh -c "sleep 300 & sleep 300 & echo up; wait" & wait') as root:
         expected = {p.pid for p in psutil.Process(root.pid).children(recursive=True)}
         tree = Tree([root.pid], table=ProcessTable())
         assert set(tree.members) == expected and len(expected) == 4
         assert {m.depth for m in tree.members.values()} == {1, 2}
-    finally:
-        for proc in [*reversed(psutil.Process(root.pid).children(recursive=True)), root]:
-            proc.kill()  # deepest first, so each is reaped by its own parent
-        root.wait()
+
+
+def test_the_kernels_children_list_is_read_whole() -> None:
+    if not _platform.KERNEL_LISTS_CHILDREN:
+        pytest.skip("this kernel does not list children in /proc")
+    # 1000 pids are more than /proc hands out in one read (a page).
+    script = "i=0; while [ $i -lt 1000 ]; do sleep 300 & i=$((i+1)); done; echo up; wait"
+    with shell_tree(script) as root:
+        expected = sorted(p.pid for p in psutil.Process(root.pid).children())
+        assert len(expected) == 1000
+        assert _platform.child_pids(root.pid) == expected
