@@ -447,8 +447,11 @@ class Bus:
         if link.stop_reason is None or link.stop_deadline is None:
             return
         budget = min(MAX_BUDGET, max(0.0, link.stop_deadline - time.monotonic()))
-        link.stop_sent_at = time.monotonic()
-        self._send(link.sock, link.channel.send(Stop(link.stop_reason, budget)))
+        sent_at = time.monotonic()
+        # Not sent means the child's end is gone (it exited, or is exiting):
+        # its exit, or its deadline, settles its outcome.
+        if self._send(link.sock, link.channel.send(Stop(link.stop_reason, budget))):
+            link.stop_sent_at = sent_at
 
     def _on_monitor(self, up: Upstream) -> None:
         monitor = up.monitor

@@ -230,29 +230,38 @@ def _sweep_leftovers(mine: list[Child]) -> None:
     the deadline.  Then whatever is left is terminated and killed.
     """
     trees = [(st.deadline, st.tree) for st in map(_state, mine) if st.tree is not None]
-    for _, tree in trees:
-        tree.roots = [m.pid for m in tree.alive()]
-    _refresh([tree for _, tree in trees])
-    for _, tree in trees:
-        signal_members([m for m in tree.alive() if tree.marked(m.proc)], "stopped")
-    leftover = [(deadline, tree) for deadline, tree in trees if tree.alive()]
-    if leftover:
-        deadline = max(d for d, _ in leftover)
-        for _, tree in leftover:
-            tree.wait_gone(max(0.0, deadline - time.monotonic()))
-        for outcome, grace in (("terminated", TERM_GRACE), ("killed", KILL_WAIT)):
-            members: list[Member] = []
-            for _, tree in leftover:
-                tree.refresh()
-                members += tree.alive()
-            if not members:
-                break
-            signal_members(members, outcome)
-            end = time.monotonic() + grace
-            for _, tree in leftover:
-                tree.wait_gone(max(0.0, end - time.monotonic()))
+    for _ in range(3):
+        # Looked at again each round: a process asked to go may fork as it
+        # goes, and its child, re-parented to us, carries the marker.
+        for _, tree in trees:
+            tree.roots = [m.pid for m in tree.alive()]
+        _refresh([tree for _, tree in trees])
+        leftover = [(deadline, tree) for deadline, tree in trees if tree.alive()]
+        if not leftover:
+            break
+        _stop_leftover(leftover)
     for _, tree in trees:
         tree.returncodes.update(_platform.reap_adopted(tree.members))
+
+
+def _stop_leftover(leftover: list[tuple[float, Tree]]) -> None:
+    """The polite request to the marked, then the deadline, then escalation."""
+    for _, tree in leftover:
+        signal_members([m for m in tree.alive() if m.outcome is None and tree.marked(m.proc)], "stopped")
+    deadline = max(d for d, _ in leftover)
+    for _, tree in leftover:
+        tree.wait_gone(max(0.0, deadline - time.monotonic()))
+    for outcome, grace in (("terminated", TERM_GRACE), ("killed", KILL_WAIT)):
+        members: list[Member] = []
+        for _, tree in leftover:
+            tree.refresh()
+            members += tree.alive()
+        if not members:
+            break
+        signal_members(members, outcome)
+        end = time.monotonic() + grace
+        for _, tree in leftover:
+            tree.wait_gone(max(0.0, end - time.monotonic()))
 
 
 def _finish_all(mine: list[Child]) -> None:
@@ -263,19 +272,24 @@ def _finish_all(mine: list[Child]) -> None:
     """
     from ._child import forget
 
-    try:
-        reports = []
-        for c in mine:
-            st = _state(c)
-            if st.report is None:
-                st.report = _build_report(c, st, time.monotonic())
-                reports.append(st.report)
-        _member.record_reports(reports)
-    finally:
-        for c in mine:
-            _member.get_bus().close_link(c._link)
-            forget(c)
-            _state(c).done.set()
+    reports = []
+    # Our own stop must not cut this short (it is raised at the end of the
+    # block); a report built is a report sent, whatever else fails.
+    with _member.deferred_stop():
+        try:
+            for c in mine:
+                st = _state(c)
+                if st.report is None:
+                    st.report = _build_report(c, st, time.monotonic())
+                    reports.append(st.report)
+        finally:
+            try:
+                _member.record_reports(reports)
+            finally:
+                for c in mine:
+                    _member.get_bus().close_link(c._link)
+                    forget(c)
+                    _state(c).done.set()
 
 
 def _build_report(c: Child, st: StopState, now: float) -> StopReport:
