@@ -37,15 +37,17 @@ def test_wake_channel_is_readable_once_set_until_cleared(wake: _platform.WakeCha
     assert not readable(wake)
 
 
-def test_wake_channel_wakes_a_thread_blocked_on_it(wake: _platform.WakeChannel) -> None:
-    woke = threading.Event()
+def test_wake_channel_wakes_a_thread_waiting_on_it(wake: _platform.WakeChannel) -> None:
+    waiting, woke = threading.Event(), threading.Event()
 
     def poller() -> None:
+        waiting.set()
         if readable(wake, timeout=30):
             woke.set()
 
     thread = threading.Thread(target=poller)
     thread.start()
+    assert waiting.wait(30)
     wake.set()
     thread.join(30)
     assert woke.is_set()
