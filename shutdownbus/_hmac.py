@@ -21,7 +21,7 @@ from typing import Any
 
 
 def _sha256_constructor() -> Callable[[bytes], Any]:
-    for name in ("_sha2", "_sha256"):  # Python 3.12+, then 3.11
+    for name in ("_sha2", "_sha256"):  # Python 3.12+, then 3.10 and 3.11
         try:
             return importlib.import_module(name).sha256  # type: ignore[no-any-return]
         except (ImportError, AttributeError):
@@ -53,7 +53,16 @@ _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
 
 
 def hmac_sha256(key: bytes, message: bytes) -> bytes:
-    """HMAC-SHA256 of ``message`` under ``key`` (RFC 2104)."""
+    """HMAC-SHA256 (RFC 2104).
+
+    Args:
+        key: The key, of any length (one longer than SHA-256's 64-byte block
+            is hashed first, as RFC 2104 says).
+        message: The bytes to authenticate.
+
+    Returns:
+        The 32-byte tag.
+    """
     if len(key) > _BLOCK_SIZE:
         key = _sha256(key).digest()
     key = key.ljust(_BLOCK_SIZE, b"\0")

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 
@@ -1215,13 +1215,35 @@ def test_property_interleaved_messages_stay_in_step(script: list[str]) -> None:
 
 @settings(max_examples=500, deadline=None)
 @given(key=st.binary(max_size=200), message=st.binary(max_size=5000))
+@example(key=b"", message=b"")
+@example(key=b"k" * 63, message=b"m")
+@example(key=b"k" * 64, message=b"m")  # exactly SHA-256's block
+@example(key=b"k" * 65, message=b"m")  # longer: hashed first
 def test_hmac_without_openssl_matches_the_standard_library(key: bytes, message: bytes) -> None:
-    # Keys shorter, as long as and longer than SHA-256's 64-byte block.
     assert hmac_sha256(key, message) == hmac.new(key, message, hashlib.sha256).digest()
 
 
-def test_hmac_known_answer_and_comparison() -> None:
-    # RFC 4231, test case 2.
-    expected = bytes.fromhex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
-    assert hmac_sha256(b"Jefe", b"what do ya want for nothing?") == expected
-    assert compare_digest(expected, bytes(expected)) and not compare_digest(expected, expected[:-1] + b"\0")
+@pytest.mark.parametrize(
+    ("key", "message", "expected"),
+    [
+        (  # RFC 4231, test case 2
+            b"Jefe",
+            b"what do ya want for nothing?",
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+        ),
+        (  # RFC 4231, test case 6: a key longer than the block
+            b"\xaa" * 131,
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+        ),
+    ],
+)
+def test_hmac_known_answers(key: bytes, message: bytes, expected: str) -> None:
+    assert hmac_sha256(key, message) == bytes.fromhex(expected)
+
+
+def test_compare_digest() -> None:
+    tag = hmac_sha256(b"key", b"message")
+    assert compare_digest(tag, bytes(tag))
+    assert not compare_digest(tag, tag[:-1] + bytes([tag[-1] ^ 1]))
+    assert not compare_digest(tag, tag[:-1])
