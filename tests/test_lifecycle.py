@@ -220,3 +220,4 @@ def test_fast_exit_freezes_the_collector_only_after_a_stop(
         child.wait(timeout=60)
     assert child.stdout is not None
     assert child.stdout.read().decode().split() == ["frozen", str(frozen)]
+    child.stdout.close()

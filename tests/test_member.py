@@ -125,10 +125,24 @@ def test_a_member_does_not_import_psutil() -> None:
     assert out.strip() == "False"
 
 
-def test_a_member_that_only_joins_loads_neither_openssl_nor_the_spawning_side() -> None:
-    # Each costs memory, start-up time and, at the exit after a stop, teardown time.
-    unwanted = ("_hashlib", "subprocess", "shutdownbus._child", "psutil", "asyncio")
-    code = f"import sys, shutdownbus\nshutdownbus.join()\nprint(*[m for m in {unwanted!r} if m in sys.modules])\n"
-    child = shutdownbus.spawn([sys.executable, "-c", code], stdout=subprocess.PIPE)
+@pytest.mark.parametrize("stopped", [False, True], ids=["after-join", "at-exit-after-a-stop"])
+def test_a_member_that_only_joins_loads_neither_openssl_nor_the_spawning_side(stopped: bool) -> None:
+    # Each costs memory, start-up time and, at the exit after a stop, teardown
+    # time; and the exit path must import nothing (see _member._at_exit).
+    unwanted = ("_hashlib", "subprocess", "shutdownbus._child", "psutil", "asyncio", "logging")
+    code = (
+        "import atexit, sys, time\n"
+        # Registered before join(), so it runs after shutdownbus's exit hook.
+        f"atexit.register(lambda: print(*[m for m in {unwanted!r} if m in sys.modules], flush=True))\n"
+        "import shutdownbus\n"
+        "shutdownbus.join()\n"
+        f"if {stopped}:\n"
+        "    shutdownbus.ready()\n"
+        "    time.sleep(300)\n"
+    )
+    ready_timeout = 60 if stopped else None
+    child = shutdownbus.spawn([sys.executable, "-c", code], stdout=subprocess.PIPE, ready_timeout=ready_timeout)
+    if stopped:
+        assert child.stop().ok
     out, _ = child.communicate(timeout=60)
     assert child.returncode == 0 and out.strip() == b"", out
