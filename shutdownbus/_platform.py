@@ -318,36 +318,34 @@ def child_pids(pid: int) -> list[int]:
 
 def has_exited(pid: int) -> bool:
     """Linux: whether ``pid`` is gone or a zombie, from /proc/PID/stat."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
-    except OSError:
+    stat = _read_proc_file(f"/proc/{pid}/stat")
+    if not stat:
         return True
-    try:
-        stat = os.read(fd, 4096)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
     state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]  # the field after the (name)
     return state in (b"Z", b"X", b"")
 
 
 def _read_pids(path: str) -> list[int]:
-    """The pids a /proc list holds; [] if it is gone.  /proc hands out at most a
-    page per read, so read to the end."""
+    """The pids a /proc list holds; [] if it is gone."""
+    return [int(x) for x in (_read_proc_file(path) or b"").split()]
+
+
+def _read_proc_file(path: str) -> bytes | None:
+    """A /proc file's content, read to the end (/proc hands out at most a page
+    per read); None if it is gone, what was read if it went meanwhile."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return []
+        return None
     chunks = []
     try:
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
     except OSError:
-        pass  # the thread ended while we read: what we have is what it had
+        pass
     finally:
         os.close(fd)
-    return [int(x) for x in b"".join(chunks).split()]
+    return b"".join(chunks)
 
 
 def reap_adopted(pids: Iterable[int]) -> dict[int, int]:

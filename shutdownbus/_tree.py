@@ -227,9 +227,9 @@ class ProcessTable:
             return self._children.get(pid, [])
         if pid not in self._children:
             self._children[pid] = _platform.child_pids(pid)
-            if _platform.has_exited(pid):
-                # Its children (if it had any) may have moved to an ancestor
-                # already read: `met_the_dead` tells the walk to look again.
+            if not self._children[pid] and _platform.has_exited(pid):
+                # It died, and its children (if it had any) may have moved to
+                # an ancestor already read: the walk must look again.
                 self.met_the_dead = True
         return self._children[pid]
 
