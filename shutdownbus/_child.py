@@ -1,4 +1,7 @@
-"""The parent side: `spawn` and `Child`, a `subprocess.Popen` on the bus."""
+"""The parent side: `spawn` and `Child`, a `subprocess.Popen` on the bus.
+
+Stopping a child is `_stop`'s business; a `Child` asks it.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +14,19 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _member, _platform, _transport
-from ._deadlines import child_budget
+from . import _member, _platform, _stop, _transport
 from ._errors import ChildExited
 from ._protocol import MAX_BUDGET
 
 if TYPE_CHECKING:
-    from . import _stop
     from ._report import StopReport
 
-# Children of this process that may still need a stop (strong references: a
-# child whose object was dropped must still be stopped when we exit).
-_live: set[Child] = set()
-_live_lock = threading.Lock()
 _subreaper_done = False
 
 
 def _forget_after_fork() -> None:
-    # A forked child does not own its parent's children, and the subreaper
-    # attribute is not inherited across fork.
-    global _live_lock, _subreaper_done
-    _live.clear()
-    _live_lock = threading.Lock()
+    # The subreaper attribute is not inherited across fork.
+    global _subreaper_done
     _subreaper_done = False
 
 
@@ -51,6 +45,10 @@ class Child(subprocess.Popen[Any]):
         stop_timeout: The default timeout of `stop`.
     """
 
+    # Our stop reaches a Child too, so a `Popen.wait` that our own stop
+    # interrupts keeps CPython's short wait for it (see `_member`).
+    _shutdownbus_hears_stops = True
+
     def __init__(
         self,
         args: Any,
@@ -66,8 +64,6 @@ class Child(subprocess.Popen[Any]):
 
     def _start(self, args: Any, stop_timeout: float, name: str | None, popen_kwargs: dict[str, Any]) -> None:
         global _subreaper_done
-        from . import _stop  # noqa: F401  (now, not at exit: see _member._at_exit)
-
         bus = _member.get_bus()
         if not _subreaper_done:
             # Before the first child starts, so nothing it starts can escape.
@@ -85,8 +81,6 @@ class Child(subprocess.Popen[Any]):
         # Set before Popen starts the child, so that stop() and repr work even
         # if the child dies at once.
         self._link = link
-        self._stop_state: _stop.StopState | None = None
-        self._stop_lock = threading.Lock()
         self.stop_timeout = float(stop_timeout)
         self._given_name = name
         try:
@@ -96,13 +90,7 @@ class Child(subprocess.Popen[Any]):
             raise
         finally:
             del env  # holds the secret; drop it as soon as possible
-        with _live_lock:
-            _live.add(self)
-        reason, deadline = _member.stop_reason(), _member.stop_deadline()
-        if reason is not None and deadline is not None:
-            # We are stopping already: the stop was forwarded before this child
-            # existed, so it gets its share now.
-            bus.request_stop(link, reason, time.monotonic() + child_budget(deadline - time.monotonic()))
+        _stop.track(self, link)
 
     # -- identity --
 
@@ -194,33 +182,22 @@ class Child(subprocess.Popen[Any]):
         Returns:
             What happened to each process of the tree.
         """
-        from ._stop import stop_children  # not needed until something is stopped
-
-        return stop_children([self], reason, self.stop_timeout if timeout is None else timeout)[0]
-
-    def stop_in_progress(self) -> bool:
-        """Whether a stop of this child has been requested (here or forwarded from our parent)."""
-        return self._stop_state is not None or self._link.stop_deadline is not None
+        return _stop.stop_children([self], reason, self.stop_timeout if timeout is None else timeout)[0]
 
     def wait(self, timeout: float | None = None) -> int:
         """`Popen.wait`; while a stop is in progress, it also enforces the stop's deadline."""
         if timeout is None and self.returncode is None and self._link.stop_deadline is not None:
             self.stop()
         rc = super().wait(timeout)
-        self._release_if_done()
+        _stop.release_if_done(self)
         return rc
 
     def poll(self) -> int | None:
         """`Popen.poll`; also frees the channel of a child that exited on its own."""
         rc = super().poll()
         if rc is not None:
-            self._release_if_done()
+            _stop.release_if_done(self)
         return rc
-
-    def _release_if_done(self) -> None:
-        if self._stop_state is None and self.returncode is not None and self._link.stop_deadline is None:
-            _member.get_bus().close_link(self._link)
-            forget(self)
 
     def __enter__(self) -> Child:
         return self
@@ -236,35 +213,6 @@ class Child(subprocess.Popen[Any]):
 
 def _preload_psutil() -> None:
     import psutil  # noqa: F401
-
-
-def forget(child: Child) -> None:
-    """Drop a child that needs no stop any more."""
-    with _live_lock:
-        _live.discard(child)
-
-
-def live_children() -> list[Child]:
-    """Children of this process that may still be running."""
-    with _live_lock:
-        return list(_live)
-
-
-def stop_all(reason: str, timeout: float | None) -> list[StopReport]:
-    """Stop every child of this process that is still running, all at once.
-
-    Args:
-        reason: The stop's reason.
-        timeout: Seconds; None means each child's own `Child.stop_timeout`.
-    """
-    children = [c for c in live_children() if c.returncode is None or c.stop_in_progress()]
-    if not children:
-        return []
-    if timeout is None:
-        timeout = max(c.stop_timeout for c in children)
-    from ._stop import stop_children
-
-    return stop_children(children, reason, timeout)
 
 
 def spawn(

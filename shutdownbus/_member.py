@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from types import FrameType, ModuleType
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from . import _log, _platform, _transport
@@ -352,13 +352,18 @@ def _on_stop(reason: str, budget: float) -> None:
             _raise_from_afar()
 
 
-def _spawning_side() -> ModuleType | None:
-    """`_child`, if this process ever spawned (it is imported by then).
+#: Stops every live child of this process: ``stop(reason, timeout)``, where
+#: None means each child's own stop timeout.  `_stop` installs it when it is
+#: first imported (by the first spawn): until then this process has no
+#: children to stop.  A hook, not an import, because imports run one way
+#: (``_child -> _stop -> _member``).
+_children_stopper: Callable[[str, float | None], object] | None = None
 
-    Looked up, never imported: a member that only joins has no children to
-    stop, and the exit path must import nothing (see `_at_exit`).
-    """
-    return sys.modules.get(f"{__package__}._child")
+
+def set_children_stopper(stop: Callable[[str, float | None], object]) -> None:
+    """Install the function that stops this process's children (called by `_stop`)."""
+    global _children_stopper
+    _children_stopper = stop
 
 
 def _enforce_children_deadlines(reason: str, budget: float) -> None:
@@ -369,10 +374,10 @@ def _enforce_children_deadlines(reason: str, budget: float) -> None:
     Whoever else waits for those children (``Child.wait``, ``Child.stop``,
     the exit path) joins the same stops.
     """
-    _child = _spawning_side()
-    if _child is not None and _child.live_children():
+    stop = _children_stopper
+    if stop is not None:
         args = (reason, child_budget(budget))  # the share of children not reached by forwarding
-        threading.Thread(target=_child.stop_all, args=args, name="shutdownbus-stop", daemon=True).start()
+        threading.Thread(target=stop, args=args, name="shutdownbus-stop", daemon=True).start()
 
 
 def _on_parent_lost() -> None:
@@ -478,14 +483,12 @@ def _skip_popen_sigint_wait(frame: FrameType | None) -> None:
     subprocess = sys.modules.get("subprocess")
     if subprocess is None:
         return  # not loaded: nothing waits in Popen.wait
-    _child = _spawning_side()
-    ours = _child.Child if _child is not None else ()
     for _ in range(8):
         if frame is None:
             return
         if frame.f_code is subprocess.Popen.wait.__code__:
             popen = frame.f_locals.get("self")
-            if isinstance(popen, subprocess.Popen) and not isinstance(popen, ours):
+            if isinstance(popen, subprocess.Popen) and not getattr(popen, "_shutdownbus_hears_stops", False):
                 popen._sigint_wait_secs = 0
             return
         frame = frame.f_back
@@ -519,7 +522,7 @@ def _at_exit() -> None:
     status 1 instead of dying of SIGINT (as asyncio.run does on a stop).
     `_stop` is imported by the first spawn, long before.
     """
-    _child = _spawning_side()
+    stop_children = _children_stopper
     with _state.lock:
         _state.exiting = True
         bus, up = _state.bus, _state.upstream
@@ -530,8 +533,8 @@ def _at_exit() -> None:
         remaining = None
         if _state.stop_deadline is not None:
             remaining = max(0.0, _state.stop_deadline - time.monotonic())
-        if _child is not None:
-            _child.stop_all(reason, remaining)
+        if stop_children is not None:
+            stop_children(reason, remaining)
         if _state.stop_deadline is None or _state.stop_received_at is None:
             return
         swept = []

@@ -1,7 +1,13 @@
-"""Stopping children: the message, the deadline, escalation, and the report.
+"""Stopping children: the live set, the message, the deadline, escalation, and the report.
 
 Rules of this module:
 
+* It is the one owner of stopping children: the set of children that may
+  still need a stop (`track`, `forget`, `live_children`), each child's
+  `StopState`, and every way such a stop starts (`Child.stop`, `stop_all` for
+  our own stop and our exit, the test harness's `stop_children`).  `_member`
+  reaches it only through the hook installed at the end of this module:
+  imports run one way, ``_child -> _stop -> _member -> _bus -> _protocol``.
 * One thread finalizes a child's stop; any other thread asking to stop the same
   child waits for that result (stopping is idempotent).
 * Several children are stopped together: one wait, one escalation round, so
@@ -9,7 +15,9 @@ Rules of this module:
 * Whatever happens, every process of the tree is gone (or reported as
   impossible to kill) when this returns, by the deadline plus
   `ESCALATION_MARGIN` (twice that if descendants outlive their parent).
-* psutil is used here only (through `_tree`), after the stop message left.
+* psutil is used through `_tree` only.  The snapshot of a child's tree is
+  taken before the stop message leaves: a child that dies at once would take
+  the knowledge of its subtree with it.
 """
 
 from __future__ import annotations
@@ -18,12 +26,14 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from . import _log, _member, _platform
-from ._deadlines import KILL_WAIT, TERM_GRACE, join_grace
+from ._bus import Link
+from ._deadlines import KILL_WAIT, TERM_GRACE, child_budget, join_grace
 from ._report import ReportEntry, StopReport, merge_entries
 from ._tree import Member, ProcessTable, Tree, signal_members
 
@@ -35,6 +45,8 @@ if TYPE_CHECKING:
 class StopState:
     """The progress of one child's stop."""
 
+    child: Child
+    link: Link
     reason: str
     started: float
     deadline: float
@@ -49,6 +61,93 @@ class StopState:
     report: StopReport | None = None
 
 
+# -- the children of this process ------------------------------------------------
+#
+# All guarded by `_lock`.  `_live` holds strong references: a child whose
+# object the program dropped must still be stopped when we exit.  The others
+# are weak: a report or a link is kept as long as its `Child` is.
+
+_lock = threading.Lock()
+_live: set[Child] = set()
+_links: weakref.WeakKeyDictionary[Child, Link] = weakref.WeakKeyDictionary()
+_stops: dict[Child, StopState] = {}  # stops under way
+_reports: weakref.WeakKeyDictionary[Child, StopReport] = weakref.WeakKeyDictionary()
+
+
+def _forget_after_fork() -> None:
+    # A forked child does not own its parent's children.
+    global _lock
+    _lock = threading.Lock()
+    _live.clear()
+    _links.clear()
+    _stops.clear()
+    _reports.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def track(child: Child, link: Link) -> None:
+    """Count ``child``, just started on ``link``, among the children to stop.
+
+    If this process is stopping already, its stop was forwarded before the
+    child existed: the child gets its share now.
+    """
+    with _lock:
+        _links[child] = link
+        _live.add(child)
+    reason, deadline = _member.stop_reason(), _member.stop_deadline()
+    if reason is not None and deadline is not None:
+        due = time.monotonic() + child_budget(deadline - time.monotonic())
+        _member.get_bus().request_stop(link, reason, due)
+
+
+def forget(child: Child) -> None:
+    """Drop a child that needs no stop any more."""
+    with _lock:
+        _live.discard(child)
+
+
+def live_children() -> list[Child]:
+    """Children of this process that may still be running."""
+    with _lock:
+        return list(_live)
+
+
+def stop_requested(child: Child) -> bool:
+    """Whether a stop of ``child`` was asked for (here, or forwarded from our own parent)."""
+    with _lock:
+        link = _links.get(child)
+        return child in _stops or child in _reports or (link is not None and link.stop_deadline is not None)
+
+
+def release_if_done(child: Child) -> None:
+    """Free the channel of a child that exited on its own, with no stop asked of it."""
+    link = _links.get(child)
+    if link is not None and child.returncode is not None and not stop_requested(child):
+        _member.get_bus().close_link(link)
+        forget(child)
+
+
+def stop_all(reason: str, timeout: float | None) -> list[StopReport]:
+    """Stop every child of this process that is still running, all at once.
+
+    Args:
+        reason: The stop's reason.
+        timeout: Seconds; None means each child's own `Child.stop_timeout`.
+
+    Returns:
+        One report per child stopped.
+    """
+    children = [c for c in live_children() if c.returncode is None or stop_requested(c)]
+    if not children:
+        return []
+    if timeout is None:
+        timeout = max(c.stop_timeout for c in children)
+    return stop_children(children, reason, timeout)
+
+
 def stop_children(children: Sequence[Child], reason: str, timeout: float) -> list[StopReport]:
     """Stop ``children`` together; return one report per child, in order.
 
@@ -57,22 +156,34 @@ def stop_children(children: Sequence[Child], reason: str, timeout: float) -> lis
         reason: Sent with the stop.
         timeout: Seconds before escalation (a stop forwarded from our own
             parent keeps its earlier deadline).
+
+    Returns:
+        One report per child, the same one for a child stopped before.
+
+    Raises:
+        ValueError: ``timeout`` is not a finite, non-negative number.
     """
     if not (math.isfinite(timeout) and timeout >= 0):
         raise ValueError("the stop timeout must be a finite, non-negative number of seconds")
     now = time.monotonic()
-    mine: list[Child] = []
-    for c in children:
-        with c._stop_lock:
-            if c._stop_state is None:
-                link = c._link
+    mine: list[StopState] = []
+    waits: list[StopState | StopReport] = []
+    with _lock:
+        for c in children:
+            if c in _reports:
+                waits.append(_reports[c])
+                continue
+            st = _stops.get(c)
+            if st is None:
+                link = _links[c]
                 deadline, why, started = now + timeout, reason, now
                 if link.stop_deadline is not None:  # already forwarded by the bus thread
                     deadline = min(deadline, link.stop_deadline)
                     why = link.stop_reason or reason
                     started = link.stop_requested_at or now
-                c._stop_state = StopState(why, started, deadline)
-                mine.append(c)
+                st = _stops[c] = StopState(c, link, why, started, deadline)
+                mine.append(st)
+            waits.append(st)
     if mine:
         try:
             _run(mine)
@@ -83,95 +194,81 @@ def stop_children(children: Sequence[Child], reason: str, timeout: float) -> lis
             raise
         _finish_all(mine)
     reports = []
-    for c in children:
-        st = _state(c)  # set above, by us or by another thread
-        st.done.wait()
-        if st.report is None:  # the finalizing thread was interrupted
-            st.report = _build_report(c, st, time.monotonic())
-        reports.append(st.report)
+    for w in waits:
+        if isinstance(w, StopReport):
+            reports.append(w)
+            continue
+        w.done.wait()
+        if w.report is None:  # the finalizing thread was interrupted
+            w.report = _build_report(w, time.monotonic())
+        reports.append(w.report)
     return reports
 
 
-def _complete(mine: list[Child]) -> None:
+def _complete(mine: list[StopState]) -> None:
     try:
         _run(mine)
     finally:
         _finish_all(mine)
 
 
-def _run(mine: list[Child]) -> None:
+def _run(mine: list[StopState]) -> None:
     """Send the stops, wait, escalate, sweep; safe to run again after an interruption."""
-    from ._child import live_children
-
     bus = _member.get_bus()
-    # The snapshot comes first: a child that dies right after the stop left
-    # would take the knowledge of its subtree with it.
     others = {c.pid for c in live_children()}
     table = ProcessTable()  # one look at the process table for all the trees
-    for c in mine:
-        st = _state(c)
+    for st in mine:
         if st.tree is None:
-            st.tree = Tree([c.pid], marker=c._link.endpoint, not_ours=lambda: others, table=table)
-    for c in mine:
-        st = _state(c)
+            st.tree = Tree([st.child.pid], marker=st.link.endpoint, not_ours=lambda: others, table=table)
+    for st in mine:
         if not st.begun:
             st.begun = True
             # A child that exited after a forwarded stop reached it did stop;
             # only one that exited before any stop was asked of it "exited".
-            st.already_exited = c.poll() is not None and c._link.stop_requested_at is None
+            st.already_exited = st.child.poll() is not None and st.link.stop_requested_at is None
             if not st.already_exited:
-                bus.request_stop(c._link, st.reason, st.deadline)
-    _wait_and_escalate([c for c in mine if not _state(c).already_exited])
+                bus.request_stop(st.link, st.reason, st.deadline)
+    _wait_and_escalate([st for st in mine if not st.already_exited])
     _sweep_leftovers(mine)
 
 
-def _state(c: Child) -> StopState:
-    st = c._stop_state
-    if st is None:
-        raise RuntimeError("internal error: no stop state")
-    return st
-
-
-def _exited(c: Child) -> bool:
-    st = _state(c)
-    if c.poll() is None and not st.gave_up:
+def _exited(st: StopState) -> bool:
+    if st.child.poll() is None and not st.gave_up:
         return False
     if st.exit_seen is None:
         st.exit_seen = time.monotonic()
     return True
 
 
-def _wait_and_escalate(pending: list[Child]) -> None:
+def _wait_and_escalate(pending: list[StopState]) -> None:
     refreshed = time.monotonic()
     while True:
-        pending = [c for c in pending if not _exited(c)]
+        pending = [st for st in pending if not _exited(st)]
         if not pending:
             return
         now = time.monotonic()
-        for c in pending:  # our own parent's stop may have brought a deadline forward
-            st = _state(c)
-            st.deadline = min(st.deadline, c._link.stop_deadline or st.deadline)
+        for st in pending:  # our own parent's stop may have brought a deadline forward
+            st.deadline = min(st.deadline, st.link.stop_deadline or st.deadline)
         # Wake at least every quarter second, to see such a change.
-        wake_at = min(now + 0.25, *(_state(c).deadline for c in pending))
-        for c in pending:
-            st = _state(c)
-            if st.polite_sent or c.joined:
+        wake_at = min(now + 0.25, *(st.deadline for st in pending))
+        for st in pending:
+            if st.polite_sent or st.child.joined:
                 continue
             grace_end = st.started + join_grace(st.deadline - st.started)
             if now >= grace_end:
                 # Not a member: the OS-native polite request is its stop.
-                c.terminate()
+                st.child.terminate()
                 st.polite_sent = True
             else:
                 wake_at = min(wake_at, grace_end)
-        overdue = [c for c in pending if now >= _state(c).deadline]
+        overdue = [st for st in pending if now >= st.deadline]
         if overdue:
             _escalate(overdue)
             continue
-        _platform.wait_any_exit(pending, wake_at - now)
+        _platform.wait_any_exit([st.child for st in pending], wake_at - now)
         if time.monotonic() - refreshed >= REFRESH_EVERY:  # catch processes started during the stop
             refreshed = time.monotonic()
-            _refresh([_state(c).tree for c in pending])
+            _refresh([st.tree for st in pending])
 
 
 #: How often a long stop looks for processes started since its snapshot (it
@@ -186,32 +283,31 @@ def _refresh(trees: list[Tree | None]) -> None:
             tree.refresh(table)
 
 
-def _escalate(overdue: list[Child]) -> None:
+def _escalate(overdue: list[StopState]) -> None:
     """Terminate, then kill, each overdue child and all its descendants, deepest first."""
     for outcome, grace in (("terminated", TERM_GRACE), ("killed", KILL_WAIT)):
         members: list[Member] = []
-        for c in overdue:
-            tree = _state(c).tree
-            if tree is not None:
-                tree.refresh()
-                members += tree.alive()
+        for st in overdue:
+            if st.tree is not None:
+                st.tree.refresh()
+                members += st.tree.alive()
         signal_members(members, outcome)
-        for c in overdue:
-            if c.poll() is None:
-                c.kill() if outcome == "killed" else c.terminate()
-                _state(c).escalated = outcome
+        for st in overdue:
+            if st.child.poll() is None:
+                st.child.kill() if outcome == "killed" else st.child.terminate()
+                st.escalated = outcome
         _wait_gone(overdue, grace)
-    for c in overdue:
-        if c.poll() is None:
-            _state(c).gave_up = True
-            _log.warning("shutdownbus: pid %d survived SIGKILL (uninterruptible?); giving up on it", c.pid)
+    for st in overdue:
+        if st.child.poll() is None:
+            st.gave_up = True
+            _log.warning("shutdownbus: pid %d survived SIGKILL (uninterruptible?); giving up on it", st.child.pid)
 
 
-def _wait_gone(children: list[Child], timeout: float) -> None:
+def _wait_gone(stops: list[StopState], timeout: float) -> None:
     end = time.monotonic() + timeout
-    trees = [t for t in (_state(c).tree for c in children) if t is not None]
+    trees = [st.tree for st in stops if st.tree is not None]
     while True:
-        alive = [c for c in children if c.poll() is None]
+        alive = [st.child for st in stops if st.child.poll() is None]
         remaining = end - time.monotonic()
         if (not alive and not any(t.alive() for t in trees)) or remaining <= 0:
             return
@@ -221,7 +317,7 @@ def _wait_gone(children: list[Child], timeout: float) -> None:
             time.sleep(min(remaining, 0.005))
 
 
-def _sweep_leftovers(mine: list[Child]) -> None:
+def _sweep_leftovers(mine: list[StopState]) -> None:
     """Descendants still running after their child exited.
 
     Those that started with the tree's marker cannot hear the bus: they get
@@ -229,7 +325,7 @@ def _sweep_leftovers(mine: list[Child]) -> None:
     among them stop on their own when they see their parent gone) get until
     the deadline.  Then whatever is left is terminated and killed.
     """
-    trees = [(st.deadline, st.tree) for st in map(_state, mine) if st.tree is not None]
+    trees = [(st.deadline, st.tree) for st in mine if st.tree is not None]
     for _ in range(3):
         # Looked at again each round: a process asked to go may fork as it
         # goes, and its child, re-parented to us, carries the marker.
@@ -264,37 +360,40 @@ def _stop_leftover(leftover: list[tuple[float, Tree]]) -> None:
             tree.wait_gone(max(0.0, end - time.monotonic()))
 
 
-def _finish_all(mine: list[Child]) -> None:
+def _finish_all(mine: list[StopState]) -> None:
     """Finish the stops that ended together.
 
     Their reports go up in one message, and before anyone waiting for these
     stops is released: the exit path closes the channel once they are done.
     """
-    from ._child import forget
-
     reports = []
     # Our own stop must not cut this short (it is raised at the end of the
     # block); a report built is a report sent, whatever else fails.
     with _member.deferred_stop():
         try:
-            for c in mine:
-                st = _state(c)
+            for st in mine:
                 if st.report is None:
-                    st.report = _build_report(c, st, time.monotonic())
+                    st.report = _build_report(st, time.monotonic())
                     reports.append(st.report)
         finally:
             try:
                 _member.record_reports(reports)
             finally:
-                for c in mine:
-                    _member.get_bus().close_link(c._link)
-                    forget(c)
-                    _state(c).done.set()
+                bus = _member.get_bus()
+                with _lock:
+                    for st in mine:
+                        bus.close_link(st.link)
+                        _live.discard(st.child)
+                        _stops.pop(st.child, None)
+                        if st.report is not None:
+                            _reports[st.child] = st.report
+                for st in mine:
+                    st.done.set()
 
 
-def _build_report(c: Child, st: StopState, now: float) -> StopReport:
+def _build_report(st: StopState, now: float) -> StopReport:
     t0 = st.started
-    link = c._link
+    c, link = st.child, st.link
     rc = c.returncode
     if st.already_exited:
         outcome = "exited"
@@ -389,3 +488,7 @@ def sweep_own_descendants(stop_received_at: float, deadline: float) -> list[Repo
         )
         for m in sorted(tree.members.values(), key=lambda m: m.depth)
     ]
+
+
+# From now on, our own stop and our exit stop these children too.
+_member.set_children_stopper(stop_all)

@@ -155,7 +155,9 @@ except shutdownbus.StopRequested:
 
 def snapshot_taken(child: shutdownbus.Child) -> bool:
     """Whether the stopping thread has taken its snapshot of the child's tree."""
-    st = child._stop_state
+    from shutdownbus import _stop
+
+    st = _stop._stops.get(child)
     return st is not None and st.tree is not None
 
 
@@ -199,7 +201,7 @@ def test_a_member_that_dies_before_the_stopping_thread_looks_at_its_tree(tmp_pat
     stop and taking its snapshot) while the member crashes the moment the stop
     arrives (in an on_stop callback, so before any child can report through it).
     Its two children must still be waited for and be in the report."""
-    from shutdownbus import _child
+    from shutdownbus import _stop
 
     log = tmp_path / "log"
     child = shutdownbus.spawn([sys.executable, "-c", CRASHER, "os-exit", MEMBER, str(log), "at-once"], ready_timeout=60)
@@ -207,7 +209,7 @@ def test_a_member_that_dies_before_the_stopping_thread_looks_at_its_tree(tmp_pat
     assert len(kids) == 2
     crasher = psutil.Process(child.pid)
     try:
-        with _child._live_lock:
+        with _stop._lock:
             thread, box = stop_in_thread(child, 2 * TIMEOUT)  # this wait comes out of the stop's budget
             start = time.monotonic()
             with contextlib.suppress(TimeoutError):  # with the fix, the stop waits for the snapshot: no crash yet
