@@ -1,25 +1,37 @@
-"""Logging, imported only when there is something to log.
+"""Logging, without ever importing ``logging``.
 
-The ``logging`` package costs a few milliseconds to import, and a member that
-only joins and stops never logs; so the logger is made on first use.
+A member that only joins and stops never logs, and the ``logging`` package
+costs a few milliseconds to import; worse, on the exit path nothing may be
+imported at all (see `_member._at_exit`).  So messages go to the
+``shutdownbus`` logger when the program has loaded ``logging`` (it may have
+configured it), and otherwise straight to stderr, which is what ``logging``
+would do with them unconfigured (its last-resort handler).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import sys
 
 
-def _logger() -> Any:
-    import logging
-
-    return logging.getLogger("shutdownbus")
+def _logger() -> object | None:
+    logging = sys.modules.get("logging")
+    return None if logging is None else logging.getLogger("shutdownbus")
 
 
 def warning(message: str, *args: object) -> None:
     """Log a warning on the ``shutdownbus`` logger."""
-    _logger().warning(message, *args)
+    logger = _logger()
+    if logger is not None:
+        logger.warning(message, *args)  # type: ignore[attr-defined]
+    else:
+        print(message % args if args else message, file=sys.stderr)
 
 
 def exception(message: str) -> None:
     """Log an error with the current exception's traceback."""
-    _logger().exception(message)
+    logger = _logger()
+    if logger is not None:
+        logger.exception(message)  # type: ignore[attr-defined]
+    else:
+        print(message, file=sys.stderr)
+        sys.__excepthook__(*sys.exc_info())
