@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING
 import zmq
 
 from . import _registry, _transport
-from ._deadlines import KILL_WAIT, TERM_GRACE
 from ._errors import AuthenticationError, ChannelError, ProtocolError
 from ._protocol import Ack, Channel, Established, Report, Role, Stop, knock
 from ._report import ReportEntry, StopReport, merge_entries
-from ._tree import Tree, is_running, signal_members
+from ._tree import Tree, escalate, is_running
 
 if TYPE_CHECKING:
     import psutil
@@ -72,25 +71,18 @@ def send_stop(
             raise ChannelError(f"the tree {entry.name!r} exited before it could be stopped") from None
         t0 = time.monotonic()
         tree = Tree([entry.pid])
+        tree.watch.add(root.pid, lambda: not is_running(root))
         sock.send(channel.send(Stop(reason, timeout)))
         if not wait:
             sock.setsockopt(zmq.LINGER, 1000)  # let the stop leave before we close
             return None
         reported = _wait(sock, channel, root, tree, t0 + timeout, progress)
-        escalated = _escalate(root, tree) if is_running(root) else None
+        head = _RootHead(root)
+        if is_running(root):
+            escalate([tree], [head])
         end = time.monotonic()
-        own = ReportEntry(
-            pid=entry.pid,
-            name=entry.name,
-            outcome=escalated or "stopped",
-            returncode=None,
-            seconds=round(end - t0, 6),
-            member=True,
-        )
-        others = [
-            ReportEntry(m.pid, m.name, m.outcome or "stopped", None, _since(m.gone_at, t0), False)
-            for m in sorted(tree.members.values(), key=lambda m: m.depth)
-        ]
+        own = ReportEntry(entry.pid, entry.name, head.escalated or "stopped", None, round(end - t0, 6), True)
+        others = tree.entries(t0)
         return StopReport(reason, merge_entries([[own], reported, others]), round(end - t0, 6))
     finally:
         ctx.destroy(linger=0)
@@ -149,25 +141,21 @@ def _wait(
     return reported
 
 
-def _escalate(root: psutil.Process, tree: Tree) -> str:
-    """Past the deadline: terminate, then kill, the root and its tree, deepest first."""
-    import psutil
+class _RootHead:
+    """The registered root, past the deadline (the admin is not its parent)."""
 
-    outcome = "terminated"
-    for step, grace in (("terminated", TERM_GRACE), ("killed", KILL_WAIT)):
-        tree.refresh()
-        signal_members(tree.alive(), step)
-        if is_running(root):
-            try:
-                root.kill() if step == "killed" else root.terminate()
-            except psutil.Error:
-                pass
-            outcome = step
-        end = time.monotonic() + grace
-        while (is_running(root) or tree.alive()) and time.monotonic() < end:
-            time.sleep(0.005)
-    return outcome
+    def __init__(self, root: psutil.Process) -> None:
+        self.root = root
+        self.escalated: str | None = None
 
+    def signal(self, outcome: str) -> None:
+        import psutil
 
-def _since(when: float | None, t0: float) -> float | None:
-    return None if when is None else round(max(0.0, when - t0), 6)
+        try:
+            self.root.kill() if outcome == "killed" else self.root.terminate()
+        except psutil.Error:
+            return
+        self.escalated = outcome
+
+    def gone(self) -> bool:
+        return not is_running(self.root)

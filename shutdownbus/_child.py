@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
@@ -65,13 +64,11 @@ class Child(subprocess.Popen[Any]):
     def _start(self, args: Any, stop_timeout: float, name: str | None, popen_kwargs: dict[str, Any]) -> None:
         global _subreaper_done
         bus = _member.get_bus()
-        if not _subreaper_done:
+        first = not _subreaper_done
+        if first:
             # Before the first child starts, so nothing it starts can escape.
             _subreaper_done = True
             _platform.make_child_subreaper()
-            # psutil (some 20 ms to import) is needed once a stop comes; load
-            # it now, beside the start-up, rather than on every stop's path.
-            threading.Thread(target=_preload_psutil, name="shutdownbus-preload", daemon=True).start()
         link = bus.open_link()
         env = popen_kwargs.pop("env", None)
         env = dict(os.environ if env is None else env)
@@ -91,6 +88,12 @@ class Child(subprocess.Popen[Any]):
         finally:
             del env  # holds the secret; drop it as soon as possible
         _stop.track(self, link)
+        if first:
+            # psutil (some 15 ms to import) is needed once a stop comes: load
+            # it now, while the child starts, not on the stop's path, and not
+            # on a thread of its own, which could still be importing when the
+            # exit path runs (see `_member._at_exit`).
+            import psutil  # noqa: F401
 
     # -- identity --
 
@@ -209,10 +212,6 @@ class Child(subprocess.Popen[Any]):
             self.stop(reason="stop")
         finally:
             super().__exit__(exc_type, exc, tb)
-
-
-def _preload_psutil() -> None:
-    import psutil  # noqa: F401
 
 
 def spawn(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import gc
 import math
 import os
@@ -28,10 +27,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING
 
-from . import _log, _platform, _transport
+from . import _cpython, _log, _platform, _transport
 from ._bus import Bus, Upstream
 from ._deadlines import child_budget
 from ._errors import ChannelError, ShutdownBusError
@@ -40,6 +39,7 @@ from ._protocol import Ready, Report
 if TYPE_CHECKING:
     from ._registry import Entry
     from ._report import StopReport
+    from ._tree import OwnDescendants
 
 
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -84,7 +84,14 @@ class _State:
         self.exit_hook = False
         self.stop_received_at: float | None = None
         self.registered: Entry | None = None
+        self.unregister: Callable[[str, int], None] | None = None
         self.fast_exit = True
+        self.own_marker: str | None = None  # the endpoint this process started with
+        # This process's descendants that cannot hear the bus, looked at when
+        # our stop arrived, and the thread that watches them go.
+        self.own: OwnDescendants | None = None
+        self.own_watcher: threading.Thread | None = None
+        self.own_watch_done = threading.Event()
 
 
 _state = _State()
@@ -163,12 +170,14 @@ def join(
                 "only part of the shutdownbus variables are set; start this process with shutdownbus.spawn()"
             )
         keys = _transport.ChannelKeys.from_encoded(encoded)
+        _state.own_marker = endpoint
         _state.stop_timeout = _parse_timeout(stop_timeout)
         _state.name = (name or _default_name())[:256]
         _state.interrupt_main = interrupt_main
         _state.fast_exit = fast_exit
         if interrupt_main:
             _state.interruptible = _platform.install_main_thread_waker(_raise_pending)
+            _quiet_after_a_stop()
         bus = get_bus()
         up = bus.open_upstream(keys, endpoint, os.getpid(), _state.name)
         _state.upstream = up
@@ -236,6 +245,7 @@ def register(name: str | None = None, *, fast_exit: bool = True) -> str:
         _state.interrupt_main = True
         _state.fast_exit = fast_exit
         _state.interruptible = _platform.install_main_thread_waker(_raise_pending)
+        _quiet_after_a_stop()
         bus = get_bus()
         up, endpoint = bus.open_admin(keys, os.getpid(), name)
         entry = _registry.Entry(
@@ -249,6 +259,7 @@ def register(name: str | None = None, *, fast_exit: bool = True) -> str:
         _registry.write(entry)
         _state.upstream = up
         _state.registered = entry
+        _state.unregister = _registry.remove  # for the exit path, which imports nothing
     return name
 
 
@@ -275,8 +286,9 @@ def ready() -> bool:
 def on_stop(callback: Callable[[str], None]) -> None:
     """Register ``callback(reason)`` to run when a stop arrives.
 
-    It runs on the bus thread, after the stop was forwarded to the children
-    and before `StopRequested` is raised in the main thread; keep it short
+    It runs on the bus thread, after the stop was forwarded to the children,
+    before `wait_for_stop` returns and `StopRequested` is raised in the main
+    thread; keep it short
     (set an event, schedule work).  An exception in it is logged.  If a stop
     has already arrived, it runs at once, in the calling thread.
 
@@ -330,6 +342,14 @@ def record_reports(reports: list[StopReport]) -> None:
 
 
 def _on_stop(reason: str, budget: float) -> None:
+    """Our own stop arrived (the bus thread).
+
+    In this order: the stop goes to every child on the bus; the descendants
+    that cannot hear it are looked at (and what the exit path will need is
+    loaded: it must import nothing); a thread of its own enforces the
+    children's deadlines; ``on_stop`` callbacks run; `wait_for_stop` returns;
+    the main thread is interrupted, unless the program handles stops itself.
+    """
     with _state.lock:
         if _state.stop_reason is not None:
             return
@@ -338,32 +358,43 @@ def _on_stop(reason: str, budget: float) -> None:
         _state.stop_deadline = _state.stop_received_at + budget
         callbacks = list(_state.callbacks)
         _state.callbacks.clear()
+        interrupting = _state.interrupt_main and not _state.exiting and not _state.handlers
     bus = _state.bus
     if bus is not None:
         bus.forward_stop(reason, budget)
-    _state.stopped.set()
+    if _platform.has_children():
+        from ._tree import OwnDescendants
+
+        _state.own = OwnDescendants(_state.own_marker)
     _enforce_children_deadlines(reason, budget)
     for cb in callbacks:
         _run_callback(cb, reason)
-    if _state.interrupt_main and not _state.exiting and not _state.handlers:
+    _state.stopped.set()  # after the callbacks: whoever waits for the stop finds them done
+    if _state.own is not None:
+        _watch_own_descendants(_state.own)
+    if interrupting:
         if _state.interruptible:
             _platform.wake_main_thread()
         else:
             _raise_from_afar()
 
 
-#: Stops every live child of this process: ``stop(reason, timeout)``, where
-#: None means each child's own stop timeout.  `_stop` installs it when it is
-#: first imported (by the first spawn): until then this process has no
-#: children to stop.  A hook, not an import, because imports run one way
-#: (``_child -> _stop -> _member``).
+#: What `_stop` installs when it is first imported (by the first spawn): until
+#: then this process has no children on the bus to stop.  Hooks, not imports,
+#: because imports run one way (``_child -> _stop -> _member``).
+#: ``stop(reason, timeout)`` stops every live child (timeout None: each
+#: child's own); ``at_exit(reason, timeout)`` does that, then ends what is left
+#: of the trees of children that exited on their own.
 _children_stopper: Callable[[str, float | None], object] | None = None
+_children_at_exit: Callable[[str, float | None], object] | None = None
 
 
-def set_children_stopper(stop: Callable[[str, float | None], object]) -> None:
-    """Install the function that stops this process's children (called by `_stop`)."""
-    global _children_stopper
-    _children_stopper = stop
+def set_children_hooks(
+    stop: Callable[[str, float | None], object], at_exit: Callable[[str, float | None], object]
+) -> None:
+    """Install the functions that stop this process's children (called by `_stop`)."""
+    global _children_stopper, _children_at_exit
+    _children_stopper, _children_at_exit = stop, at_exit
 
 
 def _enforce_children_deadlines(reason: str, budget: float) -> None:
@@ -378,6 +409,26 @@ def _enforce_children_deadlines(reason: str, budget: float) -> None:
     if stop is not None:
         args = (reason, child_budget(budget))  # the share of children not reached by forwarding
         threading.Thread(target=stop, args=args, name="shutdownbus-stop", daemon=True).start()
+
+
+def _watch_own_descendants(own: OwnDescendants) -> None:
+    """Watch our descendants that cannot hear the bus go, on a thread of their
+    own (so that each exit time is known), until the exit path takes over.
+
+    They are the program's own business until it exits: its cleanup ends
+    them as it would after Ctrl-C (``Pool.terminate()`` takes the pool's
+    locks before it signals a worker; a signal from outside could kill a
+    worker that holds one, and the pool would hang).  The one thing Ctrl-C
+    does that the program's cleanup cannot, interrupting the tasks that a
+    ``ProcessPoolExecutor``'s shutdown waits for, is done when the stop
+    interrupts the main thread (`_raise_pending`).
+    """
+
+    def watch() -> None:
+        own.wait(_state.own_watch_done)
+
+    _state.own_watcher = threading.Thread(target=watch, name="shutdownbus-own", daemon=True)
+    _state.own_watcher.start()
 
 
 def _on_parent_lost() -> None:
@@ -407,33 +458,43 @@ def _raise_pending() -> None:
         # cut that cleanup short with a second interruption.
         if isinstance(sys.exc_info()[1], KeyboardInterrupt):
             return
-        runner = _asyncio_runner_handler()
-        if runner is not None and _interrupts_seen(runner):
+        runner = _cpython.asyncio_runner_handler()
+        if runner is not None and _cpython.interrupts_seen(runner):
             return  # asyncio.run is handling a Ctrl-C already
         _state.raised = True
         reason = _state.stop_reason
+    # As Ctrl-C would, interrupt the tasks of our process pools' workers
+    # (only now: before the main thread is interrupted, a task's failure
+    # would be the first thing the program saw).
+    _cpython.terminate_process_pool_workers()
     if runner is not None:
         runner(signal.SIGINT, None)  # cancel the main task, as Ctrl-C does under asyncio.run
         return
-    _skip_popen_sigint_wait(sys._getframe(1))
+    _cpython.skip_popen_sigint_wait(sys._getframe(1))
     raise StopRequested(reason)
 
 
-def _asyncio_runner_handler() -> functools.partial[None] | None:
-    """asyncio.run's SIGINT handler (Python 3.11+), when it is installed.
+def _quiet_after_a_stop() -> None:
+    """Print no traceback for a KeyboardInterrupt that our stop raised and
+    nobody caught.
 
-    Under asyncio.run, Ctrl-C cancels the main task instead of raising in the
-    loop; a stop does the same by calling that handler, so the program's
-    cleanup runs the same way for both.
+    `StopRequested` is a SystemExit too, so uncaught it exits quietly; but
+    under ``asyncio.run`` a stop cancels the main task, as Ctrl-C does, and
+    ``asyncio.run`` then raises a plain KeyboardInterrupt, whose traceback
+    (and the CancelledError's under it) would tell whoever reads the log that
+    something went wrong.  The process still dies of SIGINT, as after Ctrl-C
+    (the stop report counts that as ``stopped``).  A KeyboardInterrupt that no
+    stop raised (Ctrl-C) is shown as always.  The program's own hook, if it
+    set one before, is kept for everything else.
     """
-    handler = signal.getsignal(signal.SIGINT)
-    if isinstance(handler, functools.partial) and getattr(handler.func, "__name__", "") == "_on_sigint":
-        return handler
-    return None
+    previous = sys.excepthook
 
+    def excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if _state.raised and issubclass(exc_type, KeyboardInterrupt):
+            return
+        previous(exc_type, exc, tb)
 
-def _interrupts_seen(runner: functools.partial[None]) -> int:
-    return int(getattr(getattr(runner.func, "__self__", None), "_interrupt_count", 0) or 0)
+    sys.excepthook = excepthook
 
 
 @contextlib.contextmanager
@@ -454,12 +515,7 @@ def _raise_from_afar() -> None:
     with _state.lock:
         if _state.raised or _state.exiting or _state.deferring or _state.stop_reason is None:
             return  # deferred_stop raises it when its block ends
-        main = threading.main_thread().ident
-        handling: dict[Any, Any] = getattr(sys, "_current_exceptions", dict)()
-        current = handling.get(main)
-        if isinstance(current, tuple):  # Python 3.10 and 3.11 give exc_info triples
-            current = current[1]
-        if isinstance(current, KeyboardInterrupt):
+        if _cpython.handling_keyboard_interrupt(threading.main_thread()):
             return  # already in a Ctrl-C cleanup
         _state.raised = True
         reason = _state.stop_reason
@@ -470,28 +526,7 @@ def _raise_from_afar() -> None:
 
     _Stop.__name__ = _Stop.__qualname__ = "StopRequested"
     _platform.raise_in_main_thread(_Stop)
-
-
-def _skip_popen_sigint_wait(frame: FrameType | None) -> None:
-    """Let a plain ``Popen.wait()`` pass StopRequested on at once.
-
-    On a KeyboardInterrupt, ``Popen.wait()`` first waits 0.25 s for its child,
-    assuming the child got the same Ctrl-C (CPython bpo-25942).  A process
-    started with plain subprocess does not get our stop, so that wait would
-    only delay the cleanup; a `Child` does get it, so its wait is kept.
-    """
-    subprocess = sys.modules.get("subprocess")
-    if subprocess is None:
-        return  # not loaded: nothing waits in Popen.wait
-    for _ in range(8):
-        if frame is None:
-            return
-        if frame.f_code is subprocess.Popen.wait.__code__:
-            popen = frame.f_locals.get("self")
-            if isinstance(popen, subprocess.Popen) and not getattr(popen, "_shutdownbus_hears_stops", False):
-                popen._sigint_wait_secs = 0
-            return
-        frame = frame.f_back
+    _cpython.terminate_process_pool_workers()
 
 
 @contextlib.contextmanager
@@ -516,16 +551,19 @@ def deferred_stop() -> Iterator[None]:
 def _at_exit() -> None:
     """Stop the children still running, report up, close the bus.
 
-    Nothing new may be imported here unless there is work for it: class
-    creation by dataclasses runs exec(), and any exec() after an uncaught
+    It imports nothing: what it needs was loaded when our stop arrived, or
+    by the first spawn.  An import here could run exec() (class creation by
+    dataclasses and namedtuple does), and any exec() after an uncaught
     KeyboardInterrupt makes CPython forget it, so the process would exit with
     status 1 instead of dying of SIGINT (as asyncio.run does on a stop).
-    `_stop` is imported by the first spawn, long before.
+    `tests/test_structure.py` checks that this function and those it calls
+    hold no import statement, and the tests of the exit path check that no
+    module is loaded while it runs.
     """
-    stop_children = _children_stopper
+    at_exit = _children_at_exit
     with _state.lock:
         _state.exiting = True
-        bus, up = _state.bus, _state.upstream
+        bus, up, own = _state.bus, _state.upstream, _state.own
     if bus is None:
         return
     try:
@@ -533,15 +571,16 @@ def _at_exit() -> None:
         remaining = None
         if _state.stop_deadline is not None:
             remaining = max(0.0, _state.stop_deadline - time.monotonic())
-        if stop_children is not None:
-            stop_children(reason, remaining)
+        if at_exit is not None:
+            at_exit(reason, remaining)
         if _state.stop_deadline is None or _state.stop_received_at is None:
             return
         swept = []
-        if _platform.has_children():  # plain subprocesses of ours are left
-            from ._stop import sweep_own_descendants
-
-            swept = sweep_own_descendants(_state.stop_received_at, _state.stop_deadline)
+        if own is not None:
+            _state.own_watch_done.set()
+            if _state.own_watcher is not None:
+                _state.own_watcher.join()
+            swept = own.finish(_state.stop_received_at, _state.stop_deadline)
         if up is not None and up.joined.is_set() and not up.lost.is_set():
             if swept:
                 bus.send_upstream(Report(tuple(e.to_dict() for e in swept)))
@@ -551,10 +590,8 @@ def _at_exit() -> None:
             left = _state.stop_deadline - time.monotonic()
             up.acked.wait(min(ACK_WAIT, max(left, 0.1)))
     finally:
-        if _state.registered is not None:
-            from ._registry import remove
-
-            remove(_state.registered.name, _state.registered.pid)
+        if _state.registered is not None and _state.unregister is not None:
+            _state.unregister(_state.registered.name, _state.registered.pid)
         bus.close()
         if _state.stop_reason is not None and _state.fast_exit:
             # Most of a stopped member's exit is the interpreter's last garbage

@@ -40,8 +40,9 @@ class ReportEntry:
 
     @property
     def ok(self) -> bool:
-        """True for ``stopped``, or ``exited`` with return code 0."""
-        return self.outcome == "stopped" or (self.outcome == "exited" and self.returncode == 0)
+        """True for ``stopped``, or ``exited`` with return code 0 or unknown (a
+        descendant whose status only its own parent could collect)."""
+        return self.outcome == "stopped" or (self.outcome == "exited" and self.returncode in (0, None))
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as a plain dict (the wire format of report entries)."""

@@ -22,6 +22,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -33,9 +34,9 @@ from typing import TYPE_CHECKING
 
 from . import _log, _member, _platform
 from ._bus import Link
-from ._deadlines import KILL_WAIT, TERM_GRACE, child_budget, join_grace
+from ._deadlines import child_budget, join_grace
 from ._report import ReportEntry, StopReport, merge_entries
-from ._tree import Member, ProcessTable, Tree, signal_members
+from ._tree import ProcessTable, Tree, escalate, signal_members
 
 if TYPE_CHECKING:
     from ._child import Child
@@ -53,6 +54,7 @@ class StopState:
     done: threading.Event = field(default_factory=threading.Event)
     begun: bool = False
     already_exited: bool = False
+    watch: _platform.ExitWatch | None = None  # shared by the stops that run together
     tree: Tree | None = None
     polite_sent: bool = False
     escalated: str | None = None
@@ -72,6 +74,9 @@ _live: set[Child] = set()
 _links: weakref.WeakKeyDictionary[Child, Link] = weakref.WeakKeyDictionary()
 _stops: dict[Child, StopState] = {}  # stops under way
 _reports: weakref.WeakKeyDictionary[Child, StopReport] = weakref.WeakKeyDictionary()
+#: The markers of children that exited on their own, with their stop
+#: timeouts: what is left of their trees is ended at our exit (`at_exit`).
+_finished: dict[str, float] = {}
 
 
 def _forget_after_fork() -> None:
@@ -82,6 +87,7 @@ def _forget_after_fork() -> None:
     _links.clear()
     _stops.clear()
     _reports.clear()
+    _finished.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -127,7 +133,9 @@ def release_if_done(child: Child) -> None:
     link = _links.get(child)
     if link is not None and child.returncode is not None and not stop_requested(child):
         _member.get_bus().close_link(link)
-        forget(child)
+        with _lock:
+            _live.discard(child)
+            _finished[link.endpoint] = child.stop_timeout
 
 
 def stop_all(reason: str, timeout: float | None) -> list[StopReport]:
@@ -217,9 +225,15 @@ def _run(mine: list[StopState]) -> None:
     bus = _member.get_bus()
     others = {c.pid for c in live_children()}
     table = ProcessTable()  # one look at the process table for all the trees
+    # One watch for the children and their trees, so one wait sees every exit.
+    watch = next((st.watch for st in mine if st.watch is not None), None) or _platform.ExitWatch()
     for st in mine:
         if st.tree is None:
-            st.tree = Tree([st.child.pid], marker=st.link.endpoint, not_ours=lambda: others, table=table)
+            st.watch = watch
+            watch.add(st.child.pid, functools.partial(_has_exited, st.child))
+            st.tree = Tree(
+                [st.child.pid], markers=[st.link.endpoint], not_ours=lambda: others, table=table, watch=watch
+            )
     for st in mine:
         if not st.begun:
             st.begun = True
@@ -230,6 +244,10 @@ def _run(mine: list[StopState]) -> None:
                 bus.request_stop(st.link, st.reason, st.deadline)
     _wait_and_escalate([st for st in mine if not st.already_exited])
     _sweep_leftovers(mine)
+
+
+def _has_exited(child: Child) -> bool:
+    return child.poll() is not None
 
 
 def _exited(st: StopState) -> bool:
@@ -265,7 +283,9 @@ def _wait_and_escalate(pending: list[StopState]) -> None:
         if overdue:
             _escalate(overdue)
             continue
-        _platform.wait_any_exit([st.child for st in pending], wake_at - now)
+        watch = pending[0].watch
+        if watch is not None:
+            watch.wait(wake_at - now)
         if time.monotonic() - refreshed >= REFRESH_EVERY:  # catch processes started during the stop
             refreshed = time.monotonic()
             _refresh([st.tree for st in pending])
@@ -283,38 +303,28 @@ def _refresh(trees: list[Tree | None]) -> None:
             tree.refresh(table)
 
 
+class _ChildHead:
+    """Our own child, signalled through its ``Popen`` (which keeps its exit status)."""
+
+    def __init__(self, st: StopState) -> None:
+        self.st = st
+
+    def signal(self, outcome: str) -> None:
+        if self.st.child.poll() is None:
+            self.st.child.kill() if outcome == "killed" else self.st.child.terminate()
+            self.st.escalated = outcome
+
+    def gone(self) -> bool:
+        return self.st.child.poll() is not None
+
+
 def _escalate(overdue: list[StopState]) -> None:
     """Terminate, then kill, each overdue child and all its descendants, deepest first."""
-    for outcome, grace in (("terminated", TERM_GRACE), ("killed", KILL_WAIT)):
-        members: list[Member] = []
-        for st in overdue:
-            if st.tree is not None:
-                st.tree.refresh()
-                members += st.tree.alive()
-        signal_members(members, outcome)
-        for st in overdue:
-            if st.child.poll() is None:
-                st.child.kill() if outcome == "killed" else st.child.terminate()
-                st.escalated = outcome
-        _wait_gone(overdue, grace)
+    escalate([st.tree for st in overdue if st.tree is not None], [_ChildHead(st) for st in overdue])
     for st in overdue:
         if st.child.poll() is None:
             st.gave_up = True
             _log.warning("shutdownbus: pid %d survived SIGKILL (uninterruptible?); giving up on it", st.child.pid)
-
-
-def _wait_gone(stops: list[StopState], timeout: float) -> None:
-    end = time.monotonic() + timeout
-    trees = [st.tree for st in stops if st.tree is not None]
-    while True:
-        alive = [st.child for st in stops if st.child.poll() is None]
-        remaining = end - time.monotonic()
-        if (not alive and not any(t.alive() for t in trees)) or remaining <= 0:
-            return
-        if alive:
-            _platform.wait_any_exit(alive, min(remaining, 0.01))
-        else:
-            time.sleep(min(remaining, 0.005))
 
 
 def _sweep_leftovers(mine: list[StopState]) -> None:
@@ -335,29 +345,14 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
         leftover = [(deadline, tree) for deadline, tree in trees if tree.alive()]
         if not leftover:
             break
-        _stop_leftover(leftover)
+        for _, tree in leftover:
+            signal_members([m for m in tree.alive() if m.outcome is None and tree.marked(m.proc)], "stopped")
+        deadline = max(d for d, _ in leftover)
+        for _, tree in leftover:
+            tree.wait_gone(max(0.0, deadline - time.monotonic()))
+        escalate([tree for _, tree in leftover])
     for _, tree in trees:
         tree.returncodes.update(_platform.reap_adopted(tree.members))
-
-
-def _stop_leftover(leftover: list[tuple[float, Tree]]) -> None:
-    """The polite request to the marked, then the deadline, then escalation."""
-    for _, tree in leftover:
-        signal_members([m for m in tree.alive() if m.outcome is None and tree.marked(m.proc)], "stopped")
-    deadline = max(d for d, _ in leftover)
-    for _, tree in leftover:
-        tree.wait_gone(max(0.0, deadline - time.monotonic()))
-    for outcome, grace in (("terminated", TERM_GRACE), ("killed", KILL_WAIT)):
-        members: list[Member] = []
-        for _, tree in leftover:
-            tree.refresh()
-            members += tree.alive()
-        if not members:
-            break
-        signal_members(members, outcome)
-        end = time.monotonic() + grace
-        for _, tree in leftover:
-            tree.wait_gone(max(0.0, end - time.monotonic()))
 
 
 def _finish_all(mine: list[StopState]) -> None:
@@ -429,66 +424,37 @@ def _build_report(st: StopState, now: float) -> StopReport:
             entry = replace(entry, outcome=escalated[entry.pid] or entry.outcome)
         reported.append(entry)
     known = {e.pid for e in reported} | {c.pid}
-    others = []
-    if tree is not None:
-        for m in sorted(tree.members.values(), key=lambda m: m.depth):
-            if m.pid in known:
-                continue
-            if m.outcome:
-                m_outcome = m.outcome
-            elif st.exit_seen is not None and m.gone_at is not None and m.gone_at > st.exit_seen + 0.001:
-                m_outcome = "lost"  # outlived its ancestor and went on its own
-            else:
-                m_outcome = "stopped"
-            others.append(
-                ReportEntry(
-                    pid=m.pid,
-                    name=m.name,
-                    outcome=m_outcome,
-                    returncode=tree.returncodes.get(m.pid),
-                    seconds=None if m.gone_at is None else round(max(0.0, m.gone_at - t0), 6),
-                    member=m.pid == link.member_pid,
-                )
-            )
+    others = [] if tree is None else tree.entries(t0, lost_after=st.exit_seen, member_pid=link.member_pid, skip=known)
     end = max([now] + ([st.exit_seen] if st.exit_seen else []))
     return StopReport(reason=st.reason, entries=merge_entries([[own], reported, others]), seconds=round(end - t0, 6))
 
 
-def sweep_own_descendants(stop_received_at: float, deadline: float) -> list[ReportEntry]:
-    """At a member's exit: stop the descendants that are not `Child` objects.
+def at_exit(reason: str, timeout: float | None) -> None:
+    """At this process's exit: stop the children still running, then end what
+    is left of the trees of children that exited on their own.
 
-    They get the polite OS request (their stop, since they cannot hear the
-    bus), until ``deadline`` minus `KILL_WAIT` to go, then a kill.
+    A child that never joined (a shell script, a server in another language)
+    may leave processes behind when it exits: background jobs, a daemon that
+    double-forked.  They carry its marker, and as a subreaper (Linux) we
+    adopted them; they get the polite request, the child's stop timeout to
+    go, then escalation.  Elsewhere they were adopted by init, out of reach.
 
     Args:
-        stop_received_at: When our own stop arrived (the entries' time origin).
-        deadline: When we must be gone.
-
-    Returns:
-        One entry per such descendant.
+        reason: The stop's reason.
+        timeout: Seconds; None means each child's own `Child.stop_timeout`.
     """
-    t0 = stop_received_at
-    tree = Tree([os.getpid()])
-    if not tree.alive():
-        return []
-    signal_members(tree.alive(), "stopped")
-    tree.wait_gone(max(0.0, deadline - KILL_WAIT - time.monotonic()))
-    tree.refresh()
-    signal_members(tree.alive(), "killed")
-    tree.wait_gone(KILL_WAIT)
-    tree.returncodes.update(_platform.reap_adopted(tree.members))
-    return [
-        ReportEntry(
-            pid=m.pid,
-            name=m.name,
-            outcome=m.outcome or "stopped",
-            returncode=tree.returncodes.get(m.pid),
-            seconds=None if m.gone_at is None else round(m.gone_at - t0, 6),
-            member=False,
-        )
-        for m in sorted(tree.members.values(), key=lambda m: m.depth)
-    ]
+    stop_all(reason, timeout)
+    with _lock:
+        finished = dict(_finished)
+    if not finished or not _platform.has_children():
+        return
+    tree = Tree([], markers=finished)
+    if tree.alive():
+        signal_members(tree.alive(), "stopped")
+        tree.wait_gone(timeout if timeout is not None else max(finished.values()))
+        escalate([tree])
+    tree.watch.close()
 
 
 # From now on, our own stop and our exit stop these children too.
-_member.set_children_stopper(stop_all)
+_member.set_children_hooks(stop_all, at_exit)

@@ -1,4 +1,4 @@
-"""Process-tree snapshots and escalation, on psutil.
+"""Process trees: snapshots, names, and the OS's requests to go, on psutil.
 
 Rules of this module:
 
@@ -8,18 +8,26 @@ Rules of this module:
   creation time before sending a signal: a pid reused by an unrelated process
   is never signalled.
 * This module never waits on (reaps) a direct child: its exit status belongs
-  to its ``Popen`` object.
+  to its ``Popen`` object.  Only processes re-parented to us (as a subreaper)
+  are reaped, by `reap_adopted`, and only when the caller knows them to be
+  such orphans.
+* An exit time is recorded when the exit was seen as it happened (see
+  `_platform.ExitWatch`); otherwise it is unknown, never guessed.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from . import _platform
+from ._deadlines import KILL_WAIT, TERM_GRACE
+from ._report import ReportEntry
 from ._transport import ENV_ENDPOINT
 
 if TYPE_CHECKING:
@@ -28,68 +36,175 @@ if TYPE_CHECKING:
 
 @dataclass
 class Member:
-    """One process of a snapshot."""
+    """One process of a snapshot.
+
+    Attributes:
+        proc: The process.
+        ppid: Its parent when first seen.
+        depth: 1 for a child of a root, 2 for a grandchild, ...
+        name: What ``ps`` users recognise it by (see `describe`).
+        companion: It exits on its own once its owner exits (see `COMPANIONS`).
+        exited_early: It had exited (a zombie) when first seen.
+        gone: It has been seen gone (or a zombie).
+        gone_at: `time.monotonic` of its exit, when seen as it happened.
+        seen_gone_at: `time.monotonic` when it was first seen gone.
+        outcome: Set by the OS request that was sent to it: ``stopped``
+            (the polite request, as its stop), ``terminated`` or ``killed``.
+    """
 
     proc: psutil.Process
     ppid: int
     depth: int
     name: str
-    gone_at: float | None = None  # time.monotonic() when first seen gone
-    outcome: str | None = None  # set by escalation: "terminated" or "killed"
+    companion: bool = False
+    exited_early: bool = False
+    gone: bool = False
+    gone_at: float | None = None
+    seen_gone_at: float | None = None
+    outcome: str | None = None
 
     @property
     def pid(self) -> int:
         return int(self.proc.pid)
 
+    def went_after(self, moment: float) -> bool:
+        """Whether it was gone only after ``moment`` (by its exit time when
+        known, else by when it was seen gone)."""
+        when = self.gone_at if self.gone_at is not None else self.seen_gone_at
+        return when is not None and when > moment + 0.001
+
+    def mark_gone(self, when: float | None, now: float) -> None:
+        """Record that it is gone (``when``: its exit time, if known)."""
+        if not self.gone:
+            self.gone, self.gone_at, self.seen_gone_at = True, when, now
+
+
+# -- names ----------------------------------------------------------------------
+
+#: The ``-c`` programs of processes that end on their own once their owner
+#: exits, and are meant to outlive it for a moment to clean up after it:
+#: multiprocessing's resource tracker (which ignores SIGINT and SIGTERM and
+#: unlinks what its owner leaked when the owner's end of its pipe closes), and
+#: its forkserver (which exits when its owner's end of its pipe closes).
+COMPANIONS = {
+    "from multiprocessing.resource_tracker import main": "multiprocessing.resource_tracker",
+    "from multiprocessing.semaphore_tracker import main": "multiprocessing.semaphore_tracker",
+    "from multiprocessing.forkserver import main": "multiprocessing.forkserver",
+    "from multiprocessing.spawn import spawn_main": "multiprocessing.spawn",
+}
+_PYTHON = re.compile(r"^(python|pypy)[0-9.]*[a-z]?(\.exe)?$", re.IGNORECASE)
+_OPTIONS_WITH_VALUE = ("-W", "-X", "--check-hash-based-pycs")
+_MAX_NAME = 64
+
+
+def describe(cmdline: list[str], fallback: str) -> tuple[str, bool]:
+    """A process's name as ``ps`` users recognise it, and whether it is a companion.
+
+    * A process title (one argument with spaces, as setproctitle writes
+      them: ``gunicorn: worker [app]``): the title.
+    * A Python interpreter: the script's basename (``gunicorn``,
+      ``server.py``), the module of ``-m``, the multiprocessing role of a
+      ``-c`` program it recognises, else ``python -c``.
+    * Anything else: ``argv[0]``'s basename.
+
+    Args:
+        cmdline: The process's arguments (empty for a zombie or when unreadable).
+        fallback: The OS's name for it (``comm`` on Linux), used when ``cmdline`` is empty.
+
+    Returns:
+        The name (at most 64 characters) and whether the process is one of `COMPANIONS`.
+    """
+    if not cmdline or not cmdline[0]:
+        return fallback[:_MAX_NAME], False
+    arg0 = cmdline[0]
+    if len(cmdline) == 1 and " " in arg0:
+        return arg0[:_MAX_NAME], False
+    exe = os.path.basename(arg0)
+    if not _PYTHON.match(exe):
+        return exe[:_MAX_NAME], False
+    args = iter(cmdline[1:])
+    for arg in args:
+        if arg == "-c":
+            code = next(args, "")
+            for start, role in COMPANIONS.items():
+                if code.startswith(start):
+                    return role, role != "multiprocessing.spawn"
+            return f"{exe} -c", False
+        if arg == "-m":
+            return next(args, exe)[:_MAX_NAME], False
+        if arg in _OPTIONS_WITH_VALUE:
+            next(args, None)
+        elif arg.startswith("-") and arg != "-":
+            continue
+        else:
+            return os.path.basename(arg)[:_MAX_NAME], False
+    return exe[:_MAX_NAME], False
+
 
 def display_name(proc: psutil.Process) -> str:
-    """``argv[0]``'s basename, else the OS's process name."""
+    """`describe`'s name of a running process (``?`` if it is gone)."""
+    return _describe(proc)[0]
+
+
+def _describe(proc: psutil.Process) -> tuple[str, bool]:
     import psutil
 
     try:
         cmdline = proc.cmdline()
-        if cmdline and cmdline[0]:
-            return os.path.basename(str(cmdline[0]))[:256]
     except (psutil.Error, OSError):
-        pass  # a zombie has no command line left, but still its name
+        cmdline = []  # a zombie has no command line left, but still its name
     try:
-        return str(proc.name())[:256]
+        fallback = str(proc.name())
     except (psutil.Error, OSError):
-        return "?"
+        fallback = "?"
+    return describe(cmdline, fallback)
+
+
+# -- trees ------------------------------------------------------------------------
 
 
 class Tree:
     """A refreshable snapshot of the descendants of some root processes.
 
     Processes once seen stay in the snapshot after they exit, so a stop can
-    report on each of them; `refresh` adds the ones started since.
+    report on each of them; `refresh` adds the ones started since.  Each is
+    watched for its exit (`_platform.ExitWatch`), so the report can say when
+    it went.
 
     A descendant that double-forks, or whose parent died, is re-parented to
-    this process (a subreaper) and so leaves the subtree of its root.  With a
-    ``marker``, `refresh` finds such processes among our own children: they
-    carry the marker (the spawn's endpoint, which is not secret) in the
+    this process (a subreaper) and so leaves the subtree of its root.  With
+    ``markers``, `refresh` finds such processes among our own children: they
+    carry a marker (the spawn's endpoint, which is not secret) in the
     environment they started with, inherited from a child that never joined.
 
     Args:
         roots: Pids whose descendants to track (the roots themselves are not included).
-        marker: The value of ``SHUTDOWNBUS_ENDPOINT`` that the tree's non-members inherited.
+        markers: The values of ``SHUTDOWNBUS_ENDPOINT`` that the tree's non-members inherited.
         not_ours: Returns the pids of our children that belong elsewhere (our other `Child` objects).
         table: A `ProcessTable` for the first look.
+        prune: Returns True for a process that, with its descendants, is not part of this tree.
+        watch: The watch to record exits in (one can serve several trees and
+            the children they belong to); a new one if None.
     """
 
     def __init__(
         self,
         roots: Iterable[int],
-        marker: str | None = None,
+        markers: Collection[str] = (),
         not_ours: Callable[[], set[int]] | None = None,
         table: ProcessTable | None = None,
+        prune: Callable[[psutil.Process], bool] | None = None,
+        watch: _platform.ExitWatch | None = None,
     ) -> None:
         self.roots = list(roots)
-        self.marker = marker
+        self.markers = frozenset(markers)
         self.not_ours = not_ours
+        self.prune = prune
+        self.watch = watch if watch is not None else _platform.ExitWatch()
         self.members: dict[int, Member] = {}
         self.returncodes: dict[int, int] = {}  # of members we reaped (as their subreaper)
         self._marked: dict[int, bool] = {}
+        self._pruned: set[int] = set()
         self.refresh(table)
 
     def refresh(self, table: ProcessTable | None = None) -> None:
@@ -114,11 +229,9 @@ class Tree:
 
     def _walk(self, table: ProcessTable) -> int:
         """One walk down the tree; the number of processes it added."""
-        import psutil
-
         added = 0
         roots = list(self.roots)
-        if self.marker is not None:
+        if self.markers:
             roots += self._adopt(table.children(os.getpid()))
         for root in roots:
             depth_of = {root: 0}
@@ -126,19 +239,41 @@ class Tree:
             while queue:
                 parent = queue.pop()
                 for pid in table.children(parent):
-                    if pid in depth_of:
+                    if pid in depth_of or pid in self._pruned:
                         continue
                     depth_of[pid] = depth_of[parent] + 1
+                    if pid not in self.members:
+                        if not self._add(pid, parent, depth_of[pid]):
+                            continue
+                        added += 1
                     queue.append(pid)
-                    if pid in self.members:
-                        continue
-                    try:
-                        proc = psutil.Process(pid)
-                    except psutil.Error:
-                        continue
-                    self.members[pid] = Member(proc, parent, depth_of[pid], display_name(proc))
-                    added += 1
         return added
+
+    def _add(self, pid: int, parent: int, depth: int, proc: psutil.Process | None = None) -> bool:
+        """Take ``pid`` into the snapshot (False: it is gone, or pruned with its subtree)."""
+        import psutil
+
+        try:
+            if proc is None:
+                proc = psutil.Process(pid)
+            if self.prune is not None and self.prune(proc):
+                self._pruned.add(pid)
+                return False
+            zombie = proc.status() == psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+        name, companion = _describe(proc)
+        above = self.members.get(parent)
+        if companion and above is not None and above.companion and above.name == name:
+            name, companion = f"{name} worker", False  # forked by the companion: its work, not it
+        member = Member(proc, parent, depth, name, companion=companion)
+        self.members[pid] = member
+        if zombie:
+            member.exited_early = True
+            member.mark_gone(None, time.monotonic())
+        else:
+            self.watch.add(pid, lambda: not is_running(proc))
+        return True
 
     def _adopt(self, our_children: list[int]) -> list[int]:
         """Marked processes among our own children: members at depth 1; their pids."""
@@ -151,51 +286,144 @@ class Tree:
                 continue
             try:
                 proc = psutil.Process(pid)
-                if not self.marked(proc):
-                    continue
-                self.members[pid] = Member(proc, os.getpid(), 1, display_name(proc))
             except psutil.Error:
                 continue
-            found.append(pid)
+            if self.marked(proc) and self._add(pid, os.getpid(), 1, proc):
+                found.append(pid)
         return found
 
     def marked(self, proc: psutil.Process) -> bool:
-        """Whether ``proc`` started with this tree's marker in its environment
-        (so it is a non-member of this tree: it cannot hear the bus)."""
-        import psutil
-
-        if self.marker is None:
+        """Whether ``proc`` started with one of this tree's markers in its
+        environment (so it is a non-member of this tree: it cannot hear the bus)."""
+        if not self.markers:
             return False
         if proc.pid not in self._marked:
-            try:
-                self._marked[proc.pid] = proc.environ().get(ENV_ENDPOINT) == self.marker
-            except (psutil.Error, OSError):
-                self._marked[proc.pid] = False
+            self._marked[proc.pid] = marker_of(proc) in self.markers
         return self._marked[proc.pid]
 
     def alive(self) -> list[Member]:
         """Members still running (a zombie counts as gone), deepest first."""
-        now = time.monotonic()
-        out = []
-        for m in self.members.values():
-            if m.gone_at is not None:
-                continue
-            if is_running(m.proc):
-                out.append(m)
-            else:
-                m.gone_at = now
-        return sorted(out, key=lambda m: -m.depth)
+        self.note_exits()
+        return sorted((m for m in self.members.values() if not m.gone), key=lambda m: -m.depth)
 
-    def wait_gone(self, timeout: float) -> list[Member]:
-        """Wait up to ``timeout`` seconds for every member to go; return the rest."""
+    def note_exits(self) -> None:
+        """Mark the members that the watch has seen exit."""
+        self.watch.wait(0)
+        now = time.monotonic()
+        for pid, when in self.watch.exits.items():
+            m = self.members.get(pid)
+            if m is not None:
+                m.mark_gone(when, now)
+
+    def wait_gone(self, timeout: float, companions: bool = True) -> list[Member]:
+        """Wait up to ``timeout`` seconds for every member to go; return the rest.
+
+        Args:
+            timeout: Seconds.
+            companions: Wait for `COMPANIONS` too.
+        """
         end = time.monotonic() + timeout
-        delay = 0.001
         while True:
-            alive = self.alive()
-            if not alive or time.monotonic() >= end:
+            alive = [m for m in self.alive() if companions or not m.companion]
+            remaining = end - time.monotonic()
+            if not alive or remaining <= 0:
                 return alive
-            time.sleep(min(delay, max(0.0, end - time.monotonic())))
-            delay = min(delay * 2, 0.02)
+            self.watch.wait(remaining)
+
+    def entries(
+        self, t0: float, *, lost_after: float | None = None, member_pid: int | None = None, skip: Iterable[int] = ()
+    ) -> list[ReportEntry]:
+        """One report entry per member, parents before their children.
+
+        Outcomes: ``exited`` for a process that had exited when first seen;
+        the OS request it got (``stopped``, ``terminated``, ``killed``);
+        ``lost`` for one that went on its own after ``lost_after`` (its
+        ancestor had exited; a companion is not lost, it did its job);
+        ``stopped`` otherwise.
+
+        Args:
+            t0: The stop's start; seconds count from it.
+            lost_after: See above; None: nothing is lost.
+            member_pid: The pid that joined the bus, if it is among the members.
+            skip: Pids not to report (reported by someone else).
+        """
+        skip = set(skip)
+        out = []
+        for m in sorted(self.members.values(), key=lambda m: m.depth):
+            if m.pid in skip:
+                continue
+            if m.exited_early:
+                outcome = "exited"
+            elif m.outcome:
+                outcome = m.outcome
+            elif lost_after is not None and not m.companion and m.went_after(lost_after):
+                outcome = "lost"
+            else:
+                outcome = "stopped"
+            seconds = None if m.gone_at is None else round(max(0.0, m.gone_at - t0), 6)
+            out.append(ReportEntry(m.pid, m.name, outcome, self.returncodes.get(m.pid), seconds, m.pid == member_pid))
+        return out
+
+
+class OwnDescendants:
+    """The descendants of this process that cannot hear the bus, watched and stopped at its exit.
+
+    They are what this process started without `spawn`: plain subprocesses,
+    multiprocessing's workers, forks.  A process spawned on the bus (it
+    started with an endpoint other than our own in its environment) belongs,
+    with its subtree, to one of our `Child` objects, whose stop covers it.
+    `COMPANIONS` are never asked to go: they exit on their own once this
+    process is gone, and its parent's stop accounts for them.
+
+    `wait` watches them go while the program cleans up, so that each exit
+    time is known; `finish`, at this process's exit, gives those still running
+    the polite OS request (their stop), kills what is left by the deadline,
+    and reports.
+
+    Args:
+        own_marker: The endpoint this process started with (a fork of this
+            process carries it too), or None.
+    """
+
+    def __init__(self, own_marker: str | None) -> None:
+        def spawned_on_the_bus(proc: psutil.Process) -> bool:
+            marker = marker_of(proc)
+            return marker is not None and marker != own_marker
+
+        self.tree = Tree([os.getpid()], prune=spawned_on_the_bus)
+
+    def wait(self, done: threading.Event) -> None:
+        """Watch them go until all are gone or ``done`` is set."""
+        while not done.is_set() and self.tree.wait_gone(0.02, companions=False):
+            pass
+
+    def finish(self, t0: float, deadline: float) -> list[ReportEntry]:
+        """At exit: ask those still running to go, wait, kill what is left at ``deadline``.
+
+        Args:
+            t0: When our own stop arrived (the entries' time origin).
+            deadline: When we must be gone.
+
+        Returns:
+            One entry per process, but for companions still running.
+        """
+        self.tree.refresh()
+        signal_members([m for m in self.tree.alive() if not m.companion], "stopped")
+        self.tree.wait_gone(max(0.0, deadline - KILL_WAIT - time.monotonic()), companions=False)
+        escalate([self.tree], steps=(("killed", KILL_WAIT),), companions=False)
+        running = {m.pid for m in self.tree.alive() if m.companion}
+        return self.tree.entries(t0, skip=running)
+
+
+def marker_of(proc: psutil.Process) -> str | None:
+    """The ``SHUTDOWNBUS_ENDPOINT`` that ``proc`` started with (None: none, or unreadable)."""
+    import psutil
+
+    try:
+        marker = proc.environ().get(ENV_ENDPOINT)
+    except (psutil.Error, OSError):
+        return None
+    return None if marker is None else str(marker)
 
 
 class ProcessTable:
@@ -263,3 +491,64 @@ def signal_members(members: Iterable[Member], outcome: str) -> None:
             m.outcome = outcome
         except psutil.Error:
             pass
+
+
+# -- escalation ------------------------------------------------------------------
+
+#: Past a deadline: the polite request, `TERM_GRACE` seconds, the kill, then
+#: up to `KILL_WAIT` seconds to see the processes gone.
+ESCALATION = (("terminated", TERM_GRACE), ("killed", KILL_WAIT))
+
+
+class Head(Protocol):
+    """A process above a tree's members that its owner signals its own way
+    (our own child, through its ``Popen``; a registered root)."""
+
+    def signal(self, outcome: str) -> None:
+        """Send the request of ``outcome`` (``terminated`` or ``killed``) if still running."""
+
+    def gone(self) -> bool:
+        """Whether it is gone."""
+
+
+def escalate(
+    trees: Sequence[Tree],
+    heads: Sequence[Head] = (),
+    steps: Sequence[tuple[str, float]] = ESCALATION,
+    companions: bool = True,
+) -> None:
+    """Make every process of ``trees`` (and ``heads``) go: each step's signal,
+    deepest first, from a fresh look (processes started meanwhile are not
+    missed), then up to the step's grace to see them gone.
+
+    This is the one escalation of the library: a stop's deadline, leftovers,
+    a member's own descendants at its exit, the admin's root.
+
+    Args:
+        trees: The trees (they may share one `_platform.ExitWatch`; heads
+            should be watched in it too, so that waiting sees them go).
+        heads: Processes above the trees, signalled after their trees.
+        steps: ``(outcome, grace)`` pairs.
+        companions: Signal `COMPANIONS` too.
+    """
+    for outcome, grace in steps:
+        members: list[Member] = []
+        for tree in trees:
+            tree.refresh()
+            members += [m for m in tree.alive() if companions or not m.companion]
+        live_heads = [h for h in heads if not h.gone()]
+        if not members and not live_heads:
+            return
+        signal_members(members, outcome)
+        for head in live_heads:
+            head.signal(outcome)
+        end = time.monotonic() + grace
+        while time.monotonic() < end:
+            left = [m for tree in trees for m in tree.alive() if companions or not m.companion]
+            if not left and all(h.gone() for h in heads):
+                break
+            watch = trees[0].watch if trees else None
+            if watch is not None and watch.watching():
+                watch.wait(end - time.monotonic())
+            else:
+                time.sleep(min(0.005, max(0.0, end - time.monotonic())))

@@ -12,13 +12,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
-from shutdownbus import testing
+from shutdownbus import _platform, testing
 from shutdownbus._tree import is_running
 
 MEMBER = str(Path(__file__).parent / "programs" / "member.py")
@@ -58,6 +59,19 @@ def member_cmd(log: Path, *extra: str, name: str = "B") -> list[str]:
 def log_lines(log: Path) -> list[str]:
     """The lines the members wrote to ``log``."""
     return log.read_text().splitlines() if log.exists() else []
+
+
+def wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until ``procs`` are gone (a zombie counts as gone, whoever its
+    parent is); return those still running after ``timeout`` seconds."""
+    watch = _platform.ExitWatch()
+    for proc in procs:
+        watch.add(proc.pid, lambda proc=proc: not is_running(proc))  # type: ignore[misc]
+    end = time.monotonic() + timeout
+    while (running := [p for p in procs if p.pid not in watch.exits]) and time.monotonic() < end:
+        watch.wait(end - time.monotonic())
+    watch.close()
+    return [p for p in running if is_running(p)]
 
 
 def alive(pids: list[int]) -> list[int]:

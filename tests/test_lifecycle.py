@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import alive, log_lines, member_cmd
+from conftest import alive, log_lines, member_cmd, wait_gone
 
 import shutdownbus
 from shutdownbus._deadlines import ESCALATION_MARGIN
@@ -85,8 +85,9 @@ def test_orphaned_member_stops_its_tree_when_its_parent_is_killed(tmp_path: Path
     c = psutil.Process(c_pid)
     killed_at = time.monotonic()
     os.kill(child.pid, signal.SIGKILL)
-    # C is re-parented to us (we are a subreaper) and stops on its own.
-    c.wait(timeout=30)
+    # C is re-parented to us (we are a subreaper) and stops on its own.  Not
+    # psutil's wait: begun before C is ours, it waits for C's zombie to go.
+    assert wait_gone([c], 30) == []
     lines = log_lines(log)
     assert "B.0 got stop parent-lost" in lines
     assert "B.0 cleanup" in lines
@@ -196,8 +197,8 @@ atexit.register(lambda: print("frozen", gc.get_freeze_count() > 0, flush=True))
 import shutdownbus
 shutdownbus.join(fast_exit={fast_exit})
 cleanup_log = open(sys.argv[1], "w")  # buffered, never closed: the exit must flush it
-shutdownbus.ready()
-try:
+try:  # ready() inside: the stop may come as soon as the parent hears it
+    shutdownbus.ready()
     time.sleep({sleep})
 except shutdownbus.StopRequested:
     cleanup_log.write("cleaned up")

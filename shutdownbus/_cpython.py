@@ -1,0 +1,181 @@
+"""Every use of CPython's and asyncio's internals, in one place.
+
+Rules of this module:
+
+* Each function touches private attributes of the standard library, on
+  purpose, to make a stop behave like Ctrl-C in code we do not own.  Each
+  checks the Python version it was written against (`TESTED`) and the shape
+  of what it finds, and fails safe: on anything unexpected it does nothing
+  and answers as if the feature were absent.  None raises.
+* `tests/test_cpython.py` runs each of them under every CPython version it
+  can find, so that a new version that moved something shows up as a
+  failing test, not as a silent change of behaviour.
+* It imports nothing that the standard library has not loaded already
+  (``sys.modules`` lookups only): it runs in the stop's path and, for some
+  functions, while the interpreter exits.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+#: The CPython versions whose internals these functions were checked against
+#: (major, minor); on others they fail safe.
+TESTED = ((3, 10), (3, 11), (3, 12), (3, 13), (3, 14))
+
+
+def _known_version() -> bool:
+    return sys.implementation.name == "cpython" and sys.version_info[:2] in TESTED
+
+
+# -- subprocess -------------------------------------------------------------------
+
+
+def skip_popen_sigint_wait(frame: FrameType | None) -> bool:
+    """Let a ``Popen.wait()`` that our stop interrupts pass it on at once.
+
+    On a KeyboardInterrupt, ``Popen.wait()`` first waits 0.25 s for its
+    child (``Popen._sigint_wait_secs``), assuming the child got the same
+    Ctrl-C (CPython bpo-25942).  A process started with plain subprocess does
+    not get our stop, so that wait would only delay the cleanup; a
+    ``Popen`` whose class sets ``_shutdownbus_hears_stops`` (a `Child`) does
+    get it, and keeps its wait.
+
+    Args:
+        frame: Where the stop is raised; the frames above it are searched
+            (eight at most) for ``Popen.wait``.
+
+    Returns:
+        True if such a wait was found and shortened.
+    """
+    subprocess = sys.modules.get("subprocess")
+    if subprocess is None or not _known_version():
+        return False  # not loaded: nothing waits in Popen.wait
+    code = getattr(getattr(subprocess.Popen, "wait", None), "__code__", None)
+    for _ in range(8):
+        if frame is None or code is None:
+            return False
+        if frame.f_code is code:
+            popen = frame.f_locals.get("self")
+            if (
+                isinstance(popen, subprocess.Popen)
+                and not getattr(popen, "_shutdownbus_hears_stops", False)
+                and hasattr(popen, "_sigint_wait_secs")
+            ):
+                popen._sigint_wait_secs = 0
+                return True
+            return False
+        frame = frame.f_back
+    return False
+
+
+# -- asyncio ------------------------------------------------------------------------
+
+
+def asyncio_runner_handler() -> functools.partial[None] | None:
+    """The SIGINT handler that ``asyncio.run`` installed (Python 3.11+), if it is installed.
+
+    ``asyncio.Runner`` installs ``functools.partial(self._on_sigint,
+    main_task=task)``; on Ctrl-C it cancels the main task instead of raising
+    in the loop.  A stop calls it the same way, so the program's cleanup runs
+    the same way for both.
+
+    Returns:
+        The handler, or None (not under ``asyncio.run``, Python 3.10, or an
+        unknown shape).
+    """
+    if not _known_version() or sys.version_info < (3, 11):
+        return None
+    try:
+        handler = signal.getsignal(signal.SIGINT)
+    except (ValueError, OSError):
+        return None
+    func = getattr(handler, "func", None)
+    if isinstance(handler, functools.partial) and getattr(func, "__name__", "") == "_on_sigint":
+        owner = getattr(func, "__self__", None)
+        if owner is not None and type(owner).__name__ == "Runner" and "main_task" in handler.keywords:
+            return handler
+    return None
+
+
+def interrupts_seen(runner: functools.partial[None]) -> int:
+    """How many Ctrl-C (or stops) ``asyncio.Runner`` has handled (``Runner._interrupt_count``)."""
+    count = getattr(getattr(runner.func, "__self__", None), "_interrupt_count", 0)
+    return count if isinstance(count, int) else 0
+
+
+# -- threads --------------------------------------------------------------------------
+
+
+def handling_keyboard_interrupt(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is handling a KeyboardInterrupt (in an ``except`` or ``finally``).
+
+    Uses ``sys._current_exceptions()``, which gives exceptions on 3.12+ and
+    ``exc_info`` triples on 3.10 and 3.11.
+    """
+    current_exceptions = getattr(sys, "_current_exceptions", None)
+    if current_exceptions is None or thread.ident is None or not _known_version():
+        return False
+    try:
+        current: Any = current_exceptions().get(thread.ident)
+    except Exception:
+        return False
+    if isinstance(current, tuple):
+        current = current[1] if len(current) == 3 else None
+    return isinstance(current, KeyboardInterrupt)
+
+
+# -- concurrent.futures -------------------------------------------------------------
+
+
+def terminate_process_pool_workers() -> int:
+    """Terminate the workers of every ``ProcessPoolExecutor`` of this process,
+    as Ctrl-C would interrupt them.
+
+    ``ProcessPoolExecutor.shutdown(wait=True)``, which leaving its ``with``
+    block calls, waits for the tasks that run, whatever they do; a Ctrl-C
+    reaches the workers too and ends them, a stop does not.  This asks each
+    worker to go with the OS's polite request; the executor's manager thread
+    sees its workers gone, fails the futures still pending
+    (``BrokenProcessPool``) and ends, and the program's own ``shutdown``
+    returns.  Only the workers are touched: calling ``shutdown(wait=False)``
+    here too (as Python 3.14's ``terminate_workers()`` does) would drop the
+    executor's hold on its manager thread, so the program's own shutdown
+    would not wait for it, and the interpreter's exit could race with it
+    (an EBADF on its wake-up pipe, seen on 3.11).
+
+    Executors are found through ``concurrent.futures.process._threads_wakeups``,
+    which holds each live executor's manager thread; their workers are
+    ``executor._processes``.
+
+    Returns:
+        The number of workers asked to go.
+    """
+    process = sys.modules.get("concurrent.futures.process")
+    if process is None or not _known_version():
+        return 0  # not loaded: no executor exists
+    wakeups = getattr(process, "_threads_wakeups", None)
+    try:
+        threads = list(wakeups.keys()) if wakeups is not None else []
+    except Exception:
+        return 0
+    done = 0
+    for thread in threads:
+        reference = getattr(thread, "executor_reference", None)
+        executor = reference() if callable(reference) else None
+        workers = getattr(executor, "_processes", None)
+        if not isinstance(workers, dict):
+            continue
+        for worker in list(workers.values()):
+            try:
+                if worker.is_alive():
+                    worker.terminate()
+                    done += 1
+            except (OSError, ValueError):  # gone meanwhile, or already closed
+                continue
+    return done
