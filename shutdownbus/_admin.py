@@ -8,8 +8,12 @@ Rules of this module:
   connects, the admin opens with a ``knock`` frame; the root then starts the
   handshake as a child would.
 * The admin is not the root's parent: it cannot collect the root's exit
-  status, so it watches the tree with psutil until every process is gone,
-  and escalates past the deadline like a parent would.
+  status (a root that knows it reports it: ``shutdownbus run`` does), so it
+  watches the tree until every process is gone, and escalates past the
+  deadline like a parent would.
+* The tree gets the stop's timeout; the root itself gets `ESCALATION_MARGIN`
+  more, the time it needs to escalate its own children at their deadline,
+  before the admin escalates it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING
 import zmq
 
 from . import _registry, _transport
+from ._deadlines import ESCALATION_MARGIN
 from ._errors import AuthenticationError, ChannelError, ProtocolError
 from ._protocol import Ack, Channel, Established, Report, Role, Stop, knock
 from ._report import ReportEntry, StopReport, merge_entries
@@ -76,12 +81,13 @@ def send_stop(
         if not wait:
             sock.setsockopt(zmq.LINGER, 1000)  # let the stop leave before we close
             return None
-        reported = _wait(sock, channel, root, tree, t0 + timeout, progress)
+        reported = _wait(sock, channel, root, tree, t0 + timeout + ESCALATION_MARGIN, progress)
         head = _RootHead(root)
         if is_running(root):
             escalate([tree], [head])
         end = time.monotonic()
-        own = ReportEntry(entry.pid, entry.name, head.escalated or "stopped", None, round(end - t0, 6), True)
+        status = next((e.returncode for e in reported if e.pid == entry.pid), None)
+        own = ReportEntry(entry.pid, entry.name, head.escalated or "stopped", status, round(end - t0, 6), True)
         others = tree.entries(t0)
         return StopReport(reason, merge_entries([[own], reported, others]), round(end - t0, 6))
     finally:

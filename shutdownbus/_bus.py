@@ -27,7 +27,6 @@ from typing import Any
 import zmq
 
 from . import _log, _platform, _transport
-from ._deadlines import child_budget
 from ._errors import ChannelError, ProtocolError
 from ._protocol import MAX_BUDGET, Ack, Channel, Established, Event, Ready, Report, Role, Stop, is_knock
 
@@ -66,6 +65,7 @@ class Link:
         self.stop_deadline: float | None = None  # time.monotonic() by which the child must be gone
         self.stop_requested_at: float | None = None
         self.stop_sent_at: float | None = None
+        self.opened_at = time.monotonic()  # about when the child was spawned
         self.closed = False
 
     def __repr__(self) -> str:
@@ -415,6 +415,8 @@ class Bus:
             up.sock, lambda: up.channel, "admin" if up.admin else "parent", knock if up.admin else None
         ):
             if isinstance(event, Established):
+                if not up.admin:
+                    _platform.mark_member()  # on this thread: the bus thread takes the name
                 up.joined.set()
             elif isinstance(event, Stop):
                 self._on_stop(event.reason, event.budget)
@@ -425,8 +427,8 @@ class Bus:
                         up.acked.set()
 
     def forward_stop(self, reason: str, budget: float) -> None:
-        """Bus thread only: hand a stop to every child at once, with a smaller budget."""
-        deadline = time.monotonic() + child_budget(budget)
+        """Bus thread only: hand a stop to every child at once, with ``budget`` seconds."""
+        deadline = time.monotonic() + budget
         for link in self.links.values():
             self._request_stop(link, reason, deadline)
 

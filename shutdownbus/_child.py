@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import _member, _platform, _stop, _transport
 from ._errors import ChildExited
 from ._protocol import MAX_BUDGET
+from ._tree import describe
 
 if TYPE_CHECKING:
     from ._report import StopReport
@@ -99,17 +100,21 @@ class Child(subprocess.Popen[Any]):
 
     @property
     def name(self) -> str:
-        """The child's name: given to `spawn`, else its own (once joined), else ``argv[0]``'s basename."""
+        """The child's name: given to `spawn`, else its own (once joined), else
+        what ``ps`` users recognise its command by (the script of ``python
+        script.py``, the module of ``-m``, else the program)."""
         if self._given_name:
             return self._given_name
         if self._link.member_name:
             return self._link.member_name
         args = self.args
-        first = args if isinstance(args, (str, bytes, os.PathLike)) else args[0]
-        text = os.fsdecode(first)
         if isinstance(args, (str, bytes)):  # a command line: name its program
-            text = (text.split() or [text])[0]
-        return os.path.basename(text)
+            argv = os.fsdecode(args).split() or [os.fsdecode(args)]
+        elif isinstance(args, os.PathLike):
+            argv = [os.fsdecode(args)]
+        else:
+            argv = [os.fsdecode(a) for a in args]
+        return describe(argv, os.path.basename(argv[0]) if argv else "?")[0]
 
     @property
     def joined(self) -> bool:

@@ -139,14 +139,25 @@ def _fail(message: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """``shutdownbus run``."""
+    """``shutdownbus run``.
+
+    Its main thread only waits for the command, and takes no exception while
+    it does: an exception that lands between the command's exit and
+    ``Popen`` storing its status loses the status (the second wait finds no
+    child, and ``Popen`` calls that 0).  So Ctrl-C is only noted (the
+    command got it too, from the terminal), a stop from ``send-stop`` reaches
+    the command through the bus, and SIGTERM starts the same stop on a thread.
+    """
+    import threading
+
     from ._child import spawn
-    from ._member import register
+    from ._member import _register, report_own_exit
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         parser.error("run needs a command: shutdownbus run [options] -- CMD [ARG...]")
-    register(args.name or os.path.basename(cmd[0]))
+    _register(args.name or os.path.basename(cmd[0]), fast_exit=True, wrapper=True)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
         child = spawn(cmd, stop_timeout=args.stop_timeout)
     except OSError as exc:
@@ -159,24 +170,18 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             child.stop(reason="not-ready")
             return _fail(str(exc).splitlines()[0])
     if hasattr(signal, "SIGTERM") and sys.platform != "win32":
-        # Whoever sends us SIGTERM (a service manager, kill) means "stop the
-        # tree": do it gracefully instead of dying and orphaning the tree.
-        signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        rc = child.wait()
-    except _Terminated:
-        rc = _exit_status(child.stop(reason="SIGTERM").entries[0].returncode)
-    except KeyboardInterrupt:  # Ctrl-C (the child got it too), or a stop from send-stop
-        rc = child.wait()
-    return _exit_status(rc)
+        # Whoever sends us SIGTERM (a service manager, kill, a container
+        # runtime) means "stop the tree": do it gracefully, through the bus,
+        # instead of dying and orphaning the tree.
+        def stop_on_sigterm(signum: int, frame: object) -> None:
+            threading.Thread(target=child.stop, args=("SIGTERM",), name="shutdownbus-sigterm").start()
 
-
-class _Terminated(KeyboardInterrupt):
-    """``shutdownbus run`` got SIGTERM."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise _Terminated()
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
+    rc = child.wait()
+    child.stop()  # the same report as the stop that ended it, if one did; else it sweeps what is left
+    status = _exit_status(rc)
+    report_own_exit(status)
+    return status
 
 
 def _exit_status(rc: int | None) -> int:
@@ -250,93 +255,32 @@ def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _describe(entry: Any) -> dict[str, Any]:
-    import psutil
-
     from . import _registry
+    from ._tree import tree_size
 
-    try:
-        processes = 1 + len(psutil.Process(entry.pid).children(recursive=True))
-    except psutil.Error:
-        processes = 0
     return {
         "name": entry.name,
         "pid": entry.pid,
         "uptime": round(_registry.uptime(entry), 3),
-        "processes": processes,
+        "processes": tree_size(entry.pid),
         "command": " ".join(entry.argv),
     }
 
 
 def cmd_tree(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``shutdownbus tree``."""
-    import psutil
-
     from . import _registry
+    from ._tree import live_view
 
     entry = _registry.find(args.target)
-    try:
-        root = psutil.Process(entry.pid)
-        procs = [(root, 0), *_descendants(root, 1)]
-    except psutil.NoSuchProcess:
+    rows = live_view(entry.pid)
+    if rows is None:
         return _fail(f"the tree {entry.name!r} is gone")
     table = [("PID", "NAME", "MEMBER", "STATE", "COMMAND")]
-    for proc, depth in procs:
-        row = (str(proc.pid), "  " * depth + _name(proc), _on_bus(proc, proc is root), _state(proc), _command(proc))
-        table.append(row)
+    for pid, depth, name, member, state, command in rows:
+        table.append((str(pid), "  " * depth + name, member, state, command))
     _print_table(table)
     return EXIT_OK
-
-
-def _descendants(proc: Any, depth: int) -> list[tuple[Any, int]]:
-    import psutil
-
-    out: list[tuple[Any, int]] = []
-    try:
-        children = sorted(proc.children(), key=lambda p: p.pid)
-    except psutil.Error:
-        return out
-    for child in children:
-        out.append((child, depth))
-        out += _descendants(child, depth + 1)
-    return out
-
-
-def _name(proc: Any) -> str:
-    from ._tree import display_name
-
-    return display_name(proc)
-
-
-def _on_bus(proc: Any, is_root: bool) -> str:
-    """Whether the process was started on the bus (its start-up environment
-    had a channel), or is the registered root itself."""
-    import psutil
-
-    if is_root:
-        return "root"
-    try:
-        return "yes" if "SHUTDOWNBUS_ENDPOINT" in proc.environ() else "no"
-    except (psutil.Error, OSError):
-        return "?"
-
-
-def _command(proc: Any, width: int = 70) -> str:
-    import psutil
-
-    try:
-        text = " ".join(proc.cmdline())
-    except psutil.Error:
-        return "?"
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _state(proc: Any) -> str:
-    import psutil
-
-    try:
-        return str(proc.status())
-    except psutil.Error:
-        return "gone"
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:

@@ -18,8 +18,8 @@ from __future__ import annotations
 TERM_GRACE = 0.2
 KILL_WAIT = 0.2
 ESCALATION_MARGIN = TERM_GRACE + KILL_WAIT
-#: A child that has not joined the bus this long after a stop began gets the
-#: OS-native polite request instead (capped at half the stop's budget).
+#: A child that has not joined the bus this long after it was spawned gets
+#: the OS-native polite request as its stop instead (see `join_grace_end`).
 JOIN_GRACE = 1.0
 #: The share of a budget handed to the next level down.
 CHILD_SHARE = 0.8
@@ -39,6 +39,21 @@ def child_budget(budget: float) -> float:
     return max(0.0, CHILD_SHARE * (budget - ESCALATION_MARGIN))
 
 
-def join_grace(budget: float) -> float:
-    """How long to wait for a child to join before using the OS request."""
-    return min(JOIN_GRACE, budget / 2)
+def join_grace_end(spawned: float, started: float, deadline: float) -> float:
+    """Until when a stop waits for a child to join before it uses the OS request.
+
+    A child spawned a moment ago may still join: it gets until `JOIN_GRACE`
+    after its spawn, but at most half of the stop's budget.  One that has run
+    longer than that without joining never will (a server in another
+    language, a shell script): the request goes at once, so that such a tree
+    stops as fast as a signal would stop it.
+
+    Args:
+        spawned: `time.monotonic` when the child was spawned.
+        started: When the stop started.
+        deadline: When the stop escalates.
+
+    Returns:
+        A `time.monotonic` time (possibly in the past).
+    """
+    return min(spawned + JOIN_GRACE, started + (deadline - started) / 2)

@@ -86,6 +86,9 @@ class _State:
         self.registered: Entry | None = None
         self.unregister: Callable[[str, int], None] | None = None
         self.fast_exit = True
+        # `shutdownbus run`: a root with no work of its own hands its command
+        # the whole budget (see `children_budget`).
+        self.wrapper = False
         self.own_marker: str | None = None  # the endpoint this process started with
         # This process's descendants that cannot hear the bus, looked at when
         # our stop arrived, and the thread that watches them go.
@@ -201,6 +204,18 @@ def join(
     return True
 
 
+def children_budget(budget: float) -> float:
+    """The budget our children get out of our own ``budget`` seconds.
+
+    A member keeps time for its escalation of them and for its own cleanup
+    (`_deadlines.child_budget`).  The root that ``shutdownbus run`` makes has
+    no cleanup of its own: its command gets the whole budget, and whoever
+    stops the root gives it `ESCALATION_MARGIN` on top to escalate the
+    command (see `_admin.send_stop`).
+    """
+    return budget if _state.wrapper else child_budget(budget)
+
+
 def _parse_timeout(text: str | None) -> float:
     try:
         value = float(text or "")
@@ -231,6 +246,11 @@ def register(name: str | None = None, *, fast_exit: bool = True) -> str:
         ShutdownBusError: this process is a member of its parent's tree (stop
             it through its parent) or is registered already.
     """
+    return _register(name, fast_exit=fast_exit, wrapper=False)
+
+
+def _register(name: str | None, *, fast_exit: bool, wrapper: bool) -> str:
+    """`register`; with ``wrapper``, for ``shutdownbus run``: see `children_budget`."""
     from . import _registry
 
     name = _registry.check_name(name or _default_name())
@@ -242,10 +262,14 @@ def register(name: str | None = None, *, fast_exit: bool = True) -> str:
 
         keys = _transport.ChannelKeys.generate()
         _state.name = name
-        _state.interrupt_main = True
         _state.fast_exit = fast_exit
-        _state.interruptible = _platform.install_main_thread_waker(_raise_pending)
-        _quiet_after_a_stop()
+        _state.wrapper = wrapper
+        # A wrapper's main thread only waits for its command, which the stop
+        # reaches through the bus: nothing to interrupt there.
+        _state.interrupt_main = not wrapper
+        if not wrapper:
+            _state.interruptible = _platform.install_main_thread_waker(_raise_pending)
+            _quiet_after_a_stop()
         bus = get_bus()
         up, endpoint = bus.open_admin(keys, os.getpid(), name)
         entry = _registry.Entry(
@@ -330,6 +354,20 @@ def stop_deadline() -> float | None:
     return _state.stop_deadline
 
 
+def report_own_exit(returncode: int) -> None:
+    """Tell whoever stopped this process the status it is about to exit with.
+
+    Only its parent could learn it otherwise; a registered root's admin is
+    not its parent (``shutdownbus run`` reports its command's status so).
+    """
+    up, bus = _state.upstream, _state.bus
+    if _state.stop_reason is None or up is None or bus is None or not up.joined.is_set():
+        return
+    entry = {"pid": os.getpid(), "name": _state.name, "outcome": "stopped", "returncode": returncode,
+             "seconds": None, "member": True}
+    bus.send_upstream(Report((entry,)))
+
+
 def record_reports(reports: list[StopReport]) -> None:
     """Send the stop reports of children up at once, if our parent asked us to stop."""
     up, bus = _state.upstream, _state.bus
@@ -361,7 +399,7 @@ def _on_stop(reason: str, budget: float) -> None:
         interrupting = _state.interrupt_main and not _state.exiting and not _state.handlers
     bus = _state.bus
     if bus is not None:
-        bus.forward_stop(reason, budget)
+        bus.forward_stop(reason, children_budget(budget))
     if _platform.has_children():
         from ._tree import OwnDescendants
 
@@ -407,7 +445,7 @@ def _enforce_children_deadlines(reason: str, budget: float) -> None:
     """
     stop = _children_stopper
     if stop is not None:
-        args = (reason, child_budget(budget))  # the share of children not reached by forwarding
+        args = (reason, children_budget(budget))  # for children not reached by forwarding
         threading.Thread(target=stop, args=args, name="shutdownbus-stop", daemon=True).start()
 
 

@@ -335,6 +335,45 @@ def interrupted_returncode() -> int:
     return 0xC000013A if WINDOWS else -signal.SIGINT
 
 
+def _prctl(option: int, value: int | bytes) -> bool:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(option, value, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+#: The name a joined member's bus thread takes (at most 15 bytes: Linux's limit).
+MEMBER_THREAD_NAME = "shutdownbus:mbr"
+
+
+def mark_member() -> None:
+    """Let other processes see that this process joined the bus.
+
+    Linux: the calling thread (the bus thread) takes `MEMBER_THREAD_NAME`
+    as its name, which ``/proc/PID/task/TID/comm`` shows to anyone, and
+    `joined_the_bus` looks for.  Elsewhere: nothing.
+    """
+    if LINUX:
+        pr_set_name = 15
+        _prctl(pr_set_name, MEMBER_THREAD_NAME.encode())
+
+
+def joined_the_bus(pid: int) -> bool | None:
+    """Whether process ``pid`` joined the bus (see `mark_member`); None where
+    that cannot be told (not Linux, or the process is gone)."""
+    if not LINUX:
+        return None
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    marker = MEMBER_THREAD_NAME.encode()
+    return any((_read_proc_file(f"/proc/{pid}/task/{tid}/comm") or b"").strip() == marker for tid in tids)
+
+
 def make_child_subreaper() -> bool:
     """Linux: become a child subreaper (PR_SET_CHILD_SUBREAPER).
 
@@ -345,14 +384,8 @@ def make_child_subreaper() -> bool:
     """
     if not LINUX:
         return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_child_subreaper = 36
-        return bool(libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        return False
+    pr_set_child_subreaper = 36
+    return _prctl(pr_set_child_subreaper, 1)
 
 
 def read_available(fd: int, seconds: float) -> bytes:

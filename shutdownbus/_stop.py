@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from . import _log, _member, _platform
 from ._bus import Link
-from ._deadlines import child_budget, join_grace
+from ._deadlines import join_grace_end
 from ._report import ReportEntry, StopReport, merge_entries
 from ._tree import ProcessTable, Tree, escalate, signal_members
 
@@ -105,7 +105,7 @@ def track(child: Child, link: Link) -> None:
         _live.add(child)
     reason, deadline = _member.stop_reason(), _member.stop_deadline()
     if reason is not None and deadline is not None:
-        due = time.monotonic() + child_budget(deadline - time.monotonic())
+        due = time.monotonic() + _member.children_budget(deadline - time.monotonic())
         _member.get_bus().request_stop(link, reason, due)
 
 
@@ -272,7 +272,7 @@ def _wait_and_escalate(pending: list[StopState]) -> None:
         for st in pending:
             if st.polite_sent or st.child.joined:
                 continue
-            grace_end = st.started + join_grace(st.deadline - st.started)
+            grace_end = join_grace_end(st.link.opened_at, st.started, st.deadline)
             if now >= grace_end:
                 # Not a member: the OS-native polite request is its stop.
                 st.child.terminate()

@@ -62,6 +62,7 @@ class Member:
     gone_at: float | None = None
     seen_gone_at: float | None = None
     outcome: str | None = None
+    seen_at: float = 0.0
 
     @property
     def pid(self) -> int:
@@ -149,15 +150,21 @@ def display_name(proc: psutil.Process) -> str:
 def _describe(proc: psutil.Process) -> tuple[str, bool]:
     import psutil
 
-    try:
-        cmdline = proc.cmdline()
-    except (psutil.Error, OSError):
-        cmdline = []  # a zombie has no command line left, but still its name
+    cmdline = _cmdline(proc)  # a zombie has no command line left, but still its name
     try:
         fallback = str(proc.name())
     except (psutil.Error, OSError):
         fallback = "?"
     return describe(cmdline, fallback)
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    import psutil
+
+    try:
+        return list(proc.cmdline())
+    except (psutil.Error, OSError):
+        return []
 
 
 # -- trees ------------------------------------------------------------------------
@@ -221,11 +228,30 @@ class Tree:
         """
         if table is None:
             table = ProcessTable()
+        self._rename_the_newborn()
         for attempt in range(3):
             added = self._walk(table)
             if not table.met_the_dead or (attempt > 0 and not added):
                 return
             table = ProcessTable()
+
+    #: A process first seen this young may have been between its fork and its
+    #: exec (its parent's command line, or none): its name is read again.
+    NEWBORN = 1.0
+
+    def _rename_the_newborn(self) -> None:
+        now = time.monotonic()
+        for m in self.members.values():
+            if not m.gone and now - m.seen_at < self.NEWBORN and (cmdline := _cmdline(m.proc)):
+                m.name, m.companion = self._name(m.proc, m.ppid, describe(cmdline, m.name))
+
+    def _name(self, proc: psutil.Process, parent: int, described: tuple[str, bool] | None = None) -> tuple[str, bool]:
+        """`describe` for a member; a process that a companion forked is its work, not it."""
+        name, companion = described or _describe(proc)
+        above = self.members.get(parent)
+        if companion and above is not None and above.companion and above.name == name:
+            return f"{name} worker", False
+        return name, companion
 
     def _walk(self, table: ProcessTable) -> int:
         """One walk down the tree; the number of processes it added."""
@@ -262,11 +288,8 @@ class Tree:
             zombie = proc.status() == psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
-        name, companion = _describe(proc)
-        above = self.members.get(parent)
-        if companion and above is not None and above.companion and above.name == name:
-            name, companion = f"{name} worker", False  # forked by the companion: its work, not it
-        member = Member(proc, parent, depth, name, companion=companion)
+        name, companion = self._name(proc, parent)
+        member = Member(proc, parent, depth, name, companion=companion, seen_at=time.monotonic())
         self.members[pid] = member
         if zombie:
             member.exited_early = True
@@ -413,6 +436,58 @@ class OwnDescendants:
         escalate([self.tree], steps=(("killed", KILL_WAIT),), companions=False)
         running = {m.pid for m in self.tree.alive() if m.companion}
         return self.tree.entries(t0, skip=running)
+
+
+def live_view(pid: int, width: int = 70) -> list[tuple[int, int, str, str, str, str]] | None:
+    """The processes under ``pid`` as ``shutdownbus tree`` shows them, ``pid`` first.
+
+    Each row: pid, depth, name (`describe`), member (``root`` for ``pid``;
+    ``yes``/``no`` as `_platform.joined_the_bus` tells, ``?`` where it
+    cannot; ``-`` for a zombie), state, command line (``<defunct>`` for a
+    zombie, as ``ps`` writes it).  Children come in pid order, depth first.
+
+    Returns:
+        The rows, or None if ``pid`` is gone.
+    """
+    import psutil
+
+    table = ProcessTable()
+    rows = []
+    stack = [(pid, 0)]
+    while stack:
+        current, depth = stack.pop()
+        try:
+            proc = psutil.Process(current)
+            state = str(proc.status())
+        except psutil.Error:
+            if current == pid:
+                return None
+            continue
+        zombie = state == psutil.STATUS_ZOMBIE
+        name, _ = _describe(proc)
+        try:
+            command = " ".join(proc.cmdline()) or ("<defunct>" if zombie else "?")
+        except (psutil.Error, OSError):
+            command = "<defunct>" if zombie else "?"
+        if len(command) > width:
+            command = command[: width - 3] + "..."
+        joined = _platform.joined_the_bus(current)
+        member = "root" if depth == 0 else "-" if zombie else "?" if joined is None else "yes" if joined else "no"
+        rows.append((current, depth, name, member, state, command))
+        stack += [(child, depth + 1) for child in sorted(table.children(current), reverse=True)]
+    return rows
+
+
+def tree_size(pid: int) -> int:
+    """How many processes run under ``pid``, ``pid`` included (0 if it is gone)."""
+    table = ProcessTable()
+    if _platform.has_exited(pid) and not table.children(pid):
+        return 0
+    count, stack = 0, [pid]
+    while stack:
+        count += 1
+        stack += table.children(stack.pop())
+    return count
 
 
 def marker_of(proc: psutil.Process) -> str | None:

@@ -12,8 +12,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -59,6 +60,17 @@ def member_cmd(log: Path, *extra: str, name: str = "B") -> list[str]:
 def log_lines(log: Path) -> list[str]:
     """The lines the members wrote to ``log``."""
     return log.read_text().splitlines() if log.exists() else []
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll for an event the test cannot be told about (a line in a log, a
+    process started by a program we do not control)."""
+    end = time.monotonic() + timeout
+    done = threading.Event()
+    while not predicate():
+        if time.monotonic() > end:
+            raise TimeoutError(what)
+        done.wait(0.005)
 
 
 def wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:

@@ -20,12 +20,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import MEMBER, alive, log_lines, member_cmd
+from conftest import MEMBER, alive, log_lines, member_cmd, wait_for
 
 import shutdownbus
 from shutdownbus._deadlines import ESCALATION_MARGIN
@@ -38,16 +37,6 @@ SEED = int(os.environ.get("SHUTDOWNBUS_FAULT_SEED", str(random.SystemRandom().ra
 def started(log: Path) -> dict[str, int]:
     """Name to pid of every member that logged its start."""
     return {line.split()[0]: int(line.split()[2]) for line in log_lines(log) if line.split()[1:2] == ["started"]}
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll for an event the test cannot be told about (a line in a log, a process gone)."""
-    end = time.monotonic() + timeout
-    done = threading.Event()
-    while not predicate():
-        if time.monotonic() > end:
-            raise TimeoutError(what)
-        done.wait(0.005)
 
 
 def stop_in_thread(child: shutdownbus.Child, timeout: float) -> tuple[threading.Thread, list[object]]:

@@ -8,17 +8,24 @@ nothing behind, and gets a report that tells the truth.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
-from conftest import MEMBER, log_lines
+from conftest import MEMBER, log_lines, wait_for
 
 import shutdownbus
 from shutdownbus import _platform
+from shutdownbus._deadlines import JOIN_GRACE
+from shutdownbus._tree import is_running
 
 PROGRAMS = Path(__file__).parent / "programs"
 POOL_MEMBER = str(PROGRAMS / "pool_member.py")
@@ -146,3 +153,202 @@ def test_the_exit_after_a_stop_loads_no_module(tmp_path: Path, program: list[str
     report = child.stop()
     assert report.ok, report
     assert record.read_text() == "", f"loaded on the exit path:\n{record.read_text()}"
+
+
+# -- children that never join ----------------------------------------------------------
+
+SCRIPT = str(Path(sys.executable).parent / "shutdownbus")
+BIN = Path(sys.executable).parent
+NON_MEMBER = """
+import signal, sys, time
+def stopped(signum, frame):
+    print("term", time.monotonic(), flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stopped)
+print("up", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_non_member_that_ran_longer_than_the_join_grace_gets_the_polite_request_at_once() -> None:
+    """Before: every non-member got min(1 s, T/2) to join after the stop
+    began, so a server that had run for minutes, and never would join,
+    stopped a second later than a signal would stop it."""
+    child = shutdownbus.spawn([sys.executable, "-c", NON_MEMBER], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline() == "up\n"
+    # It must be older than the grace: wait until it is (this is the condition, not a guess).
+    threading.Event().wait(max(0.0, child._link.opened_at + JOIN_GRACE - time.monotonic()))
+    started = time.monotonic()
+    report = child.stop(timeout=STOP_TIMEOUT)
+    term = float(child.stdout.readline().split()[1])
+    child.stdout.close()
+    assert report.ok and report.entries[0].outcome == "stopped", report
+    assert term - started < JOIN_GRACE / 2  # at once; before, no earlier than JOIN_GRACE
+
+
+def test_a_non_member_spawned_a_moment_ago_keeps_its_join_grace() -> None:
+    child = shutdownbus.spawn([sys.executable, "-c", NON_MEMBER], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline() == "up\n"
+    report = child.stop(timeout=STOP_TIMEOUT)
+    term = float(child.stdout.readline().split()[1])
+    child.stdout.close()
+    assert report.ok, report
+    assert term >= child._link.opened_at + JOIN_GRACE  # it could still have joined until then
+
+
+class Run:
+    """``shutdownbus run --name NAME -- CMD`` in tests/programs, once ``processes`` run under it."""
+
+    def __init__(self, tmp_path: Path, name: str, cmd: list[str], processes: int, *run_args: str) -> None:
+        self.name = name
+        self.output = tmp_path / f"{name}.out"
+        with open(self.output, "w") as out:
+            self.proc = subprocess.Popen(
+                [SCRIPT, "run", "--name", name, *run_args, "--", *cmd], cwd=PROGRAMS, stdout=out, stderr=out
+            )
+        self.root = psutil.Process(self.proc.pid)
+        wait_for(
+            lambda: self.proc.poll() is not None or len(self.root.children(recursive=True)) >= processes,
+            60,
+            f"{cmd[0]} did not start {processes} processes",
+        )
+        assert self.proc.poll() is None, self.output.read_text()
+        self.tree = self.root.children(recursive=True)
+
+    def send_stop(self, *args: str) -> tuple[int, shutdownbus.StopReport]:
+        command = [SCRIPT, "send-stop", self.name, "--json", *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert done.stdout, done.stderr
+        return done.returncode, shutdownbus.StopReport.from_dict(json.loads(done.stdout))
+
+    def close(self) -> None:
+        leftover = [p for p in [self.root, *self.tree] if is_running(p)]
+        for p in leftover:
+            p.kill()
+        self.proc.wait(60)
+
+
+@pytest.fixture
+def runs() -> Iterator[list[Run]]:
+    started: list[Run] = []
+    yield started
+    for run in started:
+        run.close()
+
+
+GUNICORN = [str(BIN / "gunicorn"), "-w", "4", "-b", "127.0.0.1:0", "wsgi_app:app"]
+UVICORN = [str(BIN / "uvicorn"), "--workers", "2", "--port", "0", "asgi_app:app"]
+
+
+@pytest.mark.skipif(not (BIN / "gunicorn").exists(), reason="gunicorn is not installed (POSIX only)")
+@pytest.mark.parametrize("timeout", [[], ["--timeout", "1"]], ids=["default", "timeout-1"])
+def test_gunicorn_under_run_stops_cleanly_and_the_report_tells_the_truth(
+    tmp_path: Path, runs: list[Run], timeout: list[str]
+) -> None:
+    runs.append(run := Run(tmp_path, "gunicorn", GUNICORN, 5))
+    status, report = run.send_stop(*timeout)
+    assert status == 0 and report.ok, f"{report}\n{run.output.read_text()}"
+    assert run.proc.wait(60) == 0
+    root, master, *workers = report.entries
+    # The root's row carries run's own exit status; nothing there joined the bus.
+    assert (root.pid, root.outcome, root.returncode, root.member) == (run.proc.pid, "stopped", 0, True), report
+    assert (master.name, master.outcome, master.returncode, master.member) == ("gunicorn", "stopped", 0, False)
+    assert len(workers) == 4, report
+    for worker in workers:
+        assert (worker.name, worker.outcome, worker.member) == ("gunicorn", "stopped", False), report
+        # Each worker's own exit time: before its master's, which waits for them.
+        assert worker.seconds is not None and master.seconds is not None, report
+        assert worker.seconds <= master.seconds, report
+
+
+@pytest.mark.parametrize("with_run", [True, False], ids=["run", "spawn"])
+def test_uvicorn_with_workers_stops_cleanly(tmp_path: Path, runs: list[Run], with_run: bool) -> None:
+    if with_run:
+        runs.append(run := Run(tmp_path, "uvicorn", UVICORN, 4))
+        status, report = run.send_stop()
+        assert status == 0 and run.proc.wait(60) == 0
+        entries = report.entries[1:]
+    else:
+        child = shutdownbus.spawn(UVICORN, cwd=PROGRAMS, stderr=subprocess.DEVNULL, stop_timeout=STOP_TIMEOUT)
+        wait_for(lambda: len(psutil.Process(child.pid).children()) >= 3, 60, "uvicorn did not start its workers")
+        report = child.stop()
+        entries = list(report.entries)
+    assert report.ok, report
+    names = sorted(e.name for e in entries)
+    assert names == ["multiprocessing.resource_tracker", "multiprocessing.spawn", "multiprocessing.spawn", "uvicorn"]
+    assert all(e.outcome == "stopped" and not e.member for e in entries), report
+
+
+# -- shells, daemons and Ctrl-C under run -------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+def test_ctrl_c_on_run_exits_with_its_commands_status_every_time(tmp_path: Path) -> None:
+    """Before: 7 times in 15, the status was lost (exit 0): the KeyboardInterrupt
+    landed in Popen.wait between the command's exit and storing its status."""
+    for i in range(10):
+        proc = subprocess.Popen([SCRIPT, "run", "--name", f"x{i}", "--", "sleep", "100"], start_new_session=True)
+        wait_for(lambda proc=proc: bool(psutil.Process(proc.pid).children()), 60, "run did not start sleep")  # type: ignore[misc]
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends its foreground group
+        assert proc.wait(60) == 128 + signal.SIGINT
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX shells and process groups")
+def test_ctrl_c_on_run_of_a_shell_with_jobs_leaves_nothing(tmp_path: Path) -> None:
+    """A non-interactive shell's background jobs ignore SIGINT and the daemon
+    is in a session of its own: Ctrl-C ends the shell only.  When run ends,
+    nothing of its tree may be left running."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.Popen(
+        [SCRIPT, "run", "--name", "jobs", "--", str(PROGRAMS / "jobs.sh")],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    daemon = psutil.Process(int(proc.stdout.readline()))
+    assert proc.stdout.readline() == "up\n"
+    tree = [*psutil.Process(proc.pid).children(recursive=True), daemon]
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(60) == 128 + signal.SIGINT
+    proc.stdout.close()
+    left = [p for p in tree if is_running(p)]
+    assert not left, f"left running: {left}"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_daemons_intermediate_process_is_reported_exited_and_reaped() -> None:
+    """The intermediate of a double fork exited long before the stop, and its
+    parent never waited for it: before, it was missing from the report and
+    left a zombie of ours; under run it was reported 'stopped'."""
+    child = shutdownbus.spawn(
+        [sys.executable, str(PROGRAMS / "daemon.py"), "300", "--linger"], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    daemon = int(child.stdout.readline())
+    child.stdout.close()
+    [intermediate] = [p for p in psutil.Process(child.pid).children() if p.pid != daemon]
+    wait_for(lambda: intermediate.status() == psutil.STATUS_ZOMBIE, 60, "the intermediate did not exit")
+    report = child.stop(timeout=STOP_TIMEOUT)
+    assert report.ok, report
+    entry = report.entry(intermediate.pid)
+    assert entry is not None and (entry.outcome, entry.returncode) == ("exited", 0), report
+    assert report.entry(daemon) is not None, report
+    assert [p for p in psutil.Process().children() if p.status() == psutil.STATUS_ZOMBIE] == []
+
+
+def test_tree_and_the_report_agree_on_who_joined(tmp_path: Path, runs: list[Run]) -> None:
+    """Before, tree said MEMBER yes for every process that inherited the
+    endpoint (gunicorn, its workers, sleep), where the report said no."""
+    cmd = [sys.executable, MEMBER, "--log", str(tmp_path / "log"), "--depth", "1", "--grandchild", "plain"]
+    runs.append(run := Run(tmp_path, "mixed", cmd, 3))
+    shown = subprocess.run([SCRIPT, "tree", "mixed"], capture_output=True, text=True, timeout=60, check=True)
+    header, *rows = shown.stdout.splitlines()
+    column = header.index("MEMBER")  # names may hold spaces: read the column where the header puts it
+    members = {int(row.split()[0]): row[column:].split()[0] for row in rows}
+    status, report = run.send_stop()
+    assert status == 0, report
+    for entry in report.entries[1:]:
+        assert members.get(entry.pid) in ("yes" if entry.member else "no", None), (shown.stdout, report)
+    assert sorted(members.values()) == ["no", "root", "yes", "yes"], shown.stdout
