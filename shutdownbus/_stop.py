@@ -397,7 +397,9 @@ def _build_report(st: StopState, now: float) -> StopReport:
     elif (
         rc == 0
         or (st.polite_sent and rc == _platform.polite_returncode())
-        or (c.joined and rc == _platform.interrupted_returncode())  # Ctrl-C's way out (asyncio.run)
+        # A member may leave the way Ctrl-C's KeyboardInterrupt does (asyncio.run),
+        # or turn the stop into its own SIGTERM and die of it once done (uvicorn).
+        or (c.joined and rc in (_platform.interrupted_returncode(), _platform.polite_returncode()))
     ):
         outcome = "stopped"
     else:

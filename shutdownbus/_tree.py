@@ -44,7 +44,7 @@ class Member:
         depth: 1 for a child of a root, 2 for a grandchild, ...
         name: What ``ps`` users recognise it by (see `describe`).
         companion: It exits on its own once its owner exits (see `COMPANIONS`).
-        exited_early: It had exited (a zombie) when first seen.
+        exited_early: It had exited (a zombie) at the tree's first look.
         gone: It has been seen gone (or a zombie).
         gone_at: `time.monotonic` of its exit, when seen as it happened.
         seen_gone_at: `time.monotonic` when it was first seen gone.
@@ -212,7 +212,9 @@ class Tree:
         self.returncodes: dict[int, int] = {}  # of members we reaped (as their subreaper)
         self._marked: dict[int, bool] = {}
         self._pruned: set[int] = set()
+        self._first_look = True  # a zombie seen now had exited before the snapshot
         self.refresh(table)
+        self._first_look = False
 
     def refresh(self, table: ProcessTable | None = None) -> None:
         """Add descendants started since the last look, and marked processes we adopted.
@@ -292,7 +294,8 @@ class Tree:
         member = Member(proc, parent, depth, name, companion=companion, seen_at=time.monotonic())
         self.members[pid] = member
         if zombie:
-            member.exited_early = True
+            # Seen first at a later look, it came and went meanwhile: not "exited".
+            member.exited_early = self._first_look
             member.mark_gone(None, time.monotonic())
         else:
             self.watch.add(pid, lambda: not is_running(proc))

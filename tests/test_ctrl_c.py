@@ -39,6 +39,26 @@ def read_until(fd: int, marker: bytes | None, timeout: float) -> bytes:
     return out
 
 
+def holders(pid: int) -> str:
+    """What the tree under ``pid`` is doing: each process, its state, its
+    threads and where each waits (for a timeout's message)."""
+    lines = []
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return "gone"
+    for proc in procs:
+        try:
+            lines.append(f"{proc.pid} {proc.status()} {' '.join(proc.cmdline())[:100]}")
+            for tid in os.listdir(f"/proc/{proc.pid}/task"):
+                task = f"/proc/{proc.pid}/task/{tid}"
+                with open(f"{task}/comm") as comm, open(f"{task}/wchan") as wchan:
+                    lines.append(f"    thread {tid} {comm.read().strip()} waits in {wchan.read().strip()}")
+        except (psutil.Error, OSError) as exc:
+            lines.append(f"{proc.pid} ({exc})")
+    return "\n".join(lines)
+
+
 def test_ctrl_c_in_a_terminal_runs_every_cleanup_and_leaves_nothing() -> None:
     pid, fd = pty.fork()
     if pid == 0:  # the child: become A, in the new terminal's foreground group
@@ -48,7 +68,10 @@ def test_ctrl_c_in_a_terminal_runs_every_cleanup_and_leaves_nothing() -> None:
         tree = psutil.Process(pid).children(recursive=True)
         assert len(tree) == 2
         os.write(fd, b"\x03")  # what the terminal turns into SIGINT for its foreground group
-        out += read_until(fd, None, 60)
+        try:
+            out += read_until(fd, None, 60)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\nthe tree:\n{holders(pid)}") from None
         _, status = os.waitpid(pid, 0)
     finally:
         try:
