@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck bench bench-quick fuzz stress clean
+.PHONY: help demo test test-windows lint typecheck bench bench-quick fuzz stress clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,10 @@ test: $(STAMP) ## Run lint, type checks, a small stress run and the whole test s
 	$(PY) -m mypy
 	$(PY) benchmarks/stress.py --rounds 2 --fanout 3 --depth 2 --cycles 50
 	$(PY) -m pytest -n 2 -p no:cacheprovider tests examples/test_echo_server.py
+
+test-windows: $(STAMP) ## The suite with a Windows CPython 3.12 under wine (sets it up first; ARGS=pytest args)
+	HOST_PYTHON=$(PY) tools/windows/setup.sh
+	tools/windows/run-tests.sh $(ARGS)
 
 bench: $(STAMP) ## Benchmarks against signal-based stops (Linux; a few minutes)
 	$(PY) benchmarks/bench.py

@@ -1,0 +1,54 @@
+# Sourced by tools/windows/*.sh: where things are, and how to run a Windows
+# program under wine safely.
+#
+# win_run CMD ARGS... runs CMD under wine with every standard stream a pipe.
+# Wine hands a regular file or /dev/null to the Windows side as a file handle
+# CPython cannot use, and CPython then dies in init_sys_streams; pipes work.
+# Its stdin is an empty pipe unless WIN_STDIN is set to a file to feed it.
+# Returns CMD's exit status.
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+WINBUILD="$REPO/build/windows"
+WINPY_DIR="$WINBUILD/python"
+WINPY="$WINPY_DIR/python.exe"
+export WINEPREFIX="${WINEPREFIX:-$WINBUILD/prefix}"
+export WINEDEBUG="${WINEDEBUG:--all}"
+export WINEARCH=win64
+# Debian puts wineserver in /usr/lib/wine (the wine package adds /usr/bin/wineserver).
+PATH="$PATH:/usr/lib/wine"
+
+win_run() {
+    # Wine writes into a pipe read by a cat of its own that nothing waits
+    # for: processes that outlive CMD (leaked grandchildren, which inherited
+    # the pipe) would otherwise keep a waiting reader blocked until they end.
+    # The caller's `wineserver -k` ends them, and so that cat.
+    local out rc=0
+    exec {out}> >(cat)
+    WIN_CAT_PID=$!
+    if [ -n "${WIN_STDIN:-}" ]; then
+        cat "$WIN_STDIN" | wine "$@" >&"$out" 2>&1 || rc=$?
+    else
+        printf '' | wine "$@" >&"$out" 2>&1 || rc=$?
+    fi
+    exec {out}>&-
+    return "$rc"
+}
+
+# win_boot starts the prefix's wineserver and its services (services.exe,
+# winedevice.exe, ...) with /dev/null as their standard streams.  Wine starts
+# them with the streams of whichever program comes first; a pipe handed to
+# them would stay open until the wineserver ends, and a reader (win_run's
+# cat) would hang.  They are not CPython, so /dev/null suits them.
+# win_wait_output waits (5 s at most) for the cat of the last win_run, after
+# a `wineserver -k`, so that all the output is out before the caller goes on.
+win_wait_output() {
+    local i
+    for i in $(seq 50); do
+        [ -n "${WIN_CAT_PID:-}" ] && kill -0 "$WIN_CAT_PID" 2>/dev/null || return 0
+        sleep 0.1
+    done
+}
+
+win_boot() {
+    wine wineboot </dev/null >/dev/null 2>&1
+}
