@@ -15,6 +15,12 @@
 4. Orphan detection: SIGKILL a member's parent; time until the member's
    cleanup starts.
 5. Scale: a 400-process tree (fan-out 7, depth 3) stops completely.
+6. Third-party servers that never join: gunicorn (4 sync workers) and
+   uvicorn (--workers 2), stopped by ``send-stop`` under ``shutdownbus run``
+   (the admin's stop, in this process: the command line's own start-up is
+   not the server's stop), by ``Child.stop()`` under ``spawn``, and by
+   ``kill -TERM`` of the master; each stop starts at a random moment (uvicorn
+   looks at its signals every 0.5 s), interleaved.
 
 Linux only (pidfds, /proc).  Prints medians with min-max and the ratios.
 """
@@ -266,6 +272,93 @@ def bench_scale(depth: int, fanout: int) -> None:
     print(f"   stopped in {took * 1000:.0f} ms; left: {len(left)}; root's fds {peak_fds}, threads {peak_threads}")
 
 
+# -- 6. third-party servers ------------------------------------------------------------
+
+SERVERS = {
+    "gunicorn -w 4": ([str(Path(PY).parent / "gunicorn"), "-w", "4", "-b", "127.0.0.1:0", "wsgi_app:app"], 5),
+    "uvicorn --workers 2": ([str(Path(PY).parent / "uvicorn"), "--workers", "2", "--port", "0", "asgi_app:app"], 4),
+}
+PROGRAMS = HERE.parent / "tests" / "programs"
+
+
+def _wait_processes(pid: int, count: int) -> None:
+    end = time.monotonic() + 60
+    while len(psutil.Process(pid).children(recursive=True)) < count:
+        if time.monotonic() > end:
+            raise TimeoutError(f"pid {pid} did not start {count} processes")
+        time.sleep(0.02)
+
+
+def _some_moment_after(started: float) -> None:
+    """A random moment once the server is older than the join grace: it has
+    been serving, and will never join (a server a moment old still might)."""
+    import random
+
+    from shutdownbus._deadlines import JOIN_GRACE
+
+    at = started + JOIN_GRACE + random.uniform(0, 0.5)  # noqa: S311 (a moment, not a secret)
+    time.sleep(max(0.0, at - time.monotonic()))
+
+
+def server_stop(how: str, cmd: list[str], processes: int) -> float:
+    """Start the server, wait for its workers and a random moment, stop it; seconds until all are gone."""
+    from shutdownbus import _admin, _registry
+
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": PROGRAMS}
+    if how == "run":
+        started = time.monotonic()
+        runner = subprocess.Popen([str(Path(PY).parent / "shutdownbus"), "run", "--name", "srv", "--", *cmd], **quiet)
+        _wait_processes(runner.pid, processes)
+        pids = tree_pids(runner.pid)
+        entry = _registry.find("srv")
+        _some_moment_after(started)
+        start = time.perf_counter()
+        _admin.send_stop(entry)
+        wait_all_gone(pids)
+        took = time.perf_counter() - start
+        runner.wait()
+    elif how == "spawn":
+        started = time.monotonic()
+        child = shutdownbus.spawn(cmd, **quiet)
+        _wait_processes(child.pid, processes - 1)
+        pids = tree_pids(child.pid)
+        _some_moment_after(started)
+        start = time.perf_counter()
+        child.stop()
+        wait_all_gone(pids)
+        took = time.perf_counter() - start
+    else:
+        started = time.monotonic()
+        server = subprocess.Popen(cmd, **quiet)
+        _wait_processes(server.pid, processes - 1)
+        pids = tree_pids(server.pid)
+        _some_moment_after(started)
+        start = time.perf_counter()
+        server.terminate()
+        wait_all_gone(pids)
+        took = time.perf_counter() - start
+        server.wait()
+    return took
+
+
+def bench_servers(reps: int) -> None:
+    print("\n6. Third-party servers that never join (ms, median (min-max)), request to last process gone")
+    print(f"   {'server':<22}{'run + send-stop':>22}{'spawn + stop()':>22}{'kill -TERM':>22}   run/kill  spawn/kill")
+    for label, (cmd, processes) in SERVERS.items():
+        if not Path(cmd[0]).exists():
+            print(f"   {label:<22}not installed (pip install -e '.[test]')")
+            continue
+        samples: dict[str, list[float]] = {"run": [], "spawn": [], "kill": []}
+        for _ in range(reps):
+            for how in samples:
+                samples[how].append(server_stop(how, cmd, processes))
+        med = {how: statistics.median(s) for how, s in samples.items()}
+        print(
+            f"   {label:<22}{summary(samples['run']):>22}{summary(samples['spawn']):>22}{summary(samples['kill']):>22}"
+            f"   {med['run'] / med['kill']:7.2f}x {med['spawn'] / med['kill']:9.2f}x   (target: at most 1.2x)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="shutdownbus benchmarks")
     parser.add_argument("--quick", action="store_true", help="small trees, few repetitions (a smoke run)")
@@ -288,6 +381,7 @@ def main() -> None:
         bench_scale(2, 5)
     else:
         bench_scale(3, 7)
+    bench_servers(3 if args.quick else 9)
 
 
 if __name__ == "__main__":

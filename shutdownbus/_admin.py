@@ -18,16 +18,17 @@ Rules of this module:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import zmq
 
-from . import _registry, _transport
+from . import _platform, _registry, _transport
 from ._deadlines import ESCALATION_MARGIN
 from ._errors import AuthenticationError, ChannelError, ProtocolError
-from ._protocol import Ack, Channel, Established, Report, Role, Stop, knock
+from ._protocol import Ack, Channel, Report, Role, Stop, knock
 from ._report import ReportEntry, StopReport, merge_entries
 from ._tree import Tree, escalate, is_running
 
@@ -125,26 +126,46 @@ def _wait(
     deadline: float,
     progress: Callable[[int, int], None] | None,
 ) -> list[ReportEntry]:
-    """Take reports until the root is gone or the deadline passed."""
+    """Take reports until the root is gone or the deadline passed.
+
+    The root's exit is seen the moment it happens where a pidfd can say it
+    (Linux), else within `LOOK_EVERY`; the tree is looked at again every
+    `LOOK_EVERY` (processes started since, the progress line).
+    """
     reported: list[ReportEntry] = []
-    while time.monotonic() < deadline:
-        if sock.poll(50):
-            try:
-                event, _ = channel.receive(sock.recv())
-            except ProtocolError:
-                continue
-            if isinstance(event, Report):
-                reported += [ReportEntry(**e) for e in event.entries]
-                sock.send(channel.send(Ack()))
-            elif isinstance(event, Established):
-                continue
-        tree.refresh()
-        if not is_running(root):
-            break
-        if progress is not None:
-            total = len(tree.members) + 1
-            progress(total - len(tree.alive()) - 1, total)
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    gone_fd = _platform.exit_fd(root.pid)
+    if gone_fd is not None:
+        poller.register(gone_fd, zmq.POLLIN)
+    try:
+        looked = 0.0
+        while (remaining := deadline - time.monotonic()) > 0:
+            ready = dict(poller.poll(int(min(remaining, LOOK_EVERY) * 1000) + 1))
+            while sock.poll(0):  # every report that came, also the last ones before the root's exit
+                try:
+                    event, _ = channel.receive(sock.recv())
+                except ProtocolError:
+                    continue
+                if isinstance(event, Report):
+                    reported += [ReportEntry(**e) for e in event.entries]
+                    sock.send(channel.send(Ack()))
+            if gone_fd in ready or not is_running(root):
+                break
+            if time.monotonic() - looked >= LOOK_EVERY:
+                looked = time.monotonic()
+                tree.refresh()
+                if progress is not None:
+                    total = len(tree.members) + 1
+                    progress(total - len(tree.alive()) - 1, total)
+    finally:
+        if gone_fd is not None:
+            os.close(gone_fd)
     return reported
+
+
+#: How often the admin looks at the tree while it waits.
+LOOK_EVERY = 0.25
 
 
 class _RootHead:

@@ -199,6 +199,18 @@ def wait_any_exit(procs: Iterable[subprocess.Popen[bytes]], timeout: float) -> N
 _PIDFDS = LINUX and hasattr(os, "pidfd_open") and hasattr(select, "poll")
 
 
+def exit_fd(pid: int) -> int | None:
+    """Linux: a descriptor that becomes readable when ``pid`` exits (a pidfd),
+    to poll beside sockets; None elsewhere, or if it cannot be opened (the
+    caller then looks at the process now and then).  The caller closes it."""
+    if not _PIDFDS:
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
 class ExitWatch:
     """Processes watched for their exit, and when each exit was seen.
 
