@@ -324,7 +324,10 @@ class Tree:
         if not self.markers:
             return False
         if proc.pid not in self._marked:
-            self._marked[proc.pid] = marker_of(proc) in self.markers
+            environ = environment_of(proc)
+            if not environ:
+                return False  # unreadable now (in the middle of its exec, or gone): ask again next time
+            self._marked[proc.pid] = environ.get(ENV_ENDPOINT) in self.markers
         return self._marked[proc.pid]
 
     def alive(self) -> list[Member]:
@@ -495,13 +498,18 @@ def tree_size(pid: int) -> int:
 
 def marker_of(proc: psutil.Process) -> str | None:
     """The ``SHUTDOWNBUS_ENDPOINT`` that ``proc`` started with (None: none, or unreadable)."""
+    return environment_of(proc).get(ENV_ENDPOINT)
+
+
+def environment_of(proc: psutil.Process) -> dict[str, str]:
+    """The environment ``proc`` started with; empty if it cannot be read now
+    (another user's process, a zombie, a process in the middle of its exec)."""
     import psutil
 
     try:
-        marker = proc.environ().get(ENV_ENDPOINT)
+        return {str(k): str(v) for k, v in proc.environ().items()}
     except (psutil.Error, OSError):
-        return None
-    return None if marker is None else str(marker)
+        return {}
 
 
 class ProcessTable:
