@@ -134,6 +134,7 @@ class Bus:
         self._poller.register(self._wake.fileno(), zmq.POLLIN)
         self._running = True
         self._warned: set[str] = set()
+        self._watched: dict[int, Callable[[], None]] = {}  # other descriptors: callback when readable
         self.thread = threading.Thread(target=self._run, name="shutdownbus", daemon=True)
         self.thread.start()
 
@@ -257,6 +258,15 @@ class Bus:
         self.call(adopt)
         return up, endpoint
 
+    def watch(self, fd: int, on_readable: Callable[[], None]) -> None:
+        """Call ``on_readable()`` on the bus thread whenever ``fd`` is readable (any thread)."""
+
+        def adopt() -> None:
+            self._watched[fd] = on_readable
+            self._poller.register(fd, zmq.POLLIN)
+
+        self.call(adopt)
+
     def send_upstream(self, event: Ready | Report) -> None:
         """Send ``Ready`` or ``Report`` to the parent (any thread).
 
@@ -342,6 +352,11 @@ class Bus:
                     self._on_monitor(up)
             for sock in [s for s in ready if s in self.links]:
                 self._on_link_frames(self.links[sock])
+            for fd in [fd for fd in ready if fd in self._watched]:
+                try:
+                    self._watched[fd]()
+                except Exception:
+                    _log.exception("shutdownbus: internal error in the bus thread")
             if self._zap is not None and self._zap in ready:
                 while self._zap.poll(0):
                     self._zap.send_multipart(_transport.zap_reply(self._zap.recv_multipart(), self._allowed))

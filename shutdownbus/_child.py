@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _member, _platform, _stop, _transport
+from . import _member, _platform, _stop, _transport, _tree
 from ._errors import ChildExited
 from ._protocol import MAX_BUDGET
 from ._tree import describe
@@ -94,7 +94,7 @@ class Child(subprocess.Popen[Any]):
             # it now, while the child starts, not on the stop's path, and not
             # on a thread of its own, which could still be importing when the
             # exit path runs (see `_member._at_exit`).
-            import psutil  # noqa: F401
+            _tree.load()
 
     # -- identity --
 

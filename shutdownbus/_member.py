@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import gc
 import math
 import os
@@ -78,6 +79,8 @@ class _State:
         self.interrupt_main = False
         self.interruptible = False
         self.raised = False
+        self.pending_ran = False  # the main thread ran _raise_pending since the stop came
+        self.caught: _platform.CaughtSignals | None = None
         self.exiting = False
         self.deferring = 0  # > 0 while the main thread must not be interrupted
         self.handlers = 0  # > 0 while the program handles stops itself (aio.stopped)
@@ -104,6 +107,8 @@ def _start_afresh_after_fork() -> None:
     """A forked child has neither the bus thread nor usable sockets, and is
     not a member: its parent's channel belongs to its parent."""
     global _state
+    if _state.caught is not None:
+        _state.caught.forget_after_fork()
     hooked = _state.exit_hook
     _state = _State()
     _state.exit_hook = hooked  # the atexit hook was inherited with the rest
@@ -179,8 +184,7 @@ def join(
         _state.interrupt_main = interrupt_main
         _state.fast_exit = fast_exit
         if interrupt_main:
-            _state.interruptible = _platform.install_main_thread_waker(_raise_pending)
-            _quiet_after_a_stop()
+            _install_main_thread_waker()
         bus = get_bus()
         up = bus.open_upstream(keys, endpoint, os.getpid(), _state.name)
         _state.upstream = up
@@ -268,8 +272,7 @@ def _register(name: str | None, *, fast_exit: bool, wrapper: bool) -> str:
         # reaches through the bus: nothing to interrupt there.
         _state.interrupt_main = not wrapper
         if not wrapper:
-            _state.interruptible = _platform.install_main_thread_waker(_raise_pending)
-            _quiet_after_a_stop()
+            _install_main_thread_waker()
         bus = get_bus()
         up, endpoint = bus.open_admin(keys, os.getpid(), name)
         entry = _registry.Entry(
@@ -382,11 +385,12 @@ def record_reports(reports: list[StopReport]) -> None:
 def _on_stop(reason: str, budget: float) -> None:
     """Our own stop arrived (the bus thread).
 
-    In this order: the stop goes to every child on the bus; the descendants
-    that cannot hear it are looked at (and what the exit path will need is
-    loaded: it must import nothing); a thread of its own enforces the
-    children's deadlines; ``on_stop`` callbacks run; `wait_for_stop` returns;
-    the main thread is interrupted, unless the program handles stops itself.
+    In this order: the stop goes to every child on the bus; a thread of its
+    own enforces the children's deadlines; if this process has children,
+    what the exit path will need is loaded (it imports nothing: see
+    `_at_exit`) and another thread watches the descendants that cannot hear
+    the bus; ``on_stop`` callbacks run; `wait_for_stop` returns; the main
+    thread is interrupted, unless the program handles stops itself.
     """
     with _state.lock:
         if _state.stop_reason is not None:
@@ -400,19 +404,24 @@ def _on_stop(reason: str, budget: float) -> None:
     bus = _state.bus
     if bus is not None:
         bus.forward_stop(reason, children_budget(budget))
-    if _platform.has_children():
-        from ._tree import OwnDescendants
-
-        _state.own = OwnDescendants(_state.own_marker)
     _enforce_children_deadlines(reason, budget)
+    if _platform.has_children():
+        # Loaded here, before the main thread can finish: psutil's import
+        # (some 15 ms, once) runs exec(), see `_at_exit`.
+        from . import _tree
+
+        _tree.load()
+        _watch_own_descendants(_tree.OwnDescendants)
     for cb in callbacks:
         _run_callback(cb, reason)
     _state.stopped.set()  # after the callbacks: whoever waits for the stop finds them done
-    if _state.own is not None:
-        _watch_own_descendants(_state.own)
     if interrupting:
         if _state.interruptible:
             _platform.wake_main_thread()
+            # The wake signal may land just before the main thread enters a
+            # blocking call, and then waits with it (see CaughtSignals): again
+            # a moment later, until the main thread took it.
+            _nudge_main_thread(lambda: _state.pending_ran, (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0))
         else:
             _raise_from_afar()
 
@@ -449,9 +458,10 @@ def _enforce_children_deadlines(reason: str, budget: float) -> None:
         threading.Thread(target=stop, args=args, name="shutdownbus-stop", daemon=True).start()
 
 
-def _watch_own_descendants(own: OwnDescendants) -> None:
-    """Watch our descendants that cannot hear the bus go, on a thread of their
-    own (so that each exit time is known), until the exit path takes over.
+def _watch_own_descendants(own_descendants: type[OwnDescendants]) -> None:
+    """Look at our descendants that cannot hear the bus, and watch them go, on
+    a thread of their own (so that each exit time is known), until the exit
+    path takes over.
 
     They are the program's own business until it exits: its cleanup ends
     them as it would after Ctrl-C (``Pool.terminate()`` takes the pool's
@@ -463,6 +473,7 @@ def _watch_own_descendants(own: OwnDescendants) -> None:
     """
 
     def watch() -> None:
+        _state.own = own = own_descendants(_state.own_marker)
         own.wait(_state.own_watch_done)
 
     _state.own_watcher = threading.Thread(target=watch, name="shutdownbus-own", daemon=True)
@@ -487,8 +498,49 @@ def _run_callback(cb: Callable[[str], None], reason: str) -> None:
 # -- main thread ------------------------------------------------------------------
 
 
+def _install_main_thread_waker() -> None:
+    """Main thread, at join() or register(): the wake signal's handler, the
+    descriptor of caught signals, and the quiet exit after a stop."""
+    _state.interruptible = _platform.install_main_thread_waker(_raise_pending)
+    _quiet_after_a_stop()
+    if _state.interruptible and _state.caught is None:
+        caught = _platform.CaughtSignals.start()
+        if caught is not None:
+            _state.caught = caught
+            get_bus().watch(caught.fileno(), functools.partial(_on_caught_signals, caught))
+
+
+def _on_caught_signals(caught: _platform.CaughtSignals) -> None:
+    """The bus thread: a Python handler caught a signal (Ctrl-C's SIGINT, say).
+
+    If it came just before the main thread entered a blocking call, its
+    handler waits for that call to return; a nudge a moment later makes the
+    call fail with EINTR, and the handler runs.  The wake signal's own
+    handler does nothing when no stop came, so a needless nudge is harmless.
+    """
+    if any(signum != _platform.WAKE_SIGNAL for signum in caught.read()):
+        _nudge_main_thread(lambda: False, (0.005, 0.05))
+
+
+def _nudge_main_thread(done: Callable[[], bool], delays: tuple[float, ...]) -> None:
+    """Send the wake signal to the main thread after each of ``delays`` (a
+    thread of its own, started from the bus thread, so it blocks every
+    signal too), until ``done()`` or the process exits."""
+
+    def nudge() -> None:
+        for delay in delays:
+            time.sleep(delay)
+            if done() or _state.exiting:
+                return
+            _platform.wake_main_thread()
+
+    threading.Thread(target=nudge, name="shutdownbus-nudge", daemon=True).start()
+
+
 def _raise_pending() -> None:
     """Raise StopRequested here (the main thread) unless it must not be."""
+    if _state.stop_reason is not None:
+        _state.pending_ran = True
     with _state.lock:
         if _state.raised or _state.exiting or _state.deferring or _state.stop_reason is None:
             return
@@ -601,7 +653,7 @@ def _at_exit() -> None:
     at_exit = _children_at_exit
     with _state.lock:
         _state.exiting = True
-        bus, up, own = _state.bus, _state.upstream, _state.own
+        bus, up = _state.bus, _state.upstream
     if bus is None:
         return
     try:
@@ -614,11 +666,11 @@ def _at_exit() -> None:
         if _state.stop_deadline is None or _state.stop_received_at is None:
             return
         swept = []
-        if own is not None:
+        if _state.own_watcher is not None:
             _state.own_watch_done.set()
-            if _state.own_watcher is not None:
-                _state.own_watcher.join()
-            swept = own.finish(_state.stop_received_at, _state.stop_deadline)
+            _state.own_watcher.join()
+        if _state.own is not None:
+            swept = _state.own.finish(_state.stop_received_at, _state.stop_deadline)
         if up is not None and up.joined.is_set() and not up.lost.is_set():
             if swept:
                 bus.send_upstream(Report(tuple(e.to_dict() for e in swept)))

@@ -88,6 +88,70 @@ def wake_main_thread() -> None:
         signal.pthread_kill(main.ident, WAKE_SIGNAL)
 
 
+class CaughtSignals:
+    """The numbers of the signals that Python handlers catch, as CPython's
+    C-level handler writes them (``signal.set_wakeup_fd``), for the bus thread.
+
+    Why: a signal caught by the main thread just before it enters a blocking
+    system call (``epoll_wait`` under an asyncio loop, typically) has its
+    Python handler deferred until that call returns, which may be never:
+    CPython checks for pending handlers before the call, and the signal did
+    not interrupt it.  ``asyncio.run`` sets no wake-up descriptor of its own.
+    Knowing that a signal was caught, the bus thread can nudge the main
+    thread (`wake_main_thread`) a moment later, so that the call fails with
+    EINTR and the handler runs.
+
+    POSIX only; made by the main thread, and only if the program uses no
+    wake-up descriptor (one it sets later replaces this one, and does the
+    same job for its own loop).
+    """
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self._read, self._write = read_fd, write_fd
+
+    @classmethod
+    def start(cls) -> CaughtSignals | None:
+        """Make the descriptor and hand it to CPython; None where that cannot be done."""
+        if WAKE_SIGNAL is None or threading.current_thread() is not threading.main_thread():
+            return None
+        read_fd, write_fd = os.pipe()
+        for fd in (read_fd, write_fd):
+            os.set_blocking(fd, False)
+        try:
+            previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            previous = None
+        if previous != -1:  # the program has its own (or it failed): leave it
+            if previous is not None:
+                signal.set_wakeup_fd(previous)
+            os.close(read_fd)
+            os.close(write_fd)
+            return None
+        return cls(read_fd, write_fd)
+
+    def fileno(self) -> int:
+        """The descriptor to poll for reading."""
+        return self._read
+
+    def read(self) -> list[int]:
+        """The numbers of the signals caught since the last read."""
+        data = b""
+        try:
+            while chunk := os.read(self._read, 512):
+                data += chunk
+        except BlockingIOError:
+            pass
+        return list(data)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: stop writing into the parent's descriptor."""
+        try:
+            if signal.set_wakeup_fd(-1) != self._write:
+                signal.set_wakeup_fd(self._write)  # not ours any more: put it back
+        except (ValueError, OSError):
+            pass
+
+
 def raise_in_main_thread(exc_type: type[BaseException]) -> None:
     """Schedule ``exc_type`` in the main thread, where no waker could be installed.
 

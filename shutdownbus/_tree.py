@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     import psutil
 
 
+def load() -> None:
+    """Load psutil now (some 15 ms), rather than at the first look at a tree."""
+    import psutil  # noqa: F401
+
+
 @dataclass
 class Member:
     """One process of a snapshot.

@@ -8,6 +8,7 @@ nothing behind, and gets a report that tells the truth.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -118,7 +119,19 @@ def test_an_asyncio_member_stops_quietly_as_after_ctrl_c(plain: bool) -> None:
 def test_ctrl_c_of_an_asyncio_member_keeps_its_native_traceback() -> None:
     child = spawn_aio_member(AIO_MEMBER)
     os.kill(child.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends it
-    out, err = child.communicate(timeout=60)
+    try:
+        out, err = child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        signals = ""
+        for tid in os.listdir(f"/proc/{child.pid}/task"):
+            status = Path(f"/proc/{child.pid}/task/{tid}/status").read_text().splitlines()
+            signals += f"{tid}: " + " ".join(x for x in status if x.startswith(("Name", "Sig", "ShdPnd"))) + "\n"
+        os.kill(child.pid, signal.SIGUSR1)  # its faulthandler prints every thread's stack
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.communicate(timeout=5)
+        child.kill()
+        out, err = child.communicate(timeout=60)
+        pytest.fail(f"it did not exit after Ctrl-C; its output:\n{out}\nits threads:\n{signals}\n{err}")
     report = child.stop()
     assert "cleaned up" in out
     assert "KeyboardInterrupt" in err and "Traceback" in err, err
@@ -335,7 +348,8 @@ def test_a_daemons_intermediate_process_is_reported_exited_and_reaped() -> None:
     entry = report.entry(intermediate.pid)
     assert entry is not None and (entry.outcome, entry.returncode) == ("exited", 0), report
     assert report.entry(daemon) is not None, report
-    assert [p for p in psutil.Process().children() if p.status() == psutil.STATUS_ZOMBIE] == []
+    for pid in (intermediate.pid, daemon):  # reaped: not even a zombie is left of them
+        assert not psutil.pid_exists(pid), f"pid {pid} is left: {psutil.Process(pid)}"
 
 
 def test_tree_and_the_report_agree_on_who_joined(tmp_path: Path, runs: list[Run]) -> None:

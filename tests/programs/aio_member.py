@@ -10,6 +10,8 @@ its ``finally:``.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import signal
 import subprocess
 import sys
 
@@ -28,4 +30,6 @@ async def main() -> None:
         del plain  # left running on purpose: the exit sweeps it
 
 
+if hasattr(signal, "SIGUSR1"):
+    faulthandler.register(signal.SIGUSR1)  # a test that sees it hang asks for its stacks
 asyncio.run(main())
