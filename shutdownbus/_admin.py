@@ -56,13 +56,66 @@ def send_stop(
         wait: Wait until every process of the tree is gone (else return once the stop was sent).
         progress: Called now and then with (processes gone, processes in all) while waiting.
 
+    A stop that another admin leads is joined: its end is waited for, and
+    its report returned (see `_registry.begin_stop`).
+
     Returns:
         The report, or None without ``wait``.
 
     Raises:
         AuthenticationError: the root refused the credential.
         ChannelError: the root's channel cannot be reached.
+        RegistryError: the stop cannot be recorded.
     """
+    under_way = _registry.begin_stop(entry, timeout)
+    if under_way is not None:
+        return _join(entry, under_way) if wait else None
+    report = None
+    try:
+        report = _lead(entry, reason, timeout, wait, progress)
+    finally:
+        _registry.finish_stop(entry, None if report is None else report.to_dict())
+    return report
+
+
+def _join(entry: _registry.Entry, under_way: _registry.StopRecord) -> StopReport:
+    """Wait for the end of a stop that another admin leads; its report."""
+    import psutil
+
+    deadline = time.monotonic() + under_way.timeout + ESCALATION_MARGIN + JOIN_SLACK
+    try:
+        root = psutil.Process(entry.pid)
+    except psutil.Error:
+        pass  # gone already
+    else:
+        watch = _platform.ExitWatch()  # a zombie counts as gone: its parent may be slow to reap it
+        watch.add(root.pid, lambda: not is_running(root))
+        while watch.watching() and time.monotonic() < deadline:
+            watch.wait(deadline - time.monotonic())
+        watch.close()
+    while True:  # its admin writes the report right after the root's exit
+        record = _registry.read_stop(entry)
+        if record is not None and record.report is not None:
+            return StopReport.from_dict(record.report)
+        if record is None or not _registry.leader_running(record) or time.monotonic() > deadline:
+            raise ChannelError(
+                f"the stop of {entry.name!r} that another admin led ended without a report"
+                " (that admin died or was interrupted); see 'shutdownbus list'"
+            )
+        time.sleep(0.02)
+
+
+#: What a joining admin gives the leading one on top of its stop's deadline.
+JOIN_SLACK = 2.0
+
+
+def _lead(
+    entry: _registry.Entry,
+    reason: str,
+    timeout: float,
+    wait: bool,
+    progress: Callable[[int, int], None] | None,
+) -> StopReport | None:
     import psutil
 
     keys = _transport.ChannelKeys.from_encoded(entry.secret)
@@ -84,7 +137,7 @@ def send_stop(
             return None
         reported = _wait(sock, channel, root, tree, t0 + timeout + ESCALATION_MARGIN, progress)
         head = _RootHead(root)
-        if is_running(root):
+        if is_running(root) and not _our_init_is_done(root, reported):
             escalate([tree], [head])
         end = time.monotonic()
         status = next((e.returncode for e in reported if e.pid == entry.pid), None)
@@ -150,7 +203,7 @@ def _wait(
                 if isinstance(event, Report):
                     reported += [ReportEntry(**e) for e in event.entries]
                     sock.send(channel.send(Ack()))
-            if gone_fd in ready or not is_running(root):
+            if gone_fd in ready or not is_running(root) or _our_init_is_done(root, reported):
                 break
             if time.monotonic() - looked >= LOOK_EVERY:
                 looked = time.monotonic()
@@ -162,6 +215,17 @@ def _wait(
         if gone_fd is not None:
             os.close(gone_fd)
     return reported
+
+
+def _our_init_is_done(root: psutil.Process, reported: list[ReportEntry]) -> bool:
+    """Whether the root is the init (pid 1) of our own PID namespace (we run
+    inside its container) and has sent its own exit status, its last word.
+
+    Its exit would kill us with every process of the namespace, before we
+    could print the report: it waits for us to leave instead (see
+    ``shutdownbus run``), so we are done.
+    """
+    return root.pid == 1 and any(e.pid == root.pid for e in reported)
 
 
 #: How often the admin looks at the tree while it waits.

@@ -25,6 +25,10 @@ from typing import Any
 from ._errors import ChildExited, ShutdownBusError
 
 EXIT_OK, EXIT_NOT_CLEAN, EXIT_ERROR = 0, 1, 2
+#: The default of ``run --stop-timeout``: with escalation, a stop takes at most
+#: this plus twice `ESCALATION_MARGIN` (docs/lifecycle.md), inside the 10 s
+#: that ``docker stop`` and Kubernetes' default grace leave before SIGKILL.
+RUN_STOP_TIMEOUT = 8.0
 
 EPILOG = """examples:
   shutdownbus run --name web -- python server.py     # run a stoppable tree named 'web'
@@ -62,7 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--name", help="the name send-stop finds the tree by (default: CMD's basename)")
-    run.add_argument("--stop-timeout", type=_seconds, default=10.0, metavar="S", help="seconds a stop gives the tree")
+    run.add_argument(
+        "--stop-timeout",
+        type=_seconds,
+        default=RUN_STOP_TIMEOUT,
+        metavar="S",
+        help=f"seconds a stop gives the tree before escalating (default {RUN_STOP_TIMEOUT:g}: with escalation,"
+        " the whole stop ends within a container runtime's 10 s)",
+    )
     run.add_argument("--ready-timeout", type=_seconds, metavar="S", help="fail unless CMD calls ready() within S")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]", help="the command to run")
 
@@ -76,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     stop.add_argument("target", metavar="TARGET", help="a registered name or the root's pid")
-    stop.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="seconds before escalation")
+    stop.add_argument(
+        "--timeout", type=_seconds, metavar="S", help="seconds before escalation (default: the root's --stop-timeout)"
+    )
     stop.add_argument("--reason", default="stop", help="reason sent with the stop (default: stop)")
     stop.add_argument("--json", action="store_true", help="print the report as JSON")
     stop.add_argument("--no-wait", action="store_true", help="return once the stop was delivered")
@@ -151,37 +164,93 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import threading
 
     from ._child import spawn
-    from ._member import _register, report_own_exit
+    from ._member import _register, on_stop, report_own_exit, stop_requested
+    from ._platform import spawning_with_parent_death_signal, start_orphan_reaper, wait_alone_in_namespace
+    from ._sdnotify import Notifier
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         parser.error("run needs a command: shutdownbus run [options] -- CMD [ARG...]")
-    _register(args.name or os.path.basename(cmd[0]), fast_exit=True, wrapper=True)
-    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    notifier = Notifier.from_environment()  # before the spawn: the command must not inherit it
+    name = args.name or os.path.basename(cmd[0])
+    _register(name, fast_exit=True, wrapper=True, stop_timeout=args.stop_timeout)
     try:
-        child = spawn(cmd, stop_timeout=args.stop_timeout)
+        # If run is killed, its command gets SIGTERM (Linux) rather than serve on
+        # with nobody able to stop it; a member undoes this when it joins.
+        with spawning_with_parent_death_signal(_FORWARDED) as prepare:
+            signal.signal(signal.SIGINT, lambda signum, frame: None)
+            child = spawn(cmd, stop_timeout=args.stop_timeout, preexec_fn=prepare)
     except OSError as exc:
         print(f"shutdownbus: cannot run {cmd[0]!r}: {exc.strerror}", file=sys.stderr)
         return 127
-    if args.ready_timeout is not None:
-        try:
-            child.wait_ready(args.ready_timeout)
-        except (ChildExited, TimeoutError) as exc:
-            child.stop(reason="not-ready")
-            return _fail(str(exc).splitlines()[0])
+    stopping = threading.Event()  # a SIGTERM started a stop
+    # As a subreaper (and as a container's init) we adopt orphans: reap them.
+    start_orphan_reaper(child.pid, lambda: stopping.is_set() or stop_requested())
     if hasattr(signal, "SIGTERM") and sys.platform != "win32":
         # Whoever sends us SIGTERM (a service manager, kill, a container
         # runtime) means "stop the tree": do it gracefully, through the bus,
         # instead of dying and orphaning the tree.
         def stop_on_sigterm(signum: int, frame: object) -> None:
-            threading.Thread(target=child.stop, args=("SIGTERM",), name="shutdownbus-sigterm").start()
+            if not stopping.is_set():
+                stopping.set()
+                if notifier is not None:
+                    notifier.notify(STOPPING=1, STATUS=f"{name}: stopping (SIGTERM)")
+                threading.Thread(target=child.stop, args=("SIGTERM",), name="shutdownbus-sigterm").start()
 
         signal.signal(signal.SIGTERM, stop_on_sigterm)
+    if notifier is not None:
+        notifier.notify(MAINPID=os.getpid(), STATUS=f"{name}: starting {os.path.basename(cmd[0])} (pid {child.pid})")
+        def stopping_now(reason: str) -> None:
+            notifier.notify(STOPPING=1, STATUS=f"{name}: stopping ({reason})")
+
+        on_stop(stopping_now)
+    if args.ready_timeout is not None:
+        try:
+            child.wait_ready(args.ready_timeout)
+        except (ChildExited, TimeoutError) as exc:
+            if not (stopping.is_set() or stop_requested()):
+                child.stop(reason="not-ready")
+                return _fail(str(exc).splitlines()[0])
+        else:
+            if notifier is not None:
+                notifier.notify(READY=1, STATUS=f"{name}: ready")
+    elif notifier is not None:
+        threading.Thread(target=_announce_ready, args=(child, name, notifier), daemon=True).start()
     rc = child.wait()
     child.stop()  # the same report as the stop that ended it, if one did; else it sweeps what is left
     status = _exit_status(rc)
-    report_own_exit(status)
+    if notifier is not None:
+        notifier.notify(STATUS=f"{name}: exited with status {status}")
+    if report_own_exit(status):
+        # As a container's init, our exit would kill the admin that stopped
+        # us before it printed its report: it finishes on this last word,
+        # and we wait for it to leave (see _admin._our_init_is_done).
+        wait_alone_in_namespace(ADMIN_LEAVES)
     return status
+
+
+def _announce_ready(child: Any, name: str, notifier: Any) -> None:
+    """READY=1 when the command calls ready(), or once the join grace passed
+    without it joining (a command that never joins has no other way to say it)."""
+    from ._deadlines import JOIN_GRACE
+
+    try:
+        try:
+            child.wait_ready(JOIN_GRACE)
+        except TimeoutError:
+            if child.joined:
+                child.wait_ready(None)  # a member: its ready() says it
+    except ChildExited:
+        return
+    notifier.notify(READY=1, STATUS=f"{name}: ready")
+
+
+#: The signals that ``run`` handles itself and that its command must have
+#: native (see `_platform.spawning_with_parent_death_signal`).
+_FORWARDED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
+
+#: How long ``run``, as a PID namespace's init, waits for an admin to leave.
+ADMIN_LEAVES = 1.0
 
 
 def _exit_status(rc: int | None) -> int:
@@ -202,7 +271,8 @@ def cmd_send_stop(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     entry = _registry.find(args.target)
     progress = _Progress(entry.name) if sys.stderr.isatty() and not args.no_wait else None
     try:
-        report = send_stop(entry, reason=args.reason, timeout=args.timeout, wait=not args.no_wait, progress=progress)
+        timeout = entry.stop_timeout if args.timeout is None else args.timeout
+        report = send_stop(entry, reason=args.reason, timeout=timeout, wait=not args.no_wait, progress=progress)
     finally:
         if progress is not None:
             progress.clear()
@@ -249,8 +319,13 @@ def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     table = [("NAME", "PID", "UPTIME", "PROCS", "COMMAND")]
-    table += [(r["name"], str(r["pid"]), _duration(r["uptime"]), str(r["processes"]), r["command"]) for r in rows]
+    for r in rows:
+        # A root in another PID namespace: its pid means another process here.
+        pid, procs = (str(r["pid"]), str(r["processes"])) if r["here"] else (f"{r['pid']}*", "?")
+        table.append((r["name"], pid, _duration(r["uptime"]), procs, r["command"]))
     _print_table(table)
+    if not all(r["here"] for r in rows):
+        print("* in another PID namespace (a container?): stop it from there")
     return EXIT_OK
 
 
@@ -258,11 +333,14 @@ def _describe(entry: Any) -> dict[str, Any]:
     from . import _registry
     from ._tree import tree_size
 
+    here = entry.here()
     return {
         "name": entry.name,
         "pid": entry.pid,
+        "here": here,
         "uptime": round(_registry.uptime(entry), 3),
-        "processes": tree_size(entry.pid),
+        "processes": tree_size(entry.pid) if here else None,
+        "stop_timeout": entry.stop_timeout,
         "command": " ".join(entry.argv),
     }
 

@@ -178,6 +178,9 @@ def join(
                 "only part of the shutdownbus variables are set; start this process with shutdownbus.spawn()"
             )
         keys = _transport.ChannelKeys.from_encoded(encoded)
+        # Started by `shutdownbus run`, which set it: the loss of our parent
+        # is a stop ('parent-lost'), with our cleanup, not a SIGTERM.
+        _platform.clear_parent_death_signal()
         _state.own_marker = endpoint
         _state.stop_timeout = _parse_timeout(stop_timeout)
         _state.name = (name or _default_name())[:256]
@@ -253,7 +256,7 @@ def register(name: str | None = None, *, fast_exit: bool = True) -> str:
     return _register(name, fast_exit=fast_exit, wrapper=False)
 
 
-def _register(name: str | None, *, fast_exit: bool, wrapper: bool) -> str:
+def _register(name: str | None, *, fast_exit: bool, wrapper: bool, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> str:
     """`register`; with ``wrapper``, for ``shutdownbus run``: see `children_budget`."""
     from . import _registry
 
@@ -282,6 +285,8 @@ def _register(name: str | None, *, fast_exit: bool, wrapper: bool) -> str:
             endpoint=endpoint,
             secret=keys.encoded_secret(),
             argv=tuple(getattr(sys, "orig_argv", sys.argv)),
+            pid_namespace=_platform.pid_namespace(),
+            stop_timeout=stop_timeout,
         )
         _registry.write(entry)
         _state.upstream = up
@@ -357,18 +362,22 @@ def stop_deadline() -> float | None:
     return _state.stop_deadline
 
 
-def report_own_exit(returncode: int) -> None:
+def report_own_exit(returncode: int) -> bool:
     """Tell whoever stopped this process the status it is about to exit with.
 
     Only its parent could learn it otherwise; a registered root's admin is
     not its parent (``shutdownbus run`` reports its command's status so).
+
+    Returns:
+        True if it was sent (a stop came from upstream, which is still there).
     """
     up, bus = _state.upstream, _state.bus
-    if _state.stop_reason is None or up is None or bus is None or not up.joined.is_set():
-        return
+    if _state.stop_reason is None or up is None or bus is None or not up.joined.is_set() or up.lost.is_set():
+        return False
     entry = {"pid": os.getpid(), "name": _state.name, "outcome": "stopped", "returncode": returncode,
              "seconds": None, "member": True}
     bus.send_upstream(Report((entry,)))
+    return True
 
 
 def record_reports(reports: list[StopReport]) -> None:

@@ -9,6 +9,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import select
@@ -16,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -448,6 +449,136 @@ def joined_the_bus(pid: int) -> bool | None:
         return None
     marker = MEMBER_THREAD_NAME.encode()
     return any((_read_proc_file(f"/proc/{pid}/task/{tid}/comm") or b"").strip() == marker for tid in tids)
+
+
+def pid_namespace() -> str:
+    """This process's PID namespace, as ``DEV:INODE`` of ``/proc/self/ns/pid``
+    (Linux); empty elsewhere.  Two processes with the same value see the same
+    pids."""
+    if not LINUX:
+        return ""
+    try:
+        st = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+@contextlib.contextmanager
+def spawning_with_parent_death_signal(signals: Iterable[int]) -> Iterator[Callable[[], None] | None]:
+    """Start a child (in the block, with the ``preexec_fn`` it gives) that gets
+    SIGTERM when this process dies.
+
+    Linux (``PR_SET_PDEATHSIG``): for ``shutdownbus run``, whose command must
+    not go on serving as an orphan nobody can stop if ``run`` is killed.  The
+    signal follows the thread that started the child: start it from a thread
+    that lives as long as this process (the main thread).  If we died between
+    the fork and the ``prctl``, the child sends itself the signal.
+
+    The ``preexec_fn`` runs Python in the forked child, with this process's
+    signal handlers: a Ctrl-C in that moment would be taken by them and lost
+    for the command.  So ``signals`` are blocked around the start; in the
+    child they get the disposition exec would leave (the default, or ignored
+    if they were ignored), then are unblocked: one that came meanwhile has
+    its native effect.  Elsewhere: yields None, and blocks nothing.
+    """
+    if not LINUX:
+        yield None
+        return
+    import ctypes  # loaded here, not in the forked child
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+    signals = list(signals)
+    after_exec = {s: signal.SIG_IGN if signal.getsignal(s) == signal.SIG_IGN else signal.SIG_DFL for s in signals}
+
+    def prepare() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        for signum, disposition in after_exec.items():
+            signal.signal(signum, disposition)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield prepare
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def clear_parent_death_signal() -> None:
+    """Linux: undo `parent_death_signal` for the calling thread (a member
+    stops on the loss of its parent by itself, with its cleanup)."""
+    if LINUX:
+        _prctl(_PR_SET_PDEATHSIG, 0)
+
+
+def start_orphan_reaper(keep: int, stop: Callable[[], bool]) -> threading.Thread | None:
+    """Reap, as they exit, the children this process did not start (orphans
+    it adopted as a subreaper or as a PID namespace's init), on a thread.
+
+    A zombie is never left for long, as tini and every init reap them.  The
+    exit status of ``keep`` (our command, whose status belongs to its
+    ``Popen``) is never taken: the thread ends when ``keep`` exits.  It also
+    ends, reaping nothing more, once ``stop()`` is true (a stop reaps what it
+    reports on).
+
+    POSIX with ``waitid`` (Linux, recent macOS): ``waitid(P_ALL, WNOWAIT)``
+    shows the next exited child without reaping it.  Elsewhere: None.  The
+    thread starts with every signal blocked, so that no signal meant for the
+    main thread is handled on it (its Python handler would wait).
+    """
+    if WINDOWS or not hasattr(os, "waitid") or not hasattr(signal, "pthread_sigmask"):
+        return None
+
+    def reap() -> None:
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+            except ChildProcessError:
+                return  # no child left at all
+            if info is None or info.si_pid == keep or stop():
+                return
+            try:
+                os.waitpid(info.si_pid, os.WNOHANG)
+            except ChildProcessError:
+                pass  # reaped by someone else meanwhile
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        thread = threading.Thread(target=reap, name="shutdownbus-reaper", daemon=True)
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return thread
+
+
+def wait_alone_in_namespace(timeout: float) -> bool:
+    """As the init (pid 1) of a PID namespace: wait up to ``timeout`` seconds
+    until no other process is left in it.
+
+    Linux, with the namespace's own /proc mounted (else there is nothing to
+    tell): the pids listed in /proc.  When init exits, the kernel kills every
+    process left in its namespace: an operator's command that entered it
+    (``docker exec``, ``nsenter``) is given the time to finish.
+
+    Returns:
+        True if it is alone (or cannot tell), False at the timeout.
+    """
+    if not LINUX or os.getpid() != 1 or os.readlink("/proc/self") != "1":
+        return True
+    end = time.monotonic() + timeout
+    while True:
+        others = [name for name in os.listdir("/proc") if name.isdigit() and name != "1"]
+        if not others:
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.01)
 
 
 def make_child_subreaper() -> bool:

@@ -18,7 +18,16 @@ SCRIPT = str(Path(sys.executable).parent / "shutdownbus")
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    """Run the command line; on a timeout, fail with the stacks of its threads."""
+    env = dict(os.environ, PYTHONFAULTHANDLER="1")
+    proc = subprocess.Popen([SCRIPT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # the fault handler prints every thread's stack
+        out, err = proc.communicate(timeout=60)
+        pytest.fail(f"shutdownbus {' '.join(args)} hung for {timeout} s; its threads:\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def readline(stream: object, timeout: float) -> str:
