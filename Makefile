@@ -30,7 +30,9 @@ test-windows: $(STAMP) ## The suite with a Windows CPython 3.12 under wine (sets
 	HOST_PYTHON=$(PY) tools/windows/setup.sh
 	tools/windows/run-tests.sh $(ARGS)
 
-bench: $(STAMP) ## Benchmarks against signal-based stops (Linux; a few minutes)
+bench: $(STAMP) ## Benchmarks against signal-based stops and tini (Linux; a few minutes)
+	@command -v tini >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get install -y -q tini >/dev/null; } || echo "tini is not installed: section 7 is skipped"
 	$(PY) benchmarks/bench.py
 
 bench-quick: $(STAMP) ## A fast smoke run of the benchmarks (under a minute)

@@ -21,6 +21,11 @@
    not the server's stop), by ``Child.stop()`` under ``spawn``, and by
    ``kill -TERM`` of the master; each stop starts at a random moment (uvicorn
    looks at its signals every 0.5 s), interleaved.
+7. As a container's init (pid 1 of a PID namespace, ``unshare --pid``; root
+   only), ``shutdownbus run`` next to tini (``tini``, and ``tini -g``, which
+   signals the whole process group): zombies left by 20 short-lived orphans,
+   and SIGTERM to the init (``docker stop``) of gunicorn -w 4 until every
+   process is gone, with the exit status.
 
 Linux only (pidfds, /proc).  Prints medians with min-max and the ratios.
 """
@@ -28,6 +33,7 @@ Linux only (pidfds, /proc).  Prints medians with min-max and the ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import select
@@ -359,6 +365,72 @@ def bench_servers(reps: int) -> None:
         )
 
 
+# -- 7. as a container's init ------------------------------------------------------------
+
+INITS = {
+    "shutdownbus run": [str(Path(PY).parent / "shutdownbus"), "run", "--"],
+    "tini": ["tini", "--"],
+    "tini -g": ["tini", "-g", "--"],
+}
+
+
+def _namespace_init(init: list[str], cmd: list[str], **kwargs: object) -> tuple[subprocess.Popen[str], psutil.Process]:
+    unshare = ["unshare", "--pid", "--fork", "--mount-proc"]
+    outer = subprocess.Popen([*unshare, *init, *cmd], text=True, **kwargs)  # type: ignore[call-overload]
+    end = time.monotonic() + 60
+    while not psutil.Process(outer.pid).children():
+        if time.monotonic() > end:
+            raise TimeoutError("unshare started nothing")
+        time.sleep(0.01)
+    return outer, psutil.Process(outer.pid).children()[0]
+
+
+def init_zombies(init: list[str]) -> int:
+    outer, pid1 = _namespace_init(init, [str(PROGRAMS / "orphans.sh")], stdout=subprocess.PIPE)
+    assert outer.stdout is not None and outer.stdout.readline() == "orphans made\n"
+    time.sleep(0.5)  # each orphan lives 0.1 s
+    zombies = 0
+    for child in pid1.children():
+        with contextlib.suppress(psutil.Error):
+            zombies += child.status() == psutil.STATUS_ZOMBIE
+    pid1.kill()
+    outer.wait()
+    outer.stdout.close()
+    return zombies
+
+
+def init_stop(init: list[str]) -> tuple[float, int]:
+    cmd, processes = SERVERS["gunicorn -w 4"]
+    started = time.monotonic()
+    outer, pid1 = _namespace_init(init, cmd, cwd=PROGRAMS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_processes(pid1.pid, processes)
+    pids = tree_pids(pid1.pid)
+    _some_moment_after(started)
+    start = time.perf_counter()
+    pid1.terminate()
+    wait_all_gone(pids)
+    took = time.perf_counter() - start
+    return took, outer.wait()
+
+
+def bench_init(reps: int) -> None:
+    import shutil
+
+    print("\n7. As a container's init (pid 1 of a PID namespace)")
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        print("   skipped: needs root and util-linux's unshare")
+        return
+    if shutil.which("tini") is None:
+        print("   skipped: tini is not installed (apt-get install tini)")
+        return
+    print(f"   {'init':<18}{'zombies left':>14}{'SIGTERM to gone (ms), gunicorn -w 4':>40}{'exit status':>14}")
+    for label, init in INITS.items():
+        zombies = init_zombies(init)
+        stops = [init_stop(init) for _ in range(reps)]
+        statuses = sorted({status for _, status in stops})
+        print(f"   {label:<18}{zombies:>14}{summary([t for t, _ in stops]):>40}{statuses!s:>14}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="shutdownbus benchmarks")
     parser.add_argument("--quick", action="store_true", help="small trees, few repetitions (a smoke run)")
@@ -382,6 +454,7 @@ def main() -> None:
     else:
         bench_scale(3, 7)
     bench_servers(3 if args.quick else 9)
+    bench_init(3 if args.quick else 7)
 
 
 if __name__ == "__main__":
