@@ -26,6 +26,23 @@
    signals the whole process group): zombies left by 20 short-lived orphans,
    and SIGTERM to the init (``docker stop``) of gunicorn -w 4 until every
    process is gone, with the exit status.
+8. Start-up, as users run it: a wheel of the package, installed with its
+   dependencies into build/bench-venv (not the editable .venv, whose finder
+   adds to every interpreter start), and each contender run with that
+   venv's interpreter and command, interleaved; three ratios against their
+   targets:
+     send-stop  ``shutdownbus send-stop`` of a tree under ``shutdownbus run``,
+                from the command's start until every process is gone, against
+                ``Child.stop()`` of the same tree (target: at most +50 ms);
+     list       ``shutdownbus list`` (one tree registered) and ``--help``
+                against ``python -c pass`` (target: at most 2.5x);
+     spawn      spawn() + wait_ready() against Popen + one line (target: at
+                most 2x);
+   then the import profile (``-X importtime``) of a member (join + ready), of
+   ``send-stop`` and of ``list``: ours, third-party, stdlib and the
+   interpreter's own start, and the modules that cost the most, each
+   third-party or stdlib package with everything it imported, under the
+   module of ours that imported it first.
 
 Linux only (pidfds, /proc).  Prints medians with min-max and the ratios.
 """
@@ -34,6 +51,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import importlib.metadata
 import os
 import platform
 import select
@@ -43,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -431,6 +451,252 @@ def bench_init(reps: int) -> None:
         print(f"   {label:<18}{zombies:>14}{summary([t for t, _ in stops]):>40}{statuses!s:>14}")
 
 
+
+# -- 8. start-up, as users run it ------------------------------------------------------------
+
+ROOT = HERE.parent
+BENCH_VENV = ROOT / "build" / "bench-venv"
+DEPENDENCIES = ("pyzmq", "msgpack", "psutil")
+STARTUP_TARGETS = {"send-stop": 0.050, "list": 2.5, "spawn": 2.0}
+
+
+def bench_venv() -> Path:
+    """build/bench-venv with a wheel of the package as it is now; returns its bin directory.
+
+    The wheel is built from a copy of the sources (setuptools' build/lib in
+    the work tree may hold modules removed since), with ``pip wheel``, and
+    installed by this pip (a launcher as current pip writes it) with the
+    dependencies at the versions this process runs with.  The venv is made
+    anew only when the wheel's content or those versions changed.
+    """
+    import shutil
+
+    python = BENCH_VENV / "bin" / "python"
+    pins = [f"{name}=={importlib.metadata.version(name)}" for name in DEPENDENCIES]
+    with tempfile.TemporaryDirectory(prefix="sbb-wheel-") as tmp:
+        src = Path(tmp) / "src"
+        shutil.copytree(ROOT / "shutdownbus", src / "shutdownbus", ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(ROOT / name, src / name)
+        _quiet([PY, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-w", tmp, str(src)])
+        (wheel,) = Path(tmp).glob("shutdownbus-*.whl")
+        digest = hashlib.sha256()
+        with zipfile.ZipFile(wheel) as archive:  # the content: a wheel's bytes change with its timestamps
+            for info in sorted(archive.infolist(), key=lambda i: i.filename):
+                digest.update(info.filename.encode() + b"\0" + archive.read(info) + b"\0")
+        digest.update(" ".join(pins).encode())
+        stamp = BENCH_VENV / ".wheel-digest"
+        if python.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
+            return python.parent
+        shutil.rmtree(BENCH_VENV, ignore_errors=True)
+        _quiet([PY, "-m", "venv", "--without-pip", str(BENCH_VENV)])
+        install = ["install", "--disable-pip-version-check", "--no-warn-script-location", str(wheel), *pins]
+        _quiet([PY, "-m", "pip", "--python", str(python), *install])
+        stamp.write_text(digest.hexdigest())
+    return python.parent
+
+
+def _quiet(cmd: list[str]) -> None:
+    """Run ``cmd``; its output only if it fails."""
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"bench: {' '.join(cmd[:5])} ... failed ({done.returncode})")
+
+
+def run_tree(venv: Path, name: str, depth: int, fanout: int) -> tuple[list[int], Callable[[], None]]:
+    """``shutdownbus run --name NAME -- _tree.py bus ...`` from the venv, once its whole tree is ready
+    (run's READY=1 on a notify socket, sent after the tree's ready()); returns
+    the tree's pids and what waits for run's exit once the tree was stopped."""
+    import socket
+    import uuid
+
+    address = f"@sbb-{uuid.uuid4().hex}"
+    tree_cmd = [str(venv / "python"), TREE, "bus", str(depth), str(fanout)]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + address[1:])
+    sock.settimeout(120)
+    runner = subprocess.Popen(
+        [str(venv / "shutdownbus"), "run", "--name", name, "--ready-timeout", "120", "--", *tree_cmd],
+        env={**os.environ, "NOTIFY_SOCKET": address},
+    )
+    while b"READY=1" not in sock.recv(4096):
+        pass
+
+    def finish() -> None:
+        runner.wait()
+        sock.close()  # open until run's exit: it notifies its stop too
+
+    return tree_pids(runner.pid), finish
+
+
+def startup_stop(venv: Path, how: str, depth: int, fanout: int) -> float:
+    """Seconds from the request until every process of the tree is gone (and
+    for the command line, until the command returned)."""
+    from shutdownbus import _admin, _registry
+
+    if how == "spawn":
+        child = shutdownbus.spawn([str(venv / "python"), TREE, "bus", str(depth), str(fanout)], ready_timeout=120)
+        pids = tree_pids(child.pid)
+        start = time.perf_counter()
+        child.stop()
+        wait_all_gone(pids)
+        return time.perf_counter() - start
+    pids, finish = run_tree(venv, "bench-stop", depth, fanout)
+    start = time.perf_counter()
+    if how == "send-stop":
+        subprocess.run([str(venv / "shutdownbus"), "send-stop", "bench-stop"], stdout=subprocess.DEVNULL, check=True)
+    else:  # the admin's stop, in this process: send-stop without its own start-up
+        _admin.send_stop(_registry.find("bench-stop"))
+    wait_all_gone(pids)
+    took = time.perf_counter() - start
+    finish()
+    return took
+
+
+def time_command(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
+def import_profile(stderr: str, interpreter: set[str]) -> tuple[dict[str, float], list[tuple[float, str, str]]]:
+    """Sum up ``-X importtime``'s lines (milliseconds).
+
+    Returns:
+        The import time of ours (each of our modules' own time), of
+        third-party and stdlib packages (each with everything it imported),
+        and of the interpreter's own start (what ``python -c pass`` imports);
+        and those items, costliest first: (ms, module, the module of ours
+        that imported it first, or "").
+    """
+    pending: dict[int, list[tuple[int, int, str, list[object]]]] = {}
+    for line in stderr.splitlines():
+        fields = line.removeprefix("import time:").split("|")
+        if not line.startswith("import time:") or len(fields) != 3 or not fields[0].strip().isdigit():
+            continue
+        depth = (len(fields[2]) - len(fields[2].lstrip()) - 1) // 2
+        # Postorder: a module's line comes after its imports' (one level deeper).
+        row = (int(fields[0]), int(fields[1]), fields[2].strip(), pending.pop(depth + 1, []))
+        pending.setdefault(depth, []).append(row)  # type: ignore[arg-type]
+    totals = {"ours": 0.0, "third-party": 0.0, "stdlib": 0.0, "interpreter": 0.0}
+    items: list[tuple[float, str, str]] = []
+
+    def walk(rows: list[tuple[int, int, str, list[object]]], importer: str) -> None:
+        for own, cumulative, name, children in rows:
+            top = name.partition(".")[0]
+            if top == "shutdownbus":
+                totals["ours"] += own / 1000
+                items.append((own / 1000, name, importer))
+                walk(children, name)  # type: ignore[arg-type]
+                continue
+            kind = "stdlib" if top in sys.stdlib_module_names else "third-party"
+            if not importer and name in interpreter:
+                kind = "interpreter"
+            totals[kind] += cumulative / 1000
+            if kind != "interpreter":
+                items.append((cumulative / 1000, name, importer))
+
+    walk(pending.get(0, []), "")
+    return totals, sorted(items, reverse=True)
+
+
+def print_profile(label: str, stderr: str, interpreter: set[str], top: int) -> None:
+    totals, items = import_profile(stderr, interpreter)
+    parts = ", ".join(f"{kind} {ms:.1f}" for kind, ms in totals.items())
+    print(f"   {label}: {sum(totals.values()):.1f} ms of imports ({parts})")
+    for ms, name, importer in items[:top]:
+        print(f"      {ms:6.1f}  {name}" + (f"  (by {importer})" if importer and importer != name else ""))
+
+
+def profiles(venv: Path, top: int) -> None:
+    python = str(venv / "python")
+    base = subprocess.run([python, "-X", "importtime", "-c", "pass"], capture_output=True, text=True, check=True)
+    interpreter = {line.split("|")[2].strip() for line in base.stderr.splitlines() if line.count("|") == 2}
+    print("\n   Import profiles (-X importtime, ms; a package counts with everything it imported):")
+    member = shutdownbus.spawn([python, "-X", "importtime", "-c", READY_CHILD], stderr=subprocess.PIPE, text=True)
+    member.wait_ready(60)
+    member.stop()
+    assert member.stderr is not None
+    print_profile("member (import, join, ready)", member.stderr.read(), interpreter, top)
+    member.stderr.close()
+    _, finish = run_tree(venv, "bench-stop", 1, 1)
+    profiled = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    for command in (["list"], ["send-stop", "bench-stop"]):
+        done = subprocess.run(
+            [str(venv / "shutdownbus"), *command], env=profiled, capture_output=True, text=True, check=True
+        )
+        print_profile(f"shutdownbus {command[0]}", done.stderr, interpreter, top)
+    finish()
+
+
+def bench_startup(reps: int, tree: tuple[str, int, int], top: int) -> None:
+    venv = bench_venv()
+    python = str(venv / "python")
+    versions = subprocess.run(
+        [python, "-c", "import sys, zmq; print(sys.version.split()[0], zmq.__version__)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    print(f"\n8. Start-up, as users run it (ms, median (min-max)): a wheel in {BENCH_VENV.relative_to(ROOT)}"
+          f" (Python {versions[0]}, pyzmq {versions[1]})")
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    label, depth, fanout = tree
+    stops: dict[str, list[float]] = {"send-stop": [], "admin": [], "spawn": []}
+    for _ in range(reps):
+        for how in stops:
+            stops[how].append(startup_stop(venv, how, depth, fanout))
+    med = {how: statistics.median(s) for how, s in stops.items()}
+    extra, target = med["send-stop"] - med["spawn"], STARTUP_TARGETS["send-stop"]
+    print(f"   {label}: run + send-stop {summary(stops['send-stop'])}   run + the admin's stop in-process"
+          f" {summary(stops['admin'])}   spawn + Child.stop() {summary(stops['spawn'])}")
+    print(f"   send-stop - Child.stop(): {extra * 1000:+.1f} ms"
+          f" (target: at most +{target * 1000:.0f}; {verdict(extra <= target)});"
+          f" of which the command's own start-up: {(med['send-stop'] - med['admin']) * 1000:+.1f}")
+
+    _, finish = run_tree(venv, "bench-list", 1, 2)  # list has a tree to show
+    commands = {
+        "python -c pass": [python, "-c", "pass"],
+        "shutdownbus list": [str(venv / "shutdownbus"), "list"],
+        "shutdownbus --help": [str(venv / "shutdownbus"), "--help"],
+    }
+    starts: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(reps * 2):
+        for name, cmd in commands.items():
+            starts[name].append(time_command(cmd))
+    bare = statistics.median(starts["python -c pass"])
+    for name, samples in starts.items():
+        ratio = statistics.median(samples) / bare
+        target = "" if name.startswith("python") else (
+            f"   {ratio:.2f}x (target: at most {STARTUP_TARGETS['list']}x; {verdict(ratio <= STARTUP_TARGETS['list'])})"
+        )
+        print(f"   {name:<24}{summary(samples)}{target}")
+    subprocess.run([str(venv / "shutdownbus"), "send-stop", "bench-list"], stdout=subprocess.DEVNULL, check=True)
+    finish()
+
+    bus, popen = [], []
+    for _ in range(reps * 2):
+        start = time.perf_counter()
+        child = shutdownbus.spawn([python, "-c", READY_CHILD])
+        child.wait_ready(60)
+        bus.append(time.perf_counter() - start)
+        child.stop()
+        start = time.perf_counter()
+        proc = subprocess.Popen([python, "-c", LINE_CHILD], stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        popen.append(time.perf_counter() - start)
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    ratio = statistics.median(bus) / statistics.median(popen)
+    print(f"   spawn()+wait_ready()    {summary(bus)}   Popen+readline {summary(popen)}   {ratio:.2f}x"
+          f" (target: at most {STARTUP_TARGETS['spawn']}x; {verdict(ratio <= STARTUP_TARGETS['spawn'])})")
+    profiles(venv, top)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="shutdownbus benchmarks")
     parser.add_argument("--quick", action="store_true", help="small trees, few repetitions (a smoke run)")
@@ -455,6 +721,10 @@ def main() -> None:
         bench_scale(3, 7)
     bench_servers(3 if args.quick else 9)
     bench_init(3 if args.quick else 7)
+    if args.quick:
+        bench_startup(3, ("fan-out 2 x depth 1", 1, 2), top=4)
+    else:
+        bench_startup(11, ("fan-out 4 x depth 2", 2, 4), top=10)
 
 
 if __name__ == "__main__":
