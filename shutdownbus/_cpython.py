@@ -56,7 +56,7 @@ def skip_popen_sigint_wait(frame: FrameType | None) -> bool:
     subprocess = sys.modules.get("subprocess")
     if subprocess is None or not _known_version():
         return False  # not loaded: nothing waits in Popen.wait
-    code = getattr(getattr(subprocess.Popen, "wait", None), "__code__", None)
+    code = getattr(getattr(getattr(subprocess, "Popen", None), "wait", None), "__code__", None)
     for _ in range(8):
         if frame is None or code is None:
             return False
@@ -110,6 +110,45 @@ def interrupts_seen(runner: functools.partial[None]) -> int:
 
 
 # -- threads --------------------------------------------------------------------------
+
+
+def release_condition_wait(thread: threading.Thread) -> bool:
+    """End the wait of ``thread`` if it blocks in ``threading.Condition.wait``
+    (so in ``Event.wait``, ``Queue.get``, ``Semaphore.acquire``, ...), by
+    releasing the lock it waits on: the wait's ``waiter``, a plain lock that
+    any thread may release.
+
+    For a caller that has just scheduled an exception or tripped a signal
+    handler that raises in ``thread``: the acquire returns, and the exception
+    is raised right there, before the wait can return.  Without one, the wait
+    would return to its caller as if it had been notified (``Event.wait()``
+    True with the event not set): never call it otherwise.
+
+    Why: a lock acquire is interrupted by a signal on POSIX, but on Windows
+    before Python 3.14 nothing ends it, not even Ctrl-C.  Only a wait made
+    directly by ``Condition.wait`` (its frame on top of the thread's stack,
+    with its ``waiter`` held) is released; a notify() that releases the same
+    waiter meanwhile is harmless (``release`` raises, which is caught).
+
+    Returns:
+        True if a waiter was released.
+    """
+    if thread.ident is None or not _known_version():
+        return False
+    wait = getattr(getattr(threading, "Condition", None), "wait", None)
+    code = getattr(wait, "__code__", None)
+    try:
+        frame = sys._current_frames().get(thread.ident)
+        if frame is None or code is None or frame.f_code is not code:
+            return False
+        waiter: Any = frame.f_locals.get("waiter")
+        if not (hasattr(waiter, "locked") and hasattr(waiter, "release")) or not waiter.locked():
+            return False  # not allocated or not held yet: the wait has not begun
+        waiter.release()
+    except Exception:  # released by a notify() meanwhile, or an unexpected shape
+        return False
+    return True
+
 
 
 def handling_keyboard_interrupt(thread: threading.Thread) -> bool:

@@ -426,11 +426,11 @@ def _on_stop(reason: str, budget: float) -> None:
     _state.stopped.set()  # after the callbacks: whoever waits for the stop finds them done
     if interrupting:
         if _state.interruptible:
-            _platform.wake_main_thread()
-            # The wake signal may land just before the main thread enters a
+            _wake_for_the_stop()
+            # The wake-up may land just before the main thread enters a
             # blocking call, and then waits with it (see CaughtSignals): again
             # a moment later, until the main thread took it.
-            _nudge_main_thread(lambda: _state.pending_ran, (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0))
+            _nudge_main_thread(_wake_for_the_stop, lambda: _state.pending_ran, (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0))
         else:
             _raise_from_afar()
 
@@ -527,21 +527,42 @@ def _on_caught_signals(caught: _platform.CaughtSignals) -> None:
     call fail with EINTR, and the handler runs.  The wake signal's own
     handler does nothing when no stop came, so a needless nudge is harmless.
     """
-    if any(signum != _platform.WAKE_SIGNAL for signum in caught.read()):
-        _nudge_main_thread(lambda: False, (0.005, 0.05))
+    if any(signum != _platform.wake_signal() for signum in caught.read()):
+        _nudge_main_thread(_platform.wake_main_thread, lambda: False, (0.005, 0.05))
+
+def _wake_for_the_stop() -> None:
+    """The bus thread (or a nudge): make the main thread run `_raise_pending`
+    at once, if the stop is to be raised now.
+
+    Not otherwise: on Windows a wake-up ends waits that then return as if
+    they were done, unless the handler raises (see `_platform.wake_main_thread`).
+    If the program has replaced the wake signal's handler since it joined,
+    its handler must not run for a stop: the fallback raises it from afar.
+    """
+    with _state.lock:
+        if _state.raised or _state.exiting or _state.deferring or _state.stop_reason is None:
+            return  # deferred_stop raises it when its block ends
+        if _cpython.handling_keyboard_interrupt(threading.main_thread()):
+            return  # already in a Ctrl-C cleanup: `_raise_pending` would not raise
+        # Under asyncio.run the stop cancels the main task: nothing is raised.
+        raising = _cpython.asyncio_runner_handler() is None
+        if _platform.wake_main_thread(raising=raising):
+            return
+    _raise_from_afar()
 
 
-def _nudge_main_thread(done: Callable[[], bool], delays: tuple[float, ...]) -> None:
-    """Send the wake signal to the main thread after each of ``delays`` (a
-    thread of its own, started from the bus thread, so it blocks every
-    signal too), until ``done()`` or the process exits."""
+
+def _nudge_main_thread(wake: Callable[[], object], done: Callable[[], bool], delays: tuple[float, ...]) -> None:
+    """Call ``wake`` after each of ``delays`` (a thread of its own, started
+    from the bus thread, so it blocks every signal too), until ``done()`` or
+    the process exits."""
 
     def nudge() -> None:
         for delay in delays:
             time.sleep(delay)
             if done() or _state.exiting:
                 return
-            _platform.wake_main_thread()
+            wake()
 
     threading.Thread(target=nudge, name="shutdownbus-nudge", daemon=True).start()
 

@@ -9,6 +9,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import math
 import os
@@ -20,6 +21,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
+
+from . import _cpython
 
 if TYPE_CHECKING:
     import subprocess
@@ -35,58 +38,188 @@ LINUX = sys.platform.startswith("linux")
 # the sleep.  On POSIX a real signal sent to the main thread makes its system
 # call fail with EINTR; CPython then runs the Python-level handlers of tripped
 # signals before it retries (PEP 475), so a handler that raises ends the wait.
-# We use a signal of our own for this (not SIGINT, whose handler belongs to the
-# user and to asyncio) and install its handler only if nobody else did.
+# Windows has no signal for a thread, but every wait that a console Ctrl-C
+# ends in the main thread also watches the interpreter's SIGINT event, and
+# runs the handlers of tripped signals when it is set (`wake_main_thread`).
+# Either way the handler is ours, on a signal of our own: never SIGINT, whose
+# handler belongs to the user and to asyncio, so that a stop is never taken
+# for a Ctrl-C, nor the reverse; and never a signal the program handles
+# itself, whose handler must not run for our wake-ups.
 
 
-def _wake_signal() -> int | None:
+def _wake_signals() -> tuple[int, ...]:
     if WINDOWS:
-        return None
-    if hasattr(signal, "SIGRTMIN"):
-        # Real-time signals are rarely used by Python programs; this one is
+        # Windows never delivers SIGTERM (os.kill and Popen.terminate are
+        # TerminateProcess, the console sends SIGINT and SIGBREAK): a handler
+        # on it runs only when this process trips it.  The other signals
+        # Python may handle there are Ctrl-Break's and the C runtime's faults
+        # (faulthandler's).
+        return (int(signal.SIGTERM),)
+    if hasattr(signal, "SIGRTMIN") and hasattr(signal, "SIGRTMAX"):
+        # Real-time signals are rarely used by Python programs; these are
         # away from both ends, which libraries tend to pick.
-        return int(signal.SIGRTMIN) + 5
-    return int(signal.SIGUSR2)
+        return tuple(range(int(signal.SIGRTMIN) + 5, int(signal.SIGRTMAX) - 4))
+    return (int(signal.SIGUSR2), int(signal.SIGUSR1))
 
 
-WAKE_SIGNAL = _wake_signal()
+#: The signals `install_main_thread_waker` may take, best first: real-time
+#: signals on Linux, SIGUSR2 then SIGUSR1 on macOS, SIGTERM on Windows.
+WAKE_SIGNALS = _wake_signals()
+#: The first of them, which the waker takes unless the program handles it.
+WAKE_SIGNAL = WAKE_SIGNALS[0]
+
+
+class _Waker:
+    """The handler `install_main_thread_waker` puts on its signal.
+
+    Without a program's handler to chain to, every delivery runs
+    ``raise_pending`` (which raises only when a stop is pending).  Chained,
+    only the deliveries `wake_main_thread` caused do; any other goes to the
+    program's handler, as if we were not there.
+    """
+
+    def __init__(self, signum: int, chained: Callable[[int, FrameType | None], Any] | None,
+                 raise_pending: Callable[[], None]) -> None:  # fmt: skip
+        self.signum = signum
+        self.chained = chained
+        self.raise_pending = raise_pending
+        self.woken = False  # set by wake_main_thread, taken by the handler
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.woken or self.chained is None:
+            self.woken = False
+            self.raise_pending()
+        else:
+            self.chained(signum, frame)
+
+
+_waker: _Waker | None = None
+_set_sigint_event: Callable[[], object] | None = None  # Windows, see _sigint_event_setter
 
 
 def install_main_thread_waker(raise_pending: Callable[[], None]) -> bool:
     """Arrange for `wake_main_thread` to run ``raise_pending`` in the main thread.
 
-    Must be called from the main thread.
+    Must be called from the main thread (the only one where Python sets
+    signal handlers).
 
-    POSIX: installs a handler for `WAKE_SIGNAL` (a real-time signal on Linux,
-    SIGUSR2 on macOS) unless the program already has one, in which case the
-    wake-up falls back to `_thread.interrupt_main`-like behaviour (the
-    exception is raised at the next bytecode, not inside a blocking call).
-    Windows: nothing to install; see `wake_main_thread`.
+    Every OS: the handler goes on the first of `WAKE_SIGNALS` that has none
+    (its disposition is the default).  If the program handles all of them,
+    it goes on the first, and chains to the program's handler: that one
+    still runs for every delivery that `wake_main_thread` did not cause.
+    (On Windows, where SIGTERM is the only candidate, that is a program that
+    set a SIGTERM handler before it joined.)  A signal that is ignored, or
+    handled from C (not by a Python function), is never taken.
+    A program that sets its own handler on that signal later replaces ours:
+    its handler is then never run for a wake-up, see `wake_main_thread`.
+
+    Windows: also resolves, now rather than on a stop's path, how to set the
+    interpreter's SIGINT event (ctypes; see `wake_main_thread`).
 
     Returns:
-        True if blocking calls in the main thread will be interrupted.
+        True if installed; False if it cannot be (another thread, or no
+        signal we may take): `raise_in_main_thread` is then the only way.
     """
-    if WAKE_SIGNAL is None or threading.current_thread() is not threading.main_thread():
+    global _waker, _set_sigint_event
+    if threading.current_thread() is not threading.main_thread():
         return False
-    if signal.getsignal(WAKE_SIGNAL) not in (signal.SIG_DFL, None):
+    if _waker is not None and signal.getsignal(_waker.signum) is _waker:
+        return True
+    handlers = {signum: signal.getsignal(signum) for signum in WAKE_SIGNALS}
+    free = [signum for signum, handler in handlers.items() if handler == signal.SIG_DFL]
+    chained = None
+    if free:
+        signum = free[0]
+    elif callable(program := handlers[WAKE_SIGNAL]):
+        signum, chained = WAKE_SIGNAL, program
+    else:
         return False
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise_pending()
-
-    signal.signal(WAKE_SIGNAL, handler)
+    waker = _Waker(signum, chained, raise_pending)
+    signal.signal(signum, waker)
+    _waker = waker
+    if WINDOWS and _set_sigint_event is None:
+        _set_sigint_event = _sigint_event_setter()
     return True
 
 
-def wake_main_thread() -> None:
-    """Make the main thread run the handler installed by `install_main_thread_waker`.
+def wake_signal() -> int | None:
+    """The signal the installed waker uses (None: none is installed)."""
+    return None if _waker is None else _waker.signum
 
-    POSIX: ``pthread_kill`` of `WAKE_SIGNAL` to the main thread interrupts
-    sleep, lock and wait calls within microseconds.
+
+def wake_main_thread(*, raising: bool = False) -> bool:
+    """Make the main thread run the ``raise_pending`` of `install_main_thread_waker`
+    at once, even if it is blocked.
+
+    POSIX: ``pthread_kill`` of the waker's signal to the main thread.  The
+    system call it blocks in (a sleep, a lock, a read, a wait) fails with
+    EINTR, and CPython runs the handler before it would retry (PEP 475):
+    within microseconds.
+
+    Windows: ``_thread.interrupt_main`` trips the handler (the main thread
+    runs it at its next check; an asyncio loop wakes at once, through the
+    signal's wake-up socket).  With ``raising``, the interpreter's SIGINT
+    event is set too: the waits that a console Ctrl-C ends in the main thread
+    watch it, and run tripped handlers when it fires (``time.sleep``,
+    ``_winapi.WaitForMultipleObjects`` as in ``multiprocessing.connection.wait``,
+    multiprocessing's locks, every lock from Python 3.14); and a main thread
+    waiting in ``threading.Condition.wait`` (``Event.wait``, ``Queue.get``:
+    a lock acquire, which before 3.14 nothing ends, not even Ctrl-C) is
+    released (`_cpython.release_condition_wait`).  Within milliseconds.
+    SIGINT's own handler is never run.  What neither Ctrl-C nor this ends
+    (``Thread.join``, a plain ``Popen.wait()``, blocking sockets, console
+    reads) is listed in docs/lifecycle.md.
+
+    Args:
+        raising: The handler will raise (not merely cancel asyncio's main
+            task, or do nothing): only then may Windows waits be ended, since
+            the SIGINT event makes some of them fail with InterruptedError
+            when no handler raises, and a released ``Condition.wait`` would
+            return as if notified.  Ignored on POSIX.
+
+    Returns:
+        False if nothing was sent: no waker is installed, or the program has
+        replaced its handler since (its handler must not run for us).  The
+        caller then falls back to `raise_in_main_thread`.
     """
-    main = threading.main_thread()
-    if WAKE_SIGNAL is not None and main.ident is not None:
-        signal.pthread_kill(main.ident, WAKE_SIGNAL)
+    waker, main = _waker, threading.main_thread()
+    if waker is None or main.ident is None:
+        return False
+    installed: object = signal.getsignal(waker.signum)
+    if installed is not waker:
+        return False
+    waker.woken = True
+    if not WINDOWS:
+        signal.pthread_kill(main.ident, waker.signum)
+        return True
+    _thread.interrupt_main(signal.Signals(waker.signum))
+    if raising:
+        if _set_sigint_event is not None:
+            _set_sigint_event()
+        _cpython.release_condition_wait(main)
+    return True
+
+
+def _sigint_event_setter() -> Callable[[], object] | None:
+    """Windows: a function that sets the interpreter's SIGINT event
+    (``_PyOS_SigintEvent()``, which CPython exports), or None where that
+    cannot be found (then only the waits that check signals by themselves,
+    and ``Condition.wait``, are ended)."""
+    try:
+        import ctypes
+
+        sigint_event = ctypes.pythonapi._PyOS_SigintEvent
+        sigint_event.argtypes = []
+        sigint_event.restype = ctypes.c_void_p
+        handle = sigint_event()
+        set_event = ctypes.WinDLL("kernel32").SetEvent  # type: ignore[attr-defined,unused-ignore]
+        set_event.argtypes = [ctypes.c_void_p]
+        set_event.restype = ctypes.c_int
+    except (ImportError, OSError, AttributeError):
+        return None
+    if not handle:
+        return None
+    return lambda: set_event(handle)
 
 
 class CaughtSignals:
@@ -102,9 +235,10 @@ class CaughtSignals:
     thread (`wake_main_thread`) a moment later, so that the call fails with
     EINTR and the handler runs.
 
-    POSIX only; made by the main thread, and only if the program uses no
-    wake-up descriptor (one it sets later replaces this one, and does the
-    same job for its own loop).
+    POSIX only (Windows wakes no thread with a signal; its wake-up descriptor
+    must be a socket); made by the main thread, once a waker is installed,
+    and only if the program uses no wake-up descriptor (one it sets later
+    replaces this one, and does the same job for its own loop).
     """
 
     def __init__(self, read_fd: int, write_fd: int) -> None:
@@ -113,7 +247,7 @@ class CaughtSignals:
     @classmethod
     def start(cls) -> CaughtSignals | None:
         """Make the descriptor and hand it to CPython; None where that cannot be done."""
-        if WAKE_SIGNAL is None or threading.current_thread() is not threading.main_thread():
+        if WINDOWS or _waker is None or threading.current_thread() is not threading.main_thread():
             return None
         read_fd, write_fd = os.pipe()
         for fd in (read_fd, write_fd):
@@ -154,18 +288,24 @@ class CaughtSignals:
 
 
 def raise_in_main_thread(exc_type: type[BaseException]) -> None:
-    """Schedule ``exc_type`` in the main thread, where no waker could be installed.
+    """Schedule ``exc_type`` in the main thread, when `wake_main_thread` cannot
+    be used: the program handles every wake signal in a way we cannot chain
+    to, replaced our handler after `install_main_thread_waker`, or called
+    ``join()`` from another thread.
 
-    Windows, or a program that handles `WAKE_SIGNAL` itself, or ``join()``
-    called from another thread: ``PyThreadState_SetAsyncExc`` makes the main
-    thread raise at its next bytecode; a main thread blocked in a long call
-    sees it when the call returns.
+    Every OS: ``PyThreadState_SetAsyncExc`` makes the main thread raise at
+    its next bytecode, and a main thread waiting in ``threading.Condition.wait``
+    (``Event.wait``, ``Queue.get``, ...) is released so that it gets there at
+    once (`_cpython.release_condition_wait`).  A main thread blocked in a
+    system call (``time.sleep``, a read, ``Popen.wait()``) raises only when
+    the call returns: the rare case docs/lifecycle.md describes.
     """
     import ctypes  # only on this fallback path
 
     main = threading.main_thread()
     if main.ident is not None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main.ident), ctypes.py_object(exc_type))
+        _cpython.release_condition_wait(main)
 
 
 # -- waking the bus thread ------------------------------------------------------

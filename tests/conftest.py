@@ -7,8 +7,10 @@ kills what it left, also when the test itself failed.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,10 +22,80 @@ from pathlib import Path
 import psutil
 import pytest
 
-from shutdownbus import _platform, testing
+from shutdownbus import _platform, _transport, testing
 from shutdownbus._tree import is_running
 
-MEMBER = str(Path(__file__).parent / "programs" / "member.py")
+PROGRAMS = Path(__file__).parent / "programs"
+MEMBER = str(PROGRAMS / "member.py")
+WINDOWS = sys.platform == "win32"
+LINUX = sys.platform.startswith("linux")
+
+def _under_wine() -> bool:
+    if not WINDOWS:
+        return False
+    import ctypes
+
+    try:
+        return hasattr(ctypes.WinDLL("ntdll"), "wine_get_version")  # type: ignore[attr-defined,unused-ignore]
+    except OSError:
+        return False
+
+
+#: Windows emulated by wine (``make test-windows``), where a few things differ from Windows.
+UNDER_WINE = _under_wine()
+#: For the tests whose members shut a ProcessPoolExecutor down after a stop ended its workers.
+WINE_EXECUTOR_HANG = pytest.mark.skipif(
+    UNDER_WINE,
+    reason="wine: ProcessPoolExecutor.shutdown() may hang when its workers ended just before, without"
+    " shutdownbus too (tools/windows/repro/executor_shutdown_hang.py); a real Windows machine must tell",
+)
+
+#: The return code of a process ended by `kill`: SIGKILL on POSIX; on Windows
+#: psutil's TerminateProcess, which sets exit code 15.
+KILLED = -signal.SIGKILL if hasattr(signal, "SIGKILL") else 15
+
+
+def kill(pid: int) -> None:
+    """End ``pid`` at once, if it still runs (SIGKILL; Windows: TerminateProcess)."""
+    try:
+        psutil.Process(pid).kill()
+    except psutil.NoSuchProcess:
+        pass
+
+
+def sleep_cmd(seconds: float = 600) -> list[str]:
+    """A child that never joins and sleeps (``sleep``, which Windows lacks, in Python)."""
+    return [sys.executable, str(PROGRAMS / "sleep.py"), str(seconds)]
+
+
+def console_script() -> list[str]:
+    """The ``shutdownbus`` command: the console script installed next to the
+    interpreter, else ``python -m shutdownbus`` (the Windows python of ``make
+    test-windows`` runs shutdownbus from the source tree, with no launcher)."""
+    script = Path(sys.executable).parent / ("shutdownbus.exe" if WINDOWS else "shutdownbus")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "shutdownbus"]
+
+
+SCRIPT = console_script()
+
+
+#: multiprocessing's start methods, each skipped where the OS lacks it (Windows: spawn only).
+START_METHODS = [
+    pytest.param(
+        method,
+        marks=pytest.mark.skipif(
+            method not in multiprocessing.get_all_start_methods(), reason=f"no {method} start method on this OS"
+        ),
+    )
+    for method in ("fork", "spawn", "forkserver")
+]
+
+
+def use_transport(monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
+    """Make the channels of this test use ``transport``; skip where it is not available."""
+    monkeypatch.setenv("SHUTDOWNBUS_TRANSPORT", transport)
+    if transport == "ipc" and _transport.use_tcp():
+        pytest.skip("no ipc transport here: Windows uses tcp on loopback (docs/security.md)")
 
 
 @pytest.fixture(autouse=True)

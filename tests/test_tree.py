@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
+import json
 import subprocess
 import sys
 import threading
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import alive, log_lines, member_cmd
+from conftest import PROGRAMS, WINDOWS, alive, kill, log_lines, member_cmd, sleep_cmd, use_transport
 
 import shutdownbus
 from shutdownbus import _platform
@@ -23,7 +22,7 @@ from shutdownbus._tree import ProcessTable, Tree
 
 @pytest.fixture(params=["ipc", "tcp"])
 def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("SHUTDOWNBUS_TRANSPORT", request.param)
+    use_transport(monkeypatch, request.param)
     return str(request.param)
 
 
@@ -52,7 +51,23 @@ def test_stop_reaches_every_process_of_a_three_level_tree(tmp_path: Path, transp
     assert alive(list(pids.values())) == []
 
 
-@pytest.mark.parametrize("block", ["sleep", "event", "popen"])
+@pytest.mark.parametrize(
+    "block",
+    [
+        "sleep",
+        "event",
+        "queue",
+        "mp-wait",
+        pytest.param(
+            "popen",
+            marks=pytest.mark.skipif(
+                WINDOWS,
+                reason="the known limit on Windows: Popen.wait() of a child not on the bus waits for it"
+                " (as with Ctrl-C, which ends that child too); docs/lifecycle.md",
+            ),
+        ),
+    ],
+)
 def test_stop_wakes_a_blocked_main_thread(tmp_path: Path, block: str) -> None:
     log = tmp_path / "log"
     child = shutdownbus.spawn(member_cmd(log, "--block", block), ready_timeout=60)
@@ -101,11 +116,12 @@ def test_stop_of_a_child_that_already_exited(tmp_path: Path) -> None:
 
 
 def test_child_that_never_joins_gets_the_os_request(tmp_path: Path) -> None:
-    child = shutdownbus.spawn(["sleep", "100"])
+    child = shutdownbus.spawn(sleep_cmd(100))
     report = child.stop(timeout=5)
     (entry,) = report.entries
     assert not child.joined
-    assert (entry.name, entry.member, entry.outcome, entry.returncode) == ("sleep", False, "stopped", -15)
+    expected = ("sleep.py", False, "stopped", _platform.polite_returncode())
+    assert (entry.name, entry.member, entry.outcome, entry.returncode) == expected
 
 
 def test_stop_issued_before_the_child_joined_is_delivered(tmp_path: Path) -> None:
@@ -144,37 +160,102 @@ def test_on_stop_callbacks_without_interrupting_main(tmp_path: Path) -> None:
     assert report.ok, report
 
 
-def test_stop_reaches_main_when_the_program_took_the_wake_signal() -> None:
-    """Without the wake signal, an asynchronous exception carries the stop, with its reason."""
-    code = (
-        "import signal, time, shutdownbus\n"
-        "from shutdownbus import _platform\n"
-        "signal.signal(_platform.WAKE_SIGNAL, lambda *a: None)\n"
-        "shutdownbus.join()\n"
-        "try:\n"
-        "    shutdownbus.ready()\n"
-        "    while True:\n"
-        "        time.sleep(0.01)\n"
-        "except shutdownbus.StopRequested as exc:\n"
-        "    print(exc.reason, flush=True)\n"
+TOOK_THE_WAKE_SIGNAL = """
+import json, signal, sys, time, shutdownbus
+from shutdownbus import _platform
+taken, block = sys.argv[1:]
+calls = []
+for signum in _platform.WAKE_SIGNALS if taken == "every" else _platform.WAKE_SIGNALS[:1]:
+    signal.signal(signum, lambda signum, frame: calls.append(signum))
+shutdownbus.join()
+signal.raise_signal(_platform.WAKE_SIGNAL)  # the program's own use of its signal
+try:
+    shutdownbus.ready()
+    if block == "sleep":
+        time.sleep(600)
+    while True:
+        pass
+except shutdownbus.StopRequested as exc:
+    print(json.dumps({"reason": exc.reason, "calls": calls, "used": _platform.wake_signal()}), flush=True)
+"""
+
+
+@pytest.mark.parametrize(("taken", "block"), [("first", "sleep"), ("first", "busy"), ("every", "sleep")])
+def test_stop_wakes_main_when_the_program_took_the_wake_signal(taken: str, block: str) -> None:
+    """A program that handles the signal the waker prefers (before it joins):
+    the waker takes another one (POSIX), or, when the program handles every
+    one it may take (always on Windows, where there is only SIGTERM), chains
+    to the program's handler.  Either way the stop interrupts a blocking
+    call, and the program's handler runs for its own signals only."""
+    child = shutdownbus.spawn(
+        [sys.executable, "-c", TOOK_THE_WAKE_SIGNAL, taken, block], ready_timeout=60, stdout=-1, text=True
     )
-    child = shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=60, stdout=-1, text=True)
-    report = child.stop(reason="fallback")
+    report = child.stop(reason="taken", timeout=10)
     assert child.stdout is not None
-    assert child.stdout.read().strip() == "fallback"
+    out = json.loads(child.stdout.read())
+    child.stdout.close()
+    assert report.ok and report.seconds < 10, report  # not escalated: the sleep was interrupted
+    assert out["reason"] == "taken"
+    assert out["calls"] == [_platform.WAKE_SIGNAL]  # its own raise_signal; never the stop
+    if taken == "every" or len(_platform.WAKE_SIGNALS) == 1:
+        assert out["used"] == _platform.WAKE_SIGNAL  # chained
+    else:
+        assert out["used"] in _platform.WAKE_SIGNALS[1:]
+
+
+REPLACED_THE_WAKER = """
+import json, signal, sys, threading, time, shutdownbus
+from shutdownbus import _platform
+calls, arrived = [], []
+shutdownbus.join()
+shutdownbus.on_stop(lambda reason: arrived.append(time.monotonic()))
+signal.signal(_platform.wake_signal(), lambda signum, frame: calls.append(signum))  # replaces shutdownbus's
+start = time.monotonic()
+try:
+    shutdownbus.ready()
+    if sys.argv[1] == "sleep":
+        time.sleep(3)
+    else:
+        threading.Event().wait()
+    while True:
+        pass
+except shutdownbus.StopRequested as exc:
+    end = time.monotonic()
+    print(json.dumps({"reason": exc.reason, "calls": calls, "arrived": arrived[0] - start, "raised": end - start}))
+"""
+
+
+@pytest.mark.parametrize("block", ["sleep", "event"])
+def test_a_handler_that_replaced_the_waker_is_never_run_for_a_stop(block: str) -> None:
+    """The rare case of docs/lifecycle.md: a program that replaced the wake
+    signal's handler after it joined.  Its handler is not run for the stop;
+    the stop is raised from afar instead (an asynchronous exception): a wait
+    in Condition.wait (Event.wait) is ended, a blocking system call
+    (time.sleep) is waited out, and the stop raised as it returns."""
+    child = shutdownbus.spawn([sys.executable, "-c", REPLACED_THE_WAKER, block], ready_timeout=60, stdout=-1, text=True)
+    report = child.stop(reason="replaced", timeout=30)
+    assert child.stdout is not None
+    out = json.loads(child.stdout.read())
     child.stdout.close()
     assert report.ok, report
+    assert (out["reason"], out["calls"]) == ("replaced", [])
+    if block == "sleep":
+        if out["arrived"] >= 3:
+            pytest.skip(f"the stop arrived {out['arrived']:.1f} s after ready(), after the sleep: too loaded to tell")
+        assert out["raised"] >= 3  # the sleep was not interrupted
+    else:
+        assert report.seconds < 10, report
 
 
 @contextlib.contextmanager
-def shell_tree(script: str) -> Iterator[subprocess.Popen[str]]:
-    """``sh -c script``, once it printed "up"; the script's shells must end in ``wait``.
+def process_tree(cmd: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """``cmd``, once it printed "up"; its inner processes must end by waiting for their children.
 
-    At the end the leaves (the sleeps, or subshells about to become one) are
-    killed, so that each shell reaps its own and exits: killing the shells
-    too would leave the sleeps to this process, a subreaper, as zombies.
+    At the end the leaves are killed, so that each parent reaps its own and
+    exits: killing the parents too would leave the leaves to this process, a
+    subreaper, as zombies.
     """
-    root = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    root = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert root.stdout is not None and root.stdout.readline() == "up\n"
         yield root
@@ -186,12 +267,12 @@ def shell_tree(script: str) -> Iterator[subprocess.Popen[str]]:
                 parents.add(proc.ppid())
         for proc in descendants:
             if proc.pid not in parents:
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
+                kill(proc.pid)
         try:
             root.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(root.pid, signal.SIGKILL)
+            for proc in [*descendants, psutil.Process(root.pid)]:
+                kill(proc.pid)
             root.wait()
         assert root.stdout is not None
         root.stdout.close()
@@ -202,8 +283,9 @@ def test_process_table_finds_every_descendant(monkeypatch: pytest.MonkeyPatch, k
     if kernel_lists_children and not _platform.KERNEL_LISTS_CHILDREN:
         pytest.skip("this kernel does not list children in /proc")
     monkeypatch.setattr(_platform, "KERNEL_LISTS_CHILDREN", kernel_lists_children)
-    # Three levels; "up" is printed once the deepest sleep was forked.
-    with shell_tree('sleep 300 & sh -c "sleep 300 & sleep 300 & echo up; wait" & wait') as root:
+    # Three levels; "up" is printed once every process of the tree runs.
+    tree_cmd = [sys.executable, str(PROGRAMS / "sleepers.py"), json.dumps([None, [None, None]])]
+    with process_tree(tree_cmd) as root:
         expected = {p.pid for p in psutil.Process(root.pid).children(recursive=True)}
         tree = Tree([root.pid], table=ProcessTable())
         assert set(tree.members) == expected and len(expected) == 4
@@ -215,7 +297,7 @@ def test_the_kernels_children_list_is_read_whole() -> None:
         pytest.skip("this kernel does not list children in /proc")
     # 1000 pids are more than /proc hands out in one read (a page).
     script = "i=0; while [ $i -lt 1000 ]; do sleep 300 & i=$((i+1)); done; echo up; wait"
-    with shell_tree(script) as root:
+    with process_tree(["sh", "-c", script]) as root:
         expected = sorted(p.pid for p in psutil.Process(root.pid).children())
         assert len(expected) == 1000
         assert _platform.child_pids(root.pid) == expected

@@ -7,7 +7,10 @@ many processes never interleave.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import multiprocessing.connection
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -32,7 +35,7 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=0)
     p.add_argument("--fanout", type=int, default=1)
     p.add_argument("--on-stop", default="clean", choices=["clean", "ignore", "stubborn", "hang", "exit1", "uncaught"])
-    p.add_argument("--block", default="sleep", choices=["sleep", "event", "popen"])
+    p.add_argument("--block", default="sleep", choices=["sleep", "event", "queue", "mp-wait", "popen"])
     p.add_argument("--grandchild", default="", choices=["", "plain", "daemon"])
     p.add_argument("--no-join", action="store_true")
     p.add_argument("--announce", action="store_true", help="print 'ready PID' on stdout once ready")
@@ -96,6 +99,11 @@ def main() -> None:
             time.sleep(600)
         elif args.block == "event":
             threading.Event().wait()
+        elif args.block == "queue":
+            queue.Queue().get()
+        elif args.block == "mp-wait":  # Windows: _winapi.WaitForMultipleObjects
+            receiver, _sender = multiprocessing.Pipe(duplex=False)
+            multiprocessing.connection.wait([receiver])
         else:
             subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]).wait()
     except shutdownbus.StopRequested as exc:
