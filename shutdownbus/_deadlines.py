@@ -15,12 +15,15 @@ Rules of this module:
 
 from __future__ import annotations
 
+from . import _platform
+
 TERM_GRACE = 0.2
 KILL_WAIT = 0.2
 ESCALATION_MARGIN = TERM_GRACE + KILL_WAIT
 #: A child that has not joined the bus this long after it was spawned gets
-#: the OS-native polite request as its stop instead (see `join_grace_end`).
-JOIN_GRACE = 1.0
+#: the OS-native polite request as its stop instead (see `join_grace_end`):
+#: 1 s, 3 s on Windows (`_platform.join_grace`).
+JOIN_GRACE = _platform.join_grace()
 #: The share of a budget handed to the next level down.
 CHILD_SHARE = 0.8
 

@@ -542,6 +542,35 @@ def polite_returncode() -> int:
     return 1 if WINDOWS else -signal.SIGTERM
 
 
+def stopped_returncodes() -> tuple[int, ...]:
+    """Besides 0, the return codes of a member that ended well after a stop.
+
+    It may leave the way Ctrl-C's KeyboardInterrupt does (`interrupted_returncode`,
+    as ``asyncio.run`` ends), or turn the stop into its own polite request and
+    die of it once done (uvicorn re-raises the SIGTERM it handled).
+
+    POSIX: ``-SIGINT`` and ``-SIGTERM``.  Windows: STATUS_CONTROL_C_EXIT
+    only: no process dies of a SIGTERM there, and the exit code 1 that
+    TerminateProcess leaves (`polite_returncode`) is also that of
+    ``sys.exit(1)``, a failed cleanup.
+    """
+    if WINDOWS:
+        return (interrupted_returncode(),)
+    return (interrupted_returncode(), -signal.SIGTERM)
+
+
+def join_grace() -> float:
+    """Seconds after its spawn during which a child that has not joined yet
+    may still be starting (see `_deadlines.join_grace_end`).
+
+    POSIX: 1 s, some ten times what a member needs to import and join.
+    Windows: 3 s: processes start slower there (an antivirus scans each
+    new one), and the polite request that ends the grace is TerminateProcess,
+    which leaves a member that was about to join no cleanup at all.
+    """
+    return 3.0 if WINDOWS else 1.0
+
+
 def interrupted_returncode() -> int:
     """The return code of a Python program that exited through an uncaught
     KeyboardInterrupt (as ``asyncio.run`` ends after Ctrl-C, or a stop).
@@ -738,11 +767,12 @@ def make_child_subreaper() -> bool:
 def read_available(fd: int, seconds: float) -> bytes:
     """Read from a pipe until EOF or until ``seconds`` pass, whichever is first.
 
-    POSIX: select() bounds the wait.  Windows: pipes cannot be selected; reads
-    nothing rather than risk blocking.
+    POSIX: select() bounds the wait.  Windows: pipes cannot be selected;
+    ``PeekNamedPipe`` tells how much can be read without blocking, and the
+    pipe is looked at every 10 ms.
     """
     if WINDOWS:
-        return b""
+        return _read_available_windows(fd, seconds)
     chunks = []
     end = time.monotonic() + seconds
     while (remaining := end - time.monotonic()) > 0:
@@ -759,19 +789,90 @@ def read_available(fd: int, seconds: float) -> bytes:
     return b"".join(chunks)
 
 
+def _read_available_windows(fd: int, seconds: float) -> bytes:
+    import _winapi
+    import msvcrt
+
+    chunks = []
+    end = time.monotonic() + seconds
+    try:
+        handle = msvcrt.get_osfhandle(fd)  # type: ignore[attr-defined,unused-ignore]
+        while True:
+            available = _winapi.PeekNamedPipe(handle, 0)[0]  # type: ignore[attr-defined,unused-ignore]
+            if available:
+                chunks.append(os.read(fd, available))
+                continue
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(0.01, remaining))
+    except OSError:
+        pass  # BrokenPipeError: every writer closed it and it is empty (EOF)
+    return b"".join(chunks)
+
+
 def has_children() -> bool:
     """Whether this process has any child, running or exited-but-not-reaped.
 
-    POSIX: ``waitid(P_ALL, WNOHANG | WNOWAIT)``, which reaps nothing.  Where
-    that is missing (Windows, old macOS) answers True, so callers look closer.
+    POSIX: ``waitid(P_ALL, WNOHANG | WNOWAIT)``, which reaps nothing; where
+    that is missing (old macOS) answers True, so callers look closer.
+    Windows: whether a running process names this one as its parent, from
+    one look at the process list (``CreateToolhelp32Snapshot``, through
+    ctypes: psutil is not loaded for this).  Exited children are not there,
+    and a process that an earlier owner of our pid started counts: a
+    false True only makes callers look closer.
     """
-    if WINDOWS or not hasattr(os, "waitid"):
+    if WINDOWS:
+        parents = _windows_parent_pids()
+        return parents is None or os.getpid() in parents
+    if not hasattr(os, "waitid"):
         return True
     try:
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:
         return False
     return True
+
+
+def _windows_parent_pids() -> set[int] | None:
+    """Windows: the parent pids of every running process (None if the list cannot be had)."""
+    import ctypes
+    from ctypes import wintypes
+
+    class ProcessEntry(ctypes.Structure):  # PROCESSENTRY32W
+        _fields_ = [
+            ("dwSize", wintypes.DWORD),
+            ("cntUsage", wintypes.DWORD),
+            ("th32ProcessID", wintypes.DWORD),
+            ("th32DefaultHeapID", ctypes.c_size_t),
+            ("th32ModuleID", wintypes.DWORD),
+            ("cntThreads", wintypes.DWORD),
+            ("th32ParentProcessID", wintypes.DWORD),
+            ("pcPriClassBase", wintypes.LONG),
+            ("dwFlags", wintypes.DWORD),
+            ("szExeFile", wintypes.WCHAR * 260),
+        ]
+
+    kernel32 = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined,unused-ignore]
+    kernel32.CreateToolhelp32Snapshot.restype = wintypes.HANDLE
+    kernel32.CreateToolhelp32Snapshot.argtypes = [wintypes.DWORD, wintypes.DWORD]
+    kernel32.Process32FirstW.argtypes = kernel32.Process32NextW.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
+    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+    snapshot_processes = 0x2  # TH32CS_SNAPPROCESS
+    snapshot = kernel32.CreateToolhelp32Snapshot(snapshot_processes, 0)
+    if not snapshot or snapshot == wintypes.HANDLE(-1).value:
+        return None
+    parents = set()
+    try:
+        entry = ProcessEntry()
+        entry.dwSize = ctypes.sizeof(ProcessEntry)
+        more = kernel32.Process32FirstW(snapshot, ctypes.byref(entry))
+        while more:
+            parents.add(int(entry.th32ParentProcessID))
+            more = kernel32.Process32NextW(snapshot, ctypes.byref(entry))
+    finally:
+        kernel32.CloseHandle(snapshot)
+    return parents
 
 
 def _kernel_lists_children() -> bool:

@@ -399,7 +399,7 @@ def _build_report(st: StopState, now: float) -> StopReport:
         or (st.polite_sent and rc == _platform.polite_returncode())
         # A member may leave the way Ctrl-C's KeyboardInterrupt does (asyncio.run),
         # or turn the stop into its own SIGTERM and die of it once done (uvicorn).
-        or (c.joined and rc in (_platform.interrupted_returncode(), _platform.polite_returncode()))
+        or (c.joined and rc in _platform.stopped_returncodes())
     ):
         outcome = "stopped"
     else:

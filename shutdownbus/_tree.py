@@ -17,6 +17,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -525,25 +526,37 @@ class ProcessTable:
     Elsewhere one psutil pass over the whole process table, made up front,
     answers every lookup.  Answers are kept: make a new table to see the
     processes started since.
+
+    A process's parent pid is the pid its creator had.  On Windows nothing is
+    re-parented and pids are soon reused: a process started by an earlier
+    owner of a pid still names that pid as its parent.  So a child counts
+    only if it started no earlier than its parent (as psutil's ``children()``
+    decides); for a parent that is gone, no earlier than this process, since
+    the trees we walk below a dead process are our own descendants'.
     """
 
     def __init__(self) -> None:
         self._children: dict[int, list[int]] = {}
+        self._born: dict[int, float | None] = {}
         #: Whether a process was gone (or a zombie) when its children were read.
         self.met_the_dead = False
         self._complete = not _platform.KERNEL_LISTS_CHILDREN
         if self._complete:
             import psutil
 
-            for proc in psutil.process_iter(["ppid"]):
+            for proc in psutil.process_iter(["ppid", "create_time"]):  # psutil reads create_time anyway
                 parent = proc.info.get("ppid")
+                self._born[int(proc.pid)] = proc.info.get("create_time")
                 if parent is not None:
                     self._children.setdefault(int(parent), []).append(int(proc.pid))
 
     def children(self, pid: int) -> list[int]:
         """The pids of ``pid``'s children (running or zombie) when the table was made or first asked."""
         if self._complete:
-            return self._children.get(pid, [])
+            born = self._born[pid] if pid in self._born else _own_birth()
+            if born is None:
+                return []  # its start time is hidden from us: so is whether these are its children
+            return [c for c in self._children.get(pid, []) if (self._born.get(c) or 0.0) >= born]
         if pid not in self._children:
             self._children[pid] = _platform.child_pids(pid)
             if not self._children[pid] and _platform.has_exited(pid):
@@ -551,6 +564,18 @@ class ProcessTable:
                 # an ancestor already read: the walk must look again.
                 self.met_the_dead = True
         return self._children[pid]
+
+
+def _own_birth() -> float:
+    """This process's creation time (psutil's clock)."""
+    return _birth(os.getpid())  # by pid: a forked child is born later than its parent
+
+
+@functools.cache
+def _birth(pid: int) -> float:
+    import psutil
+
+    return float(psutil.Process(pid).create_time())
 
 
 def is_running(proc: psutil.Process) -> bool:
