@@ -20,6 +20,10 @@ from shutdownbus.pytest_plugin import Bus
 
 SERVER = str(Path(__file__).parent / "echo_server.py")
 
+pytestmark = pytest.mark.skipif(
+    sys.platform == "win32", reason="the server inherits its listening socket by descriptor (pass_fds): POSIX only"
+)
+
 
 @pytest.fixture
 def echo_port(bus: Bus) -> int:

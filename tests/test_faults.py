@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import MEMBER, alive, log_lines, member_cmd, wait_for
+from conftest import KILLED, LINUX, MEMBER, alive, kill, log_lines, member_cmd, wait_for
 
 import shutdownbus
 from shutdownbus._deadlines import ESCALATION_MARGIN
@@ -64,13 +63,6 @@ def finish(
     assert took < timeout + 2 * ESCALATION_MARGIN + LOOSE, f"the stop took {took:.2f} s"
     print(f"\nseed {SEED}, stop took {took:.3f} s\n{report}")
     return report
-
-
-def kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.mark.parametrize(
@@ -114,6 +106,11 @@ def test_members_killed_while_a_stop_travels_down_a_tree(tmp_path: Path, target:
     assert alive(list(pids.values())) == [], "processes of the tree are left"
     reported = {e.pid for e in report.entries}
     missing = set(pids.values()) - reported - gone_before
+    if not LINUX:
+        # The children of a member killed during the stop stop on their own;
+        # one that is gone before anyone looked leaves no trace where nothing
+        # adopts it as a zombie (no subreaper): it may be missing, gone.
+        missing -= {pid for name, pid in pids.items() if any(name.startswith(v + ".") for v in victims)}
     assert not missing, f"not in the report: {sorted(n for n, p in pids.items() if p in missing)}\n{report}"
     assert report.entries[0].pid == child.pid and report.entries[0].outcome == "stopped", report
     for name in victims:
@@ -236,7 +233,7 @@ def test_a_parent_that_dies_while_its_children_report_up(tmp_path: Path) -> None
             child.kill()
             child.wait()
     assert alive(list(pids.values())) == []
-    assert report.entries[0].returncode == -signal.SIGKILL, report
+    assert report.entries[0].returncode == KILLED, report
     for name, pid in kids.items():
         entry = report.entry(pid)
         assert entry is not None, report

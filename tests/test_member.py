@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 import zmq
-from conftest import member_cmd, python
+from conftest import member_cmd, python, use_transport
 
 import shutdownbus
 
@@ -54,7 +54,7 @@ def test_join_removes_per_spawn_variables_and_keeps_user_settings(monkeypatch: p
 def test_wrong_secret_is_refused_and_squatters_neither_block_nor_hear(
     transport: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SHUTDOWNBUS_TRANSPORT", transport)
+    use_transport(monkeypatch, transport)
     # The child joins only when told to, so the squatters connect first.
     code = "import sys, time, shutdownbus\nsys.stdin.readline()\nshutdownbus.join()\nshutdownbus.ready()\n"
     code += "time.sleep(600)\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -10,14 +11,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import wait_for
+from conftest import SCRIPT, START_METHODS, WINDOWS, wait_for
 
 import shutdownbus
 
 RECIPES = Path(__file__).parent.parent / "examples" / "recipes"
 PROGRAMS = Path(__file__).parent / "programs"
 BIN = Path(sys.executable).parent
-SCRIPT = str(BIN / "shutdownbus")
 
 
 def stop(child: shutdownbus.Child) -> tuple[shutdownbus.StopReport, str]:
@@ -41,8 +41,10 @@ def test_gunicorn_on_the_bus_keeps_its_graceful_stop() -> None:
     assert "gunicorn: on_exit ran" in text, text
 
 
+@pytest.mark.skipif(importlib.util.find_spec("uvicorn") is None, reason="uvicorn is not installed")
+@pytest.mark.skipif(WINDOWS, reason="the recipe turns the stop into uvicorn's SIGTERM, which Windows cannot deliver")
 def test_an_asgi_app_joins_from_its_lifespan() -> None:
-    cmd = [str(BIN / "uvicorn"), "--port", "0", "lifespan_app:app"]
+    cmd = [sys.executable, "-m", "uvicorn", "--port", "0", "lifespan_app:app"]
     child = shutdownbus.spawn(cmd, cwd=RECIPES, ready_timeout=60, stdout=subprocess.PIPE, text=True)
     report, out = stop(child)
     assert report.ok, report
@@ -51,7 +53,7 @@ def test_an_asgi_app_joins_from_its_lifespan() -> None:
     assert "lifespan: shutdown ran" in out
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+@pytest.mark.parametrize("method", START_METHODS)
 def test_a_pool_needs_nothing_special(method: str) -> None:
     cmd = [sys.executable, str(RECIPES / "pool.py"), method]
     child = shutdownbus.spawn(cmd, ready_timeout=60, stdout=subprocess.PIPE, text=True)
@@ -73,10 +75,10 @@ def test_a_worker_loop_finishes_the_job_in_hand() -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell")
 def test_a_shell_script_under_run_cleans_up_with_its_trap() -> None:
-    cmd = [SCRIPT, "run", "--name", "jobs", "--", str(RECIPES / "jobs.sh")]
+    cmd = [*SCRIPT, "run", "--name", "jobs", "--", str(RECIPES / "jobs.sh")]
     run = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert run.stdout is not None and run.stdout.readline() == "jobs.sh: up\n"
-    done = subprocess.run([SCRIPT, "send-stop", "jobs", "--json"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([*SCRIPT, "send-stop", "jobs", "--json"], capture_output=True, text=True, timeout=60)
     report = shutdownbus.StopReport.from_dict(json.loads(done.stdout))
     out, _ = run.communicate(timeout=60)
     assert done.returncode == 0 and report.ok, report
