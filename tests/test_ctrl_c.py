@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import select
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-
-pty = pytest.importorskip("pty")
+from conftest import PROGRAMS, WINDOWS
 
 ABC = str(Path(__file__).parent.parent / "examples" / "abc.py")
 
@@ -59,7 +59,10 @@ def holders(pid: int) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.skipif(WINDOWS, reason="a POSIX terminal (pty); Windows has its console test below")
 def test_ctrl_c_in_a_terminal_runs_every_cleanup_and_leaves_nothing() -> None:
+    import pty
+
     pid, fd = pty.fork()
     if pid == 0:  # the child: become A, in the new terminal's foreground group
         os.execv(sys.executable, [sys.executable, ABC])
@@ -88,3 +91,32 @@ def test_ctrl_c_in_a_terminal_runs_every_cleanup_and_leaves_nothing() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     _, still = psutil.wait_procs(tree, timeout=10)
     assert still == []
+
+
+@pytest.mark.skipif(not WINDOWS, reason="a Windows console; POSIX has its terminal test above")
+def test_ctrl_c_in_a_windows_console_runs_every_cleanup_and_leaves_nothing() -> None:
+    """A console of its own (hidden), so that the Ctrl-C reaches the tree and
+    not this test run: what a user's Ctrl-C does, every process attached to
+    the console gets it (GenerateConsoleCtrlEvent), and each must take it as a
+    KeyboardInterrupt, not as a stop, run its cleanup and exit."""
+    hidden = subprocess.STARTUPINFO(dwFlags=subprocess.STARTF_USESHOWWINDOW, wShowWindow=0)  # type: ignore[attr-defined]
+    driver = subprocess.Popen(
+        [sys.executable, str(PROGRAMS / "console_ctrl_c.py")],
+        creationflags=subprocess.CREATE_NEW_CONSOLE,  # type: ignore[attr-defined]
+        startupinfo=hidden,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out, _ = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    assert driver.returncode == 0, out
+    for name in "ABC":
+        assert f"{name} got KeyboardInterrupt" in out, out
+        assert f"{name} cleaned up" in out, out
+    assert "a stop" not in out and "Traceback" not in out, out
+    assert out.rstrip().endswith("exit status 0"), out
