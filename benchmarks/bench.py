@@ -455,6 +455,9 @@ def bench_init(reps: int) -> None:
 # -- 8. start-up, as users run it ------------------------------------------------------------
 
 ROOT = HERE.parent
+#: Also the working directory of the venv's processes: ``python -c`` puts its
+#: working directory first on sys.path, where the work tree's shutdownbus/
+#: would shadow the installed one.
 BENCH_VENV = ROOT / "build" / "bench-venv"
 DEPENDENCIES = ("pyzmq", "msgpack", "psutil")
 STARTUP_TARGETS = {"send-stop": 0.050, "list": 2.5, "spawn": 2.0}
@@ -556,7 +559,7 @@ def startup_stop(venv: Path, how: str, depth: int, fanout: int) -> float:
 
 def time_command(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, cwd=BENCH_VENV)
     return time.perf_counter() - start
 
 
@@ -601,41 +604,62 @@ def import_profile(stderr: str, interpreter: set[str]) -> tuple[dict[str, float]
     return totals, sorted(items, reverse=True)
 
 
-def print_profile(label: str, stderr: str, interpreter: set[str], top: int) -> None:
-    totals, items = import_profile(stderr, interpreter)
-    parts = ", ".join(f"{kind} {ms:.1f}" for kind, ms in totals.items())
-    print(f"   {label}: {sum(totals.values()):.1f} ms of imports ({parts})")
-    for ms, name, importer in items[:top]:
+def print_profile(label: str, runs: list[str], interpreter: set[str], top: int) -> None:
+    """The median over ``runs`` (each one's ``-X importtime`` output) of each total and item."""
+    totals: dict[str, list[float]] = {}
+    items: dict[tuple[str, str], list[float]] = {}
+    for stderr in runs:
+        run_totals, run_items = import_profile(stderr, interpreter)
+        for kind, ms in run_totals.items():
+            totals.setdefault(kind, []).append(ms)
+        for ms, name, importer in run_items:
+            items.setdefault((name, importer), []).append(ms)
+    total = statistics.median([sum(t) for t in zip(*totals.values(), strict=True)])
+    parts = ", ".join(f"{kind} {statistics.median(ms):.1f}" for kind, ms in totals.items())
+    print(f"   {label}: {total:.1f} ms of imports ({parts})")
+    ranked = sorted(((statistics.median(ms), name, importer) for (name, importer), ms in items.items()), reverse=True)
+    for ms, name, importer in ranked[:top]:
         print(f"      {ms:6.1f}  {name}" + (f"  (by {importer})" if importer and importer != name else ""))
 
 
-def profiles(venv: Path, top: int) -> None:
+def profiles(venv: Path, top: int, runs: int) -> None:
     python = str(venv / "python")
-    base = subprocess.run([python, "-X", "importtime", "-c", "pass"], capture_output=True, text=True, check=True)
+    base = subprocess.run(
+        [python, "-X", "importtime", "-c", "pass"], capture_output=True, text=True, check=True, cwd=BENCH_VENV
+    )
     interpreter = {line.split("|")[2].strip() for line in base.stderr.splitlines() if line.count("|") == 2}
-    print("\n   Import profiles (-X importtime, ms; a package counts with everything it imported):")
-    member = shutdownbus.spawn([python, "-X", "importtime", "-c", READY_CHILD], stderr=subprocess.PIPE, text=True)
-    member.wait_ready(60)
-    member.stop()
-    assert member.stderr is not None
-    print_profile("member (import, join, ready)", member.stderr.read(), interpreter, top)
-    member.stderr.close()
-    _, finish = run_tree(venv, "bench-stop", 1, 1)
-    profiled = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
-    for command in (["list"], ["send-stop", "bench-stop"]):
-        done = subprocess.run(
-            [str(venv / "shutdownbus"), *command], env=profiled, capture_output=True, text=True, check=True
+    print(f"\n   Import profiles (-X importtime, ms, median of {runs}; a package counts with everything it imported):")
+    members = []
+    for _ in range(runs):
+        member = shutdownbus.spawn(
+            [python, "-X", "importtime", "-c", READY_CHILD], stderr=subprocess.PIPE, text=True, cwd=BENCH_VENV
         )
-        print_profile(f"shutdownbus {command[0]}", done.stderr, interpreter, top)
-    finish()
+        member.wait_ready(60)
+        member.stop()
+        assert member.stderr is not None
+        members.append(member.stderr.read())
+        member.stderr.close()
+    print_profile("member (import, join, ready)", members, interpreter, top)
+    profiled = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    outputs: dict[str, list[str]] = {"list": [], "send-stop": []}
+    for _ in range(runs):
+        _, finish = run_tree(venv, "bench-stop", 1, 1)
+        for command in (["list"], ["send-stop", "bench-stop"]):
+            done = subprocess.run(
+                [str(venv / "shutdownbus"), *command], env=profiled, capture_output=True, text=True, check=True
+            )
+            outputs[command[0]].append(done.stderr)
+        finish()
+    for command, stderrs in outputs.items():
+        print_profile(f"shutdownbus {command}", stderrs, interpreter, top)
 
 
-def bench_startup(reps: int, tree: tuple[str, int, int], top: int) -> None:
+def bench_startup(reps: int, tree: tuple[str, int, int], top: int, profile_runs: int) -> None:
     venv = bench_venv()
     python = str(venv / "python")
     versions = subprocess.run(
         [python, "-c", "import sys, zmq; print(sys.version.split()[0], zmq.__version__)"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, cwd=BENCH_VENV,
     ).stdout.split()
     print(f"\n8. Start-up, as users run it (ms, median (min-max)): a wheel in {BENCH_VENV.relative_to(ROOT)}"
           f" (Python {versions[0]}, pyzmq {versions[1]})")
@@ -653,14 +677,18 @@ def bench_startup(reps: int, tree: tuple[str, int, int], top: int) -> None:
     print(f"   {label}: run + send-stop {summary(stops['send-stop'])}   run + the admin's stop in-process"
           f" {summary(stops['admin'])}   spawn + Child.stop() {summary(stops['spawn'])}")
     print(f"   send-stop - Child.stop(): {extra * 1000:+.1f} ms"
-          f" (target: at most +{target * 1000:.0f}; {verdict(extra <= target)});"
-          f" of which the command's own start-up: {(med['send-stop'] - med['admin']) * 1000:+.1f}")
+          f" (target: at most +{target * 1000:.0f}; {verdict(extra <= target)}): the command's own start-up"
+          f" {(med['send-stop'] - med['admin']) * 1000:+.1f}, run's level {(med['admin'] - med['spawn']) * 1000:+.1f}")
 
+    # The floors: what the interpreter costs with the modules that a command
+    # line (argparse, json) and the bus (pyzmq, msgpack) cannot do without.
     _, finish = run_tree(venv, "bench-list", 1, 2)  # list has a tree to show
     commands = {
         "python -c pass": [python, "-c", "pass"],
         "shutdownbus list": [str(venv / "shutdownbus"), "list"],
         "shutdownbus --help": [str(venv / "shutdownbus"), "--help"],
+        "floor of list, --help": [python, "-c", "import argparse, json"],
+        "floor of send-stop": [python, "-c", "import argparse, json, zmq, msgpack"],
     }
     starts: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(reps * 2):
@@ -669,32 +697,46 @@ def bench_startup(reps: int, tree: tuple[str, int, int], top: int) -> None:
     bare = statistics.median(starts["python -c pass"])
     for name, samples in starts.items():
         ratio = statistics.median(samples) / bare
-        target = "" if name.startswith("python") else (
-            f"   {ratio:.2f}x (target: at most {STARTUP_TARGETS['list']}x; {verdict(ratio <= STARTUP_TARGETS['list'])})"
-        )
-        print(f"   {name:<24}{summary(samples)}{target}")
+        if name.startswith("shutdownbus"):
+            target = STARTUP_TARGETS["list"]
+            note = f"{ratio:.2f}x (target: at most {target}x; {verdict(ratio <= target)})"
+        elif name.startswith("floor"):
+            note = f"{ratio:.2f}x  (python -c 'import {commands[name][-1].removeprefix('import ')}')"
+        else:
+            note = ""
+        print(f"   {name:<24}{summary(samples)}   {note}")
     subprocess.run([str(venv / "shutdownbus"), "send-stop", "bench-list"], stdout=subprocess.DEVNULL, check=True)
     finish()
 
-    bus, popen = [], []
+    children = {
+        "spawn()+wait_ready()": [],
+        "Popen+readline": [],
+        "floor": [],  # Popen + readline of a child that imports what a member cannot do without
+    }
+    floor_child = LINE_CHILD.replace("import sys\n", "import sys\nimport zmq, msgpack\n", 1)
     for _ in range(reps * 2):
         start = time.perf_counter()
-        child = shutdownbus.spawn([python, "-c", READY_CHILD])
+        child = shutdownbus.spawn([python, "-c", READY_CHILD], cwd=BENCH_VENV)
         child.wait_ready(60)
-        bus.append(time.perf_counter() - start)
+        children["spawn()+wait_ready()"].append(time.perf_counter() - start)
         child.stop()
-        start = time.perf_counter()
-        proc = subprocess.Popen([python, "-c", LINE_CHILD], stdout=subprocess.PIPE)
-        assert proc.stdout is not None
-        proc.stdout.readline()
-        popen.append(time.perf_counter() - start)
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-    ratio = statistics.median(bus) / statistics.median(popen)
-    print(f"   spawn()+wait_ready()    {summary(bus)}   Popen+readline {summary(popen)}   {ratio:.2f}x"
+        for name, code in (("Popen+readline", LINE_CHILD), ("floor", floor_child)):
+            start = time.perf_counter()
+            proc = subprocess.Popen([python, "-c", code], stdout=subprocess.PIPE, cwd=BENCH_VENV)
+            assert proc.stdout is not None
+            proc.stdout.readline()
+            children[name].append(time.perf_counter() - start)
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+    plain = statistics.median(children["Popen+readline"])
+    ratio, floor = (statistics.median(children[name]) / plain for name in ("spawn()+wait_ready()", "floor"))
+    print(f"   spawn()+wait_ready()    {summary(children['spawn()+wait_ready()'])}   Popen+readline"
+          f" {summary(children['Popen+readline'])}   {ratio:.2f}x"
           f" (target: at most {STARTUP_TARGETS['spawn']}x; {verdict(ratio <= STARTUP_TARGETS['spawn'])})")
-    profiles(venv, top)
+    print(f"   floor of a member       {summary(children['floor'])}   {floor:.2f}x"
+          "  (Popen+readline of a child that imports zmq and msgpack)")
+    profiles(venv, top, profile_runs)
 
 
 def main() -> None:
@@ -722,9 +764,9 @@ def main() -> None:
     bench_servers(3 if args.quick else 9)
     bench_init(3 if args.quick else 7)
     if args.quick:
-        bench_startup(3, ("fan-out 2 x depth 1", 1, 2), top=4)
+        bench_startup(3, ("fan-out 2 x depth 1", 1, 2), top=4, profile_runs=1)
     else:
-        bench_startup(11, ("fan-out 4 x depth 2", 2, 4), top=10)
+        bench_startup(11, ("fan-out 4 x depth 2", 2, 4), top=10, profile_runs=5)
 
 
 if __name__ == "__main__":
