@@ -542,6 +542,16 @@ def polite_returncode() -> int:
     return 1 if WINDOWS else -signal.SIGTERM
 
 
+def polite_request_is_final() -> bool:
+    """Whether the polite request (``Popen.terminate()``) ends a process outright.
+
+    POSIX: False: SIGTERM can be handled, and a server that gets it stops its
+    own workers before it exits.  Windows: True: TerminateProcess leaves the
+    process no time to end its children, which are left running, orphaned.
+    """
+    return WINDOWS
+
+
 def stopped_returncodes() -> tuple[int, ...]:
     """Besides 0, the return codes of a member that ended well after a stop.
 

@@ -274,7 +274,11 @@ def _wait_and_escalate(pending: list[StopState]) -> None:
                 continue
             grace_end = join_grace_end(st.link.opened_at, st.started, st.deadline)
             if now >= grace_end:
-                # Not a member: the OS-native polite request is its stop.
+                # Not a member: the OS-native polite request is its stop.  Where
+                # that request ends a process outright, it cannot stop its own
+                # children (a server its workers): they get it too, deepest first.
+                if _platform.polite_request_is_final() and st.tree is not None:
+                    signal_members(st.tree.alive(), "stopped")
                 st.child.terminate()
                 st.polite_sent = True
             else:
