@@ -27,10 +27,10 @@ import zmq
 
 from . import _platform, _registry, _transport
 from ._deadlines import ESCALATION_MARGIN
-from ._errors import AuthenticationError, ChannelError, ProtocolError
+from ._errors import AuthenticationError, ChannelError, ProtocolError, RegistryError
 from ._protocol import Ack, Channel, Report, Role, Stop, knock
 from ._report import ReportEntry, StopReport, merge_entries
-from ._tree import Tree, escalate, is_running
+from ._tree import Tree, escalate, holds_endpoint, is_running, process, send
 
 if TYPE_CHECKING:
     import psutil
@@ -80,14 +80,9 @@ def send_stop(
 
 def _join(entry: _registry.Entry, under_way: _registry.StopRecord) -> StopReport:
     """Wait for the end of a stop that another admin leads; its report."""
-    import psutil
-
     deadline = time.monotonic() + under_way.timeout + ESCALATION_MARGIN + JOIN_SLACK
-    try:
-        root = psutil.Process(entry.pid)
-    except psutil.Error:
-        pass  # gone already
-    else:
+    root = process(entry.pid)
+    if root is not None:
         watch = _platform.ExitWatch()  # a zombie counts as gone: its parent may be slow to reap it
         watch.add(root.pid, lambda: not is_running(root))
         while watch.watching() and time.monotonic() < deadline:
@@ -116,18 +111,16 @@ def _lead(
     wait: bool,
     progress: Callable[[int, int], None] | None,
 ) -> StopReport | None:
-    import psutil
-
     keys = _transport.ChannelKeys.from_encoded(entry.secret)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         sock, monitor = _transport.connect_child_socket(ctx, keys, entry.endpoint, _FAILED)
         channel = Channel(Role.PARENT, keys.secret)
         _handshake(sock, monitor, channel)
-        try:
-            root = psutil.Process(entry.pid)
-        except psutil.Error:
-            raise ChannelError(f"the tree {entry.name!r} exited before it could be stopped") from None
+        _check_the_root_holds_its_channel(entry)
+        root = process(entry.pid)
+        if root is None:
+            raise ChannelError(f"the tree {entry.name!r} exited before it could be stopped")
         t0 = time.monotonic()
         tree = Tree([entry.pid])
         tree.watch.add(root.pid, lambda: not is_running(root))
@@ -143,9 +136,31 @@ def _lead(
         status = next((e.returncode for e in reported if e.pid == entry.pid), None)
         own = ReportEntry(entry.pid, entry.name, head.escalated or "stopped", status, round(end - t0, 6), True)
         others = tree.entries(t0)
-        return StopReport(reason, merge_entries([[own], reported, others]), round(end - t0, 6))
+        entries = merge_entries([[own], reported, others])
+        return StopReport(reason, entries, round(end - t0, 6), tuple(sorted(tree.unchecked)))
     finally:
         ctx.destroy(linger=0)
+
+
+def _check_the_root_holds_its_channel(entry: _registry.Entry) -> None:
+    """Refuse to go on unless the process at the entry's pid is the one that
+    answered on the entry's endpoint.
+
+    The handshake proves only that whoever listens there holds the
+    credential, which the entry itself carries: a forged entry brings its own
+    credential and its own fake root.  Escalation would then signal the
+    entry's pid, a process of the forger's choosing.
+
+    Raises:
+        RegistryError: it is not, or cannot be told.
+    """
+    holds = holds_endpoint(entry.pid, entry.endpoint)
+    if not holds:
+        why = "does not hold" if holds is False else "cannot be checked to hold"
+        raise RegistryError(
+            f"refusing to stop {entry.name!r}: pid {entry.pid} {why} the channel its registry entry names"
+            " (a forged or stale entry?); nothing was sent or signalled"
+        )
 
 
 def _handshake(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], channel: Channel) -> None:
@@ -240,13 +255,8 @@ class _RootHead:
         self.escalated: str | None = None
 
     def signal(self, outcome: str) -> None:
-        import psutil
-
-        try:
-            self.root.kill() if outcome == "killed" else self.root.terminate()
-        except psutil.Error:
-            return
-        self.escalated = outcome
+        if send(self.root, outcome):
+            self.escalated = outcome
 
     def gone(self) -> bool:
         return not is_running(self.root)

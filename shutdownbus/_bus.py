@@ -30,10 +30,14 @@ from . import _log, _platform, _transport
 from ._errors import ChannelError, ProtocolError
 from ._protocol import MAX_BUDGET, Ack, Channel, Established, Event, Ready, Report, Role, Stop, is_knock
 
-# Report entries per message.  An entry encodes to at most about 1.2 KB (a
-# name is at most MAX_TEXT_LENGTH code points of up to 4 bytes), so 500 of
-# them stay well under MAX_FRAME_SIZE.
-REPORT_CHUNK = 500
+# Report entries per message.  An entry encodes to at most about 1.1 KB (a
+# name is at most MAX_TEXT_LENGTH code points of up to 4 bytes), so 48 of them
+# fit in MAX_FRAME_SIZE with the frame's envelope and tag
+# (tests/test_hardening.py checks it with the largest entries).
+REPORT_CHUNK = 48
+#: The most entries a parent keeps from one child's reports: a tree of
+#: that many processes is far beyond what one stop handles anyway.
+MAX_REPORTED = 20_000
 _MONITORED = (
     zmq.EVENT_DISCONNECTED
     | zmq.EVENT_CLOSED
@@ -203,7 +207,7 @@ class Bus:
             if self._zap is None:
                 # The ZAP handler must be bound before the first CURVE server
                 # socket, or libzmq would admit every client.
-                zap = self.ctx.socket(zmq.REP)
+                zap = _transport.new_socket(self.ctx, zmq.REP)
                 zap.setsockopt(zmq.LINGER, 0)
                 zap.bind(_transport.ZAP_ENDPOINT)
                 self._zap = zap
@@ -221,6 +225,7 @@ class Bus:
                 self._poller.unregister(link.sock)
             link.sock.close(0)
             _transport.remove_endpoint(link.endpoint)
+            _forget_secret(link)
 
         self.call(close)
 
@@ -319,6 +324,7 @@ class Bus:
         for link in list(self.links.values()):
             link.closed = True
             link.sock.close(0)
+            _forget_secret(link)
         self.links.clear()
         up = self.upstream
         if up is not None:
@@ -326,6 +332,7 @@ class Bus:
                 up.sock.disable_monitor()
                 up.monitor.close(0)
             up.sock.close(0)
+            _forget_secret(up)
         if self._zap is not None:
             self._zap.close(0)
 
@@ -490,6 +497,7 @@ class Bus:
         for event in self._events(link.sock, lambda: link.channel, "child"):
             if isinstance(event, Established):
                 link.member_pid, link.member_name = event.peer_pid, event.peer_name
+                _transport.stop_listening(link.endpoint)
                 link.joined.set()
                 if link.stop_deadline is not None:
                     self._send_stop(link)  # a stop issued before the child joined
@@ -497,9 +505,21 @@ class Bus:
                 link.ready.set()
             elif isinstance(event, Report):
                 # A member reports each child's subtree as soon as it is
-                # stopped, and what is left at its exit: they add up.
-                link.entries += event.entries
+                # stopped, and what is left at its exit: they add up.  Only
+                # during a stop we asked for, and bounded: a member is
+                # trusted with its own subtree, not with our memory.
+                if link.stop_requested_at is None or len(link.entries) >= MAX_REPORTED:
+                    self._warn_once("report", "shutdownbus: dropped a report a child sent unasked or past the limit")
+                else:
+                    link.entries += event.entries[: MAX_REPORTED - len(link.entries)]
                 self._send(link.sock, link.channel.send(Ack()))
+
+
+def _forget_secret(end: Link | Upstream) -> None:
+    """A closed channel's secret is overwritten, its derived keys dropped
+    (docs/security.md says what Python cannot overwrite)."""
+    end.channel.forget()
+    end.keys.wipe()
 
 
 def _chunks(report: Report) -> list[Report]:

@@ -165,7 +165,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from ._child import spawn
     from ._member import _register, on_stop, report_own_exit, stop_requested
-    from ._platform import spawning_with_parent_death_signal, start_orphan_reaper, wait_alone_in_namespace
+    from ._platform import WINDOWS, spawning_with_parent_death_signal, start_orphan_reaper, wait_alone_in_namespace
     from ._sdnotify import Notifier
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
@@ -186,7 +186,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     stopping = threading.Event()  # a SIGTERM started a stop
     # As a subreaper (and as a container's init) we adopt orphans: reap them.
     start_orphan_reaper(child.pid, lambda: stopping.is_set() or stop_requested())
-    if hasattr(signal, "SIGTERM") and sys.platform != "win32":
+    if hasattr(signal, "SIGTERM") and not WINDOWS:
         # Whoever sends us SIGTERM (a service manager, kill, a container
         # runtime) means "stop the tree": do it gracefully, through the bus,
         # instead of dying and orphaning the tree.
@@ -362,6 +362,9 @@ def cmd_tree(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    from ._report import printable  # names and command lines come from other processes
+
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

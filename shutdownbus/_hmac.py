@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _sha256_constructor() -> Callable[[bytes], Any]:
+def _sha256_constructor() -> Callable[[bytes | bytearray], Any]:
     for name in ("_sha2", "_sha256"):  # Python 3.12+, then 3.10 and 3.11
         try:
             return importlib.import_module(name).sha256  # type: ignore[no-any-return]
@@ -52,7 +52,7 @@ _INNER_PAD = bytes(x ^ 0x36 for x in range(256))  # translate() tables: key XOR 
 _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
 
 
-def hmac_sha256(key: bytes, message: bytes) -> bytes:
+def hmac_sha256(key: bytes | bytearray, message: bytes) -> bytes:
     """HMAC-SHA256 (RFC 2104).
 
     Args:

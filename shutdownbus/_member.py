@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+import zmq
+
 from . import _cpython, _log, _platform, _transport
 from ._bus import Bus, Upstream
 from ._deadlines import child_budget
@@ -119,10 +121,18 @@ if hasattr(os, "register_at_fork"):
 
 
 def get_bus() -> Bus:
-    """This process's bus, started on first use."""
+    """This process's bus, started on first use.
+
+    Raises:
+        ChannelError: it cannot be started (no file descriptor left, say).
+    """
     with _state.lock:
         if _state.bus is None:
-            _state.bus = Bus(on_stop=_on_stop, on_parent_lost=_on_parent_lost)
+            try:
+                _state.bus = Bus(on_stop=_on_stop, on_parent_lost=_on_parent_lost)
+            except (zmq.ZMQError, OSError) as exc:
+                why = f"cannot start shutdownbus's thread ({exc}); is the process out of file descriptors?"
+                raise ChannelError(why) from None
         if not _state.exit_hook:
             _state.exit_hook = True
             atexit.register(_at_exit)
@@ -265,7 +275,7 @@ def _register(name: str | None, *, fast_exit: bool, wrapper: bool, stop_timeout:
         if _state.upstream is not None:
             what = "is registered already" if _state.registered else "is a member of its parent's tree"
             raise ShutdownBusError(f"this process {what}; it cannot be registered as a root")
-        import psutil
+        from . import _tree
 
         keys = _transport.ChannelKeys.generate()
         _state.name = name
@@ -281,7 +291,7 @@ def _register(name: str | None, *, fast_exit: bool, wrapper: bool, stop_timeout:
         entry = _registry.Entry(
             name=name,
             pid=os.getpid(),
-            started=psutil.Process().create_time(),
+            started=_tree.started(),
             endpoint=endpoint,
             secret=keys.encoded_secret(),
             argv=tuple(getattr(sys, "orig_argv", sys.argv)),
@@ -291,7 +301,8 @@ def _register(name: str | None, *, fast_exit: bool, wrapper: bool, stop_timeout:
         _registry.write(entry)
         _state.upstream = up
         _state.registered = entry
-        _state.unregister = _registry.remove  # for the exit path, which imports nothing
+        # For the exit path, which imports nothing.
+        _state.unregister = functools.partial(_registry.remove, folder=_registry.directory())
     return name
 
 
@@ -519,17 +530,6 @@ def _install_main_thread_waker() -> None:
             get_bus().watch(caught.fileno(), functools.partial(_on_caught_signals, caught))
 
 
-def _on_caught_signals(caught: _platform.CaughtSignals) -> None:
-    """The bus thread: a Python handler caught a signal (Ctrl-C's SIGINT, say).
-
-    If it came just before the main thread entered a blocking call, its
-    handler waits for that call to return; a nudge a moment later makes the
-    call fail with EINTR, and the handler runs.  The wake signal's own
-    handler does nothing when no stop came, so a needless nudge is harmless.
-    """
-    if any(signum != _platform.wake_signal() for signum in caught.read()):
-        _nudge_main_thread(_platform.wake_main_thread, lambda: False, (0.005, 0.05))
-
 def _wake_for_the_stop() -> None:
     """The bus thread (or a nudge): make the main thread run `_raise_pending`
     at once, if the stop is to be raised now.
@@ -550,6 +550,17 @@ def _wake_for_the_stop() -> None:
             return
     _raise_from_afar()
 
+
+def _on_caught_signals(caught: _platform.CaughtSignals) -> None:
+    """The bus thread: a Python handler caught a signal (Ctrl-C's SIGINT, say).
+
+    If it came just before the main thread entered a blocking call, its
+    handler waits for that call to return; a nudge a moment later makes the
+    call fail with EINTR, and the handler runs.  The wake signal's own
+    handler does nothing when no stop came, so a needless nudge is harmless.
+    """
+    if any(signum != _platform.wake_signal() for signum in caught.read()):
+        _nudge_main_thread(_platform.wake_main_thread, lambda: False, (0.005, 0.05))
 
 
 def _nudge_main_thread(wake: Callable[[], object], done: Callable[[], bool], delays: tuple[float, ...]) -> None:

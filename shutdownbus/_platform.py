@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import errno
 import math
 import os
 import select
@@ -627,7 +628,10 @@ def joined_the_bus(pid: int) -> bool | None:
     except OSError:
         return None
     marker = MEMBER_THREAD_NAME.encode()
-    return any((_read_proc_file(f"/proc/{pid}/task/{tid}/comm") or b"").strip() == marker for tid in tids)
+    try:
+        return any((_read_proc_file(f"/proc/{pid}/task/{tid}/comm") or b"").strip() == marker for tid in tids)
+    except OSError:
+        return None
 
 
 def pid_namespace() -> str:
@@ -906,25 +910,46 @@ def child_pids(pid: int) -> list[int]:
     that exits to another thread, possibly one already read or one that
     started meanwhile: a look during which the threads changed is taken again
     (a few times at most).
+
+    Raises:
+        OSError: /proc could not be read for another reason than the process
+            being gone (no descriptor left, say): not knowing is not "none".
     """
     for _ in range(5):
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
+        tids = _listdir_unless_gone(f"/proc/{pid}/task")
+        if tids is None:
             return []
         found: set[int] = set()
         for tid in tids:
             found.update(_read_pids(f"/proc/{pid}/task/{tid}/children"))
-        try:
-            if set(os.listdir(f"/proc/{pid}/task")) == set(tids):
-                break
-        except OSError:
+        now = _listdir_unless_gone(f"/proc/{pid}/task")
+        if now is None:
             return []
+        if set(now) == set(tids):
+            break
     return sorted(found)
 
 
+def _gone(exc: OSError) -> bool:
+    """Whether a failure to read /proc/PID/... means that the process is gone."""
+    return exc.errno in (errno.ENOENT, errno.ESRCH)
+
+
+def _listdir_unless_gone(path: str) -> list[str] | None:
+    try:
+        return os.listdir(path)
+    except OSError as exc:
+        if _gone(exc):
+            return None
+        raise
+
+
 def has_exited(pid: int) -> bool:
-    """Linux: whether ``pid`` is gone or a zombie, from /proc/PID/stat."""
+    """Linux: whether ``pid`` is gone or a zombie, from /proc/PID/stat.
+
+    Raises:
+        OSError: it could not be told (see `child_pids`).
+    """
     stat = _read_proc_file(f"/proc/{pid}/stat")
     if not stat:
         return True
@@ -939,11 +964,17 @@ def _read_pids(path: str) -> list[int]:
 
 def _read_proc_file(path: str) -> bytes | None:
     """A /proc file's content, read to the end (/proc hands out at most a page
-    per read); None if it is gone, what was read if it went meanwhile."""
+    per read); None if it is gone, what was read if it went meanwhile.
+
+    Raises:
+        OSError: it could not be opened for another reason (see `child_pids`).
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
+    except OSError as exc:
+        if _gone(exc):
+            return None
+        raise
     chunks = []
     try:
         while chunk := os.read(fd, 65536):

@@ -28,14 +28,18 @@ from ._hmac import compare_digest, hmac_sha256
 
 PROTOCOL_VERSION = 1
 #: Hard cap on one frame, also enforced by the transport before reading it.
-MAX_FRAME_SIZE = 1 << 20
+#: Small on purpose: libzmq buffers up to this much for a peer that has not
+#: authenticated yet (a command frame it announces), so it is what any local
+#: process can make a parent hold per connection.  The largest legitimate
+#: frame is a report chunk (see `_bus.REPORT_CHUNK`).
+MAX_FRAME_SIZE = 64 << 10
 SECRET_SIZE = 32
 NONCE_SIZE = 32
 TAG_SIZE = 32  # HMAC-SHA256, the one digest this protocol uses
 MAX_TEXT_LENGTH = 256  # names and reasons
 MAX_BUDGET = 7 * 24 * 3600.0  # a week: anything longer is a bug on the sender's side
 
-OUTCOMES = ("stopped", "terminated", "killed", "exited", "failed", "lost")
+OUTCOMES = ("stopped", "terminated", "killed", "exited", "failed", "lost", "unchecked")
 
 _LABEL = b"shutdownbus/1 "
 
@@ -255,7 +259,7 @@ def _cut_name(entry: Any) -> Any:
     return entry
 
 
-def _mac(key: bytes, *parts: bytes) -> bytes:
+def _mac(key: bytes | bytearray, *parts: bytes) -> bytes:
     return hmac_sha256(key, b"".join(parts))
 
 
@@ -294,7 +298,9 @@ class Channel:
 
     Args:
         role: `Role.PARENT` or `Role.CHILD`.
-        secret: The per-spawn secret, exactly `SECRET_SIZE` bytes.
+        secret: The per-spawn secret, exactly `SECRET_SIZE` bytes.  A
+            ``bytearray`` is kept as it is (not copied), so that its owner
+            can overwrite it once the channel is done (see `forget`).
         pid: This process's pid (sent by the child in hello).
         name: This process's display name (sent by the child in hello).
 
@@ -302,8 +308,8 @@ class Channel:
         ValueError: the secret has the wrong size, or a child channel has no pid.
     """
 
-    def __init__(self, role: Role, secret: bytes, pid: int = 0, name: str = "") -> None:
-        if not isinstance(secret, bytes) or len(secret) != SECRET_SIZE:
+    def __init__(self, role: Role, secret: bytes | bytearray, pid: int = 0, name: str = "") -> None:
+        if not isinstance(secret, (bytes, bytearray)) or len(secret) != SECRET_SIZE:
             raise ValueError(f"the channel secret must be {SECRET_SIZE} bytes")
         if role is Role.CHILD and not 0 < pid < 1 << 32:
             raise ValueError("a child channel needs the child's pid")
@@ -319,6 +325,18 @@ class Channel:
 
     def __repr__(self) -> str:  # never the secret, the nonces or the keys
         return f"<Channel {self.role.value} {self.state.value} pid={self.pid} name={self.name!r}>"
+
+    def forget(self) -> None:
+        """Drop the secret and the keys derived from it: the channel is done.
+
+        Afterwards every frame fails its check, as on a channel that never
+        shook hands.  (The secret's owner overwrites its buffer; the derived
+        keys are immutable bytes, only dropped.)
+        """
+        self.secret = bytes(SECRET_SIZE)
+        self._send_key = self._recv_key = b""
+        self._nonce_child = self._nonce_parent = b""
+        self.state = State.IDLE
 
     @property
     def established(self) -> bool:

@@ -2,15 +2,17 @@
 
 Rules of this module:
 
-* One directory per user: ``$SHUTDOWNBUS_RUNTIME_DIR/shutdownbus`` when that
-  is set (tests), else ``$XDG_RUNTIME_DIR/shutdownbus``, else
-  ``<temp dir>/shutdownbus-<uid>``.  It is made 0700, and refused when it is
-  not a directory owned by the user with no group or world access: its
-  entries hold admin credentials.
+* One directory per user, the first safe one of `candidates`.  It is made
+  0700, and a place is refused unless it is a directory of the user's that
+  nobody else can enter, below directories that nobody else can change
+  (`path_problem`): its entries hold admin credentials, and a process that
+  could swap them could make ``send-stop`` signal a pid of its choosing.
 * One JSON file per registered name, mode 0600, written to a temporary file
-  and renamed into place, so a reader never sees half an entry.
-* A corrupt or truncated entry is reported (`RegistryWarning` text) and
-  skipped; an entry whose process is gone is removed, but only by a process
+  and renamed into place, so a reader never sees half an entry; read without
+  blocking and only if it is a regular file (a FIFO planted there would hang
+  the reader).
+* A corrupt or truncated entry is reported and skipped; an entry whose
+  process is gone is removed, but only by a process
   that can tell: one in the same PID namespace (a root in a container that
   shares the directory has pids that mean other processes outside it).
 """
@@ -21,14 +23,14 @@ import json
 import math
 import os
 import re
+import socket
 import stat
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import _platform
+from . import _platform, _tree
 from ._errors import RegistryError
 from ._protocol import MAX_BUDGET
 from ._transport import ENV_RUNTIME_DIR
@@ -45,7 +47,7 @@ class Entry:
     Attributes:
         name: The name ``send-stop`` finds it by.
         pid: The root's pid.
-        started: The root's start time (``psutil.Process.create_time()``), to
+        started: The root's start time (`_tree.started`), to
             tell it from a later process that reused the pid.
         endpoint: Where the root's admin channel listens.
         secret: The admin credential (hex); never printed.
@@ -73,15 +75,9 @@ class Entry:
     def alive(self) -> bool | None:
         """Whether the registered process is still the one running under that
         pid; None if that cannot be told from here (another PID namespace)."""
-        import psutil
-
         if not self.here():
             return None
-        try:
-            proc = psutil.Process(self.pid)
-            return bool(abs(proc.create_time() - self.started) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE)
-        except psutil.Error:
-            return False
+        return _tree.still(self.pid, self.started)
 
 
 def check_name(name: str) -> str:
@@ -98,47 +94,132 @@ def check_name(name: str) -> str:
 
 
 def directory() -> str:
-    """The registry directory, created if missing and checked.
+    """The registry directory: the first safe place of `candidates`, made if missing.
+
+    Every directory on its path is checked the way OpenSSH's StrictModes
+    checks a user's files (`path_problem`): a registry that someone else can
+    swap or fill is never used.  A place that another user took first (made
+    before us, with their owner or modes) is skipped for the next one.
 
     Raises:
-        RegistryError: it cannot be created, or is not private to this user.
+        RegistryError: no safe place exists (each refusal says why).
     """
-    base = os.environ.get(ENV_RUNTIME_DIR)
-    if base:
-        path = os.path.join(base, "shutdownbus")
-    elif os.environ.get("XDG_RUNTIME_DIR"):
-        path = os.path.join(os.environ["XDG_RUNTIME_DIR"], "shutdownbus")
+    refused = []
+    for path in candidates():
+        problem = _make_private_directory(path)
+        if problem is None:
+            return path
+        refused.append(problem)
+        if os.environ.get(ENV_RUNTIME_DIR):
+            break  # an explicit choice: no place of our own choosing instead
+    raise RegistryError(
+        "no safe place for the registry: " + "; ".join(refused) + f"; set {ENV_RUNTIME_DIR} to a directory of yours"
+    )
+
+
+def candidates() -> list[str]:
+    """Where the registry may be, best first.
+
+    * ``$SHUTDOWNBUS_RUNTIME_DIR/shutdownbus-UID`` when that is set (the
+      only place then; the uid keeps users apart in a shared directory);
+    * ``$XDG_RUNTIME_DIR/shutdownbus`` (per user, made by the login manager);
+    * ``$XDG_STATE_HOME/shutdownbus/HOST`` (by default
+      ``~/.local/state/shutdownbus/HOST``), under the user's home, where no
+      other user can make it first; the host name keeps the hosts that share
+      a home (over NFS) apart, as a pid means nothing on another host;
+    * ``<temp dir>/shutdownbus-UID``, the last resort (anyone can make that
+      name first, and then it is refused).
+
+    Windows: ``%LOCALAPPDATA%\\shutdownbus``, else the per-user temp directory.
+    """
+    user = str(os.getuid()) if hasattr(os, "getuid") else _user_name()
+    explicit = os.environ.get(ENV_RUNTIME_DIR)
+    if explicit:
+        return [os.path.join(explicit, f"shutdownbus-{user}")]
+    places = []
+    if _platform.WINDOWS:
+        if os.environ.get("LOCALAPPDATA"):
+            places.append(os.path.join(os.environ["LOCALAPPDATA"], "shutdownbus"))
     else:
-        uid = os.getuid() if hasattr(os, "getuid") else os.getlogin()
-        path = os.path.join(tempfile.gettempdir(), f"shutdownbus-{uid}")
+        if os.environ.get("XDG_RUNTIME_DIR"):
+            places.append(os.path.join(os.environ["XDG_RUNTIME_DIR"], "shutdownbus"))
+        home = os.path.expanduser("~")
+        state = os.environ.get("XDG_STATE_HOME") or (os.path.join(home, ".local", "state") if home != "~" else "")
+        if os.path.isabs(state):
+            places.append(os.path.join(state, "shutdownbus", socket.gethostname() or "localhost"))
+    places.append(os.path.join(tempfile.gettempdir(), f"shutdownbus-{user}"))
+    return places
+
+
+def _user_name() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def _make_private_directory(path: str) -> str | None:
+    """Make ``path`` (0700, its missing parents 0700 too) and check it; the problem, or None."""
+    parent = os.path.dirname(path)
+    problem = path_problem(parent)
+    if problem is not None and not os.path.isdir(parent):
+        try:  # the XDG state home may not exist yet: make it, ours and private
+            os.makedirs(parent, 0o700, exist_ok=True)
+        except OSError as exc:
+            return f"{parent} cannot be made ({exc.strerror})"
+        problem = path_problem(parent)
+    if problem is not None:
+        return problem
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
     except OSError as exc:
-        raise RegistryError(f"cannot create the registry directory {path} ({exc.strerror})") from None
-    _check_private(path)
-    return path
+        return f"{path} cannot be made ({exc.strerror})"
+    return path_problem(path, private=True)
 
 
-def _check_private(path: str) -> None:
-    if sys.platform == "win32":
-        return  # per-user temp directories; POSIX modes do not apply
+def path_problem(path: str, private: bool = False) -> str | None:
+    """What makes ``path`` unsafe for our files, or None.
+
+    POSIX: ``path`` and every directory above it (symbolic links resolved)
+    must belong to us or to root, and none may be writable by others unless
+    it is sticky (as /tmp is: then others cannot rename or remove what is
+    ours in it).  With ``private``, ``path`` itself must be a directory of
+    ours that nobody else can enter (0700).  Windows: per-user directories,
+    whose ACLs POSIX modes do not describe; nothing is checked here.
+
+    Args:
+        path: The directory.
+        private: Check ``path`` itself as the registry directory.
+    """
+    if _platform.WINDOWS:
+        return None
+    me = os.getuid()
     try:
         st = os.lstat(path)
     except OSError as exc:
-        raise RegistryError(f"cannot read the registry directory {path} ({exc.strerror})") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise RegistryError(f"the registry path {path} is not a directory; remove it")
-    if st.st_uid != os.getuid():
-        raise RegistryError(
-            f"the registry directory {path} belongs to another user; remove it or set {ENV_RUNTIME_DIR}"
-        )
-    if st.st_mode & 0o077:
-        raise RegistryError(
-            f"the registry directory {path} is accessible to other users (mode {stat.S_IMODE(st.st_mode):o});"
-            f" run 'chmod 700 {path}'"
-        )
+        return f"{path} cannot be read ({exc.strerror})"
+    if private:
+        if not stat.S_ISDIR(st.st_mode):
+            return f"{path} is not a directory (remove it)"
+        if st.st_uid != me:
+            return f"{path} belongs to another user"
+        if st.st_mode & 0o077:
+            return f"{path} is open to other users (mode {stat.S_IMODE(st.st_mode):o}; run 'chmod 700 {path}')"
+    current = os.path.realpath(path)
+    while True:
+        try:
+            st = os.stat(current)
+        except OSError as exc:
+            return f"{current} cannot be read ({exc.strerror})"
+        if st.st_uid not in (me, 0):
+            return f"{current} belongs to another user (uid {st.st_uid})"
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            return f"{current} can be changed by other users and is not sticky (mode {stat.S_IMODE(st.st_mode):o})"
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
 
 
 def write(entry: Entry) -> None:
@@ -204,11 +285,9 @@ def begin_stop(entry: Entry, timeout: float) -> StopRecord | None:
     Raises:
         RegistryError: the record cannot be written.
     """
-    import psutil
-
     folder = directory()
     path = _stop_path(folder, entry.name)
-    mine = StopRecord(os.getpid(), psutil.Process().create_time(), timeout)
+    mine = StopRecord(os.getpid(), _tree.started(), timeout)
     for _ in range(3):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
@@ -228,14 +307,12 @@ def begin_stop(entry: Entry, timeout: float) -> StopRecord | None:
 
 def finish_stop(entry: Entry, report: dict[str, Any] | None) -> None:
     """The leading admin is done: record ``report`` (None: drop the record, nobody can wait for it)."""
-    import psutil
-
     folder = directory()
     path = _stop_path(folder, entry.name)
     if report is None:
         _unlink(path)
         return
-    done = StopRecord(os.getpid(), psutil.Process().create_time(), 0.0, report)
+    done = StopRecord(os.getpid(), _tree.started(), 0.0, report)
     data = json.dumps({"root": [entry.pid, entry.started], **asdict(done)}).encode()
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     try:
@@ -260,13 +337,7 @@ def read_stop(entry: Entry) -> StopRecord | None:
 
 def leader_running(record: StopRecord) -> bool:
     """Whether the admin that leads the stop of ``record`` still runs."""
-    import psutil
-
-    try:
-        proc = psutil.Process(record.admin_pid)
-        return bool(abs(proc.create_time() - record.admin_started) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
+    return _tree.still(record.admin_pid, record.admin_started)
 
 
 def _stop_path(folder: str, name: str) -> str:
@@ -291,15 +362,30 @@ def _read_regular_file(path: str, limit: int = 1 << 20) -> bytes:
         os.close(fd)
 
 
-def remove(name: str, pid: int) -> None:
-    """Remove ``name``'s entry if it is still the one of ``pid``."""
+def remove(name: str, pid: int, folder: str | None = None) -> None:
+    """Remove ``name``'s entry if it is still the one of ``pid``; never raises
+    (it runs at the root's exit).
+
+    An entry that cannot be read now (no descriptor left, say) is removed
+    too: while its root lives, nobody else can register its name.
+
+    Args:
+        name: The registered name.
+        pid: The root's pid.
+        folder: The registry directory it was written to (default: look it up).
+    """
     try:
-        folder = directory()
-    except RegistryError:
-        return
-    current = read(name)
-    if current is not None and current.pid == pid:
-        _unlink(_path(folder, name))
+        path = _path(folder or directory(), name)
+        try:
+            current: Entry | None = _parse(path, name)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError):
+            current = None
+        if current is None or current.pid == pid:
+            _unlink(path)
+    except (RegistryError, OSError):
+        pass
 
 
 def read(name: str) -> Entry | None:

@@ -3,9 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+# Control characters (C0, DEL, C1) and the bidirectional overrides that
+# could make a line read as something else.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (``\\x1b``), for a terminal.
+
+    Names come from other processes (a member's ``join(name=...)``, any
+    process's command line): a name that holds ``ESC[2J`` or ``ESC]0;...``
+    must not clear the operator's screen or retitle the terminal.
+    """
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 #: Outcomes that count as a clean stop (with return code 0 for "exited").
 CLEAN_OUTCOMES = ("stopped", "exited")
@@ -24,7 +45,9 @@ class ReportEntry:
             ``killed`` (it had to be killed),
             ``exited`` (it had exited before the stop),
             ``failed`` (non-zero exit or a crash during its cleanup),
-            ``lost`` (its own parent was lost during the stop, and it stopped on its own).
+            ``lost`` (its own parent was lost during the stop, and it stopped on its own),
+            ``unchecked`` (its state could not be read, for example because this process had
+            no file descriptor left; it was signalled by pid, and may or may not be gone).
         returncode: Its exit status when known (negative: the signal that ended it, on POSIX);
             None for a descendant whose status only its own parent could collect.
         seconds: Seconds from the stop request to its exit, when known.
@@ -58,16 +81,21 @@ class StopReport:
         entries: One entry per process of the stopped subtree: the child first,
             then its descendants, parents before their children.
         seconds: Seconds the stop took, from request until every process was gone.
+        unchecked: Pids whose children could not be listed (the stopping
+            process had no file descriptor left, say): processes below them
+            may be missing from the entries, and may still run.
     """
 
     reason: str
     entries: tuple[ReportEntry, ...] = field(default_factory=tuple)
     seconds: float = 0.0
+    unchecked: tuple[int, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """True if every process stopped cleanly (``stopped``, or ``exited`` with 0)."""
-        return all(e.ok for e in self.entries)
+        """True if every process stopped cleanly (``stopped``, or ``exited`` with 0)
+        and the whole tree could be checked."""
+        return all(e.ok for e in self.entries) and not self.unchecked
 
     def __iter__(self) -> Iterator[ReportEntry]:
         return iter(self.entries)
@@ -86,6 +114,7 @@ class StopReport:
             "ok": self.ok,
             "seconds": round(self.seconds, 6),
             "entries": [e.to_dict() for e in self.entries],
+            "unchecked": list(self.unchecked),
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -99,7 +128,7 @@ class StopReport:
             rows.append(
                 (
                     str(e.pid),
-                    e.name,
+                    printable(e.name),
                     e.outcome,
                     "-" if e.returncode is None else str(e.returncode),
                     "-" if e.seconds is None else f"{e.seconds:.3f}",
@@ -109,7 +138,11 @@ class StopReport:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
         status = "ok" if self.ok else "NOT ok"
-        lines.append(f"stop {self.reason!r}: {len(self.entries)} process(es), {status}, {self.seconds:.3f} s")
+        reason = printable(repr(self.reason))
+        lines.append(f"stop {reason}: {len(self.entries)} process(es), {status}, {self.seconds:.3f} s")
+        if self.unchecked:
+            pids = ", ".join(map(str, self.unchecked))
+            lines.append(f"the children of pid(s) {pids} could not be listed (no file descriptor left?): some may run")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -122,6 +155,7 @@ class StopReport:
             reason=data["reason"],
             entries=tuple(ReportEntry(**e) for e in data["entries"]),
             seconds=data.get("seconds", 0.0),
+            unchecked=tuple(int(pid) for pid in data.get("unchecked", ())),
         )
 
 

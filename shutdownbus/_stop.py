@@ -36,7 +36,7 @@ from . import _log, _member, _platform
 from ._bus import Link
 from ._deadlines import join_grace_end
 from ._report import ReportEntry, StopReport, merge_entries
-from ._tree import ProcessTable, Tree, escalate, signal_members
+from ._tree import ProcessTable, Tree, escalate, runs, signal_members
 
 if TYPE_CHECKING:
     from ._child import Child
@@ -338,17 +338,28 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
     the polite OS request at once (it is their stop).  The others (members
     among them stop on their own when they see their parent gone) get until
     the deadline.  Then whatever is left is terminated and killed.
+
+    A tree whose children could not be listed (no descriptor left: see
+    `_tree`) may hide processes: it is looked at again until its deadline,
+    in case the descriptors come back, and the report says what could not
+    be checked.
     """
     trees = [(st.deadline, st.tree) for st in mine if st.tree is not None]
-    for _ in range(3):
+    rounds = 0
+    while True:
         # Looked at again each round: a process asked to go may fork as it
         # goes, and its child, re-parented to us, carries the marker.
         for _, tree in trees:
             tree.roots = [m.pid for m in tree.alive()]
         _refresh([tree for _, tree in trees])
         leftover = [(deadline, tree) for deadline, tree in trees if tree.alive()]
-        if not leftover:
-            break
+        if not leftover or rounds == 3:
+            hidden = [deadline for deadline, tree in trees if tree.unchecked and time.monotonic() < deadline]
+            if not hidden:
+                break
+            time.sleep(min(0.05, max(hidden) - time.monotonic()))
+            continue
+        rounds += 1
         for _, tree in leftover:
             signal_members([m for m in tree.alive() if m.outcome is None and tree.marked(m.proc)], "stopped")
         deadline = max(d for d, _ in leftover)
@@ -384,6 +395,8 @@ def _finish_all(mine: list[StopState]) -> None:
                         bus.close_link(st.link)
                         _live.discard(st.child)
                         _stops.pop(st.child, None)
+                        if st.tree is not None and st.tree.unchecked:  # it may have left orphans we could not see
+                            _finished[st.link.endpoint] = st.child.stop_timeout
                         if st.report is not None:
                             _reports[st.child] = st.report
                 for st in mine:
@@ -424,6 +437,8 @@ def _build_report(st: StopState, now: float) -> StopReport:
     reported = []
     for e in link.entries:
         entry = ReportEntry(**e)
+        if not _may_be_in(entry.pid, c.pid, tree):
+            continue
         if entry.seconds is not None:
             entry = replace(entry, seconds=round(entry.seconds + shift, 6))
         if entry.pid in escalated:
@@ -432,7 +447,22 @@ def _build_report(st: StopState, now: float) -> StopReport:
     known = {e.pid for e in reported} | {c.pid}
     others = [] if tree is None else tree.entries(t0, lost_after=st.exit_seen, member_pid=link.member_pid, skip=known)
     end = max([now] + ([st.exit_seen] if st.exit_seen else []))
-    return StopReport(reason=st.reason, entries=merge_entries([[own], reported, others]), seconds=round(end - t0, 6))
+    unchecked = tuple(sorted(tree.unchecked)) if tree is not None else ()
+    entries = merge_entries([[own], reported, others])
+    return StopReport(reason=st.reason, entries=entries, seconds=round(end - t0, 6), unchecked=unchecked)
+
+
+def _may_be_in(pid: int, root: int, tree: Tree | None) -> bool:
+    """Whether a member's report entry for ``pid`` may be of its own subtree.
+
+    A process we saw in the subtree is; one that is gone may have been (it
+    can have come and gone between two looks); one that runs now outside
+    the subtree (pid 1, our own, an ancestor's) was put there by a member
+    that lies, and is dropped.
+    """
+    if pid == root or (tree is not None and pid in tree.members):
+        return True
+    return pid != os.getpid() and not runs(pid)
 
 
 def at_exit(reason: str, timeout: float | None) -> None:

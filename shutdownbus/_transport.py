@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
 
 import zmq
 from zmq.utils import z85
 
+from . import _platform
 from ._errors import ChannelError
 from ._hmac import compare_digest, hmac_sha256
 from ._protocol import MAX_FRAME_SIZE, SECRET_SIZE
@@ -43,21 +43,26 @@ ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 # libzmq counts CURVE's per-message overhead (33 bytes) against
 # ZMQ_MAXMSGSIZE; the protocol itself refuses frames over MAX_FRAME_SIZE.
 CURVE_OVERHEAD = 64
-# A connection that has not finished the CURVE handshake by then is dropped.
-HANDSHAKE_IVL_MS = 5000
+# A connection that has not finished the CURVE handshake by then is dropped:
+# what a silent intruder holds (a descriptor, at most one frame) lasts no
+# longer.  The child connects once it has started, and its handshake takes
+# milliseconds.  libzmq reads it when the socket binds: it cannot change later.
+HANDSHAKE_IVL_MS = 1000
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 104 (macOS) or 108 (Linux) bytes
 
 
 class ChannelKeys:
     """Everything derived from one per-spawn secret.
 
-    CURVE keys are z85-encoded, as libzmq's socket options want them.
+    CURVE keys are z85-encoded, as libzmq's socket options want them.  The
+    secret is held in one ``bytearray``, which the channel's protocol state
+    shares, so that `wipe` can overwrite it once the channel is closed.
     """
 
     __slots__ = ("client_public", "client_secret", "secret", "server_public", "server_secret")
 
     def __init__(
-        self, secret: bytes, server_public: bytes, server_secret: bytes, client_public: bytes, client_secret: bytes
+        self, secret: bytearray, server_public: bytes, server_secret: bytes, client_public: bytes, client_secret: bytes
     ) -> None:
         self.secret = secret
         self.server_public = server_public
@@ -68,8 +73,17 @@ class ChannelKeys:
     def __repr__(self) -> str:
         return "<ChannelKeys>"  # all of it is secret
 
+    def wipe(self) -> None:
+        """Overwrite the secret and drop the CURVE secret keys: the channel is closed.
+
+        The z85 CURVE keys are immutable bytes (and libzmq keeps its own copy
+        for the socket's life): they are only dropped.
+        """
+        self.secret[:] = bytes(len(self.secret))
+        self.server_secret = self.client_secret = b""
+
     @classmethod
-    def derive(cls, secret: bytes) -> ChannelKeys:
+    def derive(cls, secret: bytes | bytearray) -> ChannelKeys:
         """Derive both CURVE key pairs from the per-spawn secret.
 
         Args:
@@ -81,7 +95,7 @@ class ChannelKeys:
         server_secret = _curve_secret(secret, b"curve-server")
         client_secret = _curve_secret(secret, b"curve-client")
         return cls(
-            secret=secret,
+            secret=bytearray(secret),
             server_public=zmq.curve_public(server_secret),
             server_secret=server_secret,
             client_public=zmq.curve_public(client_secret),
@@ -120,7 +134,7 @@ class ChannelKeys:
         return z85.decode(self.client_public)
 
 
-def _curve_secret(secret: bytes, label: bytes) -> bytes:
+def _curve_secret(secret: bytes | bytearray, label: bytes) -> bytes:
     raw = hmac_sha256(secret, b"shutdownbus/1 " + label)
     return z85.encode(raw)
 
@@ -143,7 +157,7 @@ def use_tcp() -> bool:
     choice = os.environ.get(ENV_TRANSPORT, "").strip().lower()
     if choice not in ("", "ipc", "tcp"):
         raise ChannelError(f"{ENV_TRANSPORT} must be 'ipc' or 'tcp', not {choice!r}")
-    return choice == "tcp" or sys.platform == "win32" or not zmq.has("ipc")
+    return choice == "tcp" or _platform.WINDOWS or not zmq.has("ipc")
 
 
 class RuntimeDir:
@@ -201,6 +215,19 @@ class RuntimeDir:
         self.path = None
 
 
+def new_socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int) -> zmq.Socket[bytes]:
+    """A new zmq socket.
+
+    Raises:
+        ChannelError: it cannot be made (no file descriptor left, a terminated context).
+    """
+    try:
+        return ctx.socket(kind)
+    except zmq.ZMQError as exc:
+        why = f"cannot create a control channel ({exc}); is the process out of file descriptors?"
+        raise ChannelError(why) from None
+
+
 def bind_parent_socket(
     ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys, domain: str, runtime: RuntimeDir
 ) -> tuple[zmq.Socket[bytes], str]:
@@ -219,7 +246,7 @@ def bind_parent_socket(
         ChannelError: the socket cannot be bound.
     """
     _require_curve()
-    sock = ctx.socket(zmq.PAIR)
+    sock = new_socket(ctx, zmq.PAIR)
     try:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE + CURVE_OVERHEAD)
@@ -269,7 +296,7 @@ def connect_child_socket(
     _require_curve()
     if not endpoint.startswith(("ipc://", "tcp://")):
         raise ChannelError(f"{ENV_ENDPOINT} is not a shutdownbus endpoint; start this process with shutdownbus.spawn()")
-    sock = ctx.socket(zmq.PAIR)
+    sock = new_socket(ctx, zmq.PAIR)
     try:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE + CURVE_OVERHEAD)
@@ -300,6 +327,19 @@ def monitor_event(frames: list[bytes]) -> int:
     member's start-up.
     """
     return int(struct.unpack("=H", frames[0][:2])[0]) if frames and len(frames[0]) >= 2 else 0
+
+
+def stop_listening(endpoint: str) -> None:
+    """The child joined: take the channel's endpoint out of others' reach.
+
+    ipc: the socket file is removed; nobody can connect any more, and the
+    child's connection stays.  tcp: libzmq can neither stop accepting on a
+    port without dropping the connections made through it, nor cap them; a
+    connection that has not authenticated is dropped after `HANDSHAKE_IVL_MS`
+    and holds at most one frame of `MAX_FRAME_SIZE` meanwhile.
+    """
+    if endpoint.startswith("ipc://"):
+        remove_endpoint(endpoint)
 
 
 def remove_endpoint(endpoint: str) -> None:

@@ -13,13 +13,18 @@ Rules of this module:
   such orphans.
 * An exit time is recorded when the exit was seen as it happened (see
   `_platform.ExitWatch`); otherwise it is unknown, never guessed.
+* Failing to read a process's state is never taken for its exit (fail
+  closed): a process we could not check stays in the tree, counts as
+  running, is signalled by pid if need be, and is reported ``unchecked``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -69,6 +74,7 @@ class Member:
     seen_gone_at: float | None = None
     outcome: str | None = None
     seen_at: float = 0.0
+    unchecked: bool = False  # its state could not be read at the last look
 
     @property
     def pid(self) -> int:
@@ -218,6 +224,7 @@ class Tree:
         self.returncodes: dict[int, int] = {}  # of members we reaped (as their subreaper)
         self._marked: dict[int, bool] = {}
         self._pruned: set[int] = set()
+        self.unchecked: set[int] = set()
         self._first_look = True  # a zombie seen now had exited before the snapshot
         self.refresh(table)
         self._first_look = False
@@ -239,6 +246,8 @@ class Tree:
         self._rename_the_newborn()
         for attempt in range(3):
             added = self._walk(table)
+            #: Pids whose children could not be listed at the last look (fail closed).
+            self.unchecked = set(table.unchecked)
             if not table.met_the_dead or (attempt > 0 and not added):
                 return
             table = ProcessTable()
@@ -304,7 +313,7 @@ class Tree:
             member.exited_early = self._first_look
             member.mark_gone(None, time.monotonic())
         else:
-            self.watch.add(pid, lambda: not is_running(proc))
+            self.watch.add(pid, lambda: not _checked(member))
         return True
 
     def _adopt(self, our_children: list[int]) -> list[int]:
@@ -389,6 +398,8 @@ class Tree:
                 continue
             if m.exited_early:
                 outcome = "exited"
+            elif m.unchecked and not m.gone:
+                outcome = "unchecked"
             elif m.outcome:
                 outcome = m.outcome
             elif lost_after is not None and not m.companion and m.went_after(lost_after):
@@ -540,6 +551,8 @@ class ProcessTable:
         self._born: dict[int, float | None] = {}
         #: Whether a process was gone (or a zombie) when its children were read.
         self.met_the_dead = False
+        #: Processes whose children could not be read (not "none": unknown).
+        self.unchecked: set[int] = set()
         self._complete = not _platform.KERNEL_LISTS_CHILDREN
         if self._complete:
             import psutil
@@ -552,14 +565,22 @@ class ProcessTable:
 
     def children(self, pid: int) -> list[int]:
         """The pids of ``pid``'s children (running or zombie) when the table was made or first asked."""
+        if pid in self.unchecked:
+            return []
         if self._complete:
             born = self._born[pid] if pid in self._born else _own_birth()
             if born is None:
                 return []  # its start time is hidden from us: so is whether these are its children
             return [c for c in self._children.get(pid, []) if (self._born.get(c) or 0.0) >= born]
         if pid not in self._children:
-            self._children[pid] = _platform.child_pids(pid)
-            if not self._children[pid] and _platform.has_exited(pid):
+            try:
+                children = _platform.child_pids(pid)
+                dead = not children and _platform.has_exited(pid)
+            except OSError:  # not "none": unknown (no descriptor left?); the next table asks again
+                self.unchecked.add(pid)
+                return []
+            self._children[pid] = children
+            if dead:
                 # It died, and its children (if it had any) may have moved to
                 # an ancestor already read: the walk must look again.
                 self.met_the_dead = True
@@ -578,14 +599,116 @@ def _birth(pid: int) -> float:
     return float(psutil.Process(pid).create_time())
 
 
+def holds_endpoint(pid: int, endpoint: str) -> bool | None:
+    """Whether process ``pid`` listens on ``endpoint`` (``ipc://PATH`` or
+    ``tcp://HOST:PORT``): its socket is among that process's open files.
+
+    What ties a registry entry's pid to the channel an admin talked to: a
+    forged entry can pair a channel of its own with a pid of the victim's.
+
+    Returns:
+        True or False; None if it cannot be told (the process's files are
+        not ours to read, or the endpoint is of another kind).
+    """
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if endpoint.startswith("ipc://"):
+            path = os.path.realpath(endpoint[len("ipc://") :])
+            return any(c.laddr and os.path.realpath(c.laddr) == path for c in proc.net_connections(kind="unix"))
+        if endpoint.startswith("tcp://"):
+            port = int(endpoint.rsplit(":", 1)[1])
+            listening = [c for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.laddr]
+            return any(c.laddr.port == port for c in listening)
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except (psutil.Error, OSError, ValueError):
+        return None
+    return None
+
+
+def process(pid: int) -> psutil.Process | None:
+    """The process ``pid``, held so that a later signal cannot reach a process
+    that reused its pid; None if there is none."""
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def started(pid: int | None = None) -> float:
+    """When process ``pid`` (default: this one) started, on psutil's clock.
+
+    Raises:
+        ProcessLookupError: it is gone.
+    """
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        raise ProcessLookupError(pid) from None
+
+
+def still(pid: int, since: float) -> bool:
+    """Whether ``pid`` still runs as the process that started at ``since`` (a zombie counts as gone)."""
+    proc = process(pid)
+    return proc is not None and abs(proc.create_time() - since) < 1.0 and is_running(proc)
+
+
+def send(proc: psutil.Process, outcome: str) -> bool:
+    """Send ``proc`` the kill (outcome ``killed``) or the polite request; False if it is gone."""
+    import psutil
+
+    try:
+        proc.kill() if outcome == "killed" else proc.terminate()
+    except psutil.Error:
+        return False
+    return True
+
+
+def runs(pid: int) -> bool:
+    """Whether a process with pid ``pid`` runs now (a zombie counts as gone)."""
+    import psutil
+
+    try:
+        return is_running(psutil.Process(pid))
+    except psutil.Error:
+        return False
+
+
 def is_running(proc: psutil.Process) -> bool:
-    """Whether ``proc`` runs (a zombie counts as gone)."""
+    """Whether ``proc`` runs (a zombie counts as gone).
+
+    Fails closed: if its state cannot be read (no descriptor left, say), it
+    counts as running.
+    """
     import psutil
 
     try:
         return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
+    except OSError:
+        return True
+
+
+def _checked(m: Member) -> bool:
+    """Whether ``m`` runs, recording on it whether that could be checked."""
+    import psutil
+
+    try:
+        running = bool(m.proc.is_running() and m.proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        running = False
+    except OSError:
+        m.unchecked = True
+        return True
+    m.unchecked = False
+    return running
 
 
 def signal_members(members: Iterable[Member], outcome: str) -> None:
@@ -598,7 +721,7 @@ def signal_members(members: Iterable[Member], outcome: str) -> None:
 
     for m in sorted(members, key=lambda m: -m.depth):
         try:
-            if not is_running(m.proc):
+            if not _checked(m):
                 continue
             if outcome == "killed":
                 m.proc.kill()
@@ -607,6 +730,12 @@ def signal_members(members: Iterable[Member], outcome: str) -> None:
             m.outcome = outcome
         except psutil.Error:
             pass
+        except OSError:
+            # psutil could not check that the pid is still this process (no
+            # descriptor left): it was seen in the tree, so signal it by pid.
+            with contextlib.suppress(OSError):
+                os.kill(m.pid, signal.SIGKILL if outcome == "killed" and hasattr(signal, "SIGKILL") else signal.SIGTERM)
+                m.outcome = outcome
 
 
 # -- escalation ------------------------------------------------------------------

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import KILLED, MEMBER, SCRIPT, WINDOWS, alive, log_lines, sleep_cmd
 
+from shutdownbus import _registry
+
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the command line; on a timeout, fail with the stacks of its threads."""
@@ -172,7 +174,7 @@ def test_unknown_target_stale_and_corrupt_entries(runtime_dir: str) -> None:
         2,
         "shutdownbus: no running tree named 'web'; see 'shutdownbus list'",
     )
-    registry = Path(runtime_dir) / "shutdownbus"
+    registry = Path(_registry.directory())
     registry.mkdir(mode=0o700, exist_ok=True)
     stale = {"format": 1, "name": "old", "pid": 2**22 - 1, "started": 1.0, "endpoint": "ipc:///nowhere",
              "secret": "00" * 32, "argv": ["x"]}  # fmt: skip
@@ -189,18 +191,17 @@ def test_unknown_target_stale_and_corrupt_entries(runtime_dir: str) -> None:
 
 @pytest.mark.skipif(WINDOWS, reason="mode bits: on Windows the registry's privacy is its NTFS ACL (docs/security.md)")
 def test_unsafe_registry_directory_is_refused(runtime_dir: str) -> None:
-    registry = Path(runtime_dir) / "shutdownbus"
-    registry.mkdir(mode=0o755)
+    registry = Path(_registry.directory())
     os.chmod(registry, 0o755)
     for args in (("list",), ("send-stop", "web")):
         done = cli(*args)
         assert done.returncode == 2
-        assert "accessible to other users" in done.stderr and "chmod 700" in done.stderr
+        assert "open to other users" in done.stderr and "chmod 700" in done.stderr
 
 
 def test_wrong_admin_credential_is_refused(tmp_path: Path, runtime_dir: str, runs: list[Run]) -> None:
     runs.append(run := Run(tmp_path / "log", "--name", "guarded"))
-    path = Path(runtime_dir) / "shutdownbus" / "guarded.json"
+    path = Path(_registry.directory()) / "guarded.json"
     real = path.read_text()
     entry = json.loads(real)
     entry["secret"] = os.urandom(32).hex()

@@ -196,7 +196,7 @@ def test_registry_is_private_and_the_admin_credential_is_never_printed(runtime_d
     root = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert root.stdout is not None and root.stdout.readline() == "registered\n"
-        folder = Path(runtime_dir) / "shutdownbus"
+        folder = Path(_registry.directory())
         path = folder / "private.json"
         if not WINDOWS:  # there, privacy is the NTFS ACL, which wine cannot show (docs/security.md)
             assert stat.S_IMODE(folder.stat().st_mode) == 0o700

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 from conftest import MEMBER, wait_for, wait_gone
 
 import shutdownbus
+from shutdownbus import _registry
 
 SCRIPT = str(Path(sys.executable).parent / "shutdownbus")
 
@@ -46,7 +46,7 @@ def test_send_stop_takes_the_roots_stop_timeout_and_a_second_one_joins(tmp_path:
         assert run.stdout is not None and run.stdout.readline().startswith(b"ready ")
         started = time.monotonic()
         first = subprocess.Popen([SCRIPT, "send-stop", "slow", "--json"], stdout=subprocess.PIPE, text=True)
-        registry = Path(os.environ["SHUTDOWNBUS_RUNTIME_DIR"]) / "shutdownbus"
+        registry = Path(_registry.directory())
         wait_for(lambda: (registry / "slow.stop").exists(), 60, "the first send-stop did not start")
         second = subprocess.run([SCRIPT, "send-stop", "slow", "--json"], capture_output=True, text=True, timeout=60)
         out, _ = first.communicate(timeout=60)

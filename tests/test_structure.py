@@ -1,0 +1,144 @@
+"""The package's structural rules, checked by reading its source (the ``ast`` of each module).
+
+The module headers state rules ("Rules of this module"); those that are about
+structure are checked here, so that a header cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parent.parent / "shutdownbus"
+MODULES = {path.stem: ast.parse(path.read_text(), str(path)) for path in sorted(PACKAGE.glob("*.py"))}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _walk(node: ast.AST) -> Iterator[ast.AST]:
+    """Every node below ``node``, but not in ``if TYPE_CHECKING:`` blocks (not run)."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and _is_type_checking(child):
+            for other in child.orelse:
+                yield other
+                yield from _walk(other)
+            continue
+        yield child
+        yield from _walk(child)
+
+
+def imported_modules(tree: ast.AST) -> set[str]:
+    """The absolute names of what a module of the package imports (at import time or later)."""
+    names: set[str] = set()
+    for node in _walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: from . import x / from ._x import y
+                base = "shutdownbus" + (f".{node.module}" if node.module else "")
+                names |= {base} if node.module else {f"shutdownbus.{alias.name}" for alias in node.names}
+            elif node.module:
+                names.add(node.module)
+    return names
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Module -> the modules of the package it imports (by short name)."""
+    graph = {}
+    for name, tree in MODULES.items():
+        imported = {m.split(".")[1] for m in imported_modules(tree) if m.startswith("shutdownbus.")}
+        graph[name] = {m for m in imported if m in MODULES and m != name}
+    return graph
+
+
+def test_imports_run_one_way() -> None:
+    """No import circle, at module level or inside functions (a local import
+    that only breaks a circle is still the circle)."""
+    graph = package_imports()
+    state: dict[str, str] = {}
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = "open"
+        path.append(module)
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                cycle = [*path[path.index(target) :], target]
+                pytest.fail("import circle: " + " -> ".join(cycle))
+            if target not in state:
+                visit(target)
+        path.pop()
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+
+
+DOWNWARDS = [("_child", "_stop"), ("_stop", "_member"), ("_member", "_bus"), ("_bus", "_protocol")]
+
+
+@pytest.mark.parametrize(("importer", "imported"), DOWNWARDS)
+def test_the_stopping_machinery_imports_downwards(importer: str, imported: str) -> None:
+    """``_child -> _stop -> _member -> _bus -> _protocol`` (`_stop` owns stopping; `_member` reaches it by a hook)."""
+    graph = package_imports()
+    assert imported in graph[importer]
+    assert importer not in graph[imported]
+
+
+def _reads_sys_platform(tree: ast.AST) -> bool:
+    return any(
+        isinstance(node, ast.Attribute)
+        and node.attr == "platform"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "sys"
+        for node in _walk(tree)
+    )
+
+
+def test_only_platform_tells_the_operating_systems_apart() -> None:
+    """_platform.py: "Callers never test sys.platform themselves"."""
+    offenders = [name for name, tree in MODULES.items() if name != "_platform" and _reads_sys_platform(tree)]
+    assert offenders == []
+
+
+#: Where psutil may be imported: the process trees, and the test harness helpers
+#: (whose public functions hand out psutil.Process objects).
+PSUTIL_MAY_BE_IMPORTED_IN = {"_tree", "testing", "pytest_plugin"}
+
+
+def test_psutil_is_imported_where_the_rule_says() -> None:
+    """_tree.py: "psutil is imported here only" (and by the test harness helpers)."""
+    offenders = sorted(name for name, tree in MODULES.items() if "psutil" in imported_modules(tree))
+    assert set(offenders) <= PSUTIL_MAY_BE_IMPORTED_IN, offenders
+
+
+def _function(module: str, name: str) -> ast.FunctionDef:
+    return next(n for n in ast.walk(MODULES[module]) if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+@pytest.mark.parametrize(("module", "function"), [("_member", "_at_exit"), ("_stop", "at_exit"), ("_stop", "stop_all")])
+def test_the_exit_path_holds_no_import_statement(module: str, function: str) -> None:
+    """_member._at_exit: "It imports nothing" (tests/test_real_programs.py also
+    records every module loaded while it runs)."""
+    body = _function(module, function)
+    assert not [n for n in ast.walk(body) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+def test_cpython_internals_are_used_in_cpython_only() -> None:
+    """Private attributes of the standard library are read in _cpython only."""
+    private = {"_sigint_wait_secs", "_interrupt_count", "_threads_wakeups", "_current_exceptions", "executor_reference"}
+    offenders = {
+        name: sorted({n.attr for n in _walk(tree) if isinstance(n, ast.Attribute) and n.attr in private})
+        for name, tree in MODULES.items()
+        if name != "_cpython"
+    }
+    assert {name: attrs for name, attrs in offenders.items() if attrs} == {}
