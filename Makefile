@@ -2,7 +2,12 @@
 # which the targets create when it is missing (only python3 is needed).
 PYTHON ?= python3
 VENV := .venv
+ifeq ($(OS),Windows_NT)
+# A Windows virtualenv keeps its programs in Scripts (make runs recipes with Git's sh there).
+PY := $(VENV)/Scripts/python.exe
+else
 PY := $(VENV)/bin/python
+endif
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help

@@ -70,11 +70,16 @@ class Probe:
         for _ in range(50):
             gc.collect()
             _member.get_bus().call_and_wait(lambda: None)  # every queued close has run
-            now = self.proc.num_fds(), self.proc.num_threads(), self.proc.memory_info().rss
+            now = self.descriptors(), self.proc.num_threads(), self.proc.memory_info().rss
             if base is None or (now[0] <= base[0] and now[1] <= base[1]):
                 return now
             threading.Event().wait(0.01)
         return now
+
+    def descriptors(self) -> int:
+        """Open file descriptors; on Windows, open handles (sockets, events, files, threads...)."""
+        count = getattr(self.proc, "num_fds", None) or self.proc.num_handles
+        return int(count())
 
     def leftovers(self) -> tuple[list[int], int]:
         """Descendants still running, and the number of zombies among our children."""

@@ -153,7 +153,7 @@ def test_ctrl_c_of_an_asyncio_member_keeps_its_native_traceback() -> None:
         [MEMBER, "--log", "{log}", "--grandchild", "plain"],
         pytest.param(
             [MEMBER, "--log", "{log}", "--grandchild", "daemon"],
-            marks=pytest.mark.skipif(not hasattr(os, "fork"), reason="a double fork: no fork on this OS"),
+            marks=pytest.mark.skipif(not LINUX, reason="a double-forked daemon stays ours below a subreaper"),
         ),
     ],
     ids=["asyncio-with-a-plain-child", "process-pool", "children", "plain-grandchild", "daemon"],
@@ -328,7 +328,7 @@ def test_ctrl_c_on_run_exits_with_its_commands_status_every_time(tmp_path: Path)
         assert proc.wait(60) == 128 + signal.SIGINT
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX shells and process groups")
+@pytest.mark.skipif(not LINUX, reason="the daemon that left the shell's session is run's only as a subreaper (Linux)")
 def test_ctrl_c_on_run_of_a_shell_with_jobs_leaves_nothing(tmp_path: Path) -> None:
     """A non-interactive shell's background jobs ignore SIGINT and the daemon
     is in a session of its own: Ctrl-C ends the shell only.  When run ends,
@@ -352,7 +352,7 @@ def test_ctrl_c_on_run_of_a_shell_with_jobs_leaves_nothing(tmp_path: Path) -> No
     assert not left, f"left running: {left}"
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+@pytest.mark.skipif(not LINUX, reason="a double-forked daemon stays in the tree below a subreaper (Linux)")
 def test_a_daemons_intermediate_process_is_reported_exited_and_reaped() -> None:
     """The intermediate of a double fork exited long before the stop, and its
     parent never waited for it: before, it was missing from the report and
