@@ -30,6 +30,7 @@ from ._member import (
     stop_requested,
     wait_for_stop,
 )
+from ._protocol import Outcome
 
 if TYPE_CHECKING:
     from ._child import Child, spawn
@@ -62,6 +63,7 @@ __all__ = [
     "ChannelError",
     "Child",
     "ChildExited",
+    "Outcome",
     "ProcessError",
     "ProtocolError",
     "RegistryError",

@@ -28,7 +28,7 @@ import zmq
 from . import _platform, _registry, _transport
 from ._deadlines import ESCALATION_MARGIN
 from ._errors import AuthenticationError, ChannelError, ProtocolError, RegistryError
-from ._protocol import Ack, Channel, Report, Role, Stop, knock
+from ._protocol import Ack, Channel, Outcome, Report, Role, Stop, knock
 from ._report import ReportEntry, StopReport, merge_entries
 from ._tree import Tree, escalate, holds_endpoint, is_running, process, send
 
@@ -134,7 +134,7 @@ def _lead(
             escalate([tree], [head])
         end = time.monotonic()
         status = next((e.returncode for e in reported if e.pid == entry.pid), None)
-        own = ReportEntry(entry.pid, entry.name, head.escalated or "stopped", status, round(end - t0, 6), True)
+        own = ReportEntry(entry.pid, entry.name, head.escalated or Outcome.STOPPED, status, round(end - t0, 6), True)
         others = tree.entries(t0)
         entries = merge_entries([[own], reported, others])
         return StopReport(reason, entries, round(end - t0, 6), tuple(sorted(tree.unchecked)))

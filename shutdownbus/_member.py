@@ -37,7 +37,7 @@ from . import _cpython, _log, _platform, _transport
 from ._bus import Bus, Upstream
 from ._deadlines import child_budget
 from ._errors import ChannelError, ShutdownBusError
-from ._protocol import Ready, Report
+from ._protocol import Outcome, Ready, Report
 
 if TYPE_CHECKING:
     from ._registry import Entry
@@ -385,7 +385,7 @@ def report_own_exit(returncode: int) -> bool:
     up, bus = _state.upstream, _state.bus
     if _state.stop_reason is None or up is None or bus is None or not up.joined.is_set() or up.lost.is_set():
         return False
-    entry = {"pid": os.getpid(), "name": _state.name, "outcome": "stopped", "returncode": returncode,
+    entry = {"pid": os.getpid(), "name": _state.name, "outcome": Outcome.STOPPED, "returncode": returncode,
              "seconds": None, "member": True}
     bus.send_upstream(Report((entry,)))
     return True

@@ -39,7 +39,26 @@ TAG_SIZE = 32  # HMAC-SHA256, the one digest this protocol uses
 MAX_TEXT_LENGTH = 256  # names and reasons
 MAX_BUDGET = 7 * 24 * 3600.0  # a week: anything longer is a bug on the sender's side
 
-OUTCOMES = ("stopped", "terminated", "killed", "exited", "failed", "lost", "unchecked")
+class Outcome(str, enum.Enum):
+    """What happened to one process during a stop: a report entry's ``outcome``.
+
+    A string enum, so each is equal to its value (``Outcome.STOPPED ==
+    "stopped"``) and is written as it on the wire and in JSON.
+    """
+
+    STOPPED = "stopped"  #: exited after the stop, without escalation
+    TERMINATED = "terminated"  #: still running at its deadline; went after the polite OS request
+    KILLED = "killed"  #: had to be killed
+    EXITED = "exited"  #: had already exited before the stop
+    FAILED = "failed"  #: non-zero exit or a crash during its cleanup
+    LOST = "lost"  #: its own parent was lost during the stop, and it stopped on its own
+    UNCHECKED = "unchecked"  #: its state could not be read; it was signalled by pid
+
+    def __str__(self) -> str:
+        return self.value
+
+
+OUTCOMES = tuple(outcome.value for outcome in Outcome)
 
 _LABEL = b"shutdownbus/1 "
 

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ._protocol import Outcome
+
 # Control characters (C0, DEL, C1) and the bidirectional overrides that
 # could make a line read as something else.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -29,7 +31,7 @@ def _escape(match: re.Match[str]) -> str:
 
 
 #: Outcomes that count as a clean stop (with return code 0 for "exited").
-CLEAN_OUTCOMES = ("stopped", "exited")
+CLEAN_OUTCOMES = (Outcome.STOPPED, Outcome.EXITED)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class ReportEntry:
     def ok(self) -> bool:
         """True for ``stopped``, or ``exited`` with return code 0 or unknown (a
         descendant whose status only its own parent could collect)."""
-        return self.outcome == "stopped" or (self.outcome == "exited" and self.returncode in (0, None))
+        return self.outcome == Outcome.STOPPED or (self.outcome == Outcome.EXITED and self.returncode in (0, None))
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as a plain dict (the wire format of report entries)."""

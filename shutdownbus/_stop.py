@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from . import _log, _member, _platform
 from ._bus import Link
 from ._deadlines import join_grace_end
+from ._protocol import Outcome
 from ._report import ReportEntry, StopReport, merge_entries
 from ._tree import ProcessTable, Tree, escalate, runs, signal_members
 
@@ -278,7 +279,7 @@ def _wait_and_escalate(pending: list[StopState]) -> None:
                 # that request ends a process outright, it cannot stop its own
                 # children (a server its workers): they get it too, deepest first.
                 if _platform.polite_request_is_final() and st.tree is not None:
-                    signal_members(st.tree.alive(), "stopped")
+                    signal_members(st.tree.alive(), Outcome.STOPPED)
                 st.child.terminate()
                 st.polite_sent = True
             else:
@@ -315,7 +316,7 @@ class _ChildHead:
 
     def signal(self, outcome: str) -> None:
         if self.st.child.poll() is None:
-            self.st.child.kill() if outcome == "killed" else self.st.child.terminate()
+            self.st.child.kill() if outcome == Outcome.KILLED else self.st.child.terminate()
             self.st.escalated = outcome
 
     def gone(self) -> bool:
@@ -361,7 +362,7 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
             continue
         rounds += 1
         for _, tree in leftover:
-            signal_members([m for m in tree.alive() if m.outcome is None and tree.marked(m.proc)], "stopped")
+            signal_members([m for m in tree.alive() if m.outcome is None and tree.marked(m.proc)], Outcome.STOPPED)
         deadline = max(d for d, _ in leftover)
         for _, tree in leftover:
             tree.wait_gone(max(0.0, deadline - time.monotonic()))
@@ -407,8 +408,9 @@ def _build_report(st: StopState, now: float) -> StopReport:
     t0 = st.started
     c, link = st.child, st.link
     rc = c.returncode
+    outcome: str
     if st.already_exited:
-        outcome = "exited"
+        outcome = Outcome.EXITED
     elif st.escalated:
         outcome = st.escalated
     elif (
@@ -418,9 +420,9 @@ def _build_report(st: StopState, now: float) -> StopReport:
         # or turn the stop into its own SIGTERM and die of it once done (uvicorn).
         or (c.joined and rc in _platform.stopped_returncodes())
     ):
-        outcome = "stopped"
+        outcome = Outcome.STOPPED
     else:
-        outcome = "failed"
+        outcome = Outcome.FAILED
     own = ReportEntry(
         pid=c.pid,
         name=c.name,
@@ -486,7 +488,7 @@ def at_exit(reason: str, timeout: float | None) -> None:
         return
     tree = Tree([], markers=finished)
     if tree.alive():
-        signal_members(tree.alive(), "stopped")
+        signal_members(tree.alive(), Outcome.STOPPED)
         tree.wait_gone(timeout if timeout is not None else max(finished.values()))
         escalate([tree])
     tree.watch.close()

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from . import _platform
 from ._deadlines import KILL_WAIT, TERM_GRACE
+from ._protocol import Outcome
 from ._report import ReportEntry
 from ._transport import ENV_ENDPOINT
 
@@ -396,16 +397,17 @@ class Tree:
         for m in sorted(self.members.values(), key=lambda m: m.depth):
             if m.pid in skip:
                 continue
+            outcome: str
             if m.exited_early:
-                outcome = "exited"
+                outcome = Outcome.EXITED
             elif m.unchecked and not m.gone:
-                outcome = "unchecked"
+                outcome = Outcome.UNCHECKED
             elif m.outcome:
                 outcome = m.outcome
             elif lost_after is not None and not m.companion and m.went_after(lost_after):
-                outcome = "lost"
+                outcome = Outcome.LOST
             else:
-                outcome = "stopped"
+                outcome = Outcome.STOPPED
             seconds = None if m.gone_at is None else round(max(0.0, m.gone_at - t0), 6)
             out.append(ReportEntry(m.pid, m.name, outcome, self.returncodes.get(m.pid), seconds, m.pid == member_pid))
         return out
@@ -454,9 +456,9 @@ class OwnDescendants:
             One entry per process, but for companions still running.
         """
         self.tree.refresh()
-        signal_members([m for m in self.tree.alive() if not m.companion], "stopped")
+        signal_members([m for m in self.tree.alive() if not m.companion], Outcome.STOPPED)
         self.tree.wait_gone(max(0.0, deadline - KILL_WAIT - time.monotonic()), companions=False)
-        escalate([self.tree], steps=(("killed", KILL_WAIT),), companions=False)
+        escalate([self.tree], steps=((Outcome.KILLED, KILL_WAIT),), companions=False)
         running = {m.pid for m in self.tree.alive() if m.companion}
         return self.tree.entries(t0, skip=running)
 
@@ -664,7 +666,7 @@ def send(proc: psutil.Process, outcome: str) -> bool:
     import psutil
 
     try:
-        proc.kill() if outcome == "killed" else proc.terminate()
+        proc.kill() if outcome == Outcome.KILLED else proc.terminate()
     except psutil.Error:
         return False
     return True
@@ -723,7 +725,7 @@ def signal_members(members: Iterable[Member], outcome: str) -> None:
         try:
             if not _checked(m):
                 continue
-            if outcome == "killed":
+            if outcome == Outcome.KILLED:
                 m.proc.kill()
             else:
                 m.proc.terminate()
@@ -734,7 +736,8 @@ def signal_members(members: Iterable[Member], outcome: str) -> None:
             # psutil could not check that the pid is still this process (no
             # descriptor left): it was seen in the tree, so signal it by pid.
             with contextlib.suppress(OSError):
-                os.kill(m.pid, signal.SIGKILL if outcome == "killed" and hasattr(signal, "SIGKILL") else signal.SIGTERM)
+                kill = outcome == Outcome.KILLED and hasattr(signal, "SIGKILL")
+                os.kill(m.pid, signal.SIGKILL if kill else signal.SIGTERM)
                 m.outcome = outcome
 
 
@@ -742,7 +745,7 @@ def signal_members(members: Iterable[Member], outcome: str) -> None:
 
 #: Past a deadline: the polite request, `TERM_GRACE` seconds, the kill, then
 #: up to `KILL_WAIT` seconds to see the processes gone.
-ESCALATION = (("terminated", TERM_GRACE), ("killed", KILL_WAIT))
+ESCALATION = ((Outcome.TERMINATED, TERM_GRACE), (Outcome.KILLED, KILL_WAIT))
 
 
 class Head(Protocol):

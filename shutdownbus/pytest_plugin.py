@@ -24,10 +24,11 @@ import pytest
 from . import _stop, testing
 from ._child import Child, spawn
 from ._member import DEFAULT_STOP_TIMEOUT
+from ._protocol import Outcome
 from ._report import StopReport
 
 #: Outcomes that fail a test at teardown (unless the child was spawned with allow_failure).
-FAILURES = ("failed", "terminated", "killed", "lost")
+FAILURES = (Outcome.FAILED, Outcome.TERMINATED, Outcome.KILLED, Outcome.LOST, Outcome.UNCHECKED)
 
 
 class Bus:
