@@ -503,16 +503,30 @@ def live_view(pid: int, width: int = 70) -> list[tuple[int, int, str, str, str, 
     return rows
 
 
+def descendant_pids(pid: int, table: ProcessTable | None = None) -> list[int]:
+    """The pids of every process below ``pid`` (running or zombie), parents before their children.
+
+    The one walk down a tree outside a stop: ``tree_size``, the test helpers
+    and the pytest plugin use it (a stop's ``Tree`` walks with the same table,
+    and also remembers what it met).
+    """
+    table = table or ProcessTable()
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        children = table.children(stack.pop())
+        found += children
+        stack += children
+    return found
+
+
 def tree_size(pid: int) -> int:
     """How many processes run under ``pid``, ``pid`` included (0 if it is gone)."""
     table = ProcessTable()
-    if _platform.has_exited(pid) and not table.children(pid):
+    below = descendant_pids(pid, table)
+    if not below and _platform.has_exited(pid):
         return 0
-    count, stack = 0, [pid]
-    while stack:
-        count += 1
-        stack += table.children(stack.pop())
-    return count
+    return 1 + len(below)
 
 
 def marker_of(proc: psutil.Process) -> str | None:

@@ -26,6 +26,7 @@ from ._child import Child, spawn
 from ._member import DEFAULT_STOP_TIMEOUT
 from ._protocol import Outcome
 from ._report import StopReport
+from ._tree import ProcessTable, descendant_pids
 
 #: Outcomes that fail a test at teardown (unless the child was spawned with allow_failure).
 FAILURES = (Outcome.FAILED, Outcome.TERMINATED, Outcome.KILLED, Outcome.LOST, Outcome.UNCHECKED)
@@ -149,12 +150,5 @@ def session_bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
 
 
 def _session_descendants(harness: Bus) -> set[int]:
-    import psutil
-
-    pids: set[int] = set()
-    for child in harness.children:
-        try:
-            pids |= {p.pid for p in psutil.Process(child.pid).children(recursive=True)}
-        except psutil.Error:
-            pass
-    return pids
+    table = ProcessTable()
+    return {pid for child in harness.children for pid in descendant_pids(child.pid, table)}

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._tree import is_running
+from ._tree import descendant_pids, is_running, process
 
 if TYPE_CHECKING:
     import psutil
@@ -88,12 +88,8 @@ def kill(procs: list[psutil.Process], timeout: float = 5.0) -> None:
 
 
 def _descendants() -> list[psutil.Process]:
-    import psutil
-
-    try:
-        return list(psutil.Process().children(recursive=True))
-    except psutil.Error:
-        return []
+    found = (process(pid) for pid in descendant_pids(os.getpid()))
+    return [p for p in found if p is not None]
 
 
 def _identity(p: psutil.Process) -> tuple[int, float]:
