@@ -216,7 +216,7 @@ def _wait(
                 except ProtocolError:
                     continue
                 if isinstance(event, Report):
-                    reported += [ReportEntry(**e) for e in event.entries]
+                    reported += [ReportEntry.from_dict(e) for e in event.entries]
                     sock.send(channel.send(Ack()))
             if gone_fd in ready or not is_running(root) or _our_init_is_done(root, reported):
                 break
@@ -252,9 +252,9 @@ class _RootHead:
 
     def __init__(self, root: psutil.Process) -> None:
         self.root = root
-        self.escalated: str | None = None
+        self.escalated: Outcome | None = None
 
-    def signal(self, outcome: str) -> None:
+    def signal(self, outcome: Outcome) -> None:
         if send(self.root, outcome):
             self.escalated = outcome
 

@@ -58,7 +58,7 @@ class ReportEntry:
 
     pid: int
     name: str
-    outcome: str
+    outcome: Outcome
     returncode: int | None = None
     seconds: float | None = None
     member: bool = True
@@ -71,7 +71,17 @@ class ReportEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as a plain dict (the wire format of report entries)."""
-        return asdict(self)
+        return asdict(self) | {"outcome": str(self.outcome)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReportEntry:
+        """Rebuild an entry from `to_dict` output (a report message's entries,
+        which the protocol checked, or a saved JSON report).
+
+        Raises:
+            ValueError: ``outcome`` is not one of `Outcome`'s values.
+        """
+        return cls(**{**data, "outcome": Outcome(data["outcome"])})
 
 
 @dataclass(frozen=True)
@@ -155,7 +165,7 @@ class StopReport:
         """Rebuild a report from `to_dict` output."""
         return cls(
             reason=data["reason"],
-            entries=tuple(ReportEntry(**e) for e in data["entries"]),
+            entries=tuple(ReportEntry.from_dict(e) for e in data["entries"]),
             seconds=data.get("seconds", 0.0),
             unchecked=tuple(int(pid) for pid in data.get("unchecked", ())),
         )

@@ -58,7 +58,7 @@ class StopState:
     watch: _platform.ExitWatch | None = None  # shared by the stops that run together
     tree: Tree | None = None
     polite_sent: bool = False
-    escalated: str | None = None
+    escalated: Outcome | None = None
     exit_seen: float | None = None
     gave_up: bool = False
     report: StopReport | None = None
@@ -314,7 +314,7 @@ class _ChildHead:
     def __init__(self, st: StopState) -> None:
         self.st = st
 
-    def signal(self, outcome: str) -> None:
+    def signal(self, outcome: Outcome) -> None:
         if self.st.child.poll() is None:
             self.st.child.kill() if outcome == Outcome.KILLED else self.st.child.terminate()
             self.st.escalated = outcome
@@ -408,7 +408,7 @@ def _build_report(st: StopState, now: float) -> StopReport:
     t0 = st.started
     c, link = st.child, st.link
     rc = c.returncode
-    outcome: str
+    outcome: Outcome
     if st.already_exited:
         outcome = Outcome.EXITED
     elif st.escalated:
@@ -438,7 +438,7 @@ def _build_report(st: StopState, now: float) -> StopReport:
     shift = (link.stop_sent_at - t0) if link.stop_sent_at is not None else 0.0
     reported = []
     for e in link.entries:
-        entry = ReportEntry(**e)
+        entry = ReportEntry.from_dict(e)
         if not _may_be_in(entry.pid, c.pid, tree):
             continue
         if entry.seconds is not None:

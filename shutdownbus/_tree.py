@@ -73,7 +73,7 @@ class Member:
     gone: bool = False
     gone_at: float | None = None
     seen_gone_at: float | None = None
-    outcome: str | None = None
+    outcome: Outcome | None = None
     seen_at: float = 0.0
     unchecked: bool = False  # its state could not be read at the last look
 
@@ -397,7 +397,7 @@ class Tree:
         for m in sorted(self.members.values(), key=lambda m: m.depth):
             if m.pid in skip:
                 continue
-            outcome: str
+            outcome: Outcome
             if m.exited_early:
                 outcome = Outcome.EXITED
             elif m.unchecked and not m.gone:
@@ -675,7 +675,7 @@ def still(pid: int, since: float) -> bool:
     return proc is not None and abs(proc.create_time() - since) < 1.0 and is_running(proc)
 
 
-def send(proc: psutil.Process, outcome: str) -> bool:
+def send(proc: psutil.Process, outcome: Outcome) -> bool:
     """Send ``proc`` the kill (outcome ``killed``) or the polite request; False if it is gone."""
     import psutil
 
@@ -727,7 +727,7 @@ def _checked(m: Member) -> bool:
     return running
 
 
-def signal_members(members: Iterable[Member], outcome: str) -> None:
+def signal_members(members: Iterable[Member], outcome: Outcome) -> None:
     """Send the kill (outcome ``killed``), else the polite request, deepest first.
 
     Members that are already gone are skipped; ``outcome`` is recorded on
@@ -766,7 +766,7 @@ class Head(Protocol):
     """A process above a tree's members that its owner signals its own way
     (our own child, through its ``Popen``; a registered root)."""
 
-    def signal(self, outcome: str) -> None:
+    def signal(self, outcome: Outcome) -> None:
         """Send the request of ``outcome`` (``terminated`` or ``killed``) if still running."""
 
     def gone(self) -> bool:
@@ -776,7 +776,7 @@ class Head(Protocol):
 def escalate(
     trees: Sequence[Tree],
     heads: Sequence[Head] = (),
-    steps: Sequence[tuple[str, float]] = ESCALATION,
+    steps: Sequence[tuple[Outcome, float]] = ESCALATION,
     companions: bool = True,
 ) -> None:
     """Make every process of ``trees`` (and ``heads``) go: each step's signal,
