@@ -14,7 +14,8 @@ Rules of this module:
   the time a stop takes does not add up over siblings.
 * Whatever happens, every process of the tree is gone (or reported as
   impossible to kill) when this returns, by the deadline plus
-  `ESCALATION_MARGIN` (twice that if descendants outlive their parent).
+  `ESCALATION_MARGIN`: the escalation of the children and those of the
+  descendants that outlived them share that margin (`escalate`'s ``until``).
 * psutil is used through `_tree` only.  The snapshot of a child's tree is
   taken before the stop message leaves: a child that dies at once would take
   the knowledge of its subtree with it.
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from . import _log, _member, _platform
 from ._bus import Link
-from ._deadlines import join_grace_end
+from ._deadlines import ESCALATION_MARGIN, join_grace_end
 from ._protocol import Outcome
 from ._report import ReportEntry, StopReport, merge_entries
 from ._tree import ProcessTable, Tree, escalate, runs, signal_members
@@ -325,7 +326,8 @@ class _ChildHead:
 
 def _escalate(overdue: list[StopState]) -> None:
     """Terminate, then kill, each overdue child and all its descendants, deepest first."""
-    escalate([st.tree for st in overdue if st.tree is not None], [_ChildHead(st) for st in overdue])
+    until = max(st.deadline for st in overdue) + ESCALATION_MARGIN
+    escalate([st.tree for st in overdue if st.tree is not None], [_ChildHead(st) for st in overdue], until=until)
     for st in overdue:
         if st.child.poll() is None:
             st.gave_up = True
@@ -366,7 +368,8 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
         deadline = max(d for d, _ in leftover)
         for _, tree in leftover:
             tree.wait_gone(max(0.0, deadline - time.monotonic()))
-        escalate([tree for _, tree in leftover])
+        # However many rounds it takes, the escalations of one stop end together.
+        escalate([tree for _, tree in leftover], until=deadline + ESCALATION_MARGIN)
     for _, tree in trees:
         tree.returncodes.update(_platform.reap_adopted(tree.members))
 

@@ -778,6 +778,7 @@ def escalate(
     heads: Sequence[Head] = (),
     steps: Sequence[tuple[Outcome, float]] = ESCALATION,
     companions: bool = True,
+    until: float | None = None,
 ) -> None:
     """Make every process of ``trees`` (and ``heads``) go: each step's signal,
     deepest first, from a fresh look (processes started meanwhile are not
@@ -792,8 +793,19 @@ def escalate(
         heads: Processes above the trees, signalled after their trees.
         steps: ``(outcome, grace)`` pairs.
         companions: Signal `COMPANIONS` too.
+        until: When the escalation must be over (`time.monotonic`): the
+            graces are cut so that the last step's wait ends then, and a step
+            with no time left is skipped, but the last step's signal is always
+            sent.  Several escalations of one stop (the children at their
+            deadline, then descendants that outlived them) share one bound.
     """
-    for outcome, grace in steps:
+    for i, (outcome, grace) in enumerate(steps):
+        last = i == len(steps) - 1
+        if until is not None:
+            later = sum(g for _, g in steps[i + 1 :])
+            grace = min(grace, max(0.0, until - time.monotonic() - later))
+            if grace <= 0 and not last:
+                continue
         members: list[Member] = []
         for tree in trees:
             tree.refresh()
