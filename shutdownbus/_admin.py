@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import zmq
 
-from . import _platform, _registry, _transport
+from . import _log, _platform, _registry, _transport
 from ._deadlines import ESCALATION_MARGIN
 from ._errors import AuthenticationError, ChannelError, ProtocolError, RegistryError
 from ._protocol import Ack, Channel, Outcome, Report, Role, Stop, knock
@@ -117,7 +117,7 @@ def _lead(
         sock, monitor = _transport.connect_child_socket(ctx, keys, entry.endpoint, _FAILED)
         channel = Channel(Role.PARENT, keys.secret)
         _handshake(sock, monitor, channel)
-        _check_the_root_holds_its_channel(entry)
+        tied = _the_root_holds_its_channel(entry)
         root = process(entry.pid)
         if root is None:
             raise ChannelError(f"the tree {entry.name!r} exited before it could be stopped")
@@ -130,11 +130,21 @@ def _lead(
             return None
         reported = _wait(sock, channel, root, tree, t0 + timeout + ESCALATION_MARGIN, progress)
         head = _RootHead(root)
+        outcome = Outcome.STOPPED
         if is_running(root) and not _our_init_is_done(root, reported):
-            escalate([tree], [head])
+            if tied:
+                escalate([tree], [head])
+            else:
+                outcome = Outcome.UNCHECKED  # still running, and not ours to signal
+                _log.warning(
+                    "shutdownbus: %r is still running past its deadline; pid %d could not be tied to its channel,"
+                    " so nothing was signalled",
+                    entry.name,
+                    entry.pid,
+                )
         end = time.monotonic()
         status = next((e.returncode for e in reported if e.pid == entry.pid), None)
-        own = ReportEntry(entry.pid, entry.name, head.escalated or Outcome.STOPPED, status, round(end - t0, 6), True)
+        own = ReportEntry(entry.pid, entry.name, head.escalated or outcome, status, round(end - t0, 6), True)
         others = tree.entries(t0)
         entries = merge_entries([[own], reported, others])
         return StopReport(reason, entries, round(end - t0, 6), tuple(sorted(tree.unchecked)))
@@ -142,25 +152,29 @@ def _lead(
         ctx.destroy(linger=0)
 
 
-def _check_the_root_holds_its_channel(entry: _registry.Entry) -> None:
-    """Refuse to go on unless the process at the entry's pid is the one that
-    answered on the entry's endpoint.
+def _the_root_holds_its_channel(entry: _registry.Entry) -> bool:
+    """Whether the process at the entry's pid is the one that answered on the
+    entry's endpoint, and so may be signalled if it outlives its deadline.
 
     The handshake proves only that whoever listens there holds the
     credential, which the entry itself carries: a forged entry brings its own
     credential and its own fake root.  Escalation would then signal the
-    entry's pid, a process of the forger's choosing.
+    entry's pid, a process of the forger's choosing.  So a pid that does not
+    hold the endpoint is refused before anything is sent; one that cannot be
+    checked (its open files are not ours to read, or the system's connection
+    table does not name listeners) is sent the stop, which is harmless, but
+    never signalled.
 
     Raises:
-        RegistryError: it is not, or cannot be told.
+        RegistryError: the pid does not hold the endpoint.
     """
     holds = holds_endpoint(entry.pid, entry.endpoint)
-    if not holds:
-        why = "does not hold" if holds is False else "cannot be checked to hold"
+    if holds is False:
         raise RegistryError(
-            f"refusing to stop {entry.name!r}: pid {entry.pid} {why} the channel its registry entry names"
+            f"refusing to stop {entry.name!r}: pid {entry.pid} does not hold the channel its registry entry names"
             " (a forged or stale entry?); nothing was sent or signalled"
         )
+    return holds is True
 
 
 def _handshake(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], channel: Channel) -> None:

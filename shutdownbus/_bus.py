@@ -50,8 +50,23 @@ _MONITORED = (
 class Link:
     """The parent's end of one child's channel.
 
-    The bus thread owns the socket and the protocol state; the events and the
-    attributes set before them may be read from any thread.
+    The bus thread owns the socket and the protocol state (``sock``,
+    ``channel``).  It alone writes the attributes below after construction;
+    other threads read them, each a value replaced whole (a read sees the old
+    or the new value, never a mix), and the events order them.
+
+    Attributes:
+        keys, endpoint, domain: The channel's keys and address, fixed at construction.
+        joined: Set once the handshake completed; ``member_pid`` and
+            ``member_name`` (the peer's own claims) are set before it.
+        ready: Set when the member called ``ready()``.
+        entries: Report entries the member sent up (wire dicts), capped at
+            `MAX_REPORTED`; a new tuple is assigned on each report.
+        stop_reason, stop_deadline: Set together when a stop is requested
+            (``stop_deadline`` may later only move earlier), with
+            ``stop_requested_at``; ``stop_sent_at`` once the stop left.
+        opened_at: About when the child was spawned (its join grace counts from it).
+        closed: The link is closed; nothing more will be sent or received.
     """
 
     def __init__(self, keys: _transport.ChannelKeys, sock: zmq.Socket[bytes], endpoint: str, domain: bytes) -> None:

@@ -2,8 +2,12 @@
 
 Rules of this module:
 
-* One `_State` per process, guarded by one lock.  The bus thread reports
-  stops here; the main thread learns of them through `StopRequested`.
+* One `_State` per process.  Its fields are written under its lock; a
+  reader that needs one field only (the bus, the upstream, the stop's
+  reason) may read it without the lock, once, into a local: each such field
+  is a reference replaced whole, never changed in place, and the stop's
+  reason is set once.  The bus thread reports stops here; the main thread
+  learns of them through `StopRequested`.
 * A stop is handled once: a second stop is ignored, and a stop that arrives
   while the main thread is already handling a KeyboardInterrupt (Ctrl-C) is
   forwarded to the children but raises nothing, so no second cleanup starts.

@@ -52,7 +52,8 @@ class Outcome(str, enum.Enum):
     EXITED = "exited"  #: had already exited before the stop
     FAILED = "failed"  #: non-zero exit or a crash during its cleanup
     LOST = "lost"  #: its own parent was lost during the stop, and it stopped on its own
-    UNCHECKED = "unchecked"  #: its state could not be read; it was signalled by pid
+    #: its state could not be read (then signalled by pid), or it could not be tied to the tree (not signalled)
+    UNCHECKED = "unchecked"
 
     def __str__(self) -> str:
         return self.value

@@ -346,8 +346,9 @@ def _stop_path(folder: str, name: str) -> str:
 
 def _read_regular_file(path: str, limit: int = 1 << 20) -> bytes:
     """A regular file's content, read without blocking on a FIFO or a device
-    planted in its place (``O_NONBLOCK``, then a type check)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    planted in its place (``O_NONBLOCK``, then a type check; Windows has
+    neither the flag nor FIFOs in its file system)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ValueError("not a regular file")

@@ -49,7 +49,9 @@ class ReportEntry:
             ``failed`` (non-zero exit or a crash during its cleanup),
             ``lost`` (its own parent was lost during the stop, and it stopped on its own),
             ``unchecked`` (its state could not be read, for example because this process had
-            no file descriptor left; it was signalled by pid, and may or may not be gone).
+            no file descriptor left; it was signalled by pid, and may or may not be gone; or
+            a registered root that `send-stop` could not tie to its channel, still running
+            at its deadline and not signalled).
         returncode: Its exit status when known (negative: the signal that ended it, on POSIX);
             None for a descendant whose status only its own parent could collect.
         seconds: Seconds from the stop request to its exit, when known.

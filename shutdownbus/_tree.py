@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _platform
 from ._deadlines import KILL_WAIT, TERM_GRACE
@@ -635,13 +635,37 @@ def holds_endpoint(pid: int, endpoint: str) -> bool | None:
             return any(c.laddr and os.path.realpath(c.laddr) == path for c in proc.net_connections(kind="unix"))
         if endpoint.startswith("tcp://"):
             port = int(endpoint.rsplit(":", 1)[1])
-            listening = [c for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.laddr]
-            return any(c.laddr.port == port for c in listening)
+            if _listening_ports(proc, psutil).count(port):
+                return True
+            return False if _connection_table_names_listeners() else None
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
     except (psutil.Error, OSError, ValueError):
         return None
     return None
+
+
+def _listening_ports(proc: psutil.Process, psutil: Any) -> list[int]:
+    return [c.laddr.port for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.laddr]
+
+
+@functools.cache
+def _connection_table_names_listeners() -> bool:
+    """Whether this system's connection table tells which process listens on
+    a tcp port: asked once, of a socket of our own.  Some do not (wine lists
+    every connection with no owner), and there "not among its sockets" only
+    means "cannot be told"."""
+    import socket
+
+    import psutil
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        probe.listen(1)
+        try:
+            return probe.getsockname()[1] in _listening_ports(psutil.Process(), psutil)
+        except (psutil.Error, OSError):
+            return False
 
 
 def process(pid: int) -> psutil.Process | None:
