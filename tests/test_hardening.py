@@ -21,22 +21,26 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import MEMBER, wait_for, wait_gone
+from conftest import MEMBER, SCRIPT, wait_for, wait_gone
 
 import shutdownbus
 from shutdownbus import _registry, _transport
 from shutdownbus._bus import MAX_REPORTED, REPORT_CHUNK
 from shutdownbus._protocol import MAX_FRAME_SIZE, MAX_TEXT_LENGTH, Channel, Report, Role, check_entry
 
-SCRIPT = str(Path(sys.executable).parent / "shutdownbus")
 NOBODY = 65534
 POSIX = sys.platform != "win32"
 as_root = pytest.mark.skipif(not POSIX or os.geteuid() != 0, reason="plants another user's files: needs root")
 posix = pytest.mark.skipif(not POSIX, reason="POSIX modes and owners")
 
 
+def descriptors(proc: psutil.Process) -> int:
+    """Open file descriptors; on Windows, open handles."""
+    return int(proc.num_fds() if hasattr(proc, "num_fds") else proc.num_handles())
+
+
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    return subprocess.run([*SCRIPT, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 # -- 1. a registry that someone else can swap, and a pid that is not the root's --
@@ -142,7 +146,7 @@ def test_the_default_registry_place_cannot_be_taken(tmp_path: Path, taken: str) 
         squat.write_text("")
     log = tmp_path / "log"
     run = subprocess.Popen(
-        [SCRIPT, "run", "--name", "web", "--", sys.executable, MEMBER, "--log", str(log), "--announce"],
+        [*SCRIPT, "run", "--name", "web", "--", sys.executable, MEMBER, "--log", str(log), "--announce"],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -311,7 +315,7 @@ def test_a_joined_childs_channel_is_out_of_an_intruders_reach(
     monkeypatch.setenv("SHUTDOWNBUS_TRANSPORT", transport)
     child = shutdownbus.spawn([sys.executable, MEMBER, "--log", str(tmp_path / "log")], ready_timeout=60)
     me = psutil.Process()
-    before = me.num_fds()
+    before = descriptors(me)
     intruder = subprocess.Popen(
         [sys.executable, "-c", INTRUDER, child._link.endpoint], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -319,7 +323,7 @@ def test_a_joined_childs_channel_is_out_of_an_intruders_reach(
         assert intruder.stdout is not None
         got = intruder.stdout.readline().strip()
         assert got == ("FileNotFoundError" if transport == "ipc" else "100"), got
-        wait_for(lambda: me.num_fds() <= before + 2, 30, f"{me.num_fds() - before} descriptors held for intruders")
+        wait_for(lambda: descriptors(me) <= before + 2, 30, "descriptors still held for intruders")
         assert intruder.poll() is None  # while it still holds its end
     finally:
         intruder.communicate("", timeout=60)
@@ -351,7 +355,7 @@ def test_unauthenticated_peers_make_a_parent_hold_little(tmp_path: Path, monkeyp
     monkeypatch.setenv("SHUTDOWNBUS_TRANSPORT", "tcp")
     child = shutdownbus.spawn([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     me = psutil.Process()
-    before, fds = me.memory_info().rss, me.num_fds()
+    before, fds = me.memory_info().rss, descriptors(me)
     announced = MAX_FRAME_SIZE + _transport.CURVE_OVERHEAD
     held = []
     try:
@@ -360,7 +364,7 @@ def test_unauthenticated_peers_make_a_parent_hold_little(tmp_path: Path, monkeyp
             s.sendall(_curve_greeting() + b"\x06" + announced.to_bytes(8, "big") + b"\0" * (announced - 1))
             held.append(s)
         # Measured while libzmq holds them all (their handshake limit is 5 s).
-        wait_for(lambda: me.num_fds() >= fds + 200, 30, "the parent did not take the connections")
+        wait_for(lambda: descriptors(me) >= fds + 200, 30, "the parent did not take the connections")
         grown = me.memory_info().rss - before
     finally:
         for s in held:
@@ -375,12 +379,13 @@ def test_unauthenticated_peers_make_a_parent_hold_little(tmp_path: Path, monkeyp
 # -- 5. what a member is trusted with -------------------------------------------------------------
 
 LIAR = f"""
-import os, time, shutdownbus
+import os, sys, time, shutdownbus
 from shutdownbus import _member
 from shutdownbus._protocol import Report
 shutdownbus.join()
 bus = _member.get_bus()
-entry = dict(pid=1, name="\\x1b]0;pwned\\x07init\\x1b[2J", outcome="stopped", returncode=0, seconds=0.0, member=True)
+entry = dict(pid=int(sys.argv[1]), name="\\x1b]0;pwned\\x07init\\x1b[2J", outcome="stopped", returncode=0,
+             seconds=0.0, member=True)
 for i in range(300):  # unasked: no stop yet
     bus.send_upstream(Report(tuple(dict(entry, pid=100000 + i) for _ in range({REPORT_CHUNK}))))
 def lie(reason):  # during the stop: a process outside its subtree, and control characters
@@ -397,11 +402,14 @@ finally:
 def test_a_member_is_trusted_with_its_own_subtree_only() -> None:
     """Before: a parent kept unrequested reports without bound (200 reports of
     500 entries: 16 -> 88 MiB), a spoofed pid-1 entry appeared in an 'ok'
-    report, and names reached the terminal raw (ESC]0;... and ESC[2J)."""
-    child = shutdownbus.spawn([sys.executable, "-c", LIAR], ready_timeout=60)
+    report, and names reached the terminal raw (ESC]0;... and ESC[2J).
+    The spoofed pid is a running process outside the subtree: our parent
+    (pid 1 on POSIX was one; Windows has no pid 1)."""
+    outsider = os.getppid()
+    child = shutdownbus.spawn([sys.executable, "-c", LIAR, str(outsider)], ready_timeout=60)
     assert child._link.entries == ()  # reports sent before any stop are dropped
     report = child.stop()
-    assert report.entry(1) is None, report
+    assert report.entry(outsider) is None, report
     assert len(child._link.entries) <= MAX_REPORTED
     table = report.format_table()
     assert "\x1b" not in table and "\x07" not in table
@@ -410,7 +418,7 @@ def test_a_member_is_trusted_with_its_own_subtree_only() -> None:
 def test_names_are_printed_with_their_control_characters_escaped(tmp_path: Path) -> None:
     name = "evil\x1b[2J\x1b]0;pwned\x07"
     run = subprocess.Popen(
-        [SCRIPT, "run", "--name", "web", "--", sys.executable, MEMBER, "--log", str(tmp_path / "log"), "--name", name,
+        [*SCRIPT, "run", "--name", "web", "--", sys.executable, MEMBER, "--log", str(tmp_path / "log"), "--name", name,
          "--announce"],
         stdout=subprocess.PIPE,
         text=True,

@@ -11,19 +11,17 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import MEMBER, wait_for, wait_gone
+from conftest import MEMBER, SCRIPT, wait_for, wait_gone
 
 import shutdownbus
 from shutdownbus import _registry
-
-SCRIPT = str(Path(sys.executable).parent / "shutdownbus")
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's (PR_SET_PDEATHSIG)")
 def test_a_killed_run_takes_its_non_member_command_with_it(tmp_path: Path) -> None:
     """If run is SIGKILLed, its command gets the polite request (parent-death
     signal) rather than serve on with nobody able to stop it."""
-    run = subprocess.Popen([SCRIPT, "run", "--name", "killed", "--", "sleep", "1000"])
+    run = subprocess.Popen([*SCRIPT, "run", "--name", "killed", "--", "sleep", "1000"])
     try:
         wait_for(lambda: bool(psutil.Process(run.pid).children()), 60, "run did not start sleep")
         [sleep] = psutil.Process(run.pid).children()
@@ -41,14 +39,16 @@ def test_send_stop_takes_the_roots_stop_timeout_and_a_second_one_joins(tmp_path:
     """Before: send-stop applied its own 10 s, and a second send-stop during
     the stop waited 5 s and failed ('the tree's root did not answer')."""
     cmd = [sys.executable, MEMBER, "--log", str(tmp_path / "log"), "--on-stop", "ignore", "--announce"]
-    run = subprocess.Popen([SCRIPT, "run", "--name", "slow", "--stop-timeout", "1", "--", *cmd], stdout=subprocess.PIPE)
+    run = subprocess.Popen(
+        [*SCRIPT, "run", "--name", "slow", "--stop-timeout", "1", "--", *cmd], stdout=subprocess.PIPE
+    )
     try:
         assert run.stdout is not None and run.stdout.readline().startswith(b"ready ")
         started = time.monotonic()
-        first = subprocess.Popen([SCRIPT, "send-stop", "slow", "--json"], stdout=subprocess.PIPE, text=True)
+        first = subprocess.Popen([*SCRIPT, "send-stop", "slow", "--json"], stdout=subprocess.PIPE, text=True)
         registry = Path(_registry.directory())
         wait_for(lambda: (registry / "slow.stop").exists(), 60, "the first send-stop did not start")
-        second = subprocess.run([SCRIPT, "send-stop", "slow", "--json"], capture_output=True, text=True, timeout=60)
+        second = subprocess.run([*SCRIPT, "send-stop", "slow", "--json"], capture_output=True, text=True, timeout=60)
         out, _ = first.communicate(timeout=60)
         took = time.monotonic() - started
     finally:
