@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import UNDER_WINE
 
 CPYTHON = Path(__file__).parent.parent / "shutdownbus" / "_cpython.py"
 
@@ -73,7 +74,7 @@ def task(started):
     open(started, "w").close()
     time.sleep(600)
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[2] == "executor":
     started = os.path.abspath("started")
     with concurrent.futures.ProcessPoolExecutor(2) as executor:
         future = executor.submit(task, started)
@@ -83,6 +84,7 @@ if __name__ == "__main__":
         start = time.monotonic()
     found["executor_shutdown_seconds"] = time.monotonic() - start
     found["future_broken"] = type(future.exception()).__name__
+if __name__ == "__main__":
     print(json.dumps(found))
 """
 
@@ -109,8 +111,15 @@ def interpreters() -> list[str]:
 
 @pytest.mark.parametrize("python", interpreters())
 def test_cpython_internals_are_where_shutdownbus_reaches_for_them(python: str, tmp_path: Path) -> None:
+    # Under wine, ProcessPoolExecutor.shutdown() may hang once its workers ended (see WINE_EXECUTOR_HANG).
+    executor = not UNDER_WINE
     done = subprocess.run(
-        [python, "-c", PROBE, str(CPYTHON)], capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False
+        [python, "-c", PROBE, str(CPYTHON), "executor" if executor else "-"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
@@ -120,5 +129,6 @@ def test_cpython_internals_are_where_shutdownbus_reaches_for_them(python: str, t
     assert found["runner_handler"] == (version >= (3, 11)), found
     assert found["interrupts_seen"] in (0, None) and not found["runner_handler_outside"], found
     assert not found["handling_before"] and found["handling_during"], found
-    assert found["workers_terminated"] >= 1 and found["future_broken"] == "BrokenProcessPool", found
-    assert found["executor_shutdown_seconds"] < 30, found  # waited for the task (600 s) before
+    if executor:
+        assert found["workers_terminated"] >= 1 and found["future_broken"] == "BrokenProcessPool", found
+        assert found["executor_shutdown_seconds"] < 30, found  # waited for the task (600 s) before
