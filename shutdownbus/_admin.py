@@ -100,6 +100,9 @@ def _join(entry: _registry.Entry, under_way: _registry.StopRecord) -> StopReport
         time.sleep(0.02)
 
 
+#: How long the admin waits before knocking again on a connection that was dropped as it knocked.
+KNOCK_RETRY_MS = 10
+
 #: What a joining admin gives the leading one on top of its stop's deadline.
 JOIN_SLACK = 2.0
 
@@ -178,11 +181,20 @@ def _the_root_holds_its_channel(entry: _registry.Entry) -> bool:
 
 
 def _handshake(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], channel: Channel) -> None:
-    sock.send(knock())
+    """Knock, then answer the root until the channel is established.
+
+    The knock waits (in the poll, like everything else here) until the
+    connection can take it: with a wrong credential the transport's
+    handshake never completes, and a blocking send would wait forever where
+    the monitor reports the refusal.  A connection that looked writable may
+    be dropped before the send (the transport refused it meanwhile): the
+    knock is tried again a moment later.
+    """
     end = time.monotonic() + HANDSHAKE_TIMEOUT
     poller = zmq.Poller()
-    poller.register(sock, zmq.POLLIN)
+    poller.register(sock, zmq.POLLIN | zmq.POLLOUT)
     poller.register(monitor, zmq.POLLIN)
+    knocked = False
     while not channel.established:
         remaining = end - time.monotonic()
         if remaining <= 0:
@@ -191,7 +203,14 @@ def _handshake(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], channel: Cha
         if monitor in ready:
             if _transport.monitor_event(monitor.recv_multipart()) & _FAILED:
                 raise AuthenticationError("the tree's root refused the admin credential (authentication refused)")
-        if sock in ready:
+        if not knocked and ready.get(sock, 0) & zmq.POLLOUT:
+            try:
+                sock.send(knock(), zmq.NOBLOCK)
+                knocked = True
+                poller.modify(sock, zmq.POLLIN)
+            except zmq.Again:
+                monitor.poll(KNOCK_RETRY_MS)  # not a spin: the monitor may report the refusal meanwhile
+        if ready.get(sock, 0) & zmq.POLLIN:
             try:
                 _, reply = channel.receive(sock.recv())
             except ProtocolError as exc:

@@ -24,7 +24,7 @@ import pytest
 from conftest import MEMBER, SCRIPT, wait_for, wait_gone
 
 import shutdownbus
-from shutdownbus import _registry, _transport
+from shutdownbus import _registry, _transport, _tree
 from shutdownbus._bus import MAX_REPORTED, REPORT_CHUNK
 from shutdownbus._protocol import MAX_FRAME_SIZE, MAX_TEXT_LENGTH, Channel, Report, Role, check_entry
 
@@ -106,7 +106,10 @@ def test_send_stop_refuses_an_entry_whose_pid_does_not_hold_its_channel(tmp_path
         }
         (Path(_registry.directory()) / "victim.json").write_text(json.dumps(forged))
         done = cli("send-stop", "victim", "--timeout", "1")
-        assert done.returncode == 2 and "does not hold the channel" in done.stderr, done.stderr
+        if _tree._connection_table_names_listeners():
+            assert done.returncode == 2 and "does not hold the channel" in done.stderr, done.stderr
+        else:  # wine: who listens cannot be told, so the stop is sent (harmless) and nothing signalled
+            assert done.returncode == 1 and "could not be tied to its channel" in done.stderr, done.stderr
         assert bystander.poll() is None, "send-stop signalled a process it could not tie to the tree"
     finally:
         for proc in (bystander, fake):
@@ -175,7 +178,7 @@ def test_an_explicit_shared_directory_gives_each_user_a_registry_of_their_own(tm
     shared.chmod(0o1777)
     env = dict(os.environ, SHUTDOWNBUS_RUNTIME_DIR=str(shared))
     assert cli("list", env=env).returncode == 0
-    user = os.getuid() if hasattr(os, "getuid") else None
+    user = os.getuid() if hasattr(os, "getuid") else _registry._user_name()
     assert (shared / f"shutdownbus-{user}").is_dir()
 
 
@@ -304,7 +307,9 @@ sys.stdin.read()  # holds them until told to go
 """
 
 
-@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+@pytest.mark.parametrize(
+    "transport", [pytest.param("ipc", marks=pytest.mark.skipif(not POSIX, reason="no ipc transport on Windows")), "tcp"]
+)
 def test_a_joined_childs_channel_is_out_of_an_intruders_reach(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
@@ -403,13 +408,18 @@ def test_a_member_is_trusted_with_its_own_subtree_only() -> None:
     """Before: a parent kept unrequested reports without bound (200 reports of
     500 entries: 16 -> 88 MiB), a spoofed pid-1 entry appeared in an 'ok'
     report, and names reached the terminal raw (ESC]0;... and ESC[2J).
-    The spoofed pid is a running process outside the subtree: our parent
-    (pid 1 on POSIX was one; Windows has no pid 1)."""
-    outsider = os.getppid()
-    child = shutdownbus.spawn([sys.executable, "-c", LIAR, str(outsider)], ready_timeout=60)
-    assert child._link.entries == ()  # reports sent before any stop are dropped
-    report = child.stop()
-    assert report.entry(outsider) is None, report
+    The spoofed pid is a running process outside the subtree (pid 1 on
+    POSIX was one; Windows has no pid 1)."""
+    outsider = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        child = shutdownbus.spawn([sys.executable, "-c", LIAR, str(outsider.pid)], ready_timeout=60)
+        assert child._link.entries == ()  # reports sent before any stop are dropped
+        report = child.stop()
+        assert report.entry(outsider.pid) is None, report
+        assert outsider.poll() is None, "a process named in a member's report was signalled"
+    finally:
+        outsider.kill()
+        outsider.wait()
     assert len(child._link.entries) <= MAX_REPORTED
     table = report.format_table()
     assert "\x1b" not in table and "\x07" not in table
