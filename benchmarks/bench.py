@@ -1,6 +1,9 @@
 """shutdownbus benchmarks, side by side with signals: ``make bench`` / ``make bench-quick``.
 
-    python benchmarks/bench.py [--quick] [--reps N]
+    python benchmarks/bench.py [--quick] [--reps N] [--section N ...]
+
+``--section 8`` runs the start-up section alone (about a minute; with
+``--quick``, some 15 s); ``--reps`` sets every section's repetitions.
 
 1. Stop latency, from the stop request at the root until every process of
    the tree is gone (watched with pidfds, not by trusting the root), for a
@@ -743,8 +746,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="shutdownbus benchmarks")
     parser.add_argument("--quick", action="store_true", help="small trees, few repetitions (a smoke run)")
     parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument(
+        "--section",
+        type=int,
+        action="append",
+        choices=range(1, 9),
+        metavar="N",
+        help="run only section N (repeatable; default: all), e.g. --section 8 for the start-up",
+    )
     args = parser.parse_args()
     reps = args.reps or (2 if args.quick else 5)
+    sections = set(args.section or range(1, 9))
     print(
         f"shutdownbus {shutdownbus.__version__}; Python {platform.python_version()}; libzmq {zmq.zmq_version()};"
         f" {os.cpu_count()} cores; {psutil.virtual_memory().total / 2**30:.0f} GiB; {platform.platform()}"
@@ -753,20 +765,25 @@ def main() -> None:
         trees = [("chain, depth 4", 4, 1), ("fan-out 4 x depth 2", 2, 4)]
     else:
         trees = [("chain, depth 10", 10, 1), ("fan-out 10 x depth 2", 2, 10), ("fan-out 20 x depth 1", 1, 20)]
-    bench_stop(reps, trees)
-    bench_spawn(reps * 2)
-    bench_cost()
-    bench_orphans(3 if args.quick else 10)
-    if args.quick:
-        bench_scale(2, 5)
-    else:
-        bench_scale(3, 7)
-    bench_servers(3 if args.quick else 9)
-    bench_init(3 if args.quick else 7)
-    if args.quick:
-        bench_startup(3, ("fan-out 2 x depth 1", 1, 2), top=4, profile_runs=1)
-    else:
-        bench_startup(11, ("fan-out 4 x depth 2", 2, 4), top=10, profile_runs=5)
+    if 1 in sections:
+        bench_stop(reps, trees)
+    if 2 in sections:
+        bench_spawn(reps * 2)
+    if 3 in sections:
+        bench_cost()
+    if 4 in sections:
+        bench_orphans(3 if args.quick else 10)
+    if 5 in sections:
+        bench_scale(*((2, 5) if args.quick else (3, 7)))
+    if 6 in sections:
+        bench_servers(3 if args.quick else 9)
+    if 7 in sections:
+        bench_init(3 if args.quick else 7)
+    if 8 in sections:
+        if args.quick:
+            bench_startup(args.reps or 3, ("fan-out 2 x depth 1", 1, 2), top=4, profile_runs=1)
+        else:
+            bench_startup(args.reps or 11, ("fan-out 4 x depth 2", 2, 4), top=10, profile_runs=5)
 
 
 if __name__ == "__main__":
