@@ -8,7 +8,7 @@ returns a `StopReport` once the whole tree is gone.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
 
 from ._errors import (
     AuthenticationError,
@@ -19,39 +19,67 @@ from ._errors import (
     RegistryError,
     ShutdownBusError,
 )
-from ._member import (
-    StopRequested,
-    join,
-    joined,
-    on_stop,
-    ready,
-    register,
-    stop_reason,
-    stop_requested,
-    wait_for_stop,
-)
-from ._protocol import Outcome
 
+# Not `typing.TYPE_CHECKING`: `typing` costs every command line a few
+# milliseconds.  Type checkers take any name TYPE_CHECKING as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._child import Child, spawn
+    from ._member import (
+        StopRequested,
+        join,
+        joined,
+        on_stop,
+        ready,
+        register,
+        stop_reason,
+        stop_requested,
+        wait_for_stop,
+    )
+    from ._protocol import Outcome
     from ._report import ReportEntry, StopReport
 
 __version__ = "0.1.0"
 
+#: Where each public name that loads on first use lives.  Importing the
+#: package loads only the exceptions: the command line (``shutdownbus list``,
+#: ``--help``) needs neither pyzmq nor the bus, a member loads them with its
+#: first `join`, and only a spawning or stopping process needs subprocess,
+#: psutil or the report.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "StopRequested",
+            "join",
+            "joined",
+            "on_stop",
+            "ready",
+            "register",
+            "stop_reason",
+            "stop_requested",
+            "wait_for_stop",
+        ),
+        "_member",
+    ),
+    "Outcome": "_protocol",
+    "Child": "_child",
+    "spawn": "_child",
+    "ReportEntry": "_report",
+    "StopReport": "_report",
+    "aio": "",
+    "testing": "",
+}
+
 
 def __getattr__(name: str) -> object:
-    # What only a spawning or stopping process needs loads on first use, so
-    # that a member that only joins does not import (and, at its exit, tear
-    # down) subprocess, asyncio or psutil.
-    import importlib
-
-    if name in ("aio", "testing"):
-        return importlib.import_module(f"{__name__}.{name}")
-    if name in ("Child", "spawn"):
-        return getattr(importlib.import_module(f"{__name__}._child"), name)
-    if name in ("ReportEntry", "StopReport"):  # needed only once something is stopped
-        return getattr(importlib.import_module(f"{__name__}._report"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    qualified = f"{__name__}.{module or name}"
+    __import__(qualified)  # not importlib: the command line does not load it otherwise
+    value = getattr(sys.modules[qualified], name) if module else sys.modules[qualified]
+    globals()[name] = value  # found without this function from now on
+    return value
 
 
 def __dir__() -> list[str]:

@@ -9,20 +9,25 @@ Rules of this module:
   command's status (128+N when a signal N ended it, on POSIX).
 * Errors are one line on stderr, starting with ``shutdownbus:``; never a
   traceback.
+* Start-up is part of every command's cost: at import, this module loads
+  argparse and nothing else that ``--help`` and ``list`` do without (not
+  the bus, pyzmq, psutil, typing or signal); each command imports what it
+  uses.  ``make bench`` (section 8) measures it against ``python -c pass``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
 
 from ._errors import ChildExited, ShutdownBusError
+
+TYPE_CHECKING = False  # not typing's: see the package's __init__
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 EXIT_OK, EXIT_NOT_CLEAN, EXIT_ERROR = 0, 1, 2
 #: The default of ``run --stop-timeout``: with escalation, a stop takes at most
@@ -42,6 +47,35 @@ failed; 2 usage error, unknown target, registry, permission or authentication pr
 """
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, told the terminal's width.
+
+    Without a width, argparse imports shutil for it (and shutil bz2 and
+    lzma), some milliseconds of every command's start, since a formatter is
+    made for each argument added, help or not.  The width is found as
+    `shutil.get_terminal_size` finds it, less 2, as argparse does.
+    """
+
+    def __init__(self, prog: str, **options: Any) -> None:
+        if options.get("width") is None:
+            options["width"] = _terminal_columns() - 2
+        super().__init__(prog, **options)
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``: $COLUMNS, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``shutdownbus`` command."""
     from . import __version__
@@ -50,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="shutdownbus",
         description="Stop whole process trees cleanly, on every OS, without signals.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -63,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         " Exits with CMD's exit status (128+N if signal N ended it, on POSIX).",
         epilog="examples:\n  shutdownbus run -- python server.py\n"
         "  shutdownbus run --name echo --ready-timeout 10 -- python examples/echo_server.py",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     run.add_argument("--name", help="the name send-stop finds the tree by (default: CMD's basename)")
     run.add_argument(
@@ -84,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         " print what happened to each.",
         epilog="examples:\n  shutdownbus send-stop web\n  shutdownbus send-stop 4242 --timeout 3 --json\n"
         "  shutdownbus send-stop web --no-wait --reason deploy",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     stop.add_argument("target", metavar="TARGET", help="a registered name or the root's pid")
     stop.add_argument(
@@ -100,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the registered roots: name, pid, uptime, processes in the tree, command line."
         " Entries of processes that are gone are pruned.",
         epilog="examples:\n  shutdownbus list\n  shutdownbus list --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     lst.add_argument("--json", action="store_true", help="print JSON")
 
@@ -109,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the live process tree under a root",
         description="Show the processes under a registered root: pid, name, whether it was started on the bus, state.",
         epilog="examples:\n  shutdownbus tree web\n  shutdownbus tree 4242",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     tree.add_argument("target", metavar="TARGET", help="a registered name or the root's pid")
     return parser
@@ -126,7 +160,25 @@ def _seconds(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    Args:
+        argv: The arguments; None: ``sys.argv``'s, and this process is the
+            command.  Then the interpreter's final garbage collections are
+            spared what exists when the command is done (`gc.freeze`): they
+            would walk every object of argparse, pyzmq and psutil, some
+            milliseconds of every command (see docs/performance.md).
+    """
+    try:
+        return _main(argv)
+    finally:  # also after --help and usage errors, which leave by SystemExit
+        if argv is None:
+            import gc
+
+            gc.freeze()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     commands = {"run": cmd_run, "send-stop": cmd_send_stop, "list": cmd_list, "tree": cmd_tree}
@@ -161,6 +213,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     command got it too, from the terminal), a stop from ``send-stop`` reaches
     the command through the bus, and SIGTERM starts the same stop on a thread.
     """
+    import signal
     import threading
 
     from ._child import spawn
@@ -177,7 +230,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         # If run is killed, its command gets SIGTERM (Linux) rather than serve on
         # with nobody able to stop it; a member undoes this when it joins.
-        with spawning_with_parent_death_signal(_FORWARDED) as prepare:
+        with spawning_with_parent_death_signal(_forwarded()) as prepare:
             signal.signal(signal.SIGINT, lambda signum, frame: None)
             child = spawn(cmd, stop_timeout=args.stop_timeout, preexec_fn=prepare)
     except OSError as exc:
@@ -245,9 +298,12 @@ def _announce_ready(child: Any, name: str, notifier: Any) -> None:
     notifier.notify(READY=1, STATUS=f"{name}: ready")
 
 
-#: The signals that ``run`` handles itself and that its command must have
-#: native (see `_platform.spawning_with_parent_death_signal`).
-_FORWARDED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
+def _forwarded() -> tuple[int, ...]:
+    """The signals that ``run`` handles itself and that its command must have
+    native (see `_platform.spawning_with_parent_death_signal`)."""
+    import signal
+
+    return tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
 
 #: How long ``run``, as a PID namespace's init, waits for an admin to leave.
 ADMIN_LEAVES = 1.0
@@ -316,6 +372,8 @@ def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"shutdownbus: {problem}", file=sys.stderr)
     rows = [_describe(entry) for entry in live]
     if args.json:
+        import json
+
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     table = [("NAME", "PID", "UPTIME", "PROCS", "COMMAND")]
