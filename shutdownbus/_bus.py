@@ -26,7 +26,7 @@ from typing import Any
 
 import zmq
 
-from . import _log, _platform, _transport
+from . import _log, _platform, _protocol, _transport
 from ._errors import ChannelError, ProtocolError
 from ._protocol import MAX_BUDGET, Ack, Channel, Established, Event, Ready, Report, Role, Stop, is_knock
 
@@ -135,6 +135,7 @@ class Bus:
     """
 
     def __init__(self, on_stop: Callable[[str, float], None], on_parent_lost: Callable[[], None]) -> None:
+        _protocol.load()  # now, not with a frame that comes while this process exits
         self._on_stop = on_stop
         self._on_parent_lost = on_parent_lost
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()

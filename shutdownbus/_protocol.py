@@ -12,6 +12,9 @@ Rules of this module:
   two cases where state still moves are listed above the state machine).
 * The secret never leaves this module in any form but an HMAC, and never
   appears in a repr or an exception message.
+* Nothing is computed at import but the constants, and msgpack loads with
+  the first frame (or `load`): the command line and the process trees read
+  the constants and `Outcome` without coding a frame.
 """
 
 from __future__ import annotations
@@ -20,8 +23,6 @@ import enum
 import math
 import os
 from typing import Any
-
-import msgpack
 
 from ._errors import AuthenticationError, ProtocolError
 from ._hmac import compare_digest, hmac_sha256
@@ -169,13 +170,24 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def load() -> None:
+    """Load the codec now.  A process with a bus does it when the bus starts:
+    a frame coded on its exit path must not load a module (see
+    `_member._at_exit`)."""
+    import msgpack  # noqa: F401
+
+
 def _encode(kind: str, fields: dict[str, Any]) -> bytes:
+    import msgpack
+
     frame: bytes = msgpack.packb([PROTOCOL_VERSION, kind, fields], use_bin_type=True)
     return frame
 
 
 def _decode(body: bytes) -> tuple[str, dict[str, Any]]:
     """Decode ``[version, kind, fields]``; check everything but the fields."""
+    import msgpack
+
     try:
         obj = msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types
@@ -245,7 +257,7 @@ def knock() -> bytes:
 
 def is_knock(frame: bytes) -> bool:
     """Whether ``frame`` is a knock (never raises)."""
-    return frame == _KNOCK
+    return frame == knock()
 
 
 def check_entry(entry: Any) -> dict[str, Any]:
@@ -528,5 +540,3 @@ class Channel:
             return Report(tuple(check_entry(e) for e in entries))
         raise ProtocolError(f"unexpected {_short(kind)} message once established")
 
-
-_KNOCK = knock()

@@ -15,20 +15,25 @@ Rules of this module:
 * Endpoints: ``ipc://`` in a private 0700 runtime directory on POSIX,
   ``tcp://127.0.0.1`` with a random port on Windows or when
   ``SHUTDOWNBUS_TRANSPORT=tcp`` is set.
+* pyzmq is imported by the functions that use it, not by this module:
+  ``shutdownbus list`` reads the variables' names here (through the
+  registry and the process trees) and has no socket to make.  Whatever
+  calls these functions (`_bus`, `_admin`) has loaded pyzmq already.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-
-import zmq
-from zmq.utils import z85
+from typing import TYPE_CHECKING
 
 from . import _platform
 from ._errors import ChannelError
 from ._hmac import compare_digest, hmac_sha256
 from ._protocol import MAX_FRAME_SIZE, SECRET_SIZE
+
+if TYPE_CHECKING:
+    import zmq
 
 # Variables a spawned child receives.  join() removes them from os.environ.
 ENV_ENDPOINT = "SHUTDOWNBUS_ENDPOINT"
@@ -92,6 +97,8 @@ class ChannelKeys:
         Returns:
             The channel's keys.
         """
+        import zmq
+
         server_secret = _curve_secret(secret, b"curve-server")
         client_secret = _curve_secret(secret, b"curve-client")
         return cls(
@@ -131,16 +138,22 @@ class ChannelKeys:
 
     def client_public_raw(self) -> bytes:
         """The child's public key in the 32-byte form ZAP requests carry."""
+        from zmq.utils import z85
+
         return z85.decode(self.client_public)
 
 
 def _curve_secret(secret: bytes | bytearray, label: bytes) -> bytes:
+    from zmq.utils import z85
+
     raw = hmac_sha256(secret, b"shutdownbus/1 " + label)
     return z85.encode(raw)
 
 
 def curve_available() -> bool:
     """Whether this libzmq was built with CURVE security."""
+    import zmq
+
     return bool(zmq.has("curve"))
 
 
@@ -154,6 +167,8 @@ def _require_curve() -> None:
 
 def use_tcp() -> bool:
     """Whether channels use tcp on loopback rather than ipc."""
+    import zmq
+
     choice = os.environ.get(ENV_TRANSPORT, "").strip().lower()
     if choice not in ("", "ipc", "tcp"):
         raise ChannelError(f"{ENV_TRANSPORT} must be 'ipc' or 'tcp', not {choice!r}")
@@ -221,6 +236,8 @@ def new_socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int) -> zmq.Socket[byt
     Raises:
         ChannelError: it cannot be made (no file descriptor left, a terminated context).
     """
+    import zmq
+
     try:
         return ctx.socket(kind)
     except zmq.ZMQError as exc:
@@ -245,6 +262,8 @@ def bind_parent_socket(
     Raises:
         ChannelError: the socket cannot be bound.
     """
+    import zmq
+
     _require_curve()
     sock = new_socket(ctx, zmq.PAIR)
     try:
@@ -293,6 +312,8 @@ def connect_child_socket(
     Raises:
         ChannelError: the endpoint is invalid.
     """
+    import zmq
+
     _require_curve()
     if not endpoint.startswith(("ipc://", "tcp://")):
         raise ChannelError(f"{ENV_ENDPOINT} is not a shutdownbus endpoint; start this process with shutdownbus.spawn()")
