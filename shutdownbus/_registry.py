@@ -11,6 +11,8 @@ Rules of this module:
   and renamed into place, so a reader never sees half an entry; read without
   blocking and only if it is a regular file (a FIFO planted there would hang
   the reader).
+* ``list`` and ``send-stop`` read it on every call: this module imports
+  no more than they need (``tempfile`` only for the last-resort place).
 * A corrupt or truncated entry is reported and skipped; an entry whose
   process is gone is removed, but only by a process
   that can tell: one in the same PID namespace (a root in a container that
@@ -25,7 +27,6 @@ import os
 import re
 import socket
 import stat
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -147,6 +148,8 @@ def candidates() -> list[str]:
         state = os.environ.get("XDG_STATE_HOME") or (os.path.join(home, ".local", "state") if home != "~" else "")
         if os.path.isabs(state):
             places.append(os.path.join(state, "shutdownbus", socket.gethostname() or "localhost"))
+    import tempfile  # some milliseconds, for the last resort only
+
     places.append(os.path.join(tempfile.gettempdir(), f"shutdownbus-{user}"))
     return places
 
@@ -236,17 +239,42 @@ def write(entry: Entry) -> None:
             f" ('shutdownbus send-stop {entry.name}') or choose another name"
         )
     data = json.dumps({"format": _FORMAT, **asdict(entry)}).encode()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)  # created 0600
+    try:
+        _replace(folder, _path(folder, entry.name), data, sync=True)
+    except OSError as exc:
+        raise RegistryError(f"cannot write the registry entry for {entry.name!r} ({exc.strerror})") from None
+    _unlink(_stop_path(folder, entry.name))  # the record of an earlier root's stop
+
+
+def _replace(folder: str, path: str, data: bytes, *, sync: bool = False) -> None:
+    """Write ``data`` to ``path`` whole or not at all: a new file (0600, a
+    name of its own in ``folder``), renamed over ``path``.
+
+    `tempfile.mkstemp`'s way, without its import (``send-stop`` writes here).
+
+    Raises:
+        OSError: it cannot be written; nothing is left behind.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".tmp-{os.urandom(6).hex()}")
+        try:
+            fd = os.open(tmp, flags, 0o600)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary name in {folder}")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, _path(folder, entry.name))
-    except OSError as exc:
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
         _unlink(tmp)
-        raise RegistryError(f"cannot write the registry entry for {entry.name!r} ({exc.strerror})") from None
-    _unlink(_stop_path(folder, entry.name))  # the record of an earlier root's stop
+        raise
 
 
 # -- the record of a stop under way ------------------------------------------------
@@ -314,13 +342,10 @@ def finish_stop(entry: Entry, report: dict[str, Any] | None) -> None:
         return
     done = StopRecord(os.getpid(), _tree.started(), 0.0, report)
     data = json.dumps({"root": [entry.pid, entry.started], **asdict(done)}).encode()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        _replace(folder, path, data)
     except OSError:
-        _unlink(tmp)  # a joining admin falls back on its own view
+        pass  # a joining admin falls back on its own view
 
 
 def read_stop(entry: Entry) -> StopRecord | None:
