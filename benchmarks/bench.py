@@ -41,7 +41,10 @@
                 against ``python -c pass`` (target: at most 2.5x);
      spawn      spawn() + wait_ready() against Popen + one line (target: at
                 most 2x);
-   then the import profile (``-X importtime``) of a member (join + ready), of
+   each with its floor: ``python -c`` importing what the command cannot do
+   without (argparse and json; pyzmq and msgpack for send-stop; each also
+   with psutil, which the process trees use), and a child that imports
+   pyzmq and msgpack before its line; then the import profile (``-X importtime``) of a member (join + ready), of
    ``send-stop`` and of ``list``: ours, third-party, stdlib and the
    interpreter's own start, and the modules that cost the most, each
    third-party or stdlib package with everything it imported, under the
@@ -684,14 +687,18 @@ def bench_startup(reps: int, tree: tuple[str, int, int], top: int, profile_runs:
           f" {(med['send-stop'] - med['admin']) * 1000:+.1f}, run's level {(med['admin'] - med['spawn']) * 1000:+.1f}")
 
     # The floors: what the interpreter costs with the modules that a command
-    # line (argparse, json) and the bus (pyzmq, msgpack) cannot do without.
+    # line (argparse, json) and the bus (pyzmq, msgpack) cannot do without;
+    # and with psutil, which the process trees (_tree) use to tell a root
+    # from a process that reused its pid, to watch a tree and to signal it.
     _, finish = run_tree(venv, "bench-list", 1, 2)  # list has a tree to show
     commands = {
         "python -c pass": [python, "-c", "pass"],
         "shutdownbus list": [str(venv / "shutdownbus"), "list"],
         "shutdownbus --help": [str(venv / "shutdownbus"), "--help"],
         "floor of list, --help": [python, "-c", "import argparse, json"],
+        "... with psutil": [python, "-c", "import argparse, json, psutil"],
         "floor of send-stop": [python, "-c", "import argparse, json, zmq, msgpack"],
+        "... with psutil ": [python, "-c", "import argparse, json, zmq, msgpack, psutil"],
     }
     starts: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(reps * 2):
@@ -703,11 +710,16 @@ def bench_startup(reps: int, tree: tuple[str, int, int], top: int, profile_runs:
         if name.startswith("shutdownbus"):
             target = STARTUP_TARGETS["list"]
             note = f"{ratio:.2f}x (target: at most {target}x; {verdict(ratio <= target)})"
-        elif name.startswith("floor"):
+        elif name.startswith(("floor", "...")):
             note = f"{ratio:.2f}x  (python -c 'import {commands[name][-1].removeprefix('import ')}')"
         else:
             note = ""
         print(f"   {name:<24}{summary(samples)}   {note}")
+    floor, with_psutil = (statistics.median(starts[name]) for name in ("floor of send-stop", "... with psutil "))
+    own, level = med["send-stop"] - med["admin"], med["admin"] - med["spawn"]
+    print(f"   send-stop's floor: its command line cannot start in less than {floor * 1000:.1f} ms (pyzmq's import and"
+          f" the interpreter; {with_psutil * 1000:.1f} with psutil), against its own start-up of {own * 1000:.1f};"
+          f" with run's level as above, send-stop - Child.stop() cannot be less than {(floor + level) * 1000:+.1f}")
     subprocess.run([str(venv / "shutdownbus"), "send-stop", "bench-list"], stdout=subprocess.DEVNULL, check=True)
     finish()
 
