@@ -13,6 +13,7 @@ Rules of this module:
   deadline like a parent would.
 * The tree gets the stop's timeout; the root itself gets `ESCALATION_MARGIN`
   more, the time it needs to escalate its own children at their deadline,
+  and, once nothing below it runs, `ROOT_EXIT_GRACE` to report and exit,
   before the admin escalates it.
 """
 
@@ -100,6 +101,16 @@ def _join(entry: _registry.Entry, under_way: _registry.StopRecord) -> StopReport
         time.sleep(0.02)
 
 
+#: What a root whose tree is gone by the deadline (plus `ESCALATION_MARGIN`)
+#: gets to report and exit, before the admin escalates it.
+ROOT_EXIT_GRACE = 0.5
+
+
+def _only_the_root_is_left(tree: Tree, root: psutil.Process) -> bool:
+    tree.refresh()
+    return all(m.pid == root.pid for m in tree.alive())
+
+
 #: How long the admin waits before knocking again on a connection that was dropped as it knocked.
 KNOCK_RETRY_MS = 10
 
@@ -132,6 +143,10 @@ def _lead(
             sock.setsockopt(zmq.LINGER, 1000)  # let the stop leave before we close
             return None
         reported = _wait(sock, channel, root, tree, t0 + timeout + ESCALATION_MARGIN, progress)
+        if is_running(root) and not _our_init_is_done(root, reported) and _only_the_root_is_left(tree, root):
+            # Its tree is gone: the root is sending its report and exiting,
+            # which a loaded machine (or wine) may make last past the margin.
+            reported += _wait(sock, channel, root, tree, time.monotonic() + ROOT_EXIT_GRACE, progress)
         head = _RootHead(root)
         outcome = Outcome.STOPPED
         if is_running(root) and not _our_init_is_done(root, reported):
