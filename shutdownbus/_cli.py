@@ -224,6 +224,12 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         parser.error("run needs a command: shutdownbus run [options] -- CMD [ARG...]")
+    # This process runs no code but ours, and a stop moves through its threads
+    # (the main thread's wait, the bus, the stop's deadlines, the watch of the
+    # descendants): each step wakes a thread that then waits for the GIL while
+    # another computes, up to the switch interval (5 ms by default).  That
+    # made a stop's passage through run some 5 ms longer (docs/performance.md).
+    sys.setswitchinterval(RUN_SWITCH_INTERVAL)
     notifier = Notifier.from_environment()  # before the spawn: the command must not inherit it
     name = args.name or os.path.basename(cmd[0])
     _register(name, fast_exit=True, wrapper=True, stop_timeout=args.stop_timeout)
@@ -307,6 +313,9 @@ def _forwarded() -> tuple[int, ...]:
 
 #: How long ``run``, as a PID namespace's init, waits for an admin to leave.
 ADMIN_LEAVES = 1.0
+
+#: ``run``'s GIL switch interval, in seconds (see `cmd_run`).
+RUN_SWITCH_INTERVAL = 0.001
 
 
 def _exit_status(rc: int | None) -> int:
