@@ -25,11 +25,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP) ## Run the A->B->C demo: A stops B's subtree through the bus
 	$(PY) examples/abc.py term
 
-test: $(STAMP) ## Run lint, type checks, a small stress run and the whole test suite
+# `make test ARGS="tests/test_cli.py -k foo"`: pytest with those arguments instead of the
+# whole suite, and nothing else (lint, type checks and the stress run are for the whole suite).
+test: $(STAMP) ## Lint, type checks, a small stress run and the whole suite (ARGS="tests/test_cli.py -k foo": those tests only)
+ifeq ($(ARGS),)
 	$(PY) -m ruff check shutdownbus tests examples
 	$(PY) -m mypy
 	$(PY) benchmarks/stress.py --rounds 2 --fanout 3 --depth 2 --cycles 50
-	$(PY) -m pytest -n 2 -p no:cacheprovider tests examples/test_echo_server.py
+endif
+	$(PY) -m pytest -n 2 -p no:cacheprovider $(or $(ARGS),tests examples/test_echo_server.py)
 
 test-windows: $(STAMP) ## The suite with a Windows CPython 3.12 under wine (sets it up first; ARGS=pytest args)
 	HOST_PYTHON=$(PY) tools/windows/setup.sh
