@@ -50,8 +50,10 @@ bench-quick: $(STAMP) ## A fast smoke run of the benchmarks (under a minute)
 stress: $(STAMP) ## 20 rounds of a 111-process tree and 1000 spawn/stop cycles: nothing may be left
 	$(PY) benchmarks/stress.py
 
-fuzz: $(STAMP) ## The protocol's property tests with many more examples
-	SHUTDOWNBUS_FUZZ_EXAMPLES=20000 $(PY) -m pytest -p no:cacheprovider -q tests/test_protocol.py -k property
+# The tests marked fuzz: the protocol's property tests (hypothesis) and the live endpoint fuzz.
+# make test runs them with a short budget (tests/conftest.py); this runs 20,000 examples each.
+fuzz: $(STAMP) ## The fuzz tests with 20,000 examples each instead of make test's short run (ARGS=pytest args)
+	SHUTDOWNBUS_FUZZ_EXAMPLES=20000 $(PY) -m pytest -p no:cacheprovider -q -m fuzz tests $(ARGS)
 
 lint: $(STAMP) ## Lint only
 	$(PY) -m ruff check shutdownbus tests examples

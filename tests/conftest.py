@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from hypothesis import HealthCheck, settings
 
 from shutdownbus import _platform, _transport, testing
 from shutdownbus._tree import is_running
@@ -77,6 +78,24 @@ def console_script() -> list[str]:
 
 
 SCRIPT = console_script()
+
+
+def fuzz_examples(default: int) -> int:
+    """The budget of a fuzz test: ``SHUTDOWNBUS_FUZZ_EXAMPLES`` when set
+    (``make fuzz`` sets 20000), else ``default``, a short run for ``make test``."""
+    return int(os.environ.get("SHUTDOWNBUS_FUZZ_EXAMPLES") or default)
+
+
+# The property tests (tests/test_protocol.py) take their number of examples
+# from this profile: 100 each in `make test`, where 1000 made one of them take
+# up to a third of the suite's time; `make fuzz` runs the long budget.
+settings.register_profile(
+    "shutdownbus",
+    max_examples=fuzz_examples(100),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("shutdownbus")
 
 
 #: multiprocessing's start methods, each skipped where the OS lacks it (Windows: spawn only).

@@ -22,8 +22,9 @@ admits only the child's key.  So:
   file) is where the same secret serves several connections, so replay
   across connections is tried there.
 
-The live fuzz test runs ``SHUTDOWNBUS_FUZZ_EXAMPLES`` (default 1000) attacks,
-seeded (``SHUTDOWNBUS_FUZZ_SEED``, printed on failure).
+The live fuzz test (marked ``fuzz``) runs ``SHUTDOWNBUS_FUZZ_EXAMPLES`` (default
+1000; ``make fuzz`` sets 20000) attacks, seeded (``SHUTDOWNBUS_FUZZ_SEED``,
+printed on failure).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from typing import Any
 import msgpack
 import pytest
 import zmq
-from conftest import use_transport
+from conftest import fuzz_examples, use_transport
 from zmq.utils.monitor import parse_monitor_message
 
 import shutdownbus
@@ -71,7 +72,7 @@ JOIN_TIMEOUT = 3.0  # join() timeout of a victim whose endpoint was taken over
 # libzmq's ZMQ_MAXMSGSIZE counts it, so this is the largest frame that passes.
 CURVE_OVERHEAD = 33
 LARGEST = MAX_FRAME_SIZE - CURVE_OVERHEAD
-FUZZ_EXAMPLES = int(os.environ.get("SHUTDOWNBUS_FUZZ_EXAMPLES", "1000"))
+FUZZ_EXAMPLES = fuzz_examples(1000)
 FUZZ_SEED = int(os.environ.get("SHUTDOWNBUS_FUZZ_SEED", str(random.SystemRandom().randrange(1 << 32))))
 
 # The victim: joins only when told (so squatters can come first), says when
@@ -823,6 +824,7 @@ def test_floods_leave_the_member_stoppable_by_its_parent_at_once(
 # -- live fuzzing -----------------------------------------------------------------------------
 
 
+@pytest.mark.fuzz
 @pytest.mark.usefixtures("our_bus_stays_healthy")
 def test_live_endpoint_fuzz(victims: Callable[..., Victim], ctx: Any) -> None:
     """A seeded random mix, FUZZ_EXAMPLES attacks: raw bytes (bare or after a

@@ -8,8 +8,9 @@ whose tag is good but whose content is not.  No well-behaved peer sends such
 frames, but the checks behind the tag must hold all the same, and the channel
 must stay in step with its peer after refusing one.
 
-The property tests run ``SHUTDOWNBUS_FUZZ_EXAMPLES`` examples each (default
-1000); raise it for a longer fuzzing run.
+The property tests (marked ``fuzz``) run the examples of the hypothesis
+profile that tests/conftest.py loads: 100 each, or ``SHUTDOWNBUS_FUZZ_EXAMPLES``
+when set (``make fuzz`` sets 20000).
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import os
 from collections.abc import Callable
 from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, example, given, settings
 from hypothesis import event as hypothesis_event
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from shutdownbus._errors import AuthenticationError, ProtocolError
@@ -70,14 +70,6 @@ ENTRY_B: dict[str, Any] = {
     "seconds": None,
     "member": False,
 }
-
-FUZZ_EXAMPLES = int(os.environ.get("SHUTDOWNBUS_FUZZ_EXAMPLES", "1000"))
-fuzz_settings = settings(
-    max_examples=FUZZ_EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-
 
 # -- helpers: secrets ---------------------------------------------------------
 
@@ -1104,7 +1096,7 @@ _PREFIXES = [b"\x93\x01" + pack(kind) + bytes([0x80 | n]) for kind, n in (("hell
 fuzz_bytes = st.binary(max_size=400) | st.builds(bytes.__add__, st.sampled_from(_PREFIXES), st.binary(max_size=120))
 
 
-@fuzz_settings
+@pytest.mark.fuzz
 @given(frame=fuzz_bytes)
 def test_property_arbitrary_bytes_only_raise_protocol_error(frame: bytes) -> None:
     fuzz_all_states(frame)
@@ -1147,7 +1139,7 @@ shaped_messages = st.tuples(
 msgpack_objects = msgpack_values | shaped_messages
 
 
-@fuzz_settings
+@pytest.mark.fuzz
 @given(obj=msgpack_objects)
 def test_property_arbitrary_msgpack_only_raises_protocol_error(obj: Any) -> None:
     body = pack(obj)
@@ -1155,7 +1147,7 @@ def test_property_arbitrary_msgpack_only_raises_protocol_error(obj: Any) -> None
     fuzz_established(body)
 
 
-@fuzz_settings
+@pytest.mark.fuzz
 @given(reason=st.text(max_size=MAX_TEXT_LENGTH), budget=st.floats(min_value=0, max_value=1e5))
 def test_property_stop_round_trip(reason: str, budget: float) -> None:
     parent, child = make_pair()
@@ -1180,7 +1172,7 @@ valid_entries = st.fixed_dictionaries(
 )
 
 
-@fuzz_settings
+@pytest.mark.fuzz
 @given(entries=st.lists(valid_entries, max_size=5))
 def test_property_report_round_trip(entries: list[dict[str, Any]]) -> None:
     parent, child = make_pair()
@@ -1189,7 +1181,7 @@ def test_property_report_round_trip(entries: list[dict[str, Any]]) -> None:
     assert event == Report(tuple(entries))
 
 
-@fuzz_settings
+@pytest.mark.fuzz
 @given(script=st.lists(st.sampled_from(["stop", "ack", "ready", "report", "junk-parent", "junk-child"]), max_size=30))
 def test_property_interleaved_messages_stay_in_step(script: list[str]) -> None:
     parent, child = make_pair()
@@ -1213,7 +1205,7 @@ def test_property_interleaved_messages_stay_in_step(script: list[str]) -> None:
 # -- the digest ----------------------------------------------------------------
 
 
-@settings(max_examples=500, deadline=None)
+@pytest.mark.fuzz
 @given(key=st.binary(max_size=200), message=st.binary(max_size=5000))
 @example(key=b"", message=b"")
 @example(key=b"k" * 63, message=b"m")
