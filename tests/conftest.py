@@ -153,6 +153,27 @@ def log_lines(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
+def logged(log: Path, event: str) -> list[tuple[str, str]]:
+    """``(NAME, VALUE)`` of each line ``NAME EVENT VALUE`` of ``log``, in order.
+
+    The programs of tests/programs log so, one line per event: member.py
+    ``B.0 started 1234``, ``B got stop deploy``, ``B cleanup`` (VALUE ``""``);
+    outliving.py ``worker up 1234``.  ``event`` may be several words
+    (``"got stop"``).
+    """
+    found = []
+    for line in log_lines(log):
+        name, _, rest = line.partition(" ")
+        if rest == event or rest.startswith(event + " "):
+            found.append((name, rest[len(event) + 1 :]))
+    return found
+
+
+def started_pids(log: Path) -> dict[str, int]:
+    """Name to pid of every member that logged its start (``NAME started PID``)."""
+    return {name: int(pid) for name, pid in logged(log, "started")}
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll for an event the test cannot be told about (a line in a log, a
     process started by a program we do not control)."""

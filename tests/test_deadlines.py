@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import PROGRAMS, WINDOWS, alive, log_lines, wait_for
+from conftest import PROGRAMS, WINDOWS, alive, logged, wait_for
 
 import shutdownbus
 from shutdownbus._deadlines import ESCALATION_MARGIN
@@ -27,18 +27,18 @@ def test_descendants_that_outlive_their_parent_and_ignore_sigterm_are_gone_by_th
     timeout = 1.0
     child = shutdownbus.spawn([sys.executable, str(PROGRAMS / "outliving.py"), str(log)])
     try:
-        wait_for(lambda: sum(line.startswith("worker up") for line in log_lines(log)) == 2, 30, "workers up")
+        wait_for(lambda: [name for name, _ in logged(log, "up")].count("worker") == 2, 30, "workers up")
         wait_for(lambda: child.poll() is not None, 30, "the top process exits, leaving its workers")
         start = time.monotonic()
         report = child.stop(timeout=timeout)
         took = time.monotonic() - start
         print(report)
-        started = [int(line.split()[2]) for line in log_lines(log)]
-        assert alive(started) == []
-        successors = [line for line in log_lines(log) if line.startswith("successor")]
+        up = logged(log, "up")
+        assert alive([int(pid) for _, pid in up]) == []
+        successors = [pid for name, pid in up if name == "successor"]
         assert successors, "the workers were asked to go before they were killed"
         assert took < timeout + ESCALATION_MARGIN + SCHEDULING, f"the stop took {took:.3f} s\n{report}"
-        workers = {int(line.split()[2]) for line in log_lines(log) if line.startswith("worker")}
+        workers = {int(pid) for name, pid in up if name == "worker"}
         assert {e.pid for e in report.entries} >= workers, report
         assert all(e.outcome == "killed" for e in report.entries if e.pid in workers), report
     finally:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import KILLED, LINUX, MEMBER, alive, kill, log_lines, member_cmd, wait_for
+from conftest import KILLED, LINUX, MEMBER, alive, kill, log_lines, member_cmd, started_pids, wait_for
 
 import shutdownbus
 from shutdownbus._deadlines import ESCALATION_MARGIN
@@ -31,11 +31,6 @@ from shutdownbus._deadlines import ESCALATION_MARGIN
 LOOSE = 5.0  # bound against hangs on a loaded machine
 TIMEOUT = 5.0  # the stop's timeout in these tests
 SEED = int(os.environ.get("SHUTDOWNBUS_FAULT_SEED", str(random.SystemRandom().randrange(1 << 32))))
-
-
-def started(log: Path) -> dict[str, int]:
-    """Name to pid of every member that logged its start."""
-    return {line.split()[0]: int(line.split()[2]) for line in log_lines(log) if line.split()[1:2] == ["started"]}
 
 
 def stop_in_thread(child: shutdownbus.Child, timeout: float) -> tuple[threading.Thread, list[object]]:
@@ -76,7 +71,7 @@ def test_members_killed_while_a_stop_travels_down_a_tree(tmp_path: Path, target:
     log = tmp_path / "log"
     child = shutdownbus.spawn(member_cmd(log, "--depth", "2", "--fanout", "3"), ready_timeout=60)
     try:
-        pids = started(log)
+        pids = started_pids(log)
         assert len(pids) == 13, pids
         middles = [n for n in pids if n.count(".") == 1]
         leaves = [n for n in pids if n.count(".") == 2]
@@ -157,7 +152,7 @@ def test_a_member_that_crashes_in_its_cleanup(tmp_path: Path, how: str, returnco
     cmd = [sys.executable, "-c", CRASHER, how, MEMBER, str(log), "on-cue"]
     child = shutdownbus.spawn(cmd, stdin=subprocess.PIPE, ready_timeout=60)
     try:
-        kids = started(log)
+        kids = started_pids(log)
         assert len(kids) == 2
         start = time.monotonic()
         thread, box = stop_in_thread(child, TIMEOUT)
@@ -191,7 +186,7 @@ def test_a_member_that_dies_before_the_stopping_thread_looks_at_its_tree(tmp_pat
 
     log = tmp_path / "log"
     child = shutdownbus.spawn([sys.executable, "-c", CRASHER, "os-exit", MEMBER, str(log), "at-once"], ready_timeout=60)
-    kids = started(log)
+    kids = started_pids(log)
     assert len(kids) == 2
     crasher = psutil.Process(child.pid)
     try:
@@ -220,7 +215,7 @@ def test_a_parent_that_dies_while_its_children_report_up(tmp_path: Path) -> None
     log = tmp_path / "log"
     child = shutdownbus.spawn(member_cmd(log, "--depth", "1", "--fanout", "3"), ready_timeout=60)
     try:
-        pids = started(log)
+        pids = started_pids(log)
         kids = {n: p for n, p in pids.items() if n != "B"}
         start = time.monotonic()
         thread, box = stop_in_thread(child, TIMEOUT)

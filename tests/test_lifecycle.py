@@ -11,16 +11,24 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import KILLED, LINUX, WINDOWS, alive, kill, log_lines, member_cmd, sleep_cmd, wait_gone
+from conftest import (
+    KILLED,
+    LINUX,
+    WINDOWS,
+    alive,
+    kill,
+    log_lines,
+    logged,
+    member_cmd,
+    sleep_cmd,
+    started_pids,
+    wait_gone,
+)
 
 import shutdownbus
 from shutdownbus._deadlines import ESCALATION_MARGIN
 
 LOOSE = 5.0  # bound against hangs on a loaded machine; timing goals belong to benchmarks
-
-
-def logged(log: Path, name: str, word: str) -> list[str]:
-    return [line.split()[2] for line in log_lines(log) if line.startswith(f"{name} {word} ")]
 
 
 # A stubborn child ignores SIGTERM and must be killed; on Windows the polite
@@ -53,7 +61,7 @@ def test_stubborn_grandchild_is_killed_and_its_parent_still_cleans_up(tmp_path: 
     child = shutdownbus.spawn(
         member_cmd(log, "--depth", "1", "--on-stop", "clean", "--stop-timeout", "2"), ready_timeout=60
     )
-    grandchild = int(logged(log, "B.0", "started")[0])
+    grandchild = started_pids(log)["B.0"]
     assert alive([grandchild]) == [grandchild]
     report = child.stop(timeout=4.0)
     assert report.entries[0].outcome == "stopped", report
@@ -76,7 +84,7 @@ def test_stubborn_grandchild_is_killed_and_its_parent_still_cleans_up(tmp_path: 
 def test_plain_grandchild_and_double_forked_daemon_are_gone_after_the_stop(tmp_path: Path, grandchild: str) -> None:
     log = tmp_path / "log"
     member = shutdownbus.spawn(member_cmd(log, "--grandchild", grandchild, name="M"), ready_timeout=60)
-    pid = int(logged(log, "M", grandchild)[0])
+    pid = int(dict(logged(log, grandchild))["M"])
     if grandchild == "daemon":
         # The daemon's parent left; the member (a subreaper once joined) adopted it.
         assert psutil.Process(pid).ppid() == member.pid
@@ -97,7 +105,7 @@ def test_sleep_spawned_directly_is_stopped_as_a_non_member(tmp_path: Path) -> No
 def test_orphaned_member_stops_its_tree_when_its_parent_is_killed(tmp_path: Path) -> None:
     log = tmp_path / "log"
     child = shutdownbus.spawn(member_cmd(log, "--depth", "1"), ready_timeout=60)
-    c_pid = int(logged(log, "B.0", "started")[0])
+    c_pid = started_pids(log)["B.0"]
     c = psutil.Process(c_pid)
     killed_at = time.monotonic()
     kill(child.pid)
@@ -107,7 +115,7 @@ def test_orphaned_member_stops_its_tree_when_its_parent_is_killed(tmp_path: Path
     lines = log_lines(log)
     assert "B.0 got stop parent-lost" in lines
     assert "B.0 cleanup" in lines
-    stop_at = float(logged(log, "B.0", "stop-at")[0])
+    stop_at = float(dict(logged(log, "stop-at"))["B.0"])
     assert stop_at - killed_at < 2.0
     report = child.stop()
     assert [(e.outcome, e.returncode) for e in report.entries] == [("exited", KILLED)]
@@ -154,7 +162,7 @@ def test_stop_arriving_while_a_member_spawns_reaches_the_new_children(tmp_path: 
     # somewhere in that sequence, and every child started must stop too.
     child = shutdownbus.spawn(member_cmd(log, "--late-children", "5"), ready_timeout=60)
     report = child.stop(timeout=20)
-    spawned = [int(pid) for pid in logged(log, "B", "spawned")]
+    spawned = [int(pid) for name, pid in logged(log, "spawned") if name == "B"]
     assert alive([child.pid, *spawned]) == []
     assert report.entries[0].outcome == "stopped", report
     for pid in spawned:

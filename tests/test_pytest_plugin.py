@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import WINE_EXECUTOR_HANG
+from conftest import WINE_EXECUTOR_HANG, log_lines
 
 pytest_plugins = ["pytester"]
 
@@ -76,7 +76,7 @@ def test_fails(bus):
     )
     result = inner.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
-    assert "m got stop teardown" in log.read_text().splitlines()
+    assert "m got stop teardown" in log_lines(log)
 
 
 @pytest.mark.parametrize("kind", ["pool", pytest.param("executor", marks=WINE_EXECUTOR_HANG)])

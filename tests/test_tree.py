@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import PROGRAMS, WINDOWS, alive, kill, log_lines, member_cmd, sleep_cmd, use_transport
+from conftest import PROGRAMS, WINDOWS, alive, kill, log_lines, member_cmd, sleep_cmd, started_pids, use_transport
 
 import shutdownbus
 from shutdownbus import _platform
@@ -24,10 +24,6 @@ from shutdownbus._tree import ProcessTable, Tree
 def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     use_transport(monkeypatch, request.param)
     return str(request.param)
-
-
-def started_pids(log: Path) -> dict[str, int]:
-    return {line.split()[0]: int(line.split()[2]) for line in log_lines(log) if " started " in line}
 
 
 def test_stop_reaches_every_process_of_a_three_level_tree(tmp_path: Path, transport: str) -> None:
