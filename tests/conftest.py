@@ -7,6 +7,7 @@ kills what it left, also when the test itself failed.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
 import pytest
@@ -172,6 +174,57 @@ def logged(log: Path, event: str) -> list[tuple[str, str]]:
 def started_pids(log: Path) -> dict[str, int]:
     """Name to pid of every member that logged its start (``NAME started PID``)."""
     return {name: int(pid) for name, pid in logged(log, "started")}
+
+
+def _tree_of(pid: int) -> set[tuple[int, float]]:
+    """``(pid, create_time)`` of ``pid`` and its descendants, as in `testing.Snapshot`."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return set()
+    tree = set()
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            tree.add((p.pid, p.create_time()))
+    return tree
+
+
+P = TypeVar("P", bound="subprocess.Popen[Any]")
+
+
+@contextlib.contextmanager
+def reaped(proc: P, *, descendants: bool = False) -> Iterator[P]:
+    """Leave no process behind, whatever happens in the block.
+
+    On the way out ``proc`` is killed if it still runs, waited for (no
+    zombie) and its pipes closed.  With ``descendants``, first every process
+    below this one that still runs is killed, deepest first, if it started
+    during the block or was in ``proc``'s tree when the block began: the
+    processes ``proc`` started, and those it left behind (on Linux this
+    process, a subreaper, adopted them).
+
+    Yields:
+        ``proc``.
+    """
+    before = None
+    if descendants:  # what runs now, but for proc's tree: that may be there already
+        now = testing.snapshot()
+        before = testing.Snapshot(now.pid, now.known - _tree_of(proc.pid))
+    try:
+        yield proc
+    finally:
+        left = [] if before is None else [p for p in testing.leaked_processes(since=before) if p.pid != proc.pid]
+        for p in left:
+            kill(p.pid)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        if left:
+            wait_gone(left, 30)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -48,7 +48,7 @@ from typing import Any
 import msgpack
 import pytest
 import zmq
-from conftest import fuzz_examples, use_transport
+from conftest import fuzz_examples, reaped, use_transport
 from zmq.utils.monitor import parse_monitor_message
 
 import shutdownbus
@@ -585,8 +585,7 @@ def test_parent_decoder_survives_garbage_from_a_key_holder_and_stays_in_step(ctx
     which disconnects it), and then does the handshake properly: the parent
     still completes it, and its later stop and ack verify."""
     rng = random.Random(FUZZ_SEED)
-    child = placeholder()
-    try:
+    with reaped(placeholder()) as child:
         first = Impostor(ctx, child)
         assert first.wait_event(zmq.EVENT_HANDSHAKE_SUCCEEDED, LOOSE)
         first.sock.send(b"\0" * (MAX_FRAME_SIZE + _transport.CURVE_OVERHEAD + 1))
@@ -617,22 +616,14 @@ def test_parent_decoder_survives_garbage_from_a_key_holder_and_stays_in_step(ctx
         stopper.join(60)
         assert box and box[0].ok, box
         imp.close()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
 
 
 def test_a_frame_of_the_largest_size_the_protocol_allows_is_delivered(ctx: Any) -> None:
-    child = placeholder()
-    try:
+    with reaped(placeholder()) as child:
         imp = attach(ctx, child)
         imp.sock.send(b"\0" * MAX_FRAME_SIZE)
         assert not imp.wait_event(zmq.EVENT_DISCONNECTED, 2.0), "the parent's transport dropped the connection"
         imp.close()
-    finally:
-        child.kill()
-        child.wait()
 
 
 # -- replay --------------------------------------------------------------------------------
@@ -687,7 +678,7 @@ def test_a_stop_from_one_connection_is_refused_on_the_next(
         root = subprocess.Popen(
             [sys.executable, "-c", ROOT, "replayed"], stdout=subprocess.PIPE, stderr=errf, text=True
         )
-    try:
+    with reaped(root):
         assert root.stdout is not None and root.stdout.readline() == "registered\n"
         entry = _registry.read("replayed")
         assert entry is not None
@@ -703,10 +694,6 @@ def test_a_stop_from_one_connection_is_refused_on_the_next(
         warnings = [line for line in err.read_text().splitlines() if line.startswith("shutdownbus:")]
         assert len(warnings) == 1 and "integrity tag" in warnings[0], warnings
         assert "Traceback" not in err.read_text()
-    finally:
-        if root.poll() is None:
-            root.kill()
-        root.wait()
 
     x, y = victims(), victims()
     x.child.wait_ready(60)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import PROGRAMS, WINDOWS
+from conftest import PROGRAMS, WINDOWS, reaped
 
 ABC = str(Path(__file__).parent.parent / "examples" / "abc.py")
 
@@ -108,12 +108,8 @@ def test_ctrl_c_in_a_windows_console_runs_every_cleanup_and_leaves_nothing() -> 
         stderr=subprocess.STDOUT,
         text=True,
     )
-    try:
+    with reaped(driver):
         out, _ = driver.communicate(timeout=120)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.communicate()
     assert driver.returncode == 0, out
     for name in "ABC":
         assert f"{name} got KeyboardInterrupt" in out, out

@@ -7,9 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
-from conftest import PROGRAMS, WINDOWS, alive, logged, wait_for
+from conftest import PROGRAMS, WINDOWS, alive, logged, reaped, wait_for
 
 import shutdownbus
 from shutdownbus._deadlines import ESCALATION_MARGIN
@@ -26,7 +25,7 @@ def test_descendants_that_outlive_their_parent_and_ignore_sigterm_are_gone_by_th
     log = tmp_path / "log"
     timeout = 1.0
     child = shutdownbus.spawn([sys.executable, str(PROGRAMS / "outliving.py"), str(log)])
-    try:
+    with reaped(child, descendants=True):  # the workers outlive the child
         wait_for(lambda: [name for name, _ in logged(log, "up")].count("worker") == 2, 30, "workers up")
         wait_for(lambda: child.poll() is not None, 30, "the top process exits, leaving its workers")
         start = time.monotonic()
@@ -41,7 +40,3 @@ def test_descendants_that_outlive_their_parent_and_ignore_sigterm_are_gone_by_th
         workers = {int(pid) for name, pid in up if name == "worker"}
         assert {e.pid for e in report.entries} >= workers, report
         assert all(e.outcome == "killed" for e in report.entries if e.pid in workers), report
-    finally:
-        for proc in psutil.Process().children(recursive=True):
-            proc.kill()
-        child.wait()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import KILLED, LINUX, MEMBER, alive, kill, log_lines, member_cmd, started_pids, wait_for
+from conftest import KILLED, LINUX, MEMBER, alive, kill, log_lines, member_cmd, reaped, started_pids, wait_for
 
 import shutdownbus
 from shutdownbus._deadlines import ESCALATION_MARGIN
@@ -69,8 +69,7 @@ def test_members_killed_while_a_stop_travels_down_a_tree(tmp_path: Path, target:
     called from a thread."""
     rng = random.Random(f"{SEED}-{target}-{when}")
     log = tmp_path / "log"
-    child = shutdownbus.spawn(member_cmd(log, "--depth", "2", "--fanout", "3"), ready_timeout=60)
-    try:
+    with reaped(shutdownbus.spawn(member_cmd(log, "--depth", "2", "--fanout", "3"), ready_timeout=60)) as child:
         pids = started_pids(log)
         assert len(pids) == 13, pids
         middles = [n for n in pids if n.count(".") == 1]
@@ -94,10 +93,6 @@ def test_members_killed_while_a_stop_travels_down_a_tree(tmp_path: Path, target:
             for name in victims:
                 kill(pids[name])
         report = finish(thread, box, start)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert alive(list(pids.values())) == [], "processes of the tree are left"
     reported = {e.pid for e in report.entries}
     missing = set(pids.values()) - reported - gone_before
@@ -150,8 +145,7 @@ def test_a_member_that_crashes_in_its_cleanup(tmp_path: Path, how: str, returnco
     tree; the test after this one shows what happens when it does not."""
     log = tmp_path / "log"
     cmd = [sys.executable, "-c", CRASHER, how, MEMBER, str(log), "on-cue"]
-    child = shutdownbus.spawn(cmd, stdin=subprocess.PIPE, ready_timeout=60)
-    try:
+    with reaped(shutdownbus.spawn(cmd, stdin=subprocess.PIPE, ready_timeout=60)) as child:
         kids = started_pids(log)
         assert len(kids) == 2
         start = time.monotonic()
@@ -161,10 +155,6 @@ def test_a_member_that_crashes_in_its_cleanup(tmp_path: Path, how: str, returnco
         child.stdin.write(b"crash now\n")
         child.stdin.close()
         report = finish(thread, box, start)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert alive([child.pid, *kids.values()]) == []
     own = report.entries[0]
     assert (own.pid, own.outcome, own.returncode) == (child.pid, "failed", returncode), report
@@ -185,11 +175,11 @@ def test_a_member_that_dies_before_the_stopping_thread_looks_at_its_tree(tmp_pat
     from shutdownbus import _stop
 
     log = tmp_path / "log"
-    child = shutdownbus.spawn([sys.executable, "-c", CRASHER, "os-exit", MEMBER, str(log), "at-once"], ready_timeout=60)
-    kids = started_pids(log)
-    assert len(kids) == 2
-    crasher = psutil.Process(child.pid)
-    try:
+    cmd = [sys.executable, "-c", CRASHER, "os-exit", MEMBER, str(log), "at-once"]
+    with reaped(shutdownbus.spawn(cmd, ready_timeout=60), descendants=True) as child:
+        kids = started_pids(log)
+        assert len(kids) == 2
+        crasher = psutil.Process(child.pid)
         with _stop._lock:
             thread, box = stop_in_thread(child, 2 * TIMEOUT)  # this wait comes out of the stop's budget
             start = time.monotonic()
@@ -198,11 +188,6 @@ def test_a_member_that_dies_before_the_stopping_thread_looks_at_its_tree(tmp_pat
         report = finish(thread, box, start, 2 * TIMEOUT)
         left = alive(list(kids.values()))
         missing = [n for n, p in kids.items() if report.entry(p) is None]
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        psutil.wait_procs([psutil.Process(p) for p in alive(list(kids.values()))], timeout=30)
     assert report.entries[0].outcome == "failed", report
     assert not left, "the stop returned while the crashed member's children were still running"
     assert not missing, f"not in the report: {missing}\n{report}"
@@ -213,8 +198,7 @@ def test_a_parent_that_dies_while_its_children_report_up(tmp_path: Path) -> None
     the first of them has finished its cleanup, so while they send their
     reports up (and wait for B's acks)."""
     log = tmp_path / "log"
-    child = shutdownbus.spawn(member_cmd(log, "--depth", "1", "--fanout", "3"), ready_timeout=60)
-    try:
+    with reaped(shutdownbus.spawn(member_cmd(log, "--depth", "1", "--fanout", "3"), ready_timeout=60)) as child:
         pids = started_pids(log)
         kids = {n: p for n, p in pids.items() if n != "B"}
         start = time.monotonic()
@@ -223,10 +207,6 @@ def test_a_parent_that_dies_while_its_children_report_up(tmp_path: Path) -> None
         wait_for(lambda: snapshot_taken(child), 30, "the stop did not start")
         kill(child.pid)
         report = finish(thread, box, start)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert alive(list(pids.values())) == []
     assert report.entries[0].returncode == KILLED, report
     for name, pid in kids.items():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import MEMBER, SCRIPT, wait_for, wait_gone
+from conftest import MEMBER, SCRIPT, reaped, wait_for, wait_gone
 
 import shutdownbus
 from shutdownbus import _registry, _transport, _tree
@@ -89,9 +89,10 @@ def test_send_stop_refuses_an_entry_whose_pid_does_not_hold_its_channel(tmp_path
     """Before, send-stop completed the handshake with the forged entry's
     endpoint (a fake root of the forger's), which ignored the stop, and at
     the deadline signalled the entry's pid: a process of the victim's own."""
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    fake = subprocess.Popen([sys.executable, "-c", FAKE_ROOT], stdout=subprocess.PIPE, text=True)
-    try:
+    with (
+        reaped(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])) as bystander,
+        reaped(subprocess.Popen([sys.executable, "-c", FAKE_ROOT], stdout=subprocess.PIPE, text=True)) as fake,
+    ):
         assert fake.stdout is not None and fake.stdout.readline() == "up\n"
         fake_entry = _registry.read("fake")
         assert fake_entry is not None
@@ -111,12 +112,6 @@ def test_send_stop_refuses_an_entry_whose_pid_does_not_hold_its_channel(tmp_path
         else:  # wine: who listens cannot be told, so the stop is sent (harmless) and nothing signalled
             assert done.returncode == 1 and "could not be tied to its channel" in done.stderr, done.stderr
         assert bystander.poll() is None, "send-stop signalled a process it could not tie to the tree"
-    finally:
-        for proc in (bystander, fake):
-            proc.kill()
-            proc.wait()
-        if fake.stdout is not None:
-            fake.stdout.close()
 
 
 # -- 2. the default registry's place --------------------------------------------------------
@@ -154,19 +149,13 @@ def test_the_default_registry_place_cannot_be_taken(tmp_path: Path, taken: str) 
         text=True,
         env=env,
     )
-    try:
+    with reaped(run):
         assert run.stdout is not None and run.stdout.readline().startswith("ready ")
         listed = cli("list", "--json", env=env)
         assert [r["name"] for r in json.loads(listed.stdout)] == ["web"], listed.stderr
         done = cli("send-stop", "web", env=env)
         assert done.returncode == 0, done.stderr
         assert run.wait(60) == 0
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-        if run.stdout is not None:
-            run.stdout.close()
     state = Path(env["HOME"]) / ".local" / "state" / "shutdownbus" / socket.gethostname()
     assert stat.S_IMODE(state.stat().st_mode) == 0o700 and state.stat().st_uid == os.getuid()
 
@@ -410,16 +399,12 @@ def test_a_member_is_trusted_with_its_own_subtree_only() -> None:
     report, and names reached the terminal raw (ESC]0;... and ESC[2J).
     The spoofed pid is a running process outside the subtree (pid 1 on
     POSIX was one; Windows has no pid 1)."""
-    outsider = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    try:
+    with reaped(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])) as outsider:
         child = shutdownbus.spawn([sys.executable, "-c", LIAR, str(outsider.pid)], ready_timeout=60)
         assert child._link.entries == ()  # reports sent before any stop are dropped
         report = child.stop()
         assert report.entry(outsider.pid) is None, report
         assert outsider.poll() is None, "a process named in a member's report was signalled"
-    finally:
-        outsider.kill()
-        outsider.wait()
     assert len(child._link.entries) <= MAX_REPORTED
     table = report.format_table()
     assert "\x1b" not in table and "\x07" not in table
@@ -433,19 +418,13 @@ def test_names_are_printed_with_their_control_characters_escaped(tmp_path: Path)
         stdout=subprocess.PIPE,
         text=True,
     )
-    try:
+    with reaped(run):
         assert run.stdout is not None and run.stdout.readline().startswith("ready ")
         for args in (["tree", "web"], ["list"], ["send-stop", "web"]):
             shown = cli(*args)
             assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout, (args, shown.stdout)
         assert "evil\\x1b[2J" in shown.stdout
         assert run.wait(60) == 0
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-        if run.stdout is not None:
-            run.stdout.close()
 
 
 def test_the_largest_report_chunk_fits_in_a_frame() -> None:

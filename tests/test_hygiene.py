@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import SCRIPT, WINDOWS, python
+from conftest import SCRIPT, WINDOWS, python, reaped
 
 import shutdownbus
 from shutdownbus import _registry, _transport
@@ -94,7 +94,7 @@ def test_no_secret_in_argv_logs_reprs_or_report_of_a_debug_logged_tree(tmp_path:
     out_path, err_path = tmp_path / "out", tmp_path / "err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         child = shutdownbus.spawn([sys.executable, str(program), "1"], stdout=out, stderr=err)
-    try:
+    with reaped(child):
         child.wait_ready(60)
         secrets = secret_forms(child._link.keys)
         (line,) = [x for x in out_path.read_text().splitlines() if x.startswith("member ")]
@@ -118,10 +118,6 @@ def test_no_secret_in_argv_logs_reprs_or_report_of_a_debug_logged_tree(tmp_path:
         reprs = [repr(child), repr(child._link), repr(child._link.channel), repr(child._link.keys), str(child._link)]
         check_clean("\n".join(reprs), secrets, "the reprs of Child, Link, Channel, ChannelKeys")
         report = child.stop(reason="real", timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert report.ok, report
     assert {e.pid for e in report.entries} >= {child.pid, grandchild_pid, plain_pid}
     for text, where in (
@@ -147,8 +143,7 @@ def test_failed_joins_name_no_secret(tmp_path: Path, caplog: pytest.LogCaptureFi
     in str, repr or traceback, with logging at DEBUG; the parent logs nothing
     that holds one."""
     code = "import sys, time, shutdownbus\nshutdownbus.join()\nshutdownbus.ready()\ntime.sleep(600)\n"
-    child = shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=60)
-    try:
+    with reaped(shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=60)) as child:
         real = child._link.keys.encoded_secret()
         wrong = os.urandom(32).hex()
         attempts = {"a wrong secret": wrong, "a secret that is not hex": real[:-2] + "zz", "a short secret": real[:-2]}
@@ -168,10 +163,6 @@ def test_failed_joins_name_no_secret(tmp_path: Path, caplog: pytest.LogCaptureFi
         assert child.poll() is None
         report = child.stop(timeout=10)
         assert report.ok, report
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     check_clean("\n".join(r.getMessage() for r in caplog.records), [real, wrong], "the parent's log")
 
 
@@ -194,7 +185,7 @@ def test_registry_is_private_and_the_admin_credential_is_never_printed(runtime_d
         "import time, shutdownbus\nshutdownbus.register('private')\nprint('registered', flush=True)\ntime.sleep(600)\n"
     )
     root = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(root):
         assert root.stdout is not None and root.stdout.readline() == "registered\n"
         folder = Path(_registry.directory())
         path = folder / "private.json"
@@ -214,7 +205,3 @@ def test_registry_is_private_and_the_admin_credential_is_never_printed(runtime_d
         out, err = root.communicate(timeout=60)
         check_clean(out + err, secrets, "the root's own output")
         assert not path.exists()  # the entry goes with its root
-    finally:
-        if root.poll() is None:
-            root.kill()
-        root.wait()

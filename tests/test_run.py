@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import MEMBER, SCRIPT, wait_for, wait_gone
+from conftest import MEMBER, SCRIPT, reaped, wait_for, wait_gone
 
 import shutdownbus
 from shutdownbus import _registry
@@ -20,18 +20,13 @@ from shutdownbus import _registry
 def test_a_killed_run_takes_its_non_member_command_with_it(tmp_path: Path) -> None:
     """If run is SIGKILLed, its command gets the polite request (parent-death
     signal) rather than serve on with nobody able to stop it."""
-    run = subprocess.Popen([*SCRIPT, "run", "--name", "killed", "--", "sleep", "1000"])
-    try:
+    with reaped(subprocess.Popen([*SCRIPT, "run", "--name", "killed", "--", "sleep", "1000"])) as run:
         wait_for(lambda: bool(psutil.Process(run.pid).children()), 60, "run did not start sleep")
         [sleep] = psutil.Process(run.pid).children()
         wait_for(lambda: sleep.name() == "sleep", 60, "sleep did not start")
         run.kill()
         assert run.wait(60) == -signal.SIGKILL
         assert wait_gone([sleep], 30) == []
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
 
 
 def test_send_stop_takes_the_roots_stop_timeout_and_a_second_one_joins(tmp_path: Path) -> None:
@@ -41,19 +36,13 @@ def test_send_stop_takes_the_roots_stop_timeout_and_a_second_one_joins(tmp_path:
     run = subprocess.Popen(
         [*SCRIPT, "run", "--name", "slow", "--stop-timeout", "6", "--", *cmd], stdout=subprocess.PIPE
     )
-    try:
+    with reaped(run):
         assert run.stdout is not None and run.stdout.readline().startswith(b"ready ")
         first = subprocess.Popen([*SCRIPT, "send-stop", "slow", "--json"], stdout=subprocess.PIPE, text=True)
         registry = Path(_registry.directory())
         wait_for(lambda: (registry / "slow.stop").exists(), 60, "the first send-stop did not start")
         second = subprocess.run([*SCRIPT, "send-stop", "slow", "--json"], capture_output=True, text=True, timeout=60)
         out, _ = first.communicate(timeout=60)
-    finally:
-        if run.poll() is None:
-            run.kill()
-        run.wait()
-        if run.stdout is not None:
-            run.stdout.close()
     assert first.returncode == second.returncode == 1  # the member ignored the stop: escalated
     assert json.loads(out) == json.loads(second.stdout), second.stderr
     report = shutdownbus.StopReport.from_dict(json.loads(out))

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MEMBER
+from conftest import MEMBER, reaped
 
 from shutdownbus._deadlines import JOIN_GRACE
 
@@ -66,7 +66,7 @@ def run(systemd: Systemd, *args: str) -> subprocess.Popen[str]:
 
 def test_ready_when_the_member_is_then_stopping_and_the_exit(tmp_path: Path, systemd: Systemd) -> None:
     service = run(systemd, "--", sys.executable, MEMBER, "--log", str(tmp_path / "log"), "--announce")
-    try:
+    with reaped(service):
         starting = systemd.until("MAINPID")
         assert starting[-1]["MAINPID"] == str(service.pid) and "starting" in starting[-1]["STATUS"]
         ready = systemd.until("READY")
@@ -81,46 +81,28 @@ def test_ready_when_the_member_is_then_stopping_and_the_exit(tmp_path: Path, sys
         assert exited[-1]["STATUS"] == "unit: exited with status 0"
         assert service.wait(60) == 0
         assert {m["_pid"] for m in starting + ready + stopping + exited} == {str(service.pid)}
-    finally:
-        if service.poll() is None:
-            service.kill()
-            service.wait()
-        if service.stdout is not None:
-            service.stdout.close()
 
 
 def test_a_command_that_never_joins_is_ready_after_the_join_grace(systemd: Systemd) -> None:
     started = time.monotonic()
     service = run(systemd, "--", "sh", "-c", 'env | grep -c NOTIFY_SOCKET; echo up; exec sleep 100')
-    try:
+    with reaped(service):
         assert service.stdout is not None and service.stdout.readline() == "0\n"  # not inherited
         assert systemd.until("READY")[-1]["READY"] == "1"
         assert time.monotonic() - started >= JOIN_GRACE  # it could have joined until then
         service.terminate()  # systemctl stop: SIGTERM to the main pid
         assert systemd.until("STOPPING")[-1]["STATUS"] == "unit: stopping (SIGTERM)"
         assert service.wait(60) == 128 + 15  # sleep died of the polite request
-    finally:
-        if service.poll() is None:
-            service.kill()
-            service.wait()
-        if service.stdout is not None:
-            service.stdout.close()
 
 
 def test_with_a_ready_timeout_ready_follows_ready(tmp_path: Path, systemd: Systemd) -> None:
     args = ["--ready-timeout", "60", "--", sys.executable, MEMBER, "--log", str(tmp_path / "log")]
     service = run(systemd, *args)
-    try:
+    with reaped(service):
         assert systemd.until("READY")[-1]["READY"] == "1"
         service.terminate()
         assert systemd.until("STOPPING")[-1]["STOPPING"] == "1"
         assert service.wait(60) == 0
-    finally:
-        if service.poll() is None:
-            service.kill()
-            service.wait()
-        if service.stdout is not None:
-            service.stdout.close()
 
 
 def test_an_unreachable_notify_socket_does_not_fail_run(tmp_path: Path) -> None:
