@@ -12,7 +12,6 @@ Random choices are seeded (``SHUTDOWNBUS_FAULT_SEED``, printed on failure).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import subprocess
@@ -21,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 from conftest import KILLED, LINUX, MEMBER, alive, kill, log_lines, member_cmd, reaped, started_pids, wait_for
 
@@ -166,26 +164,61 @@ def test_a_member_that_crashes_in_its_cleanup(tmp_path: Path, how: str, returnco
         assert f"{name} cleanup" in log_lines(log)  # the stop was forwarded before the crash
 
 
-def test_a_member_that_dies_before_the_stopping_thread_looks_at_its_tree(tmp_path: Path) -> None:
-    """Deterministic form of a race seen on a loaded machine: the stopping
-    thread is held back (here by holding the lock it takes between sending the
-    stop and taking its snapshot) while the member crashes the moment the stop
-    arrives (in an on_stop callback, so before any child can report through it).
-    Its two children must still be waited for and be in the report."""
-    from shutdownbus import _stop
+class WatchedLock:
+    """Stands in for a module's lock, and tells which threads wait for it."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._waiting: set[int | None] = set()
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        with self._changed:
+            self._waiting.add(me)
+            self._changed.notify_all()
+        self._lock.acquire()
+        with self._changed:
+            self._waiting.discard(me)
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def wait_for(self, thread: threading.Thread, timeout: float) -> None:
+        """Return once ``thread`` waits for the lock."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: thread.ident in self._waiting, timeout):
+                raise TimeoutError(f"{thread.name} did not ask for the lock within {timeout} s")
+
+
+def test_a_member_that_dies_before_the_stopping_thread_looks_at_its_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deterministic form of a race seen on a loaded machine: the member
+    crashes the moment the stop arrives (in an on_stop callback, so before any
+    child can report through it).  The stop used to send its message before it
+    took its snapshot of the tree; held back there, it found the member gone
+    and its subtree with it.  Here the stopping thread is held at the lock it
+    takes first: no stop may have left by then.  Once it goes on, the member
+    crashes; its two children must still be waited for and be in the report."""
+    from shutdownbus import _member, _stop
+
+    lock = WatchedLock()
+    monkeypatch.setattr(_stop, "_lock", lock)
     log = tmp_path / "log"
     cmd = [sys.executable, "-c", CRASHER, "os-exit", MEMBER, str(log), "at-once"]
     with reaped(shutdownbus.spawn(cmd, ready_timeout=60), descendants=True) as child:
         kids = started_pids(log)
         assert len(kids) == 2
-        crasher = psutil.Process(child.pid)
-        with _stop._lock:
-            thread, box = stop_in_thread(child, 2 * TIMEOUT)  # this wait comes out of the stop's budget
+        with lock:
+            thread, box = stop_in_thread(child, TIMEOUT)
             start = time.monotonic()
-            with contextlib.suppress(TimeoutError):  # with the fix, the stop waits for the snapshot: no crash yet
-                wait_for(lambda: crasher.status() == psutil.STATUS_ZOMBIE, 3.0, "the member did not crash")
-        report = finish(thread, box, start, 2 * TIMEOUT)
+            lock.wait_for(thread, 30)
+            # What the stopping thread asked of the bus thread before it blocked is done after this.
+            _member.get_bus().call_and_wait(lambda: None, 30)
+            link = child._link
+            assert link.stop_requested_at is None and link.stop_sent_at is None, "the stop left before the snapshot"
+        report = finish(thread, box, start)
         left = alive(list(kids.values()))
         missing = [n for n, p in kids.items() if report.entry(p) is None]
     assert report.entries[0].outcome == "failed", report
