@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import WINE_EXECUTOR_HANG, log_lines
+from conftest import WINE_EXECUTOR_HANG, log_lines, logged
 
 pytest_plugins = ["pytester"]
 
@@ -130,18 +129,21 @@ def test_allowed(bus):
     result.stdout.fnmatch_lines(["*did not stop cleanly*", "*failed*"])
 
 
-def test_session_bus_and_ini_option(inner: pytest.Pytester) -> None:
+def test_session_bus_and_ini_option(inner: pytest.Pytester, tmp_path: Path) -> None:
+    """A server on the session bus serves every test and is stopped once, at the end of the session."""
+    log = tmp_path / "log"
     inner.makeini("[pytest]\nshutdownbus_stop_timeout = 2.5\n")
     inner.makepyfile(
-        test_session="""
+        test_session=f"""
+import sys
 import pytest
 
 @pytest.fixture(scope="session")
-def shared(session_bus, server_cmd):
-    return session_bus.spawn(server_cmd, ready_timeout=30)
+def shared(session_bus):
+    return session_bus.spawn([sys.executable, {MEMBER!r}, "--log", {str(log)!r}], ready_timeout=30)
 
 def test_one(shared, session_bus, bus):
-    assert session_bus.stop_timeout == 2.5 and bus.stop_timeout == 2.5
+    assert session_bus.stop_timeout == 2.5 and bus.stop_timeout == 2.5 and shared.stop_timeout == 2.5
     assert shared.poll() is None
 
 def test_two(shared):
@@ -150,4 +152,6 @@ def test_two(shared):
     )
     result = inner.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
-    assert sys.executable
+    assert len(logged(log, "started")) == 1  # one server for both tests
+    assert logged(log, "got stop") == [("m", "teardown")]  # stopped once, after the last test
+    assert "m cleanup" in log_lines(log)
