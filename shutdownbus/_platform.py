@@ -957,6 +957,36 @@ def has_exited(pid: int) -> bool:
     return state in (b"Z", b"X", b"")
 
 
+def started_at(pid: int) -> float | None:
+    """Linux: when ``pid`` started, on psutil's clock (the boot time plus the
+    start time in /proc/PID/stat), read without psutil; None if it is gone
+    or a zombie.
+
+    Raises:
+        OSError: it could not be told (see `child_pids`).
+    """
+    stat = _read_proc_file(f"/proc/{pid}/stat")
+    fields = (stat or b"")[(stat or b"").rfind(b")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        return None
+    return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime, in clock ticks
+
+
+_boot: list[float] = []
+
+
+def _boot_time() -> float:
+    """The boot time, as /proc/stat's ``btime`` gives it (psutil's too)."""
+    if not _boot:
+        for line in (_read_proc_file("/proc/stat") or b"").splitlines():
+            if line.startswith(b"btime "):
+                _boot.append(float(line.split()[1]))
+                break
+        else:
+            raise OSError(errno.ENOENT, "no btime in /proc/stat")
+    return _boot[0]
+
+
 def _read_pids(path: str) -> list[int]:
     """The pids a /proc list holds; [] if it is gone."""
     return [int(x) for x in (_read_proc_file(path) or b"").split()]

@@ -694,7 +694,18 @@ def started(pid: int | None = None) -> float:
 
 
 def still(pid: int, since: float) -> bool:
-    """Whether ``pid`` still runs as the process that started at ``since`` (a zombie counts as gone)."""
+    """Whether ``pid`` still runs as the process that started at ``since`` (a zombie counts as gone).
+
+    On Linux it reads /proc without psutil, whose import (some 10 ms) would
+    be most of ``shutdownbus list``'s own start-up.
+    """
+    if _platform.LINUX:
+        try:
+            born = _platform.started_at(pid)
+        except OSError:
+            pass  # psutil tells, or fails closed
+        else:
+            return born is not None and abs(born - since) < 1.0
     proc = process(pid)
     return proc is not None and abs(proc.create_time() - since) < 1.0 and is_running(proc)
 

@@ -51,3 +51,28 @@ def test_wake_channel_wakes_a_thread_waiting_on_it(wake: _platform.WakeChannel) 
     wake.set()
     thread.join(30)
     assert woke.is_set()
+
+
+@pytest.mark.skipif(not _platform.LINUX, reason="reads /proc")
+def test_started_at_agrees_with_psutil_and_forgets_the_reaped() -> None:
+    """`shutdownbus list` tells a live root from a dead one without psutil:
+    the start time it reads must be psutil's, which the registry recorded."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from shutdownbus import _tree
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        for pid in (os.getpid(), child.pid):
+            born = psutil.Process(pid).create_time()
+            assert _platform.started_at(pid) == pytest.approx(born, abs=0.02)
+            assert _tree.still(pid, born) and not _tree.still(pid, born - 5)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait()
+    assert _platform.started_at(child.pid) is None
+    assert not _tree.still(child.pid, 0.0)
