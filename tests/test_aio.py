@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import log_lines, member_cmd
+from conftest import PROGRAMS, log_lines, member_cmd
 
 import shutdownbus
 import shutdownbus.aio
@@ -67,22 +67,8 @@ def test_member_that_awaits_stopped_handles_the_stop_itself() -> None:
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.run cancels the main task on Ctrl-C since 3.11")
 def test_stop_cancels_the_main_task_under_asyncio_run_like_ctrl_c() -> None:
-    code = """
-import asyncio, shutdownbus
-async def main():
-    shutdownbus.join()
-    shutdownbus.ready()
-    try:
-        await asyncio.sleep(600)
-    except asyncio.CancelledError:
-        print("cancelled", flush=True)
-        raise
-    finally:
-        await asyncio.sleep(0)
-        print("finally ran", flush=True)
-asyncio.run(main())
-"""
-    child = shutdownbus.spawn([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [sys.executable, str(PROGRAMS / "aio_cancelled.py")]
+    child = shutdownbus.spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     child.wait_ready(60)
     start = time.monotonic()
     report = child.stop()

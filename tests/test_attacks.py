@@ -48,7 +48,7 @@ from typing import Any
 import msgpack
 import pytest
 import zmq
-from conftest import fuzz_examples, reaped, use_transport
+from conftest import PROGRAMS, fuzz_examples, reaped, use_transport
 from zmq.utils.monitor import parse_monitor_message
 
 import shutdownbus
@@ -75,19 +75,7 @@ LARGEST = MAX_FRAME_SIZE - CURVE_OVERHEAD
 FUZZ_EXAMPLES = fuzz_examples(1000)
 FUZZ_SEED = int(os.environ.get("SHUTDOWNBUS_FUZZ_SEED", str(random.SystemRandom().randrange(1 << 32))))
 
-# The victim: joins only when told (so squatters can come first), says when
-# it is ready, and prints the reason of every stop it gets.
-VICTIM = r"""
-import sys, time, shutdownbus
-if sys.argv[1] == "gated":
-    sys.stdin.readline()
-shutdownbus.join(name="victim", timeout=float(sys.argv[2]))
-try:  # ready() inside: the stop may come as soon as the parent hears it
-    shutdownbus.ready()
-    time.sleep(600)
-except shutdownbus.StopRequested as exc:
-    print("got stop", exc.reason, flush=True)
-"""
+VICTIM = str(PROGRAMS / "victim.py")  # prints the reason of every stop it gets
 
 
 class Victim:
@@ -97,7 +85,7 @@ class Victim:
         self.err_path = tmp_path / f"victim-{os.urandom(4).hex()}.err"
         self._err = open(self.err_path, "wb")
         self.child = shutdownbus.spawn(
-            [sys.executable, "-c", VICTIM, "gated" if gated else "open", str(join_timeout)],
+            [sys.executable, VICTIM, "gated" if gated else "open", str(join_timeout)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._err,
@@ -644,15 +632,7 @@ def test_a_frame_of_the_largest_size_the_protocol_allows_is_delivered(ctx: Any) 
 # -- replay --------------------------------------------------------------------------------
 
 
-ROOT = r"""
-import sys, time, shutdownbus
-shutdownbus.register(sys.argv[1])
-try:
-    print("registered", flush=True)
-    time.sleep(600)
-except shutdownbus.StopRequested as exc:
-    print("got stop", exc.reason, flush=True)
-"""
+ROOT = str(PROGRAMS / "registered_root.py")
 
 
 def admin_session(ctx: zmq.Context[zmq.Socket[bytes]], entry: _registry.Entry) -> tuple[zmq.Socket[bytes], Channel]:
@@ -691,7 +671,7 @@ def test_a_stop_from_one_connection_is_refused_on_the_next(
     err = tmp_path / "root.err"
     with open(err, "wb") as errf:
         root = subprocess.Popen(
-            [sys.executable, "-c", ROOT, "replayed"], stdout=subprocess.PIPE, stderr=errf, text=True
+            [sys.executable, ROOT, "replayed"], stdout=subprocess.PIPE, stderr=errf, text=True
         )
     with reaped(root):
         assert root.stdout is not None and root.stdout.readline() == "registered\n"

@@ -19,74 +19,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import UNDER_WINE
+from conftest import PROGRAMS, UNDER_WINE
 
 CPYTHON = Path(__file__).parent.parent / "shutdownbus" / "_cpython.py"
 
-PROBE = r"""
-import asyncio, concurrent.futures, importlib.util, json, os, subprocess, sys, threading, time
-
-spec = importlib.util.spec_from_file_location("_cpython", sys.argv[1])
-cp = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(cp)
-found = {"version": list(sys.version_info[:2]), "known": cp._known_version()}
-
-# 1. A plain Popen.wait() in the main thread: its wait for the child after a
-#    KeyboardInterrupt is found and shortened.
-main = threading.main_thread()
-popen = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
-result = {}
-def look():
-    while True:  # until the main thread is in popen.wait()
-        frame = sys._current_frames()[main.ident]
-        if cp.skip_popen_sigint_wait(frame):
-            result["skipped"] = True
-            break
-        time.sleep(0.001)
-    popen.stdin.close()
-threading.Thread(target=look).start()
-popen.wait()
-found["popen_wait_found"] = result["skipped"]
-found["popen_wait_shortened"] = getattr(popen, "_sigint_wait_secs", None) == 0
-
-# 2. asyncio.run's SIGINT handler (3.11+), and its count of interrupts.
-async def under_run():
-    handler = cp.asyncio_runner_handler()
-    return handler is not None, (cp.interrupts_seen(handler) if handler is not None else None)
-found["runner_handler"], found["interrupts_seen"] = asyncio.run(under_run())
-found["runner_handler_outside"] = cp.asyncio_runner_handler() is not None
-
-# 3. Whether the main thread is handling a KeyboardInterrupt.
-outside = {}
-t = threading.Thread(target=lambda: outside.update(before=cp.handling_keyboard_interrupt(main)))
-t.start()
-t.join()
-try:
-    raise KeyboardInterrupt
-except KeyboardInterrupt:
-    t = threading.Thread(target=lambda: outside.update(during=cp.handling_keyboard_interrupt(main)))
-    t.start()
-    t.join()
-found["handling_before"], found["handling_during"] = outside["before"], outside["during"]
-
-# 4. The workers of a ProcessPoolExecutor whose task runs.
-def task(started):
-    open(started, "w").close()
-    time.sleep(600)
-
-if __name__ == "__main__" and sys.argv[2] == "executor":
-    started = os.path.abspath("started")
-    with concurrent.futures.ProcessPoolExecutor(2) as executor:
-        future = executor.submit(task, started)
-        while not os.path.exists(started):  # the task runs
-            time.sleep(0.001)
-        found["workers_terminated"] = cp.terminate_process_pool_workers()
-        start = time.monotonic()
-    found["executor_shutdown_seconds"] = time.monotonic() - start
-    found["future_broken"] = type(future.exception()).__name__
-if __name__ == "__main__":
-    print(json.dumps(found))
-"""
+PROBE = str(PROGRAMS / "cpython_probe.py")
 
 
 def interpreters() -> list[str]:
@@ -114,7 +51,7 @@ def test_cpython_internals_are_where_shutdownbus_reaches_for_them(python: str, t
     # Under wine, ProcessPoolExecutor.shutdown() may hang once its workers ended (see WINE_EXECUTOR_HANG).
     executor = not UNDER_WINE
     done = subprocess.run(
-        [python, "-c", PROBE, str(CPYTHON), "executor" if executor else "-"],
+        [python, PROBE, str(CPYTHON), "executor" if executor else "-"],
         capture_output=True,
         text=True,
         timeout=120,

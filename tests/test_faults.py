@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import KILLED, LINUX, MEMBER, alive, kill, log_lines, member_cmd, reaped, started_pids, wait_for
+from conftest import KILLED, LINUX, PROGRAMS, alive, kill, log_lines, member_cmd, reaped, started_pids, wait_for
 
 import shutdownbus
 from shutdownbus._deadlines import ESCALATION_MARGIN
@@ -108,23 +108,7 @@ def test_members_killed_while_a_stop_travels_down_a_tree(tmp_path: Path, target:
     assert len(reported) == len(report.entries)  # one entry per process
 
 
-CRASHER = r"""
-import os, sys, time, shutdownbus
-shutdownbus.join(name="crasher")
-if sys.argv[4] == "at-once":  # on the bus thread, before any child can report
-    shutdownbus.on_stop(lambda reason: os._exit(3))
-kids = [shutdownbus.spawn([sys.executable, sys.argv[2], "--name", f"crasher.{i}", "--log", sys.argv[3]],
-                          ready_timeout=60) for i in range(2)]
-try:  # ready() inside: the stop may come as soon as the parent hears it
-    shutdownbus.ready()
-    time.sleep(600)
-except shutdownbus.StopRequested:
-    if sys.argv[4] == "on-cue":
-        sys.stdin.readline()
-    if sys.argv[1] == "os-exit":
-        os._exit(3)  # no finally, no atexit: the bus never reports
-    raise RuntimeError("the cleanup failed")
-"""
+CRASHER = str(PROGRAMS / "crasher.py")
 
 
 def snapshot_taken(child: shutdownbus.Child) -> bool:
@@ -142,7 +126,7 @@ def test_a_member_that_crashes_in_its_cleanup(tmp_path: Path, how: str, returnco
     them.  The crash waits until the stopping thread has its snapshot of the
     tree; the test after this one shows what happens when it does not."""
     log = tmp_path / "log"
-    cmd = [sys.executable, "-c", CRASHER, how, MEMBER, str(log), "on-cue"]
+    cmd = [sys.executable, CRASHER, how, str(log), "on-cue"]
     with reaped(shutdownbus.spawn(cmd, stdin=subprocess.PIPE, ready_timeout=60)) as child:
         kids = started_pids(log)
         assert len(kids) == 2
@@ -206,7 +190,7 @@ def test_a_member_that_dies_before_the_stopping_thread_looks_at_its_tree(
     lock = WatchedLock()
     monkeypatch.setattr(_stop, "_lock", lock)
     log = tmp_path / "log"
-    cmd = [sys.executable, "-c", CRASHER, "os-exit", MEMBER, str(log), "at-once"]
+    cmd = [sys.executable, CRASHER, "os-exit", str(log), "at-once"]
     with reaped(shutdownbus.spawn(cmd, ready_timeout=60), descendants=True) as child:
         kids = started_pids(log)
         assert len(kids) == 2

@@ -16,12 +16,11 @@ import socket
 import stat
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import MEMBER, SCRIPT, reaped, wait_for, wait_gone
+from conftest import MEMBER, PROGRAMS, SCRIPT, reaped, wait_for, wait_gone
 
 import shutdownbus
 from shutdownbus import _registry, _transport, _tree
@@ -29,6 +28,12 @@ from shutdownbus._bus import MAX_REPORTED, REPORT_CHUNK
 from shutdownbus._protocol import MAX_FRAME_SIZE, MAX_TEXT_LENGTH, Channel, Report, Role, check_entry
 
 NOBODY = 65534
+FAKE_ROOT = str(PROGRAMS / "fake_root.py")
+NO_DESCRIPTOR_STOP = str(PROGRAMS / "no_descriptor_stop.py")
+NO_DESCRIPTOR_SPAWN = str(PROGRAMS / "no_descriptor_spawn.py")
+NO_DESCRIPTOR_RUN = str(PROGRAMS / "no_descriptor_run.py")
+INTRUDER = str(PROGRAMS / "intruder.py")
+LIAR = str(PROGRAMS / "liar.py")
 POSIX = sys.platform != "win32"
 as_root = pytest.mark.skipif(not POSIX or os.geteuid() != 0, reason="plants another user's files: needs root")
 posix = pytest.mark.skipif(not POSIX, reason="POSIX modes and owners")
@@ -73,25 +78,13 @@ def test_a_registry_below_a_directory_someone_else_controls_is_refused(tmp_path:
         assert cli("list", env=env).returncode == 0
 
 
-FAKE_ROOT = """
-import sys, time, shutdownbus
-shutdownbus.register("fake")  # a root of the forger's own, with its own credential
-print("up", flush=True)
-while True:
-    try:
-        time.sleep(600)
-    except shutdownbus.StopRequested:
-        pass  # it ignores every stop
-"""
-
-
 def test_send_stop_refuses_an_entry_whose_pid_does_not_hold_its_channel(tmp_path: Path) -> None:
     """Before, send-stop completed the handshake with the forged entry's
     endpoint (a fake root of the forger's), which ignored the stop, and at
     the deadline signalled the entry's pid: a process of the victim's own."""
     with (
         reaped(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])) as bystander,
-        reaped(subprocess.Popen([sys.executable, "-c", FAKE_ROOT], stdout=subprocess.PIPE, text=True)) as fake,
+        reaped(subprocess.Popen([sys.executable, FAKE_ROOT, "fake"], stdout=subprocess.PIPE, text=True)) as fake,
     ):
         assert fake.stdout is not None and fake.stdout.readline() == "up\n"
         fake_entry = _registry.read("fake")
@@ -181,36 +174,14 @@ def test_a_fifo_planted_as_an_entry_does_not_hang_list(tmp_path: Path) -> None:
 
 # -- 3. no file descriptor left: fail closed ------------------------------------------------
 
-HOGGED = """
-import json, os, resource, subprocess, sys, shutdownbus
-resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-# A non-member child whose background job outlives it: only our look at the
-# tree can find that job once the shell is gone.
-child = shutdownbus.spawn(["sh", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
-print(child.stdout.readline().strip(), flush=True)
-hog = []
-try:
-    while True:
-        hog.append(os.open(os.devnull, os.O_RDONLY))
-except OSError:
-    pass  # no descriptor left: what an attacker holding connections does to us
-report = child.stop(timeout=1)
-for fd in hog:
-    os.close(fd)
-print(json.dumps(report.to_dict()), flush=True)
-try:
-    shutdownbus.spawn(["true"])
-except OSError:
-    pass
-"""
-
-
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc; RLIMIT_NOFILE")
 def test_a_stop_with_no_descriptor_left_never_takes_unknown_for_gone(tmp_path: Path) -> None:
     """Before: reading /proc failed with EMFILE and was taken as 'no children,
     gone': the report read 'ok, 1 process(es)' and the grandchild ran on as
     an orphan of init; run printed a traceback at exit."""
-    proc = subprocess.Popen([sys.executable, "-c", HOGGED], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, NO_DESCRIPTOR_STOP], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     lines = out.splitlines()
@@ -224,27 +195,10 @@ def test_a_stop_with_no_descriptor_left_never_takes_unknown_for_gone(tmp_path: P
     assert "Traceback" not in err, err
 
 
-NO_DESCRIPTOR_FOR_SPAWN = """
-import os, resource, sys, shutdownbus
-from shutdownbus import spawn  # loaded before, as a program does (an import needs a descriptor too)
-resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-hog = []
-try:
-    while True:
-        hog.append(os.open(os.devnull, os.O_RDONLY))
-except OSError:
-    pass
-try:
-    spawn([sys.executable, "-c", "pass"])
-except shutdownbus.ShutdownBusError as exc:
-    print(type(exc).__name__, exc, flush=True)
-"""
-
-
 @pytest.mark.skipif(not POSIX, reason="RLIMIT_NOFILE")
 def test_spawn_with_no_descriptor_left_raises_a_channel_error() -> None:
     """Before: a raw zmq.error.ZMQError: Too many open files."""
-    done = subprocess.run([sys.executable, "-c", NO_DESCRIPTOR_FOR_SPAWN], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, NO_DESCRIPTOR_SPAWN], capture_output=True, text=True, timeout=60)
     assert done.stdout.startswith("ChannelError ") and "file descriptors" in done.stdout, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
 
@@ -253,47 +207,10 @@ def test_spawn_with_no_descriptor_left_raises_a_channel_error() -> None:
 def test_run_at_its_descriptor_limit_leaves_no_traceback_and_no_entry(tmp_path: Path) -> None:
     """Before: 'Exception ignored in atexit callback ... RegistryError ... Too
     many open files', and the registry entry stayed behind."""
-    code = textwrap.dedent(
-        """
-        import atexit, os, resource, sys
-        from shutdownbus._cli import main
-        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
-        hog = []
-        def exhaust():
-            try:
-                while True:
-                    hog.append(os.open(os.devnull, os.O_RDONLY))
-            except OSError:
-                pass
-        status = main(["run", "--name", "tight", "--", "true"])
-        atexit.register(exhaust)  # registered last, so it runs first: run's exit hook finds no descriptor
-        sys.exit(status)
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, NO_DESCRIPTOR_RUN], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
     assert _registry.read("tight") is None
-
-
-INTRUDER = """
-import socket, sys
-endpoint = sys.argv[1]
-held = []
-try:
-    for _ in range(100):
-        if endpoint.startswith("ipc://"):
-            s = socket.socket(socket.AF_UNIX)
-            s.connect(endpoint[len("ipc://"):])
-        else:
-            host, port = endpoint[len("tcp://"):].rsplit(":", 1)
-            s = socket.create_connection((host, int(port)))
-        held.append(s)
-    print(len(held), flush=True)
-except OSError as exc:
-    print(type(exc).__name__, flush=True)
-sys.stdin.read()  # holds them until told to go
-"""
 
 
 @pytest.mark.parametrize(
@@ -311,7 +228,7 @@ def test_a_joined_childs_channel_is_out_of_an_intruders_reach(
     me = psutil.Process()
     before = descriptors(me)
     intruder = subprocess.Popen(
-        [sys.executable, "-c", INTRUDER, child._link.endpoint], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, INTRUDER, child._link.endpoint], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
         assert intruder.stdout is not None
@@ -372,27 +289,6 @@ def test_unauthenticated_peers_make_a_parent_hold_little(tmp_path: Path, monkeyp
 
 # -- 5. what a member is trusted with -------------------------------------------------------------
 
-LIAR = f"""
-import os, sys, time, shutdownbus
-from shutdownbus import _member
-from shutdownbus._protocol import Report
-shutdownbus.join()
-bus = _member.get_bus()
-entry = dict(pid=int(sys.argv[1]), name="\\x1b]0;pwned\\x07init\\x1b[2J", outcome="stopped", returncode=0,
-             seconds=0.0, member=True)
-for i in range(300):  # unasked: no stop yet
-    bus.send_upstream(Report(tuple(dict(entry, pid=100000 + i) for _ in range({REPORT_CHUNK}))))
-def lie(reason):  # during the stop: a process outside its subtree, and control characters
-    bus.send_upstream(Report((entry,)))
-shutdownbus.on_stop(lie)
-try:
-    shutdownbus.ready()
-    time.sleep(600)
-finally:
-    pass
-"""
-
-
 def test_a_member_is_trusted_with_its_own_subtree_only() -> None:
     """Before: a parent kept unrequested reports without bound (200 reports of
     500 entries: 16 -> 88 MiB), a spoofed pid-1 entry appeared in an 'ok'
@@ -400,7 +296,7 @@ def test_a_member_is_trusted_with_its_own_subtree_only() -> None:
     The spoofed pid is a running process outside the subtree (pid 1 on
     POSIX was one; Windows has no pid 1)."""
     with reaped(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])) as outsider:
-        child = shutdownbus.spawn([sys.executable, "-c", LIAR, str(outsider.pid)], ready_timeout=60)
+        child = shutdownbus.spawn([sys.executable, LIAR, str(outsider.pid)], ready_timeout=60)
         assert child._link.entries == ()  # reports sent before any stop are dropped
         report = child.stop()
         assert report.entry(outsider.pid) is None, report

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import SCRIPT, WINDOWS, python, reaped
+from conftest import PROGRAMS, SCRIPT, WINDOWS, logged, python, reaped
 
 import shutdownbus
 from shutdownbus import _registry, _transport
@@ -34,38 +34,8 @@ PER_SPAWN = set(_transport.PER_SPAWN_VARIABLES)
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/environ")
 
 # One program for both levels: h1 spawns h0 on the bus and a plain grandchild.
-MEMBER = r"""
-import logging, os, subprocess, sys, time
-import shutdownbus
-from shutdownbus import _member
-
-logging.basicConfig(level=logging.DEBUG, format="%(name)s %(levelname)s %(message)s")
-
-
-def say(*parts):
-    # One write per line: both members write to the same file at the same
-    # moment, and print() under PYTHONUNBUFFERED writes each part apart.
-    os.write(1, (" ".join(map(str, parts)) + "\n").encode())
-
-
-depth = int(sys.argv[1])
-shutdownbus.join(name=f"h{depth}")
-up = _member._state.upstream
-say("env", depth, ",".join(sorted(k for k in os.environ if k.startswith("SHUTDOWNBUS_"))))
-say("repr", depth, repr(up.channel), repr(up.keys), repr(up))
-logging.getLogger("shutdownbus").debug("debug from h%d: %r %r", depth, up.channel, up.keys)
-kids = []
-if depth > 0:
-    kids.append(shutdownbus.spawn([sys.executable, __file__, str(depth - 1)], ready_timeout=60))
-    plain = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    say("member", kids[0].pid, "plain", plain.pid)
-    say("repr", depth, repr(kids[0]), repr(kids[0]._link), repr(kids[0]._link.channel))
-try:  # ready() inside: the stop may come as soon as the parent hears it
-    shutdownbus.ready()
-    time.sleep(600)
-except shutdownbus.StopRequested as exc:
-    say("stop", depth, exc.reason)
-"""
+DEBUG_MEMBER = str(PROGRAMS / "debug_member.py")
+REGISTERED_ROOT = str(PROGRAMS / "registered_root.py")
 
 
 def secret_forms(keys: _transport.ChannelKeys) -> list[str]:
@@ -89,17 +59,14 @@ def initial_environ(pid: int) -> dict[str, str]:
 
 @linux_only
 def test_no_secret_in_argv_logs_reprs_or_report_of_a_debug_logged_tree(tmp_path: Path) -> None:
-    program = tmp_path / "member.py"
-    program.write_text(MEMBER)
     out_path, err_path = tmp_path / "out", tmp_path / "err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        child = shutdownbus.spawn([sys.executable, str(program), "1"], stdout=out, stderr=err)
+        child = shutdownbus.spawn([sys.executable, DEBUG_MEMBER, "1"], stdout=out, stderr=err)
     with reaped(child):
         child.wait_ready(60)
         secrets = secret_forms(child._link.keys)
-        (line,) = [x for x in out_path.read_text().splitlines() if x.startswith("member ")]
-        _, grandchild, _, plain = line.split()
-        grandchild_pid, plain_pid = int(grandchild), int(plain)
+        grandchild_pid = int(dict(logged(out_path, "member"))["h1"])
+        plain_pid = int(dict(logged(out_path, "plain"))["h1"])
         # The grandchild's secret is only known to the child (and, see below, readable
         # from /proc by the same user): fetch it there to grep for it too.
         grand_env = initial_environ(grandchild_pid)
@@ -130,11 +97,11 @@ def test_no_secret_in_argv_logs_reprs_or_report_of_a_debug_logged_tree(tmp_path:
     check_clean(out_text, secrets, "the tree's stdout")
     check_clean(err_text, secrets, "the tree's stderr (logging at DEBUG)")
     assert "debug from h1" in err_text and "debug from h0" in err_text  # the DEBUG lines were written
-    envs = [x.split() for x in out_text.splitlines() if x.startswith("env ")]
+    envs = logged(out_path, "env")
     assert len(envs) == 2
-    for _, depth, names in envs:  # after join, no per-spawn variable left in os.environ
-        assert PER_SPAWN.isdisjoint(names.split(",")), depth
-    assert sorted(x for x in out_text.splitlines() if x.startswith("stop ")) == ["stop 0 real", "stop 1 real"]
+    for name, names in envs:  # after join, no per-spawn variable left in os.environ
+        assert PER_SPAWN.isdisjoint(names.split(",")), name
+    assert sorted(logged(out_path, "stop")) == [("h0", "real"), ("h1", "real")]
 
 
 def test_failed_joins_name_no_secret(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -181,10 +148,12 @@ def test_reprs_of_every_secret_holder() -> None:
 
 
 def test_registry_is_private_and_the_admin_credential_is_never_printed(runtime_dir: str, tmp_path: Path) -> None:
-    code = (
-        "import time, shutdownbus\nshutdownbus.register('private')\nprint('registered', flush=True)\ntime.sleep(600)\n"
+    root = subprocess.Popen(
+        [sys.executable, REGISTERED_ROOT, "private"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    root = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with reaped(root):
         assert root.stdout is not None and root.stdout.readline() == "registered\n"
         folder = Path(_registry.directory())

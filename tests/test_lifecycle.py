@@ -14,6 +14,7 @@ import pytest
 from conftest import (
     KILLED,
     LINUX,
+    PROGRAMS,
     WINDOWS,
     alive,
     kill,
@@ -29,6 +30,9 @@ import shutdownbus
 from shutdownbus._deadlines import ESCALATION_MARGIN
 
 LOOSE = 5.0  # bound against hangs on a loaded machine; timing goals belong to benchmarks
+INTERRUPTED_STOP = str(PROGRAMS / "interrupted_stop.py")
+HOLDS_STDERR = str(PROGRAMS / "holds_stderr.py")
+FAST_EXIT = str(PROGRAMS / "fast_exit.py")
 
 
 # A stubborn child ignores SIGTERM and must be killed; on Windows the polite
@@ -192,21 +196,8 @@ def test_descendants_that_escape_a_non_member_are_still_stopped() -> None:
 
 def test_a_stop_interrupted_in_the_parent_still_completes(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    code = f"""
-import json, signal, sys, threading, shutdownbus
-b = shutdownbus.spawn({member_cmd(log, "--on-stop", "ignore")!r}, ready_timeout=60)
-if hasattr(signal, "pthread_kill"):  # a terminal's Ctrl-C, delivered to the main thread
-    threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
-else:  # Windows: what the console's Ctrl-C handler does
-    threading.Timer(0.3, signal.raise_signal, (signal.SIGINT,)).start()
-try:
-    b.stop(timeout=2)
-except KeyboardInterrupt:
-    print("interrupted", b.poll() is None, flush=True)
-report = b.stop()
-print(json.dumps(report.to_dict()), b.returncode is not None, flush=True)
-"""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    cmd = [sys.executable, INTERRUPTED_STOP, *member_cmd(log, "--on-stop", "ignore")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     lines = done.stdout.splitlines()
     assert lines[0] == "interrupted True", done.stdout + done.stderr
     report, gone = lines[1].rsplit(" ", 1)
@@ -214,22 +205,12 @@ print(json.dumps(report.to_dict()), b.returncode is not None, flush=True)
     assert json.loads(report)["entries"][0]["outcome"] in ("terminated", "killed")
 
 
-HOLDS_STDERR = """
-import pathlib, subprocess, sys
-print("boom", file=sys.stderr, flush=True)
-# The grandchild inherits the pipe (stderr=sys.stderr: on Windows only handles passed so are inherited).
-grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], stderr=sys.stderr)
-pathlib.Path(sys.argv[1]).write_text(str(grandchild.pid))
-sys.exit(3)
-"""
-
-
 def test_wait_ready_returns_by_its_timeout_when_a_grandchild_holds_stderr(tmp_path: Path) -> None:
     start = time.monotonic()
     pid_file = tmp_path / "grandchild"
     try:
         with pytest.raises(shutdownbus.ChildExited) as info:
-            cmd = [sys.executable, "-c", HOLDS_STDERR, str(pid_file)]
+            cmd = [sys.executable, HOLDS_STDERR, str(pid_file)]
             shutdownbus.spawn(cmd, stderr=subprocess.PIPE, ready_timeout=5)
         assert time.monotonic() - start < 5 + LOOSE
         assert info.value.stderr_tail == "boom"
@@ -243,32 +224,15 @@ def test_wait_ready_returns_by_its_timeout_when_a_grandchild_holds_stderr(tmp_pa
                     grandchild.kill()
 
 
-FAST_EXIT_PROGRAM = """
-import atexit, gc, sys, time
-# Registered before join(), so it runs after shutdownbus's exit hook.  The
-# interpreter may freeze objects itself at start-up (CPython 3.12 does).
-at_start = gc.get_freeze_count()
-atexit.register(lambda: print("frozen", gc.get_freeze_count() > at_start, flush=True))
-import shutdownbus
-shutdownbus.join(fast_exit={fast_exit})
-cleanup_log = open(sys.argv[1], "w")  # buffered, never closed: the exit must flush it
-try:  # ready() inside: the stop may come as soon as the parent hears it
-    shutdownbus.ready()
-    time.sleep({sleep})
-except shutdownbus.StopRequested:
-    cleanup_log.write("cleaned up")
-"""
-
-
 @pytest.mark.parametrize(
     ("fast_exit", "stopped", "frozen"), [(True, True, True), (False, True, False), (True, False, False)]
 )
 def test_fast_exit_freezes_the_collector_only_after_a_stop(
     tmp_path: Path, fast_exit: bool, stopped: bool, frozen: bool
 ) -> None:
-    code = FAST_EXIT_PROGRAM.format(fast_exit=fast_exit, sleep=300 if stopped else 0)
     log = tmp_path / "cleanup"
-    child = shutdownbus.spawn([sys.executable, "-c", code, str(log)], stdout=subprocess.PIPE, ready_timeout=60)
+    cmd = [sys.executable, FAST_EXIT, str(log), str(fast_exit), "300" if stopped else "0"]
+    child = shutdownbus.spawn(cmd, stdout=subprocess.PIPE, ready_timeout=60)
     if stopped:
         assert child.stop().ok
         assert log.read_text() == "cleaned up"

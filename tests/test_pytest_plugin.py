@@ -13,22 +13,13 @@ MEMBER = str(Path(__file__).parent / "programs" / "member.py")
 POOL_MEMBER = str(Path(__file__).parent / "programs" / "pool_member.py")
 
 # A server for the inner tests: it joins and waits to be stopped.
-SERVER = """
-import sys, time
-import shutdownbus
-
-shutdownbus.join()
-if "--never-ready" not in sys.argv:
-    shutdownbus.ready()
-time.sleep(600)
-"""
+SERVER = str(Path(__file__).parent / "programs" / "server.py")
 
 
 @pytest.fixture
 def inner(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(server=SERVER)
     pytester.makeconftest(
-        "import sys\nSERVER = [sys.executable, 'server.py']\n"
+        f"import sys\nSERVER = [sys.executable, {SERVER!r}]\n"
         "import pytest\n@pytest.fixture(scope='session')\ndef server_cmd():\n    return SERVER\n"
     )
     return pytester

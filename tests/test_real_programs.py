@@ -176,11 +176,7 @@ def test_the_exit_after_a_stop_loads_no_module(tmp_path: Path, program: list[str
 # -- children that never join ----------------------------------------------------------
 
 BIN = Path(sys.executable).parent
-NON_MEMBER = """
-import time
-print("up", flush=True)
-time.sleep(600)
-"""
+NON_MEMBER = str(PROGRAMS / "non_member.py")
 
 
 def stop_and_see_it_go(child: shutdownbus.Child) -> tuple[shutdownbus.StopReport, float]:
@@ -208,7 +204,7 @@ def test_a_non_member_that_ran_longer_than_the_join_grace_gets_the_polite_reques
     """Before: every non-member got min(1 s, T/2) to join after the stop
     began, so a server that had run for minutes, and never would join,
     stopped a second later than a signal would stop it."""
-    child = shutdownbus.spawn([sys.executable, "-c", NON_MEMBER], stdout=subprocess.PIPE, text=True)
+    child = shutdownbus.spawn([sys.executable, NON_MEMBER], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None and child.stdout.readline() == "up\n"
     child.stdout.close()
     # It must be older than the grace: wait until it is (this is the condition, not a guess).
@@ -220,7 +216,7 @@ def test_a_non_member_that_ran_longer_than_the_join_grace_gets_the_polite_reques
 
 
 def test_a_non_member_spawned_a_moment_ago_keeps_its_join_grace() -> None:
-    child = shutdownbus.spawn([sys.executable, "-c", NON_MEMBER], stdout=subprocess.PIPE, text=True)
+    child = shutdownbus.spawn([sys.executable, NON_MEMBER], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None and child.stdout.readline() == "up\n"
     child.stdout.close()
     report, gone_at = stop_and_see_it_go(child)

@@ -156,24 +156,7 @@ def test_on_stop_callbacks_without_interrupting_main(tmp_path: Path) -> None:
     assert report.ok, report
 
 
-TOOK_THE_WAKE_SIGNAL = """
-import json, signal, sys, time, shutdownbus
-from shutdownbus import _platform
-taken, block = sys.argv[1:]
-calls = []
-for signum in _platform.WAKE_SIGNALS if taken == "every" else _platform.WAKE_SIGNALS[:1]:
-    signal.signal(signum, lambda signum, frame: calls.append(signum))
-shutdownbus.join()
-signal.raise_signal(_platform.WAKE_SIGNAL)  # the program's own use of its signal
-try:
-    shutdownbus.ready()
-    if block == "sleep":
-        time.sleep(600)
-    while True:
-        pass
-except shutdownbus.StopRequested as exc:
-    print(json.dumps({"reason": exc.reason, "calls": calls, "used": _platform.wake_signal()}), flush=True)
-"""
+TOOK_THE_WAKE_SIGNAL = str(PROGRAMS / "took_the_wake_signal.py")
 
 
 @pytest.mark.parametrize(("taken", "block"), [("first", "sleep"), ("first", "busy"), ("every", "sleep")])
@@ -184,7 +167,7 @@ def test_stop_wakes_main_when_the_program_took_the_wake_signal(taken: str, block
     to the program's handler.  Either way the stop interrupts a blocking
     call, and the program's handler runs for its own signals only."""
     child = shutdownbus.spawn(
-        [sys.executable, "-c", TOOK_THE_WAKE_SIGNAL, taken, block], ready_timeout=60, stdout=-1, text=True
+        [sys.executable, TOOK_THE_WAKE_SIGNAL, taken, block], ready_timeout=60, stdout=-1, text=True
     )
     report = child.stop(reason="taken", timeout=10)
     assert child.stdout is not None
@@ -199,26 +182,7 @@ def test_stop_wakes_main_when_the_program_took_the_wake_signal(taken: str, block
         assert out["used"] in _platform.WAKE_SIGNALS[1:]
 
 
-REPLACED_THE_WAKER = """
-import json, signal, sys, threading, time, shutdownbus
-from shutdownbus import _platform
-calls, arrived = [], []
-shutdownbus.join()
-shutdownbus.on_stop(lambda reason: arrived.append(time.monotonic()))
-signal.signal(_platform.wake_signal(), lambda signum, frame: calls.append(signum))  # replaces shutdownbus's
-start = time.monotonic()
-try:
-    shutdownbus.ready()
-    if sys.argv[1] == "sleep":
-        time.sleep(3)
-    else:
-        threading.Event().wait()
-    while True:
-        pass
-except shutdownbus.StopRequested as exc:
-    end = time.monotonic()
-    print(json.dumps({"reason": exc.reason, "calls": calls, "arrived": arrived[0] - start, "raised": end - start}))
-"""
+REPLACED_THE_WAKER = str(PROGRAMS / "replaced_the_waker.py")
 
 
 @pytest.mark.parametrize("block", ["sleep", "event"])
@@ -228,7 +192,7 @@ def test_a_handler_that_replaced_the_waker_is_never_run_for_a_stop(block: str) -
     the stop is raised from afar instead (an asynchronous exception): a wait
     in Condition.wait (Event.wait) is ended, a blocking system call
     (time.sleep) is waited out, and the stop raised as it returns."""
-    child = shutdownbus.spawn([sys.executable, "-c", REPLACED_THE_WAKER, block], ready_timeout=60, stdout=-1, text=True)
+    child = shutdownbus.spawn([sys.executable, REPLACED_THE_WAKER, block], ready_timeout=60, stdout=-1, text=True)
     report = child.stop(reason="replaced", timeout=30)
     assert child.stdout is not None
     out = json.loads(child.stdout.read())
