@@ -220,7 +220,7 @@ def test_wait_ready_returns_by_its_timeout_when_a_grandchild_holds_stderr(tmp_pa
         if pid_file.exists():
             with contextlib.suppress(psutil.Error):
                 grandchild = psutil.Process(int(pid_file.read_text()))
-                if "time.sleep(30)" in grandchild.cmdline():  # not a process that got its pid since
+                if "time.sleep(30)" in " ".join(grandchild.cmdline()):  # not a process that got its pid since
                     grandchild.kill()
 
 
