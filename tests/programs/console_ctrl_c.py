@@ -29,7 +29,7 @@ else:
 kernel32.SetConsoleCtrlHandler(None, True)  # the Ctrl-C is for the tree, not for us
 if not kernel32.GenerateConsoleCtrlEvent(CTRL_C_EVENT, 0):
     tree.kill()
-    sys.exit(f"GenerateConsoleCtrlEvent failed: {ctypes.get_last_error()}")
+    sys.exit(f"GenerateConsoleCtrlEvent failed: {ctypes.get_last_error()}")  # type: ignore[attr-defined,unused-ignore]
 for line in tree.stdout:  # each process writes whole lines; the three may interleave
     print(line, end="", flush=True)
 print(f"exit status {tree.wait()}", flush=True)
