@@ -29,7 +29,7 @@ demo: $(STAMP) ## Run the A->B->C demo: A stops B's subtree through the bus
 # whole suite, and nothing else (lint, type checks and the stress run are for the whole suite).
 test: $(STAMP) ## Lint, type checks, a small stress run and the whole suite (ARGS="tests/test_cli.py -k foo": those tests only)
 ifeq ($(ARGS),)
-	$(PY) -m ruff check shutdownbus tests examples
+	$(PY) -m ruff check shutdownbus tests examples benchmarks
 	$(PY) -m mypy
 	$(PY) benchmarks/stress.py --rounds 2 --fanout 3 --depth 2 --cycles 50
 endif
@@ -56,7 +56,7 @@ fuzz: $(STAMP) ## The fuzz tests with 20,000 examples each instead of make test'
 	SHUTDOWNBUS_FUZZ_EXAMPLES=20000 $(PY) -m pytest -p no:cacheprovider -q -m fuzz tests $(ARGS)
 
 lint: $(STAMP) ## Lint only
-	$(PY) -m ruff check shutdownbus tests examples
+	$(PY) -m ruff check shutdownbus tests examples benchmarks
 
 typecheck: $(STAMP) ## Type-check only
 	$(PY) -m mypy
