@@ -28,8 +28,9 @@ import re
 import socket
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _platform, _tree
 from ._errors import RegistryError
@@ -271,10 +272,33 @@ def _replace(folder: str, path: str, data: bytes, *, sync: bool = False) -> None
             if sync:
                 f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _windows_sharing_retry(lambda: os.replace(tmp, path))
     except OSError:
         _unlink(tmp)
         raise
+
+
+T = TypeVar("T")
+
+
+def _windows_sharing_retry(action: Callable[[], T]) -> T:
+    """``action()``, tried again for up to `SHARING_WAIT` seconds while it
+    fails with PermissionError on Windows: there a file that another process
+    has open cannot be replaced, and a file being replaced cannot be opened
+    (a joining ``send-stop`` reads ``NAME.stop`` while its leader writes the
+    report there).  Elsewhere PermissionError is final, and raised at once."""
+    end = time.monotonic() + SHARING_WAIT
+    while True:
+        try:
+            return action()
+        except PermissionError:
+            if not _platform.WINDOWS or time.monotonic() > end:
+                raise
+            time.sleep(0.005)
+
+
+#: How long a registry file is tried again while another process holds it (Windows).
+SHARING_WAIT = 1.0
 
 
 # -- the record of a stop under way ------------------------------------------------
@@ -373,7 +397,8 @@ def _read_regular_file(path: str, limit: int = 1 << 20) -> bytes:
     """A regular file's content, read without blocking on a FIFO or a device
     planted in its place (``O_NONBLOCK``, then a type check; Windows has
     neither the flag nor FIFOs in its file system)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    fd = _windows_sharing_retry(lambda: os.open(path, flags))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ValueError("not a regular file")
