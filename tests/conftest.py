@@ -33,6 +33,14 @@ MEMBER = str(PROGRAMS / "member.py")
 WINDOWS = sys.platform == "win32"
 LINUX = sys.platform.startswith("linux")
 
+# A run started in the background by a non-interactive shell (`cmd &`, nohup,
+# some CI runners) inherits SIGINT ignored, and an ignored signal stays
+# ignored across exec: no child would get Ctrl-C's KeyboardInterrupt, nor
+# asyncio.run its SIGINT handler.  The Ctrl-C tests are about what a terminal
+# user has: a handler here is reset to the default in every child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 def _under_wine() -> bool:
     if not WINDOWS:
         return False
