@@ -3,7 +3,7 @@
     replaced_the_waker.py sleep|event
 
 It blocks in ``time.sleep(3)`` (``sleep``) or ``Event.wait()`` (``event``),
-then spins.  On the stop it prints JSON: the stop's reason, the signals its
+then spins; it says "blocking" just before.  On the stop it prints JSON: the stop's reason, the signals its
 own handler got, and the seconds from ready() to the stop's arrival (its
 on_stop callback) and to the StopRequested.
 """
@@ -36,6 +36,7 @@ signal.signal(wake, handler)  # replaces shutdownbus's
 start = time.monotonic()
 try:
     shutdownbus.ready()
+    print("blocking", flush=True)
     if sys.argv[1] == "sleep":
         time.sleep(3)
     else:
