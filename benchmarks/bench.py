@@ -336,6 +336,15 @@ def _some_moment_after(started: float) -> None:
     time.sleep(max(0.0, at - time.monotonic()))
 
 
+def _timed_stop(pids: list[int], started: float, stop: Callable[[], object]) -> float:
+    """After a random moment past the join grace: seconds from ``stop()`` until every one of ``pids`` is gone."""
+    _some_moment_after(started)
+    start = time.perf_counter()
+    stop()
+    wait_all_gone(pids)
+    return time.perf_counter() - start
+
+
 def server_stop(how: str, cmd: list[str], processes: int) -> float:
     """Start the server, wait for its workers and a random moment, stop it; seconds until all are gone."""
     from shutdownbus import _admin, _registry
@@ -347,32 +356,20 @@ def server_stop(how: str, cmd: list[str], processes: int) -> float:
         _wait_processes(runner.pid, processes)
         pids = tree_pids(runner.pid)
         entry = _registry.find("srv")
-        _some_moment_after(started)
-        start = time.perf_counter()
-        _admin.send_stop(entry)
-        wait_all_gone(pids)
-        took = time.perf_counter() - start
+        took = _timed_stop(pids, started, lambda: _admin.send_stop(entry))
         runner.wait()
     elif how == "spawn":
         started = time.monotonic()
         child = shutdownbus.spawn(cmd, **quiet)
         _wait_processes(child.pid, processes - 1)
         pids = tree_pids(child.pid)
-        _some_moment_after(started)
-        start = time.perf_counter()
-        child.stop()
-        wait_all_gone(pids)
-        took = time.perf_counter() - start
+        took = _timed_stop(pids, started, child.stop)
     else:
         started = time.monotonic()
         server = subprocess.Popen(cmd, **quiet)
         _wait_processes(server.pid, processes - 1)
         pids = tree_pids(server.pid)
-        _some_moment_after(started)
-        start = time.perf_counter()
-        server.terminate()
-        wait_all_gone(pids)
-        took = time.perf_counter() - start
+        took = _timed_stop(pids, started, server.terminate)
         server.wait()
     return took
 
@@ -435,12 +432,7 @@ def init_stop(init: list[str]) -> tuple[float, int]:
     outer, pid1 = _namespace_init(init, cmd, cwd=PROGRAMS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_processes(pid1.pid, processes)
     pids = tree_pids(pid1.pid)
-    _some_moment_after(started)
-    start = time.perf_counter()
-    pid1.terminate()
-    wait_all_gone(pids)
-    took = time.perf_counter() - start
-    return took, outer.wait()
+    return _timed_stop(pids, started, pid1.terminate), outer.wait()
 
 
 def bench_init(reps: int) -> None:
