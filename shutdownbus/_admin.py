@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import zmq
 
@@ -33,6 +32,7 @@ from ._protocol import Ack, Channel, Outcome, Report, Role, Stop, knock
 from ._report import ReportEntry, StopReport, merge_entries
 from ._tree import Tree, escalate, holds_endpoint, is_running, process, send
 
+TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     import psutil
 

@@ -22,13 +22,16 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import zmq
 
 from . import _log, _platform, _protocol, _transport
 from ._errors import ChannelError, ProtocolError
 from ._protocol import MAX_BUDGET, Ack, Channel, Established, Event, Ready, Report, Role, Stop, is_knock
+
+TYPE_CHECKING = False  # not typing's: see the package's __init__
+if TYPE_CHECKING:
+    from typing import Any
 
 # Report entries per message.  An entry encodes to at most about 1.1 KB (a
 # name is at most MAX_TEXT_LENGTH code points of up to 4 bytes), so 48 of them

@@ -11,13 +11,14 @@ import subprocess
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any  # at run time (Child's base); a spawning process has it from pyzmq anyway
 
 from . import _member, _platform, _stop, _transport, _tree
 from ._errors import ChildExited
 from ._protocol import MAX_BUDGET
 from ._tree import describe
 
+TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     from ._report import StopReport
 

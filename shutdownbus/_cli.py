@@ -218,7 +218,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from ._child import spawn
     from ._member import _register, on_stop, report_own_exit, stop_requested
-    from ._platform import WINDOWS, spawning_with_parent_death_signal, start_orphan_reaper, wait_alone_in_namespace
+    from ._platform import WINDOWS, ParentDeathSignal, start_orphan_reaper, wait_alone_in_namespace
     from ._sdnotify import Notifier
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
@@ -236,7 +236,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         # If run is killed, its command gets SIGTERM (Linux) rather than serve on
         # with nobody able to stop it; a member undoes this when it joins.
-        with spawning_with_parent_death_signal(_forwarded()) as prepare:
+        with ParentDeathSignal(_forwarded()) as prepare:
             signal.signal(signal.SIGINT, lambda signum, frame: None)
             child = spawn(cmd, stop_timeout=args.stop_timeout, preexec_fn=prepare)
     except OSError as exc:
@@ -306,7 +306,7 @@ def _announce_ready(child: Any, name: str, notifier: Any) -> None:
 
 def _forwarded() -> tuple[int, ...]:
     """The signals that ``run`` handles itself and that its command must have
-    native (see `_platform.spawning_with_parent_death_signal`)."""
+    native (see `_platform.ParentDeathSignal`)."""
     import signal
 
     return tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
@@ -429,7 +429,7 @@ def cmd_tree(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
-    from ._report import printable  # names and command lines come from other processes
+    from ._text import printable  # names and command lines come from other processes
 
     rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

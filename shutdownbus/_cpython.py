@@ -18,11 +18,13 @@ Rules of this module:
 from __future__ import annotations
 
 import functools
-import signal
 import sys
-import threading
 from types import FrameType
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: see the package's __init__
+if TYPE_CHECKING:
+    import threading
+    from typing import Any
 
 #: The CPython versions whose internals these functions were checked against
 #: (major, minor); on others they fail safe.
@@ -91,6 +93,8 @@ def asyncio_runner_handler() -> functools.partial[None] | None:
     """
     if not _known_version() or sys.version_info < (3, 11):
         return None
+    import signal  # loaded by then (the member's bus uses it); here so that `list` does without
+
     try:
         handler = signal.getsignal(signal.SIGINT)
     except (ValueError, OSError):
@@ -133,6 +137,8 @@ def release_condition_wait(thread: threading.Thread) -> bool:
     Returns:
         True if a waiter was released.
     """
+    import threading  # loaded by then: `thread` is one of its threads
+
     if thread.ident is None or not _known_version():
         return False
     wait = getattr(getattr(threading, "Condition", None), "wait", None)

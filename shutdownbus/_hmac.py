@@ -15,15 +15,21 @@ Rules of this module:
 
 from __future__ import annotations
 
-import importlib
+import sys
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: see the package's __init__
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _sha256_constructor() -> Callable[[bytes | bytearray], Any]:
-    for name in ("_sha2", "_sha256"):  # Python 3.12+, then 3.10 and 3.11
+    # Python 3.12+, then 3.10 and 3.11; the likely one first: a module that
+    # is not built in is looked for along the whole path.
+    names = ("_sha2", "_sha256") if sys.version_info >= (3, 12) else ("_sha256", "_sha2")
+    for name in names:
         try:
-            return importlib.import_module(name).sha256  # type: ignore[no-any-return]
+            return __import__(name).sha256  # type: ignore[no-any-return]
         except (ImportError, AttributeError):
             continue
     import hashlib

@@ -33,7 +33,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import zmq
 
@@ -43,6 +42,7 @@ from ._deadlines import child_budget
 from ._errors import ChannelError, ShutdownBusError
 from ._protocol import Outcome, Ready, Report
 
+TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     from ._registry import Entry
     from ._report import StopReport

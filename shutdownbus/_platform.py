@@ -5,28 +5,32 @@ Rules of this module:
 * Callers never test ``sys.platform`` themselves; they call a function here.
 * Each function documents what it does on POSIX, on Linux in particular, and
   on Windows.
+* ``list`` loads this module: at its top it imports only modules that cost
+  next to nothing or that every command line has loaded already (functools,
+  with argparse).  `signal`, `threading` and `select` are imported by the
+  functions that use them; by then a process that calls them has them
+  loaded (a member's bus, ``run``, a stop).
 """
 
 from __future__ import annotations
 
 import _thread
-import contextlib
 import errno
+import functools
 import math
 import os
-import select
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
 
 from . import _cpython
 
+TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     import subprocess
+    import threading
+    from typing import Any
 
 WINDOWS = sys.platform == "win32"
 LINUX = sys.platform.startswith("linux")
@@ -48,7 +52,13 @@ LINUX = sys.platform.startswith("linux")
 # itself, whose handler must not run for our wake-ups.
 
 
-def _wake_signals() -> tuple[int, ...]:
+@functools.cache
+def wake_signal_choices() -> tuple[int, ...]:
+    """The signals `install_main_thread_waker` may take, best first: real-time
+    signals on Linux, SIGUSR2 then SIGUSR1 on macOS, SIGTERM on Windows.  It
+    takes the first unless the program handles it."""
+    import signal
+
     if WINDOWS:
         # Windows never delivers SIGTERM (os.kill and Popen.terminate are
         # TerminateProcess, the console sends SIGINT and SIGBREAK): a handler
@@ -61,13 +71,6 @@ def _wake_signals() -> tuple[int, ...]:
         # away from both ends, which libraries tend to pick.
         return tuple(range(int(signal.SIGRTMIN) + 5, int(signal.SIGRTMAX) - 4))
     return (int(signal.SIGUSR2), int(signal.SIGUSR1))
-
-
-#: The signals `install_main_thread_waker` may take, best first: real-time
-#: signals on Linux, SIGUSR2 then SIGUSR1 on macOS, SIGTERM on Windows.
-WAKE_SIGNALS = _wake_signals()
-#: The first of them, which the waker takes unless the program handles it.
-WAKE_SIGNAL = WAKE_SIGNALS[0]
 
 
 class _Waker:
@@ -104,7 +107,7 @@ def install_main_thread_waker(raise_pending: Callable[[], None]) -> bool:
     Must be called from the main thread (the only one where Python sets
     signal handlers).
 
-    Every OS: the handler goes on the first of `WAKE_SIGNALS` that has none
+    Every OS: the handler goes on the first of `wake_signal_choices` that has none
     (its disposition is the default).  If the program handles all of them,
     it goes on the first, and chains to the program's handler: that one
     still runs for every delivery that `wake_main_thread` did not cause.
@@ -121,18 +124,22 @@ def install_main_thread_waker(raise_pending: Callable[[], None]) -> bool:
         True if installed; False if it cannot be (another thread, or no
         signal we may take): `raise_in_main_thread` is then the only way.
     """
+    import signal
+    import threading
+
     global _waker, _set_sigint_event
     if threading.current_thread() is not threading.main_thread():
         return False
     if _waker is not None and signal.getsignal(_waker.signum) is _waker:
         return True
-    handlers = {signum: signal.getsignal(signum) for signum in WAKE_SIGNALS}
+    choices = wake_signal_choices()
+    handlers = {signum: signal.getsignal(signum) for signum in choices}
     free = [signum for signum, handler in handlers.items() if handler == signal.SIG_DFL]
     chained = None
     if free:
         signum = free[0]
-    elif callable(program := handlers[WAKE_SIGNAL]):
-        signum, chained = WAKE_SIGNAL, program
+    elif callable(program := handlers[choices[0]]):
+        signum, chained = choices[0], program
     else:
         return False
     waker = _Waker(signum, chained, raise_pending)
@@ -183,6 +190,9 @@ def wake_main_thread(*, raising: bool = False) -> bool:
         replaced its handler since (its handler must not run for us).  The
         caller then falls back to `raise_in_main_thread`.
     """
+    import signal
+    import threading
+
     waker, main = _waker, threading.main_thread()
     if waker is None or main.ident is None:
         return False
@@ -248,6 +258,9 @@ class CaughtSignals:
     @classmethod
     def start(cls) -> CaughtSignals | None:
         """Make the descriptor and hand it to CPython; None where that cannot be done."""
+        import signal
+        import threading
+
         if WINDOWS or _waker is None or threading.current_thread() is not threading.main_thread():
             return None
         read_fd, write_fd = os.pipe()
@@ -281,6 +294,8 @@ class CaughtSignals:
 
     def forget_after_fork(self) -> None:
         """In a forked child: stop writing into the parent's descriptor."""
+        import signal
+
         try:
             if signal.set_wakeup_fd(-1) != self._write:
                 signal.set_wakeup_fd(self._write)  # not ours any more: put it back
@@ -302,6 +317,7 @@ def raise_in_main_thread(exc_type: type[BaseException]) -> None:
     the call returns: the rare case docs/lifecycle.md describes.
     """
     import ctypes  # only on this fallback path
+    import threading
 
     main = threading.main_thread()
     if main.ident is not None:
@@ -377,6 +393,8 @@ def wait_any_exit(procs: Iterable[subprocess.Popen[bytes]], timeout: float) -> N
     Elsewhere: polls with a short interval (5 ms), which is what
     ``Popen.wait(timeout)`` does too.
     """
+    import select
+
     procs = [p for p in procs if p.returncode is None]
     if not procs or timeout <= 0:
         return
@@ -402,7 +420,7 @@ def wait_any_exit(procs: Iterable[subprocess.Popen[bytes]], timeout: float) -> N
         time.sleep(0.005)
 
 
-_PIDFDS = LINUX and hasattr(os, "pidfd_open") and hasattr(select, "poll")
+_PIDFDS = LINUX and hasattr(os, "pidfd_open")  # waited on with select.poll, which Linux always has
 
 
 def exit_fd(pid: int) -> int | None:
@@ -438,6 +456,8 @@ class ExitWatch:
     PRECISION = 0.05
 
     def __init__(self) -> None:
+        import select
+
         self._fds: dict[int, int] = {}  # pid -> pidfd
         self._pids: dict[int, int] = {}  # pidfd -> pid
         self._asked: dict[int, Callable[[], bool]] = {}  # pid -> is_gone, for those without a pidfd
@@ -453,6 +473,8 @@ class ExitWatch:
             pid: The process.
             is_gone: Whether it is gone (a zombie counts as gone), asked when it has no pidfd.
         """
+        import select
+
         if pid in self.exits or pid in self._fds or pid in self._asked:
             return
         if self._poller is not None and len(self._fds) < self.MAX_PIDFDS:
@@ -540,6 +562,8 @@ def polite_returncode() -> int:
     process group can receive (CTRL_BREAK_EVENT needs CREATE_NEW_PROCESS_GROUP,
     which would take native Ctrl-C away).
     """
+    import signal
+
     return 1 if WINDOWS else -signal.SIGTERM
 
 
@@ -565,6 +589,8 @@ def stopped_returncodes() -> tuple[int, ...]:
     TerminateProcess leaves (`polite_returncode`) is also that of
     ``sys.exit(1)``, a failed cleanup.
     """
+    import signal
+
     if WINDOWS:
         return (interrupted_returncode(),)
     return (interrupted_returncode(), -signal.SIGTERM)
@@ -589,6 +615,8 @@ def interrupted_returncode() -> int:
     POSIX: ``-SIGINT`` (CPython re-raises SIGINT to die of it).  Windows:
     STATUS_CONTROL_C_EXIT.
     """
+    import signal
+
     return 0xC000013A if WINDOWS else -signal.SIGINT
 
 
@@ -650,10 +678,9 @@ def pid_namespace() -> str:
 _PR_SET_PDEATHSIG = 1
 
 
-@contextlib.contextmanager
-def spawning_with_parent_death_signal(signals: Iterable[int]) -> Iterator[Callable[[], None] | None]:
-    """Start a child (in the block, with the ``preexec_fn`` it gives) that gets
-    SIGTERM when this process dies.
+class ParentDeathSignal:
+    """A context manager: start a child (in the block, with the ``preexec_fn``
+    its ``with`` gives) that gets SIGTERM when this process dies.
 
     Linux (``PR_SET_PDEATHSIG``): for ``shutdownbus run``, whose command must
     not go on serving as an orphan nobody can stop if ``run`` is killed.  The
@@ -666,31 +693,43 @@ def spawning_with_parent_death_signal(signals: Iterable[int]) -> Iterator[Callab
     for the command.  So ``signals`` are blocked around the start; in the
     child they get the disposition exec would leave (the default, or ignored
     if they were ignored), then are unblocked: one that came meanwhile has
-    its native effect.  Elsewhere: yields None, and blocks nothing.
+    its native effect.  Elsewhere: gives None, and blocks nothing.
+
+    Args:
+        signals: The signals to block around the start (those ``run`` forwards).
     """
-    if not LINUX:
-        yield None
-        return
-    import ctypes  # loaded here, not in the forked child
 
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-    signals = list(signals)
-    after_exec = {s: signal.SIG_IGN if signal.getsignal(s) == signal.SIG_IGN else signal.SIG_DFL for s in signals}
+    def __init__(self, signals: Iterable[int]) -> None:
+        self._signals = list(signals)
+        self._previous: set[int] | None = None
 
-    def prepare() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        for signum, disposition in after_exec.items():
-            signal.signal(signum, disposition)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
+    def __enter__(self) -> Callable[[], None] | None:
+        if not LINUX:
+            return None
+        import ctypes  # loaded here, not in the forked child
+        import signal
 
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        yield prepare
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        parent = os.getpid()
+        signals = self._signals
+        after_exec = {s: signal.SIG_IGN if signal.getsignal(s) == signal.SIG_IGN else signal.SIG_DFL for s in signals}
+
+        def prepare() -> None:
+            prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+            for signum, disposition in after_exec.items():
+                signal.signal(signum, disposition)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        self._previous = {int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, signals)}
+        return prepare
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            import signal
+
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._previous)
 
 
 def clear_parent_death_signal() -> None:
@@ -715,6 +754,9 @@ def start_orphan_reaper(keep: int, stop: Callable[[], bool]) -> threading.Thread
     thread starts with every signal blocked, so that no signal meant for the
     main thread is handled on it (its Python handler would wait).
     """
+    import signal
+    import threading
+
     if WINDOWS or not hasattr(os, "waitid") or not hasattr(signal, "pthread_sigmask"):
         return None
 
@@ -785,6 +827,8 @@ def read_available(fd: int, seconds: float) -> bytes:
     ``PeekNamedPipe`` tells how much can be read without blocking, and the
     pipe is looked at every 10 ms.
     """
+    import select
+
     if WINDOWS:
         return _read_available_windows(fd, seconds)
     chunks = []

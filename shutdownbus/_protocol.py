@@ -22,10 +22,14 @@ from __future__ import annotations
 import enum
 import math
 import os
-from typing import Any
 
 from ._errors import AuthenticationError, ProtocolError
 from ._hmac import compare_digest, hmac_sha256
+from ._values import Value
+
+TYPE_CHECKING = False  # not typing's: see the package's __init__
+if TYPE_CHECKING:
+    from typing import Any
 
 PROTOCOL_VERSION = 1
 #: Hard cap on one frame, also enforced by the transport before reading it.
@@ -84,29 +88,11 @@ class State(enum.Enum):
 
 
 # -- events -----------------------------------------------------------------
+#
+# Plain value objects (`_values.Value`), not dataclasses: see that module.
 
 
-class _Event:
-    """Base of the events: plain value objects (equal when of the same type
-    with the same fields).  Not dataclasses: those cost a member start-up time."""
-
-    __slots__: tuple[str, ...] = ()
-
-    def _fields(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash((type(self), self._fields()))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"{type(self).__name__}({args})"
-
-
-class Established(_Event):
+class Established(Value):
     """The handshake completed; the peer proved it holds the secret.
 
     ``peer_pid`` and ``peer_name`` are what the child said in hello (None on the child side).
@@ -119,7 +105,7 @@ class Established(_Event):
         self.peer_name = peer_name
 
 
-class Stop(_Event):
+class Stop(Value):
     """Parent to child: stop your tree and exit within ``budget`` seconds."""
 
     __slots__ = ("reason", "budget")
@@ -129,13 +115,13 @@ class Stop(_Event):
         self.budget = budget
 
 
-class Ready(_Event):
+class Ready(Value):
     """Child to parent: the child is ready for work."""
 
     __slots__ = ()
 
 
-class Report(_Event):
+class Report(Value):
     """Child to parent: what happened to part of the child's subtree during a stop.
 
     ``entries`` are plain dicts with the keys of `ENTRY_FIELDS`.
@@ -147,7 +133,7 @@ class Report(_Event):
         self.entries = entries
 
 
-class Ack(_Event):
+class Ack(Value):
     """Parent to child: a report arrived."""
 
     __slots__ = ()

@@ -25,25 +25,28 @@ import json
 import math
 import os
 import re
-import socket
 import stat
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
 
 from . import _platform, _tree
 from ._errors import RegistryError
 from ._protocol import MAX_BUDGET
 from ._transport import ENV_RUNTIME_DIR
+from ._values import FrozenValue
+
+TYPE_CHECKING = False  # not typing's: see the package's __init__
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _FORMAT = 2
 _FORMATS = (1, 2)  # entries of format 1 have no PID namespace and no stop timeout
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(FrozenValue):
     """One registered root.
 
     Attributes:
@@ -60,14 +63,29 @@ class Entry:
             default of ``send-stop``.
     """
 
+    __slots__ = ("name", "pid", "started", "endpoint", "secret", "argv", "pid_namespace", "stop_timeout")
+    _hidden = ("secret",)
     name: str
     pid: int
     started: float
     endpoint: str
-    secret: str = field(repr=False)
-    argv: tuple[str, ...] = ()
-    pid_namespace: str = ""
-    stop_timeout: float = 10.0
+    secret: str
+    argv: tuple[str, ...]
+    pid_namespace: str
+    stop_timeout: float
+
+    def __init__(
+        self,
+        name: str,
+        pid: int,
+        started: float,
+        endpoint: str,
+        secret: str,
+        argv: tuple[str, ...] = (),
+        pid_namespace: str = "",
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self._init(name, pid, started, endpoint, secret, argv, pid_namespace, stop_timeout)
 
     def here(self) -> bool:
         """Whether the root's pid means the same process here (same PID namespace)."""
@@ -148,7 +166,7 @@ def candidates() -> list[str]:
         home = os.path.expanduser("~")
         state = os.environ.get("XDG_STATE_HOME") or (os.path.join(home, ".local", "state") if home != "~" else "")
         if os.path.isabs(state):
-            places.append(os.path.join(state, "shutdownbus", socket.gethostname() or "localhost"))
+            places.append(os.path.join(state, "shutdownbus", os.uname().nodename or "localhost"))
     import tempfile  # some milliseconds, for the last resort only
 
     places.append(os.path.join(tempfile.gettempdir(), f"shutdownbus-{user}"))
@@ -239,7 +257,7 @@ def write(entry: Entry) -> None:
             f"a tree named {entry.name!r} is already running (pid {existing.pid}); stop it first"
             f" ('shutdownbus send-stop {entry.name}') or choose another name"
         )
-    data = json.dumps({"format": _FORMAT, **asdict(entry)}).encode()
+    data = json.dumps({"format": _FORMAT, **entry.as_dict()}).encode()
     try:
         _replace(folder, _path(folder, entry.name), data, sync=True)
     except OSError as exc:
@@ -278,8 +296,6 @@ def _replace(folder: str, path: str, data: bytes, *, sync: bool = False) -> None
         raise
 
 
-T = TypeVar("T")
-
 
 def _windows_sharing_retry(action: Callable[[], T]) -> T:
     """``action()``, tried again for up to `SHARING_WAIT` seconds while it
@@ -310,8 +326,7 @@ SHARING_WAIT = 1.0
 # and writes the report there when it is done.
 
 
-@dataclass(frozen=True)
-class StopRecord:
+class StopRecord(FrozenValue):
     """A stop of a root under way, or done.
 
     Attributes:
@@ -321,10 +336,16 @@ class StopRecord:
         report: The finished report (`StopReport.to_dict`), once there is one.
     """
 
+    __slots__ = ("admin_pid", "admin_started", "timeout", "report")
     admin_pid: int
     admin_started: float
     timeout: float
-    report: dict[str, Any] | None = None
+    report: dict[str, Any] | None
+
+    def __init__(
+        self, admin_pid: int, admin_started: float, timeout: float, report: dict[str, Any] | None = None
+    ) -> None:
+        self._init(admin_pid, admin_started, timeout, report)
 
 
 def begin_stop(entry: Entry, timeout: float) -> StopRecord | None:
@@ -352,7 +373,7 @@ def begin_stop(entry: Entry, timeout: float) -> StopRecord | None:
         except OSError as exc:
             raise RegistryError(f"cannot record the stop of {entry.name!r} ({exc.strerror})") from None
         with os.fdopen(fd, "wb") as f:
-            f.write(json.dumps({"root": [entry.pid, entry.started], **asdict(mine)}).encode())
+            f.write(json.dumps({"root": [entry.pid, entry.started], **mine.as_dict()}).encode())
         return None
     raise RegistryError(f"cannot record the stop of {entry.name!r}: its record keeps changing")
 
@@ -365,7 +386,7 @@ def finish_stop(entry: Entry, report: dict[str, Any] | None) -> None:
         _unlink(path)
         return
     done = StopRecord(os.getpid(), _tree.started(), 0.0, report)
-    data = json.dumps({"root": [entry.pid, entry.started], **asdict(done)}).encode()
+    data = json.dumps({"root": [entry.pid, entry.started], **done.as_dict()}).encode()
     try:
         _replace(folder, path, data)
     except OSError:

@@ -3,39 +3,21 @@
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from ._protocol import Outcome
+from ._text import printable
+from ._values import FrozenValue
 
-# Control characters (C0, DEL, C1) and the bidirectional overrides that
-# could make a line read as something else.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str) -> str:
-    """``text`` with its control characters escaped (``\\x1b``), for a terminal.
-
-    Names come from other processes (a member's ``join(name=...)``, any
-    process's command line): a name that holds ``ESC[2J`` or ``ESC]0;...``
-    must not clear the operator's screen or retitle the terminal.
-    """
-    return _UNPRINTABLE.sub(_escape, text)
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
+TYPE_CHECKING = False  # not typing's: see the package's __init__
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Any
 
 #: Outcomes that count as a clean stop (with return code 0 for "exited").
 CLEAN_OUTCOMES = (Outcome.STOPPED, Outcome.EXITED)
 
 
-@dataclass(frozen=True)
-class ReportEntry:
+class ReportEntry(FrozenValue):
     """What happened to one process during a stop.
 
     Attributes:
@@ -56,14 +38,28 @@ class ReportEntry:
             None for a descendant whose status only its own parent could collect.
         seconds: Seconds from the stop request to its exit, when known.
         member: Whether it had joined the bus.
+
+    Immutable, equal to another entry with the same fields, and hashable.
     """
 
+    __slots__ = ("pid", "name", "outcome", "returncode", "seconds", "member")
     pid: int
     name: str
     outcome: Outcome
-    returncode: int | None = None
-    seconds: float | None = None
-    member: bool = True
+    returncode: int | None
+    seconds: float | None
+    member: bool
+
+    def __init__(
+        self,
+        pid: int,
+        name: str,
+        outcome: Outcome,
+        returncode: int | None = None,
+        seconds: float | None = None,
+        member: bool = True,
+    ) -> None:
+        self._init(pid, name, outcome, returncode, seconds, member)
 
     @property
     def ok(self) -> bool:
@@ -73,7 +69,7 @@ class ReportEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as a plain dict (the wire format of report entries)."""
-        return asdict(self) | {"outcome": str(self.outcome)}
+        return self.as_dict() | {"outcome": str(self.outcome)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReportEntry:
@@ -86,8 +82,7 @@ class ReportEntry:
         return cls(**{**data, "outcome": Outcome(data["outcome"])})
 
 
-@dataclass(frozen=True)
-class StopReport:
+class StopReport(FrozenValue):
     """The result of stopping one child's tree.
 
     Attributes:
@@ -98,12 +93,24 @@ class StopReport:
         unchecked: Pids whose children could not be listed (the stopping
             process had no file descriptor left, say): processes below them
             may be missing from the entries, and may still run.
+
+    Immutable, equal to another report with the same fields, and hashable.
     """
 
+    __slots__ = ("reason", "entries", "seconds", "unchecked")
     reason: str
-    entries: tuple[ReportEntry, ...] = field(default_factory=tuple)
-    seconds: float = 0.0
-    unchecked: tuple[int, ...] = ()
+    entries: tuple[ReportEntry, ...]
+    seconds: float
+    unchecked: tuple[int, ...]
+
+    def __init__(
+        self,
+        reason: str,
+        entries: tuple[ReportEntry, ...] = (),
+        seconds: float = 0.0,
+        unchecked: tuple[int, ...] = (),
+    ) -> None:
+        self._init(reason, entries, seconds, unchecked)
 
     @property
     def ok(self) -> bool:

@@ -30,8 +30,6 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from . import _log, _member, _platform
 from ._bus import Link
@@ -40,29 +38,48 @@ from ._protocol import Outcome
 from ._report import ReportEntry, StopReport, merge_entries
 from ._tree import ProcessTable, Tree, escalate, runs, signal_members
 
+TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     from ._child import Child
 
 
-@dataclass
 class StopState:
     """The progress of one child's stop."""
 
-    child: Child
-    link: Link
-    reason: str
-    started: float
-    deadline: float
-    done: threading.Event = field(default_factory=threading.Event)
-    begun: bool = False
-    already_exited: bool = False
-    watch: _platform.ExitWatch | None = None  # shared by the stops that run together
-    tree: Tree | None = None
-    polite_sent: bool = False
-    escalated: Outcome | None = None
-    exit_seen: float | None = None
-    gave_up: bool = False
-    report: StopReport | None = None
+    __slots__ = (
+        "child",
+        "link",
+        "reason",
+        "started",
+        "deadline",
+        "done",
+        "begun",
+        "already_exited",
+        "watch",
+        "tree",
+        "polite_sent",
+        "escalated",
+        "exit_seen",
+        "gave_up",
+        "report",
+    )
+
+    def __init__(self, child: Child, link: Link, reason: str, started: float, deadline: float) -> None:
+        self.child = child
+        self.link = link
+        self.reason = reason
+        self.started = started
+        self.deadline = deadline
+        self.done = threading.Event()
+        self.begun = False
+        self.already_exited = False
+        self.watch: _platform.ExitWatch | None = None  # shared by the stops that run together
+        self.tree: Tree | None = None
+        self.polite_sent = False
+        self.escalated: Outcome | None = None
+        self.exit_seen: float | None = None
+        self.gave_up = False
+        self.report: StopReport | None = None
 
 
 # -- the children of this process ------------------------------------------------
@@ -445,9 +462,9 @@ def _build_report(st: StopState, now: float) -> StopReport:
         if not _may_be_in(entry.pid, c.pid, tree):
             continue
         if entry.seconds is not None:
-            entry = replace(entry, seconds=round(entry.seconds + shift, 6))
+            entry = entry.replace(seconds=round(entry.seconds + shift, 6))
         if entry.pid in escalated:
-            entry = replace(entry, outcome=escalated[entry.pid] or entry.outcome)
+            entry = entry.replace(outcome=escalated[entry.pid] or entry.outcome)
         reported.append(entry)
     known = {e.pid for e in reported} | {c.pid}
     others = [] if tree is None else tree.entries(t0, lost_after=st.exit_seen, member_pid=link.member_pid, skip=known)

@@ -24,14 +24,14 @@ Rules of this module:
 from __future__ import annotations
 
 import os
-import struct
-from typing import TYPE_CHECKING
+import sys
 
 from . import _platform
 from ._errors import ChannelError
 from ._hmac import compare_digest, hmac_sha256
 from ._protocol import MAX_FRAME_SIZE, SECRET_SIZE
 
+TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     import zmq
 
@@ -347,7 +347,7 @@ def monitor_event(frames: list[bytes]) -> int:
     zmq.utils.monitor, which imports asyncio: tens of milliseconds in every
     member's start-up.
     """
-    return int(struct.unpack("=H", frames[0][:2])[0]) if frames and len(frames[0]) >= 2 else 0
+    return int.from_bytes(frames[0][:2], sys.byteorder) if frames and len(frames[0]) >= 2 else 0
 
 
 def stop_listening(endpoint: str) -> None:

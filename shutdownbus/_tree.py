@@ -20,33 +20,46 @@ Rules of this module:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import re
-import signal
-import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _platform
 from ._deadlines import KILL_WAIT, TERM_GRACE
 from ._protocol import Outcome
-from ._report import ReportEntry
 from ._transport import ENV_ENDPOINT
 
+TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable, Collection, Iterable, Sequence
+    from typing import Any, Protocol
+
     import psutil
+
+    from ._report import ReportEntry
+
+    class Head(Protocol):
+        """A process above a tree's members that its owner signals its own way
+        (our own child, through its ``Popen``; a registered root)."""
+
+        def signal(self, outcome: Outcome) -> None:
+            """Send the request of ``outcome`` (``terminated`` or ``killed``) if still running."""
+
+        def gone(self) -> bool:
+            """Whether it is gone."""
 
 
 def load() -> None:
-    """Load psutil now (some 15 ms), rather than at the first look at a tree."""
+    """Load what a stop of a tree needs now, rather than on the stop's path:
+    psutil (some 15 ms) and the report (`Tree.entries`), which ``list`` does
+    without."""
     import psutil  # noqa: F401
 
+    from . import _report  # noqa: F401
 
-@dataclass
+
 class Member:
     """One process of a snapshot.
 
@@ -64,18 +77,40 @@ class Member:
             (the polite request, as its stop), ``terminated`` or ``killed``.
     """
 
-    proc: psutil.Process
-    ppid: int
-    depth: int
-    name: str
-    companion: bool = False
-    exited_early: bool = False
-    gone: bool = False
-    gone_at: float | None = None
-    seen_gone_at: float | None = None
-    outcome: Outcome | None = None
-    seen_at: float = 0.0
-    unchecked: bool = False  # its state could not be read at the last look
+    __slots__ = (
+        "proc",
+        "ppid",
+        "depth",
+        "name",
+        "companion",
+        "exited_early",
+        "gone",
+        "gone_at",
+        "seen_gone_at",
+        "outcome",
+        "seen_at",
+        "unchecked",
+    )
+
+    def __init__(
+        self, proc: psutil.Process, ppid: int, depth: int, name: str, companion: bool = False, seen_at: float = 0.0
+    ) -> None:
+        self.proc = proc
+        self.ppid = ppid
+        self.depth = depth
+        self.name = name
+        self.companion = companion
+        self.exited_early = False
+        self.gone = False
+        self.gone_at: float | None = None
+        self.seen_gone_at: float | None = None
+        self.outcome: Outcome | None = None
+        self.seen_at = seen_at  # when first seen (`time.monotonic`)
+        self.unchecked = False  # its state could not be read at the last look
+
+    def __repr__(self) -> str:
+        state = f"gone, {self.outcome or 'on its own'}" if self.gone else "running"
+        return f"<Member pid={self.pid} {self.name!r} depth={self.depth} {state}>"
 
     @property
     def pid(self) -> int:
@@ -106,7 +141,14 @@ COMPANIONS = {
     "from multiprocessing.forkserver import main": "multiprocessing.forkserver",
     "from multiprocessing.spawn import spawn_main": "multiprocessing.spawn",
 }
-_PYTHON = re.compile(r"^(python|pypy)[0-9.]*[a-z]?(\.exe)?$", re.IGNORECASE)
+
+
+@functools.cache
+def _python() -> re.Pattern[str]:
+    # Compiled at first use: a millisecond that `list`, which names no process, does without.
+    return re.compile(r"^(python|pypy)[0-9.]*[a-z]?(\.exe)?$", re.IGNORECASE)
+
+
 _OPTIONS_WITH_VALUE = ("-W", "-X", "--check-hash-based-pycs")
 _MAX_NAME = 64
 
@@ -134,7 +176,7 @@ def describe(cmdline: list[str], fallback: str) -> tuple[str, bool]:
     if len(cmdline) == 1 and " " in arg0:
         return arg0[:_MAX_NAME], False
     exe = os.path.basename(arg0)
-    if not _PYTHON.match(exe):
+    if not _python().match(exe):
         return exe[:_MAX_NAME], False
     args = iter(cmdline[1:])
     for arg in args:
@@ -392,6 +434,8 @@ class Tree:
             member_pid: The pid that joined the bus, if it is among the members.
             skip: Pids not to report (reported by someone else).
         """
+        from ._report import ReportEntry  # loaded by `load` on a stop's path
+
         skip = set(skip)
         out = []
         for m in sorted(self.members.values(), key=lambda m: m.depth):
@@ -784,10 +828,14 @@ def signal_members(members: Iterable[Member], outcome: Outcome) -> None:
         except OSError:
             # psutil could not check that the pid is still this process (no
             # descriptor left): it was seen in the tree, so signal it by pid.
-            with contextlib.suppress(OSError):
-                kill = outcome == Outcome.KILLED and hasattr(signal, "SIGKILL")
+            import signal  # here, not at the top: `list` loads this module and needs no signal
+
+            kill = outcome == Outcome.KILLED and hasattr(signal, "SIGKILL")
+            try:
                 os.kill(m.pid, signal.SIGKILL if kill else signal.SIGTERM)
                 m.outcome = outcome
+            except OSError:
+                pass
 
 
 # -- escalation ------------------------------------------------------------------
@@ -795,17 +843,6 @@ def signal_members(members: Iterable[Member], outcome: Outcome) -> None:
 #: Past a deadline: the polite request, `TERM_GRACE` seconds, the kill, then
 #: up to `KILL_WAIT` seconds to see the processes gone.
 ESCALATION = ((Outcome.TERMINATED, TERM_GRACE), (Outcome.KILLED, KILL_WAIT))
-
-
-class Head(Protocol):
-    """A process above a tree's members that its owner signals its own way
-    (our own child, through its ``Popen``; a registered root)."""
-
-    def signal(self, outcome: Outcome) -> None:
-        """Send the request of ``outcome`` (``terminated`` or ``killed``) if still running."""
-
-    def gone(self) -> bool:
-        """Whether it is gone."""
 
 
 def escalate(

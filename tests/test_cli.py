@@ -121,6 +121,42 @@ def test_list_and_tree(tmp_path: Path, runs: list[Run]) -> None:
     assert run.finish() == 0
 
 
+#: Modules that would cost a command line start-up time it has no use for
+#: (docs/performance.md, "Start-up"): the library's own start-up rules.
+SLOW_AND_UNUSED = ("dataclasses", "inspect", "shutdownbus._member", "shutdownbus._stop", "shutdownbus._bus")
+#: ``list`` and ``--help`` also do without the bus's pyzmq and msgpack (and
+#: typing, which comes with pyzmq), the report, and psutil where the kernel
+#: tells a process's identity (Linux).
+SLOW_AND_UNUSED_BY_LIST = (
+    *SLOW_AND_UNUSED,
+    *("typing", "socket", "zmq", "msgpack", "shutdownbus._report"),
+    *(("psutil",) if LINUX else ()),
+)
+
+
+def loaded(args: tuple[str, ...], candidates: tuple[str, ...]) -> list[str]:
+    """Which of ``candidates`` the command line loaded, checked as it exits."""
+    code = (
+        "import atexit, sys\n"
+        f"found = lambda: [m for m in {candidates!r} if m in sys.modules]\n"
+        "atexit.register(lambda: print('loaded:', *found(), file=sys.stderr))\n"
+        "from shutdownbus._cli import main\n"
+        "sys.exit(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("loaded:")]
+    return line.split()[1:]
+
+
+def test_command_lines_load_only_what_they_use(tmp_path: Path, runs: list[Run]) -> None:
+    runs.append(run := Run(tmp_path / "log", "--name", "svc"))
+    assert loaded(("--help",), SLOW_AND_UNUSED_BY_LIST) == []
+    assert loaded(("list",), SLOW_AND_UNUSED_BY_LIST) == []
+    assert loaded(("send-stop", "svc"), SLOW_AND_UNUSED) == []
+    assert run.finish() == 0
+
+
 def test_escalation_exits_1_and_run_passes_the_status_on(tmp_path: Path, runs: list[Run]) -> None:
     runs.append(run := Run(tmp_path / "log", "--name", "stubborn", member_args=("--on-stop", "stubborn")))
     done = cli("send-stop", "stubborn", "--timeout", "1")

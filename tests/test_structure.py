@@ -142,3 +142,69 @@ def test_cpython_internals_are_used_in_cpython_only() -> None:
         if name != "_cpython"
     }
     assert {name: attrs for name, attrs in offenders.items() if attrs} == {}
+
+
+def _names_for_type_checkers(tree: ast.AST) -> set[str]:
+    """Names bound in ``if TYPE_CHECKING:`` blocks (imports, classes, type variables)."""
+    names: set[str] = set()
+    for block in ast.walk(tree):
+        if isinstance(block, ast.If) and _is_type_checking(block):
+            for node in (n for stmt in block.body for n in ast.walk(stmt)):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    names |= {alias.asname or alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ClassDef):
+                    names.add(node.name)
+                elif isinstance(node, ast.Assign):
+                    names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
+
+
+def _run_time_uses(node: ast.AST, names: set[str], bound: frozenset[str] = frozenset()) -> Iterator[ast.Name]:
+    """Loads of ``names`` below ``node`` that run (not annotations, which ``from
+    __future__ import annotations`` leaves unevaluated), unless a function binds them itself."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and _is_type_checking(child):
+            continue
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            own = {a.arg for a in [*child.args.posonlyargs, *child.args.args, *child.args.kwonlyargs]}
+            imports = [i for i in ast.walk(child) if isinstance(i, (ast.Import, ast.ImportFrom))]
+            own |= {alias.asname or alias.name.split(".")[0] for i in imports for alias in i.names}
+            for evaluated in [*child.decorator_list, *child.args.defaults]:
+                yield from _run_time_uses(ast.Expr(evaluated), names, bound)
+            yield from _run_time_uses(ast.Module(child.body, []), names, bound | own)
+        elif isinstance(child, ast.AnnAssign):
+            if child.value is not None:
+                yield from _run_time_uses(ast.Expr(child.value), names, bound)
+        elif isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load) and child.id in names - bound:
+            yield child
+        else:
+            yield from _run_time_uses(child, names, bound)
+
+
+def test_what_is_imported_for_type_checkers_is_used_in_annotations_only() -> None:
+    """``TYPE_CHECKING = False`` (see the package's ``__init__``): what such a
+    block imports does not exist when the code runs, and no linter says so."""
+    offenders = {
+        f"{name}:{use.lineno} {use.id}"
+        for name, tree in MODULES.items()
+        for use in _run_time_uses(tree, _names_for_type_checkers(tree))
+    }
+    assert offenders == set()
+
+
+#: Modules that may load typing and dataclasses when they run: the spawning
+#: side (its ``Child`` subclasses ``Popen[Any]``; a spawning process has
+#: typing from pyzmq anyway) and the asyncio and test helpers.
+TYPING_MAY_BE_IMPORTED_IN = {"_child", "aio", "testing", "pytest_plugin"}
+
+
+def test_typing_and_dataclasses_are_imported_for_type_checkers_only() -> None:
+    """_values.py: "Not dataclasses"; the package's ``__init__``: typing costs
+    every command line a few milliseconds (tests/test_cli.py checks what each
+    command line loads, this check says which line of which module brought it)."""
+    offenders = {
+        name: sorted(imported_modules(tree) & {"typing", "dataclasses"})
+        for name, tree in MODULES.items()
+        if name not in TYPING_MAY_BE_IMPORTED_IN
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}

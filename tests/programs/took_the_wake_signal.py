@@ -27,10 +27,11 @@ def handler(signum: int, frame: FrameType | None) -> None:
     calls.append(signum)
 
 
-for signum in _platform.WAKE_SIGNALS if taken == "every" else _platform.WAKE_SIGNALS[:1]:
+choices = _platform.wake_signal_choices()
+for signum in choices if taken == "every" else choices[:1]:
     signal.signal(signum, handler)
 shutdownbus.join()
-signal.raise_signal(_platform.WAKE_SIGNAL)  # the program's own use of its signal
+signal.raise_signal(choices[0])  # the program's own use of its signal
 try:
     shutdownbus.ready()
     if block == "sleep":
