@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         stop_requested,
         wait_for_stop,
     )
-    from ._protocol import Outcome
+    from ._outcome import Outcome
     from ._report import ReportEntry, StopReport
 
 __version__ = "0.1.0"
@@ -61,7 +61,7 @@ _LAZY = {
         ),
         "_member",
     ),
-    "Outcome": "_protocol",
+    "Outcome": "_outcome",
     "Child": "_child",
     "spawn": "_child",
     "ReportEntry": "_report",

@@ -28,7 +28,8 @@ import zmq
 from . import _log, _platform, _registry, _transport
 from ._deadlines import ESCALATION_MARGIN
 from ._errors import AuthenticationError, ChannelError, ProtocolError, RegistryError
-from ._protocol import Ack, Channel, Outcome, Report, Role, Stop, knock
+from ._outcome import Outcome
+from ._protocol import Ack, Channel, Report, Role, Stop, knock
 from ._report import ReportEntry, StopReport, merge_entries
 from ._tree import Tree, escalate, holds_endpoint, is_running, process, send
 

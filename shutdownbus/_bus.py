@@ -26,8 +26,9 @@ from collections.abc import Callable, Iterator
 import zmq
 
 from . import _log, _platform, _protocol, _transport
+from ._deadlines import MAX_BUDGET
 from ._errors import ChannelError, ProtocolError
-from ._protocol import MAX_BUDGET, Ack, Channel, Established, Event, Ready, Report, Role, Stop, is_knock
+from ._protocol import Ack, Channel, Established, Event, Ready, Report, Role, Stop, is_knock
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any  # at run time (Child's base); a spawning process has it from pyzmq anyway
 
-from . import _member, _platform, _stop, _transport, _tree
+from . import _environment, _member, _platform, _stop, _tree
+from ._deadlines import MAX_BUDGET
 from ._errors import ChildExited
-from ._protocol import MAX_BUDGET
 from ._tree import describe
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
@@ -74,9 +74,9 @@ class Child(subprocess.Popen[Any]):
         link = bus.open_link()
         env = popen_kwargs.pop("env", None)
         env = dict(os.environ if env is None else env)
-        env[_transport.ENV_ENDPOINT] = link.endpoint
-        env[_transport.ENV_SECRET] = link.keys.encoded_secret()
-        env[_transport.ENV_STOP_TIMEOUT] = repr(float(stop_timeout))
+        env[_environment.ENV_ENDPOINT] = link.endpoint
+        env[_environment.ENV_SECRET] = link.keys.encoded_secret()
+        env[_environment.ENV_STOP_TIMEOUT] = repr(float(stop_timeout))
         # Set before Popen starts the child, so that stop() and repr work even
         # if the child dies at once.
         self._link = link

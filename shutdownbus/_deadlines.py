@@ -26,6 +26,9 @@ ESCALATION_MARGIN = TERM_GRACE + KILL_WAIT
 JOIN_GRACE = _platform.join_grace()
 #: The share of a budget handed to the next level down.
 CHILD_SHARE = 0.8
+#: The longest budget a stop may carry, and the longest stop timeout: a week
+#: (anything longer is a bug on the sender's side).
+MAX_BUDGET = 7 * 24 * 3600.0
 
 
 def child_budget(budget: float) -> float:

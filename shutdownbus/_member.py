@@ -36,11 +36,12 @@ from types import TracebackType
 
 import zmq
 
-from . import _cpython, _log, _platform, _transport
+from . import _cpython, _environment, _log, _platform, _transport
 from ._bus import Bus, Upstream
 from ._deadlines import child_budget
 from ._errors import ChannelError, ShutdownBusError
-from ._protocol import Outcome, Ready, Report
+from ._outcome import Outcome
+from ._protocol import Ready, Report
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
@@ -182,9 +183,9 @@ def join(
     with _state.lock:
         if _state.upstream is not None:
             return True
-        endpoint = os.environ.pop(_transport.ENV_ENDPOINT, None)
-        encoded = os.environ.pop(_transport.ENV_SECRET, None)
-        stop_timeout = os.environ.pop(_transport.ENV_STOP_TIMEOUT, None)
+        endpoint = os.environ.pop(_environment.ENV_ENDPOINT, None)
+        encoded = os.environ.pop(_environment.ENV_SECRET, None)
+        stop_timeout = os.environ.pop(_environment.ENV_STOP_TIMEOUT, None)
         if endpoint is None and encoded is None:
             return False
         if not endpoint or not encoded:

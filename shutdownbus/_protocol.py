@@ -13,8 +13,8 @@ Rules of this module:
 * The secret never leaves this module in any form but an HMAC, and never
   appears in a repr or an exception message.
 * Nothing is computed at import but the constants, and msgpack loads with
-  the first frame (or `load`): the command line and the process trees read
-  the constants and `Outcome` without coding a frame.
+  the first frame (or `load`): ``send-stop`` reads the constants without
+  coding a frame.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ import enum
 import math
 import os
 
+from ._deadlines import MAX_BUDGET
 from ._errors import AuthenticationError, ProtocolError
 from ._hmac import compare_digest, hmac_sha256
+from ._outcome import OUTCOMES
 from ._values import Value
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
@@ -42,29 +44,6 @@ SECRET_SIZE = 32
 NONCE_SIZE = 32
 TAG_SIZE = 32  # HMAC-SHA256, the one digest this protocol uses
 MAX_TEXT_LENGTH = 256  # names and reasons
-MAX_BUDGET = 7 * 24 * 3600.0  # a week: anything longer is a bug on the sender's side
-
-class Outcome(str, enum.Enum):
-    """What happened to one process during a stop: a report entry's ``outcome``.
-
-    A string enum, so each is equal to its value (``Outcome.STOPPED ==
-    "stopped"``) and is written as it on the wire and in JSON.
-    """
-
-    STOPPED = "stopped"  #: exited after the stop, without escalation
-    TERMINATED = "terminated"  #: still running at its deadline; went after the polite OS request
-    KILLED = "killed"  #: had to be killed
-    EXITED = "exited"  #: had already exited before the stop
-    FAILED = "failed"  #: non-zero exit or a crash during its cleanup
-    LOST = "lost"  #: its own parent was lost during the stop, and it stopped on its own
-    #: its state could not be read (then signalled by pid), or it could not be tied to the tree (not signalled)
-    UNCHECKED = "unchecked"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-OUTCOMES = tuple(outcome.value for outcome in Outcome)
 
 _LABEL = b"shutdownbus/1 "
 

@@ -29,9 +29,9 @@ import stat
 import time
 
 from . import _platform, _tree
+from ._deadlines import MAX_BUDGET
+from ._environment import ENV_RUNTIME_DIR
 from ._errors import RegistryError
-from ._protocol import MAX_BUDGET
-from ._transport import ENV_RUNTIME_DIR
 from ._values import FrozenValue
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__

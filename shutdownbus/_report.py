@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ._protocol import Outcome
+from ._outcome import Outcome
 from ._text import printable
 from ._values import FrozenValue
 

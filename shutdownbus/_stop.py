@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from . import _log, _member, _platform
 from ._bus import Link
 from ._deadlines import ESCALATION_MARGIN, join_grace_end
-from ._protocol import Outcome
+from ._outcome import Outcome
 from ._report import ReportEntry, StopReport, merge_entries
 from ._tree import ProcessTable, Tree, escalate, runs, signal_members
 

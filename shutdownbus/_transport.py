@@ -27,6 +27,7 @@ import os
 import sys
 
 from . import _platform
+from ._environment import ENV_ENDPOINT, ENV_RUNTIME_DIR, ENV_SECRET, ENV_TRANSPORT
 from ._errors import ChannelError
 from ._hmac import compare_digest, hmac_sha256
 from ._protocol import MAX_FRAME_SIZE, SECRET_SIZE
@@ -34,15 +35,6 @@ from ._protocol import MAX_FRAME_SIZE, SECRET_SIZE
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     import zmq
-
-# Variables a spawned child receives.  join() removes them from os.environ.
-ENV_ENDPOINT = "SHUTDOWNBUS_ENDPOINT"
-ENV_SECRET = "SHUTDOWNBUS_SECRET"  # noqa: S105 (a variable name, not a secret)
-ENV_STOP_TIMEOUT = "SHUTDOWNBUS_STOP_TIMEOUT"
-PER_SPAWN_VARIABLES = (ENV_ENDPOINT, ENV_SECRET, ENV_STOP_TIMEOUT)
-# User settings: they stay in the environment and are inherited.
-ENV_TRANSPORT = "SHUTDOWNBUS_TRANSPORT"
-ENV_RUNTIME_DIR = "SHUTDOWNBUS_RUNTIME_DIR"
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 # libzmq counts CURVE's per-message overhead (33 bytes) against

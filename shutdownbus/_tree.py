@@ -27,8 +27,8 @@ import time
 
 from . import _platform
 from ._deadlines import KILL_WAIT, TERM_GRACE
-from ._protocol import Outcome
-from ._transport import ENV_ENDPOINT
+from ._environment import ENV_ENDPOINT
+from ._outcome import Outcome
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:

@@ -27,10 +27,10 @@ import pytest
 from conftest import PROGRAMS, SCRIPT, WINDOWS, logged, python, reaped
 
 import shutdownbus
-from shutdownbus import _registry, _transport
+from shutdownbus import _environment, _registry, _transport
 from shutdownbus._protocol import Channel, Role
 
-PER_SPAWN = set(_transport.PER_SPAWN_VARIABLES)
+PER_SPAWN = set(_environment.PER_SPAWN_VARIABLES)
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/environ")
 
 # One program for both levels: h1 spawns h0 on the bus and a plain grandchild.
@@ -70,7 +70,7 @@ def test_no_secret_in_argv_logs_reprs_or_report_of_a_debug_logged_tree(tmp_path:
         # The grandchild's secret is only known to the child (and, see below, readable
         # from /proc by the same user): fetch it there to grep for it too.
         grand_env = initial_environ(grandchild_pid)
-        secrets += secret_forms(_transport.ChannelKeys.from_encoded(grand_env[_transport.ENV_SECRET]))
+        secrets += secret_forms(_transport.ChannelKeys.from_encoded(grand_env[_environment.ENV_SECRET]))
 
         # argv of every process of the tree
         tree = [psutil.Process(child.pid), *psutil.Process(child.pid).children(recursive=True)]
@@ -80,7 +80,7 @@ def test_no_secret_in_argv_logs_reprs_or_report_of_a_debug_logged_tree(tmp_path:
         # A grandchild started by plain subprocess after join started without any per-spawn variable.
         assert PER_SPAWN.isdisjoint(initial_environ(plain_pid))
         # The documented limit: /proc/<pid>/environ keeps the initial environment after join.
-        assert _transport.ENV_SECRET in initial_environ(child.pid)
+        assert _environment.ENV_SECRET in initial_environ(child.pid)
 
         reprs = [repr(child), repr(child._link), repr(child._link.channel), repr(child._link.keys), str(child._link)]
         check_clean("\n".join(reprs), secrets, "the reprs of Child, Link, Channel, ChannelKeys")

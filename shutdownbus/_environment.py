@@ -1,0 +1,19 @@
+"""The environment variables shutdownbus reads.
+
+Rules of this module:
+
+* It imports nothing: the registry (so ``list``) and the process trees read
+  these names without loading the transport.
+* A spawn hands its child `PER_SPAWN_VARIABLES`; `join` removes them from
+  ``os.environ``, so that the child's own children do not inherit them.  The
+  user's settings stay, and are inherited.
+"""
+
+# Variables a spawned child receives.  join() removes them from os.environ.
+ENV_ENDPOINT = "SHUTDOWNBUS_ENDPOINT"
+ENV_SECRET = "SHUTDOWNBUS_SECRET"  # noqa: S105 (a variable name, not a secret)
+ENV_STOP_TIMEOUT = "SHUTDOWNBUS_STOP_TIMEOUT"
+PER_SPAWN_VARIABLES = (ENV_ENDPOINT, ENV_SECRET, ENV_STOP_TIMEOUT)
+# User settings: they stay in the environment and are inherited.
+ENV_TRANSPORT = "SHUTDOWNBUS_TRANSPORT"
+ENV_RUNTIME_DIR = "SHUTDOWNBUS_RUNTIME_DIR"
