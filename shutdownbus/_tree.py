@@ -828,7 +828,10 @@ def signal_members(members: Iterable[Member], outcome: Outcome) -> None:
         except OSError:
             # psutil could not check that the pid is still this process (no
             # descriptor left): it was seen in the tree, so signal it by pid.
-            import signal  # here, not at the top: `list` loads this module and needs no signal
+            # Loaded by then (psutil imports it): this runs when no descriptor
+            # is left, so it must not need a file.  Not at the top: `list`
+            # loads this module and needs no signal.
+            import signal
 
             kill = outcome == Outcome.KILLED and hasattr(signal, "SIGKILL")
             try:
