@@ -125,12 +125,12 @@ def test_list_and_tree(tmp_path: Path, runs: list[Run]) -> None:
 #: (docs/performance.md, "Start-up"): the library's own start-up rules.
 SLOW_AND_UNUSED = ("dataclasses", "inspect", "shutdownbus._member", "shutdownbus._stop", "shutdownbus._bus")
 #: ``list`` and ``--help`` also do without the bus's pyzmq and msgpack (and
-#: typing, which comes with pyzmq), the report, and psutil where the kernel
-#: tells a process's identity (Linux).
+#: typing, which comes with pyzmq) and the report; and without psutil (with
+#: socket) where the kernel tells a process's identity (Linux).
 SLOW_AND_UNUSED_BY_LIST = (
     *SLOW_AND_UNUSED,
-    *("typing", "socket", "zmq", "msgpack", "shutdownbus._report"),
-    *(("psutil",) if LINUX else ()),
+    *("typing", "zmq", "msgpack", "shutdownbus._report"),
+    *(("psutil", "socket") if LINUX else ()),
 )
 
 
