@@ -123,13 +123,14 @@ def test_list_and_tree(tmp_path: Path, runs: list[Run]) -> None:
 
 #: Modules that would cost a command line start-up time it has no use for
 #: (docs/performance.md, "Start-up"): the library's own start-up rules.
-SLOW_AND_UNUSED = ("dataclasses", "inspect", "shutdownbus._member", "shutdownbus._stop", "shutdownbus._bus")
+SLOW_AND_UNUSED = ("dataclasses", "shutdownbus._member", "shutdownbus._stop", "shutdownbus._bus")
 #: ``list`` and ``--help`` also do without the bus's pyzmq and msgpack (and
-#: typing, which comes with pyzmq) and the report; and without psutil (with
-#: socket) where the kernel tells a process's identity (Linux).
+#: typing and inspect, which come with pyzmq on some systems) and the report;
+#: and without psutil (with socket) where the kernel tells a process's
+#: identity (Linux).
 SLOW_AND_UNUSED_BY_LIST = (
     *SLOW_AND_UNUSED,
-    *("typing", "zmq", "msgpack", "shutdownbus._report"),
+    *("typing", "inspect", "zmq", "msgpack", "shutdownbus._report"),
     *(("psutil", "socket") if LINUX else ()),
 )
 
