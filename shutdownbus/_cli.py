@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 EXIT_OK, EXIT_NOT_CLEAN, EXIT_ERROR = 0, 1, 2
+#: The reader of our output went away (``shutdownbus list | head -1``): the
+#: status of a process that SIGPIPE ended, as a shell shows it (128 + 13).
+EXIT_READER_GONE = 141
 #: The default of ``run --stop-timeout``: with escalation, a stop takes at most
 #: this plus twice `ESCALATION_MARGIN` (docs/lifecycle.md), inside the 10 s
 #: that ``docker stop`` and Kubernetes' default grace leave before SIGKILL.
@@ -164,18 +167,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Args:
         argv: The arguments; None: ``sys.argv``'s, and this process is the
-            command.  Then the interpreter's final garbage collections are
-            spared what exists when the command is done (`gc.freeze`): they
-            would walk every object of argparse, pyzmq and psutil, some
-            milliseconds of every command (see docs/performance.md).
+            command.  Then, once the command is done, the process exits
+            without the interpreter's teardown (`_cpython.exit_without_teardown`:
+            the threads are waited for and the atexit handlers run, as
+            always); where that cannot be done, the final garbage collections
+            are at least spared what exists by then (`gc.freeze`).  Either
+            way some milliseconds of every command: the teardown walks every
+            object of argparse, pyzmq and psutil (docs/performance.md).
     """
     try:
-        return _main(argv)
+        status = _main(argv)
+        if argv is None:
+            sys.stdout.flush()  # here, where a reader that went away can be told
+    except BrokenPipeError:
+        status = _reader_gone()
     finally:  # also after --help and usage errors, which leave by SystemExit
         if argv is None:
             import gc
 
             gc.freeze()
+    if argv is None:
+        from ._cpython import exit_without_teardown
+
+        exit_without_teardown(status)
+    return status
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -193,6 +208,18 @@ def _main(argv: Sequence[str] | None) -> int:
         return _fail(f"permission denied: {exc.filename or exc}")
     except KeyboardInterrupt:
         return 128 + 2
+
+
+def _reader_gone() -> int:
+    """Our reader closed the pipe: stop writing, quietly (the interpreter would
+    print a traceback when it flushes the rest at exit)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_READER_GONE
 
 
 def _fail(message: str) -> int:

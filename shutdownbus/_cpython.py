@@ -18,6 +18,7 @@ Rules of this module:
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from types import FrameType
 
@@ -224,3 +225,47 @@ def terminate_process_pool_workers() -> int:
             except (OSError, ValueError):  # gone meanwhile, or already closed
                 continue
     return done
+
+
+# -- the interpreter's exit -------------------------------------------------------
+
+
+def exit_without_teardown(status: int) -> None:
+    """End this process as the interpreter's exit would, less its teardown.
+
+    ``Py_FinalizeEx`` first waits for the threads that are not daemons
+    (``threading._shutdown``, which also runs the hooks that
+    ``concurrent.futures`` registers there), then calls every `atexit`
+    handler (ours, coverage's, logging's), then flushes the standard streams;
+    all that is done here, in that order.  What comes after it there is
+    skipped: the modules' dictionaries cleared one by one, the final
+    garbage collections and the finalizers of what is still alive, some
+    milliseconds for a process that loaded pyzmq and psutil
+    (docs/performance.md).  The kernel frees what the process held.
+
+    For the command line, run as the program, once it is done.  Returns, and
+    has done nothing, where it cannot be done faithfully (another Python or
+    an untested version, or not on the main thread); returns after the first
+    two steps if a standard stream cannot be flushed (the interpreter's own
+    exit then reports it, as it always does; it does not repeat them).
+
+    Args:
+        status: The exit status.
+    """
+    # Modules that are not loaded have nothing to wait for or to call.
+    threads, handlers = sys.modules.get("threading"), sys.modules.get("atexit")
+    shutdown = getattr(threads, "_shutdown", None) if threads is not None else lambda: None
+    run_exit_handlers = getattr(handlers, "_run_exitfuncs", None) if handlers is not None else lambda: None
+    if not (_known_version() and callable(shutdown) and callable(run_exit_handlers)):
+        return
+    if threads is not None and threads.current_thread() is not threads.main_thread():
+        return
+    shutdown()
+    run_exit_handlers()
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(status)

@@ -158,6 +158,18 @@ def test_command_lines_load_only_what_they_use(tmp_path: Path, runs: list[Run]) 
     assert run.finish() == 0
 
 
+@pytest.mark.skipif(WINDOWS, reason="a write to a pipe nobody reads fails with EPIPE on POSIX (EINVAL on Windows)")
+def test_a_reader_that_went_away_gets_no_traceback() -> None:
+    """``shutdownbus list | head -0``: the status a shell shows for SIGPIPE, and nothing on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([*SCRIPT, "list"], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
 def test_escalation_exits_1_and_run_passes_the_status_on(tmp_path: Path, runs: list[Run]) -> None:
     runs.append(run := Run(tmp_path / "log", "--name", "stubborn", member_args=("--on-stop", "stubborn")))
     done = cli("send-stop", "stubborn", "--timeout", "1")

@@ -69,3 +69,14 @@ def test_cpython_internals_are_where_shutdownbus_reaches_for_them(python: str, t
     if executor:
         assert found["workers_terminated"] >= 1 and found["future_broken"] == "BrokenProcessPool", found
         assert found["executor_shutdown_seconds"] < 30, found  # waited for the task (600 s) before
+
+
+@pytest.mark.parametrize("python", interpreters())
+def test_exit_without_teardown_waits_runs_the_handlers_and_flushes(python: str) -> None:
+    """`_cpython.exit_without_teardown`: what the interpreter's exit does
+    before its teardown (the threads, the atexit handlers, the buffered
+    output, the status), and not the teardown."""
+    program = str(PROGRAMS / "exit_without_teardown.py")
+    done = subprocess.run([python, program, str(CPYTHON)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 7, done
+    assert done.stdout.split(", ") == ["buffered", "thread finished\natexit ran\n"], done.stdout
