@@ -70,7 +70,7 @@ class Link:
             (``stop_deadline`` may later only move earlier), with
             ``stop_requested_at``; ``stop_sent_at`` once the stop left.
         opened_at: About when the child was spawned (its join grace counts from it).
-        closed: The link is closed; nothing more will be sent or received.
+        closed: The link is closed (its secret overwritten); nothing more will be sent or received.
     """
 
     def __init__(self, keys: _transport.ChannelKeys, sock: zmq.Socket[bytes], endpoint: str, domain: bytes) -> None:
@@ -239,13 +239,13 @@ class Bus:
         def close() -> None:
             if link.closed:
                 return
-            link.closed = True
             self._allowed.pop(link.domain, None)
             if self.links.pop(link.sock, None) is not None:
                 self._poller.unregister(link.sock)
             link.sock.close(0)
             _transport.remove_endpoint(link.endpoint)
             _forget_secret(link)
+            link.closed = True  # last: whoever sees it closed finds its secret gone
 
         self.call(close)
 
@@ -342,9 +342,9 @@ class Bus:
     def _quit(self) -> None:
         self._running = False
         for link in list(self.links.values()):
-            link.closed = True
             link.sock.close(0)
             _forget_secret(link)
+            link.closed = True  # last, as in close_link
         self.links.clear()
         up = self.upstream
         if up is not None:
