@@ -91,10 +91,14 @@ def _join(entry: _registry.Entry, under_way: _registry.StopRecord) -> StopReport
             watch.wait(deadline - time.monotonic())
         watch.close()
     while True:  # its admin writes the report right after the root's exit
+        looked = _registry.read_stop(entry)
+        # The leader first, then its report: one it wrote just before it
+        # exited is read below, not taken for a leader gone without one.
+        running = looked is not None and _registry.leader_running(looked)
         record = _registry.read_stop(entry)
         if record is not None and record.report is not None:
             return StopReport.from_dict(record.report)
-        if record is None or not _registry.leader_running(record) or time.monotonic() > deadline:
+        if not running or time.monotonic() > deadline:
             raise ChannelError(
                 f"the stop of {entry.name!r} that another admin led ended without a report"
                 " (that admin died or was interrupted); see 'shutdownbus list'"
