@@ -33,6 +33,8 @@ EXIT_OK, EXIT_NOT_CLEAN, EXIT_ERROR = 0, 1, 2
 #: The reader of our output went away (``shutdownbus list | head -1``): the
 #: status of a process that SIGPIPE ended, as a shell shows it (128 + 13).
 EXIT_READER_GONE = 141
+#: How long run's last word to the service manager waits for its STOPPING=1.
+NOTIFY_ORDER_WAIT = 1.0
 #: The default of ``run --stop-timeout``: with escalation, a stop takes at most
 #: this plus twice `ESCALATION_MARGIN` (docs/lifecycle.md), inside the 10 s
 #: that ``docker stop`` and Kubernetes' default grace leave before SIGKILL.
@@ -244,7 +246,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import threading
 
     from ._child import spawn
-    from ._member import _register, on_stop, report_own_exit, stop_requested
+    from ._member import _register, on_stop, report_own_exit, stop_requested, wait_for_stop
     from ._platform import WINDOWS, ParentDeathSignal, start_orphan_reaper, wait_alone_in_namespace
     from ._sdnotify import Notifier
 
@@ -306,6 +308,10 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     child.stop()  # the same report as the stop that ended it, if one did; else it sweeps what is left
     status = _exit_status(rc)
     if notifier is not None:
+        if stop_requested():
+            # STOPPING=1 goes first: the stop's callbacks send it on the bus
+            # thread, which may still be at it when the command has exited.
+            wait_for_stop(NOTIFY_ORDER_WAIT)
         notifier.notify(STATUS=f"{name}: exited with status {status}")
     if report_own_exit(status):
         # As a container's init, our exit would kill the admin that stopped
