@@ -17,6 +17,7 @@ import multiprocessing.shared_memory
 import os
 import sys
 import time
+from typing import Any
 
 import shutdownbus
 
@@ -24,6 +25,20 @@ import shutdownbus
 def task(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+_all_started: Any = None  # the workers' barrier (an executor's initializer sets it)
+
+
+def keep(barrier: Any) -> None:
+    global _all_started
+    _all_started = barrier
+
+
+def meet(_: int) -> None:
+    """Return once every worker runs one: an executor starts a worker only
+    when none is idle, so tasks that end at once may leave it with fewer."""
+    _all_started.wait()
 
 
 def log(path: str, line: str) -> None:
@@ -44,8 +59,10 @@ def main() -> None:
                 shutdownbus.ready()
                 pool.map(task, [seconds] * 4) if seconds else time.sleep(600)
         elif kind == "executor":
-            with concurrent.futures.ProcessPoolExecutor(4, mp_context=ctx) as executor:
-                list(executor.map(task, [0] * 4))
+            met = ctx.Barrier(4)
+            workers = concurrent.futures.ProcessPoolExecutor(4, mp_context=ctx, initializer=keep, initargs=(met,))
+            with workers as executor:
+                list(executor.map(meet, range(4)))  # four workers have started
                 log(path, f"workers {os.getpid()}")
                 shutdownbus.ready()
                 list(executor.map(task, [seconds] * 4)) if seconds else time.sleep(600)
