@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -52,8 +55,16 @@ def holders(pid: int) -> str:
             lines.append(f"{proc.pid} {proc.status()} {' '.join(proc.cmdline())[:100]}")
             for tid in os.listdir(f"/proc/{proc.pid}/task"):
                 task = f"/proc/{proc.pid}/task/{tid}"
-                with open(f"{task}/comm") as comm, open(f"{task}/wchan") as wchan:
-                    lines.append(f"    thread {tid} {comm.read().strip()} waits in {wchan.read().strip()}")
+                with open(f"{task}/comm") as comm, open(f"{task}/wchan") as wchan, open(f"{task}/stat") as stat:
+                    cpu = stat.read().rsplit(")", 1)[1].split()[11:13]  # utime, stime (clock ticks)
+                    lines.append(f"    thread {tid} {comm.read().strip()} waits in {wchan.read().strip()}, cpu {cpu}")
+                for name in ("syscall", "stack"):
+                    with contextlib.suppress(OSError), open(f"{task}/{name}") as info:
+                        lines.append(f"      {name}: {info.read().strip()}")
+            if shutil.which("gdb"):  # a thread that runs with no Python frame: where in C
+                with contextlib.suppress(OSError, subprocess.SubprocessError):
+                    bt = ["gdb", "-p", str(proc.pid), "-batch", "-ex", "thread apply all bt"]
+                    lines.append(subprocess.run(bt, capture_output=True, text=True, timeout=60).stdout[-6000:])
         except (psutil.Error, OSError) as exc:
             lines.append(f"{proc.pid} ({exc})")
     return "\n".join(lines)
@@ -65,7 +76,8 @@ def test_ctrl_c_in_a_terminal_runs_every_cleanup_and_leaves_nothing() -> None:
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: become A, in the new terminal's foreground group
-        os.execv(sys.executable, [sys.executable, ABC])
+        # faulthandler: a SIGABRT on a timeout prints where each thread is.
+        os.execve(sys.executable, [sys.executable, ABC], dict(os.environ, PYTHONFAULTHANDLER="1"))
     try:
         out = read_until(fd, b"the tree is up", 60)
         tree = psutil.Process(pid).children(recursive=True)
@@ -74,7 +86,15 @@ def test_ctrl_c_in_a_terminal_runs_every_cleanup_and_leaves_nothing() -> None:
         try:
             out += read_until(fd, None, 60)
         except TimeoutError as exc:
-            raise TimeoutError(f"{exc}\nthe tree:\n{holders(pid)}") from None
+            states = holders(pid)
+            for proc in [*tree, psutil.Process(pid)]:
+                with contextlib.suppress(psutil.Error):
+                    proc.send_signal(signal.SIGABRT)
+            try:
+                states += "\nwhere their threads were:\n" + read_until(fd, None, 10).decode(errors="replace")
+            except (OSError, EOFError, TimeoutError) as late:  # the message holds what was read
+                states += f"\nwhere their threads were: {late}"
+            raise TimeoutError(f"{exc}\nthe tree:\n{states}") from None
         _, status = os.waitpid(pid, 0)
     finally:
         try:
