@@ -32,7 +32,7 @@ kind = sys.argv[1]
 if kind == "taken":  # the program handles the signal the waker prefers: it takes another, or chains
     import signal
     from shutdownbus import _platform
-    signal.signal(_platform.WAKE_SIGNAL, lambda *a: None)
+    signal.signal(_platform.wake_signal_choices()[0], lambda *a: None)
 import shutdownbus
 shutdownbus.join()
 woken = []

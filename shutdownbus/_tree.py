@@ -566,11 +566,18 @@ def descendant_pids(pid: int, table: ProcessTable | None = None) -> list[int]:
 
 def tree_size(pid: int) -> int:
     """How many processes run under ``pid``, ``pid`` included (0 if it is gone)."""
-    table = ProcessTable()
-    below = descendant_pids(pid, table)
-    if not below and _platform.has_exited(pid):
+    below = descendant_pids(pid, ProcessTable())
+    if not below and _has_exited(pid):
         return 0
     return 1 + len(below)
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether ``pid`` is gone or a zombie: from /proc where it can tell, else psutil."""
+    try:
+        return _platform.has_exited(pid)
+    except OSError:
+        return not runs(pid)
 
 
 def marker_of(proc: psutil.Process) -> str | None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import select
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
+import psutil
 import pytest
 
 from shutdownbus import _platform
@@ -76,3 +80,53 @@ def test_started_at_agrees_with_psutil_and_forgets_the_reaped() -> None:
         child.wait()
     assert _platform.started_at(child.pid) is None
     assert not _tree.still(child.pid, 0.0)
+
+
+@pytest.mark.skipif(not _platform.LINUX, reason="hides Linux's /proc")
+def test_without_proc_the_linux_readers_say_they_cannot_tell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """_platform: "a Linux-only reader of /proc raises OSError elsewhere rather
+    than answer".  With /proc hidden (a chroot, a sandbox, or another OS), a
+    live process must not be taken for gone, nor its children for none."""
+    from shutdownbus import _tree
+    from shutdownbus._platform import _procfs
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        monkeypatch.setattr(_procfs, "PROC", str(tmp_path))
+        monkeypatch.setattr(_procfs, "_boot", [])
+        for reader in (_platform.child_pids, _platform.has_exited, _platform.started_at):
+            with pytest.raises(OSError):
+                reader(child.pid)
+        assert _platform.joined_the_bus(child.pid) is None
+        assert _platform.pid_namespace() == ""
+        # What `shutdownbus list` shows in PROCS: a live leaf is one process, not none.
+        monkeypatch.setattr(_platform, "KERNEL_LISTS_CHILDREN", False)
+        assert _tree.tree_size(child.pid) == 1
+        assert _tree.still(child.pid, psutil.Process(child.pid).create_time())
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait()
+
+
+def test_each_platform_function_says_what_it_does_on_each_os() -> None:
+    """_platform: "Each function documents what it does on Linux, on the other
+    POSIX systems and on Windows": every public function and class of its
+    modules names Windows (or says "every OS"/"every other OS"/"elsewhere")."""
+    import inspect
+
+    from shutdownbus._platform import _exits, _init_duties, _os, _pipes, _procfs, _requests, _waking
+
+    silent = []
+    for module in (_exits, _init_duties, _os, _pipes, _procfs, _requests, _waking):
+        for name, obj in vars(module).items():
+            if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+                continue
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            doc = " ".join((inspect.getdoc(obj) or "").lower().split())
+            if not any(word in doc for word in ("windows", "every os", "every other os", "elsewhere")):
+                silent.append(f"{module.__name__}.{name}")
+    assert silent == []

@@ -1,0 +1,150 @@
+"""Watching processes for their exit, and when each exit was seen.
+
+Rules of this module:
+
+* Linux: a pidfd per process, polled beside sockets, so an exit is seen the
+  moment it happens.  Every other OS (and past `ExitWatch.MAX_PIDFDS`, or
+  when a pidfd cannot be opened): the process is looked at every
+  `ExitWatch.POLL_INTERVAL` seconds while a thread waits.
+* An exit time is recorded only when it was seen as it happened; otherwise
+  it is unknown (None), never guessed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+
+from ._os import LINUX
+
+_PIDFDS = LINUX and hasattr(os, "pidfd_open")  # waited on with select.poll, which Linux always has
+
+
+def exit_fd(pid: int) -> int | None:
+    """Linux: a descriptor that becomes readable when ``pid`` exits (a pidfd),
+    to poll beside sockets; None elsewhere, or if it cannot be opened (the
+    caller then looks at the process now and then).  The caller closes it."""
+    if not _PIDFDS:
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+class ExitWatch:
+    """Processes watched for their exit, and when each exit was seen.
+
+    Linux: one pidfd per process, all polled at once, so a thread in `wait`
+    sees an exit the moment it happens.  Elsewhere, past `MAX_PIDFDS`, or
+    when a pidfd cannot be opened (no descriptors left, a sandbox): each
+    process's ``is_gone()`` is asked every `POLL_INTERVAL` seconds while a
+    thread waits.
+
+    An exit's time is recorded when it was seen at most `PRECISION` seconds
+    after the look before it (a thread was waiting, or looked that often);
+    otherwise it is recorded as None: unknown, never guessed.
+
+    One thread at a time uses a watch.
+    """
+
+    MAX_PIDFDS = 256
+    POLL_INTERVAL = 0.005
+    PRECISION = 0.05
+
+    def __init__(self) -> None:
+        import select
+
+        self._fds: dict[int, int] = {}  # pid -> pidfd
+        self._pids: dict[int, int] = {}  # pidfd -> pid
+        self._asked: dict[int, Callable[[], bool]] = {}  # pid -> is_gone, for those without a pidfd
+        self._poller = select.poll() if _PIDFDS else None
+        self._last_look = time.monotonic()
+        #: pid -> `time.monotonic` when it was seen gone (None: unknown).
+        self.exits: dict[int, float | None] = {}
+
+    def add(self, pid: int, is_gone: Callable[[], bool]) -> None:
+        """Watch ``pid``, a process known to run now.
+
+        Args:
+            pid: The process.
+            is_gone: Whether it is gone (a zombie counts as gone), asked when it has no pidfd.
+        """
+        import select
+
+        if pid in self.exits or pid in self._fds or pid in self._asked:
+            return
+        if self._poller is not None and len(self._fds) < self.MAX_PIDFDS:
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:
+                pass  # gone already, or no descriptor for it: ask is_gone instead
+            else:
+                self._fds[pid], self._pids[fd] = fd, pid
+                self._poller.register(fd, select.POLLIN)
+                return
+        self._asked[pid] = is_gone
+
+    def watching(self) -> bool:
+        """Whether some watched process has not been seen gone yet."""
+        return bool(self._fds or self._asked)
+
+    def wait(self, timeout: float) -> list[int]:
+        """Wait up to ``timeout`` seconds for exits; return the pids newly seen gone.
+
+        Returns as soon as at least one exit was seen (at once, for exits
+        that happened before the call).
+        """
+        end = time.monotonic() + timeout
+        found = self._look(0.0)
+        while not found and self.watching():
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                break
+            found = self._look(min(remaining, self.POLL_INTERVAL) if self._asked else remaining)
+        return found
+
+    def _look(self, block: float) -> list[int]:
+        found: list[int] = []
+        if self._fds and self._poller is not None:
+            ready = self._poller.poll(math.ceil(block * 1000))
+            now = time.monotonic()
+            # A blocking look that returned early saw the exit as it happened.
+            exact = block > 0
+            for fd, _ in ready:
+                pid = self._pids[fd]
+                self._seen_gone(pid, now, exact)
+                found.append(pid)
+        elif block > 0:
+            time.sleep(block)
+        now = time.monotonic()
+        for pid, is_gone in list(self._asked.items()):
+            if is_gone():
+                self._seen_gone(pid, now, False)
+                found.append(pid)
+        self._last_look = now
+        return found
+
+    def _seen_gone(self, pid: int, now: float, exact: bool) -> None:
+        fd = self._fds.pop(pid, None)
+        if fd is not None and self._poller is not None:
+            del self._pids[fd]
+            self._poller.unregister(fd)
+            os.close(fd)
+        self._asked.pop(pid, None)
+        self.exits[pid] = now if exact or now - self._last_look <= self.PRECISION else None
+
+    def __del__(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pidfds."""
+        for fd in list(self._pids):
+            if self._poller is not None:
+                self._poller.unregister(fd)
+            os.close(fd)
+        self._fds.clear()
+        self._pids.clear()
+        self._asked.clear()
