@@ -27,11 +27,14 @@ import zmq
 
 from . import _log, _platform, _registry, _transport
 from ._deadlines import ESCALATION_MARGIN
+from ._endpoint_owner import holds_endpoint
 from ._errors import AuthenticationError, ChannelError, ProtocolError, RegistryError
+from ._escalation import escalate
 from ._outcome import Outcome
+from ._processes import is_running, process, send
 from ._protocol import Ack, Channel, Report, Role, Stop, knock
 from ._report import ReportEntry, StopReport, merge_entries
-from ._tree import Tree, escalate, holds_endpoint, is_running, process, send
+from ._tree import Tree
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:

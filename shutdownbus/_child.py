@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any  # at run time (Child's base); a spawning process has it from pyzmq anyway
 
-from . import _environment, _member, _platform, _stop, _tree
+from . import _environment, _member, _platform, _processes, _stop
 from ._deadlines import MAX_BUDGET
 from ._errors import ChildExited
-from ._tree import describe
+from ._names import describe
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class Child(subprocess.Popen[Any]):
             # it now, while the child starts, not on the stop's path, and not
             # on a thread of its own, which could still be importing when the
             # exit path runs (see `_member._at_exit`).
-            _tree.load()
+            _processes.load()
 
     # -- identity --
 

@@ -448,7 +448,6 @@ def _describe(entry: Any) -> dict[str, Any]:
 def cmd_tree(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``shutdownbus tree``."""
     from . import _registry
-    from ._tree import live_view
 
     entry = _registry.find(args.target)
     rows = live_view(entry.pid)
@@ -459,6 +458,50 @@ def cmd_tree(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         table.append((str(pid), "  " * depth + name, member, state, command))
     _print_table(table)
     return EXIT_OK
+
+
+def live_view(pid: int, width: int = 70) -> list[tuple[int, int, str, str, str, str]] | None:
+    """The processes under ``pid`` as ``shutdownbus tree`` shows them, ``pid`` first.
+
+    Each row: pid, depth, name (`describe`), member (``root`` for ``pid``;
+    ``yes``/``no`` as `_platform.joined_the_bus` tells, ``?`` where it
+    cannot; ``-`` for a zombie), state, command line (``<defunct>`` for a
+    zombie, as ``ps`` writes it).  Children come in pid order, depth first.
+
+    Returns:
+        The rows, or None if ``pid`` is gone.
+    """
+    import psutil
+
+    from . import _platform
+    from ._processes import describe_process
+    from ._tree import ProcessTable
+
+    table = ProcessTable()
+    rows = []
+    stack = [(pid, 0)]
+    while stack:
+        current, depth = stack.pop()
+        try:
+            proc = psutil.Process(current)
+            state = str(proc.status())
+        except psutil.Error:
+            if current == pid:
+                return None
+            continue
+        zombie = state == psutil.STATUS_ZOMBIE
+        name, _ = describe_process(proc)
+        try:
+            command = " ".join(proc.cmdline()) or ("<defunct>" if zombie else "?")
+        except (psutil.Error, OSError):
+            command = "<defunct>" if zombie else "?"
+        if len(command) > width:
+            command = command[: width - 3] + "..."
+        joined = _platform.joined_the_bus(current)
+        member = "root" if depth == 0 else "-" if zombie else "?" if joined is None else "yes" if joined else "no"
+        rows.append((current, depth, name, member, state, command))
+        stack += [(child, depth + 1) for child in sorted(table.children(current), reverse=True)]
+    return rows
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:

@@ -45,9 +45,9 @@ from ._protocol import Ready, Report
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
+    from ._escalation import OwnDescendants
     from ._registry import Entry
     from ._report import StopReport
-    from ._tree import OwnDescendants
 
 
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -280,7 +280,7 @@ def _register(name: str | None, *, fast_exit: bool, wrapper: bool, stop_timeout:
         if _state.upstream is not None:
             what = "is registered already" if _state.registered else "is a member of its parent's tree"
             raise ShutdownBusError(f"this process {what}; it cannot be registered as a root")
-        from . import _tree
+        from . import _processes
 
         keys = _transport.ChannelKeys.generate()
         _state.name = name
@@ -296,7 +296,7 @@ def _register(name: str | None, *, fast_exit: bool, wrapper: bool, stop_timeout:
         entry = _registry.Entry(
             name=name,
             pid=os.getpid(),
-            started=_tree.started(),
+            started=_processes.started(),
             endpoint=endpoint,
             secret=keys.encoded_secret(),
             argv=tuple(getattr(sys, "orig_argv", sys.argv)),
@@ -433,10 +433,10 @@ def _on_stop(reason: str, budget: float) -> None:
     if _platform.has_children():
         # Loaded here, before the main thread can finish: psutil's import
         # (some 15 ms, once) runs exec(), see `_at_exit`.
-        from . import _tree
+        from . import _escalation, _processes
 
-        _tree.load()
-        _watch_own_descendants(_tree.OwnDescendants)
+        _processes.load()
+        _watch_own_descendants(_escalation.OwnDescendants)
     for cb in callbacks:
         _run_callback(cb, reason)
     _state.stopped.set()  # after the callbacks: whoever waits for the stop finds them done

@@ -28,7 +28,7 @@ import re
 import stat
 import time
 
-from . import _platform, _tree
+from . import _platform, _processes
 from ._deadlines import MAX_BUDGET
 from ._environment import ENV_RUNTIME_DIR
 from ._errors import RegistryError
@@ -52,7 +52,7 @@ class Entry(FrozenValue):
     Attributes:
         name: The name ``send-stop`` finds it by.
         pid: The root's pid.
-        started: The root's start time (`_tree.started`), to
+        started: The root's start time (`_processes.started`), to
             tell it from a later process that reused the pid.
         endpoint: Where the root's admin channel listens.
         secret: The admin credential (hex); never printed.
@@ -97,7 +97,7 @@ class Entry(FrozenValue):
         pid; None if that cannot be told from here (another PID namespace)."""
         if not self.here():
             return None
-        return _tree.still(self.pid, self.started)
+        return _processes.still(self.pid, self.started)
 
 
 def check_name(name: str) -> str:
@@ -360,7 +360,7 @@ def begin_stop(entry: Entry, timeout: float) -> StopRecord | None:
     """
     folder = directory()
     path = _stop_path(folder, entry.name)
-    mine = StopRecord(os.getpid(), _tree.started(), timeout)
+    mine = StopRecord(os.getpid(), _processes.started(), timeout)
     for _ in range(3):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
@@ -385,7 +385,7 @@ def finish_stop(entry: Entry, report: dict[str, Any] | None) -> None:
     if report is None:
         _unlink(path)
         return
-    done = StopRecord(os.getpid(), _tree.started(), 0.0, report)
+    done = StopRecord(os.getpid(), _processes.started(), 0.0, report)
     data = json.dumps({"root": [entry.pid, entry.started], **done.as_dict()}).encode()
     try:
         _replace(folder, path, data)
@@ -407,7 +407,7 @@ def read_stop(entry: Entry) -> StopRecord | None:
 
 def leader_running(record: StopRecord) -> bool:
     """Whether the admin that leads the stop of ``record`` still runs."""
-    return _tree.still(record.admin_pid, record.admin_started)
+    return _processes.still(record.admin_pid, record.admin_started)
 
 
 def _stop_path(folder: str, name: str) -> str:

@@ -16,7 +16,7 @@ Rules of this module:
   impossible to kill) when this returns, by the deadline plus
   `ESCALATION_MARGIN`: the escalation of the children and those of the
   descendants that outlived them share that margin (`escalate`'s ``until``).
-* psutil is used through `_tree` only.  The snapshot of a child's tree is
+* psutil is used through `_processes`, `_tree` and `_escalation` only.  The snapshot of a child's tree is
   taken before the stop message leaves: a child that dies at once would take
   the knowledge of its subtree with it.
 """
@@ -34,9 +34,11 @@ from collections.abc import Sequence
 from . import _log, _member, _platform
 from ._bus import Link
 from ._deadlines import ESCALATION_MARGIN, join_grace_end
+from ._escalation import escalate, signal_members
 from ._outcome import Outcome
+from ._processes import runs
 from ._report import ReportEntry, StopReport, merge_entries
-from ._tree import ProcessTable, Tree, escalate, runs, signal_members
+from ._tree import ProcessTable, Tree
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:

@@ -1,63 +1,42 @@
-"""Process trees: snapshots, names, and the OS's requests to go, on psutil.
+"""The stop's view of a process tree: who is below whom, watched until gone.
 
 Rules of this module:
 
-* psutil is imported here only, and only when a stop needs it, so that a
-  member that merely joins the bus never pays for it.
-* Processes are held as ``psutil.Process`` objects, which check the process
-  creation time before sending a signal: a pid reused by an unrelated process
-  is never signalled.
+* A `Tree` is a snapshot of the descendants of some roots that a stop
+  refreshes: processes once seen stay in it after they exit, so the stop
+  can report on each of them.
 * This module never waits on (reaps) a direct child: its exit status belongs
   to its ``Popen`` object.  Only processes re-parented to us (as a subreaper)
-  are reaped, by `reap_adopted`, and only when the caller knows them to be
-  such orphans.
+  are reaped (`_platform.reap_adopted`), and only when the caller knows them
+  to be such orphans.
 * An exit time is recorded when the exit was seen as it happened (see
   `_platform.ExitWatch`); otherwise it is unknown, never guessed.
 * Failing to read a process's state is never taken for its exit (fail
   closed): a process we could not check stays in the tree, counts as
   running, is signalled by pid if need be, and is reported ``unchecked``.
+* psutil is reached through `_processes`, but for the few calls a walk
+  makes itself (imported by the functions, never at the top).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import re
 import time
 
 from . import _platform
-from ._deadlines import KILL_WAIT, TERM_GRACE
 from ._environment import ENV_ENDPOINT
+from ._names import describe
 from ._outcome import Outcome
+from ._processes import cmdline, describe_process, environment_of, runs
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
-    import threading
-    from collections.abc import Callable, Collection, Iterable, Sequence
-    from typing import Any, Protocol
+    from collections.abc import Callable, Collection, Iterable
 
     import psutil
 
     from ._report import ReportEntry
-
-    class Head(Protocol):
-        """A process above a tree's members that its owner signals its own way
-        (our own child, through its ``Popen``; a registered root)."""
-
-        def signal(self, outcome: Outcome) -> None:
-            """Send the request of ``outcome`` (``terminated`` or ``killed``) if still running."""
-
-        def gone(self) -> bool:
-            """Whether it is gone."""
-
-
-def load() -> None:
-    """Load what a stop of a tree needs now, rather than on the stop's path:
-    psutil (some 15 ms) and the report (`Tree.entries`), which ``list`` does
-    without."""
-    import psutil  # noqa: F401
-
-    from . import _report  # noqa: F401
 
 
 class Member:
@@ -127,102 +106,20 @@ class Member:
         if not self.gone:
             self.gone, self.gone_at, self.seen_gone_at = True, when, now
 
+    def checked(self) -> bool:
+        """Whether it runs, recording on it whether that could be checked
+        (`unchecked`: fail closed, it then counts as running)."""
+        import psutil
 
-# -- names ----------------------------------------------------------------------
-
-#: The ``-c`` programs of processes that end on their own once their owner
-#: exits, and are meant to outlive it for a moment to clean up after it:
-#: multiprocessing's resource tracker (which ignores SIGINT and SIGTERM and
-#: unlinks what its owner leaked when the owner's end of its pipe closes), and
-#: its forkserver (which exits when its owner's end of its pipe closes).
-COMPANIONS = {
-    "from multiprocessing.resource_tracker import main": "multiprocessing.resource_tracker",
-    "from multiprocessing.semaphore_tracker import main": "multiprocessing.semaphore_tracker",
-    "from multiprocessing.forkserver import main": "multiprocessing.forkserver",
-    "from multiprocessing.spawn import spawn_main": "multiprocessing.spawn",
-}
-
-
-@functools.cache
-def _python() -> re.Pattern[str]:
-    # Compiled at first use: a millisecond that `list`, which names no process, does without.
-    return re.compile(r"^(python|pypy)[0-9.]*[a-z]?(\.exe)?$", re.IGNORECASE)
-
-
-_OPTIONS_WITH_VALUE = ("-W", "-X", "--check-hash-based-pycs")
-_MAX_NAME = 64
-
-
-def describe(cmdline: list[str], fallback: str) -> tuple[str, bool]:
-    """A process's name as ``ps`` users recognise it, and whether it is a companion.
-
-    * A process title (one argument with spaces, as setproctitle writes
-      them: ``gunicorn: worker [app]``): the title.
-    * A Python interpreter: the script's basename (``gunicorn``,
-      ``server.py``), the module of ``-m``, the multiprocessing role of a
-      ``-c`` program it recognises, else ``python -c``.
-    * Anything else: ``argv[0]``'s basename.
-
-    Args:
-        cmdline: The process's arguments (empty for a zombie or when unreadable).
-        fallback: The OS's name for it (``comm`` on Linux), used when ``cmdline`` is empty.
-
-    Returns:
-        The name (at most 64 characters) and whether the process is one of `COMPANIONS`.
-    """
-    if not cmdline or not cmdline[0]:
-        return fallback[:_MAX_NAME], False
-    arg0 = cmdline[0]
-    if len(cmdline) == 1 and " " in arg0:
-        return arg0[:_MAX_NAME], False
-    exe = os.path.basename(arg0)
-    if not _python().match(exe):
-        return exe[:_MAX_NAME], False
-    args = iter(cmdline[1:])
-    for arg in args:
-        if arg == "-c":
-            code = next(args, "")
-            for start, role in COMPANIONS.items():
-                if code.startswith(start):
-                    return role, role != "multiprocessing.spawn"
-            return f"{exe} -c", False
-        if arg == "-m":
-            return next(args, exe)[:_MAX_NAME], False
-        if arg in _OPTIONS_WITH_VALUE:
-            next(args, None)
-        elif arg.startswith("-") and arg != "-":
-            continue
-        else:
-            return os.path.basename(arg)[:_MAX_NAME], False
-    return exe[:_MAX_NAME], False
-
-
-def display_name(proc: psutil.Process) -> str:
-    """`describe`'s name of a running process (``?`` if it is gone)."""
-    return _describe(proc)[0]
-
-
-def _describe(proc: psutil.Process) -> tuple[str, bool]:
-    import psutil
-
-    cmdline = _cmdline(proc)  # a zombie has no command line left, but still its name
-    try:
-        fallback = str(proc.name())
-    except (psutil.Error, OSError):
-        fallback = "?"
-    return describe(cmdline, fallback)
-
-
-def _cmdline(proc: psutil.Process) -> list[str]:
-    import psutil
-
-    try:
-        return list(proc.cmdline())
-    except (psutil.Error, OSError):
-        return []
-
-
-# -- trees ------------------------------------------------------------------------
+        try:
+            running = bool(self.proc.is_running() and self.proc.status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            running = False
+        except OSError:
+            self.unchecked = True
+            return True
+        self.unchecked = False
+        return running
 
 
 class Tree:
@@ -302,12 +199,12 @@ class Tree:
     def _rename_the_newborn(self) -> None:
         now = time.monotonic()
         for m in self.members.values():
-            if not m.gone and now - m.seen_at < self.NEWBORN and (cmdline := _cmdline(m.proc)):
-                m.name, m.companion = self._name(m.proc, m.ppid, describe(cmdline, m.name))
+            if not m.gone and now - m.seen_at < self.NEWBORN and (args := cmdline(m.proc)):
+                m.name, m.companion = self._name(m.proc, m.ppid, describe(args, m.name))
 
     def _name(self, proc: psutil.Process, parent: int, described: tuple[str, bool] | None = None) -> tuple[str, bool]:
         """`describe` for a member; a process that a companion forked is its work, not it."""
-        name, companion = described or _describe(proc)
+        name, companion = described or describe_process(proc)
         above = self.members.get(parent)
         if companion and above is not None and above.companion and above.name == name:
             return f"{name} worker", False
@@ -356,7 +253,7 @@ class Tree:
             member.exited_early = self._first_look
             member.mark_gone(None, time.monotonic())
         else:
-            self.watch.add(pid, lambda: not _checked(member))
+            self.watch.add(pid, lambda: not member.checked())
         return True
 
     def _adopt(self, our_children: list[int]) -> list[int]:
@@ -457,96 +354,6 @@ class Tree:
         return out
 
 
-class OwnDescendants:
-    """The descendants of this process that cannot hear the bus, watched and stopped at its exit.
-
-    They are what this process started without `spawn`: plain subprocesses,
-    multiprocessing's workers, forks.  A process spawned on the bus (it
-    started with an endpoint other than our own in its environment) belongs,
-    with its subtree, to one of our `Child` objects, whose stop covers it.
-    `COMPANIONS` are never asked to go: they exit on their own once this
-    process is gone, and its parent's stop accounts for them.
-
-    `wait` watches them go while the program cleans up, so that each exit
-    time is known; `finish`, at this process's exit, gives those still running
-    the polite OS request (their stop), kills what is left by the deadline,
-    and reports.
-
-    Args:
-        own_marker: The endpoint this process started with (a fork of this
-            process carries it too), or None.
-    """
-
-    def __init__(self, own_marker: str | None) -> None:
-        def spawned_on_the_bus(proc: psutil.Process) -> bool:
-            marker = marker_of(proc)
-            return marker is not None and marker != own_marker
-
-        self.tree = Tree([os.getpid()], prune=spawned_on_the_bus)
-
-    def wait(self, done: threading.Event) -> None:
-        """Watch them go until all are gone or ``done`` is set."""
-        while not done.is_set() and self.tree.wait_gone(0.02, companions=False):
-            pass
-
-    def finish(self, t0: float, deadline: float) -> list[ReportEntry]:
-        """At exit: ask those still running to go, wait, kill what is left at ``deadline``.
-
-        Args:
-            t0: When our own stop arrived (the entries' time origin).
-            deadline: When we must be gone.
-
-        Returns:
-            One entry per process, but for companions still running.
-        """
-        self.tree.refresh()
-        signal_members([m for m in self.tree.alive() if not m.companion], Outcome.STOPPED)
-        self.tree.wait_gone(max(0.0, deadline - KILL_WAIT - time.monotonic()), companions=False)
-        escalate([self.tree], steps=((Outcome.KILLED, KILL_WAIT),), companions=False)
-        running = {m.pid for m in self.tree.alive() if m.companion}
-        return self.tree.entries(t0, skip=running)
-
-
-def live_view(pid: int, width: int = 70) -> list[tuple[int, int, str, str, str, str]] | None:
-    """The processes under ``pid`` as ``shutdownbus tree`` shows them, ``pid`` first.
-
-    Each row: pid, depth, name (`describe`), member (``root`` for ``pid``;
-    ``yes``/``no`` as `_platform.joined_the_bus` tells, ``?`` where it
-    cannot; ``-`` for a zombie), state, command line (``<defunct>`` for a
-    zombie, as ``ps`` writes it).  Children come in pid order, depth first.
-
-    Returns:
-        The rows, or None if ``pid`` is gone.
-    """
-    import psutil
-
-    table = ProcessTable()
-    rows = []
-    stack = [(pid, 0)]
-    while stack:
-        current, depth = stack.pop()
-        try:
-            proc = psutil.Process(current)
-            state = str(proc.status())
-        except psutil.Error:
-            if current == pid:
-                return None
-            continue
-        zombie = state == psutil.STATUS_ZOMBIE
-        name, _ = _describe(proc)
-        try:
-            command = " ".join(proc.cmdline()) or ("<defunct>" if zombie else "?")
-        except (psutil.Error, OSError):
-            command = "<defunct>" if zombie else "?"
-        if len(command) > width:
-            command = command[: width - 3] + "..."
-        joined = _platform.joined_the_bus(current)
-        member = "root" if depth == 0 else "-" if zombie else "?" if joined is None else "yes" if joined else "no"
-        rows.append((current, depth, name, member, state, command))
-        stack += [(child, depth + 1) for child in sorted(table.children(current), reverse=True)]
-    return rows
-
-
 def descendant_pids(pid: int, table: ProcessTable | None = None) -> list[int]:
     """The pids of every process below ``pid`` (running or zombie), parents before their children.
 
@@ -578,22 +385,6 @@ def _has_exited(pid: int) -> bool:
         return _platform.has_exited(pid)
     except OSError:
         return not runs(pid)
-
-
-def marker_of(proc: psutil.Process) -> str | None:
-    """The ``SHUTDOWNBUS_ENDPOINT`` that ``proc`` started with (None: none, or unreadable)."""
-    return environment_of(proc).get(ENV_ENDPOINT)
-
-
-def environment_of(proc: psutil.Process) -> dict[str, str]:
-    """The environment ``proc`` started with; empty if it cannot be read now
-    (another user's process, a zombie, a process in the middle of its exec)."""
-    import psutil
-
-    try:
-        return {str(k): str(v) for k, v in proc.environ().items()}
-    except (psutil.Error, OSError):
-        return {}
 
 
 class ProcessTable:
@@ -664,247 +455,3 @@ def _birth(pid: int) -> float:
     import psutil
 
     return float(psutil.Process(pid).create_time())
-
-
-def holds_endpoint(pid: int, endpoint: str) -> bool | None:
-    """Whether process ``pid`` listens on ``endpoint`` (``ipc://PATH`` or
-    ``tcp://HOST:PORT``): its socket is among that process's open files.
-
-    What ties a registry entry's pid to the channel an admin talked to: a
-    forged entry can pair a channel of its own with a pid of the victim's.
-
-    Returns:
-        True or False; None if it cannot be told (the process's files are
-        not ours to read, or the endpoint is of another kind).
-    """
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if endpoint.startswith("ipc://"):
-            path = os.path.realpath(endpoint[len("ipc://") :])
-            return any(c.laddr and os.path.realpath(c.laddr) == path for c in proc.net_connections(kind="unix"))
-        if endpoint.startswith("tcp://"):
-            port = int(endpoint.rsplit(":", 1)[1])
-            if _listening_ports(proc, psutil).count(port):
-                return True
-            return False if _connection_table_names_listeners() else None
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return False
-    except (psutil.Error, OSError, ValueError):
-        return None
-    return None
-
-
-def _listening_ports(proc: psutil.Process, psutil: Any) -> list[int]:
-    return [c.laddr.port for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.laddr]
-
-
-@functools.cache
-def _connection_table_names_listeners() -> bool:
-    """Whether this system's connection table tells which process listens on
-    a tcp port: asked once, of a socket of our own.  Some do not (wine lists
-    every connection with no owner), and there "not among its sockets" only
-    means "cannot be told"."""
-    import socket
-
-    import psutil
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        probe.listen(1)
-        try:
-            return probe.getsockname()[1] in _listening_ports(psutil.Process(), psutil)
-        except (psutil.Error, OSError):
-            return False
-
-
-def process(pid: int) -> psutil.Process | None:
-    """The process ``pid``, held so that a later signal cannot reach a process
-    that reused its pid; None if there is none."""
-    import psutil
-
-    try:
-        return psutil.Process(pid)
-    except psutil.Error:
-        return None
-
-
-def started(pid: int | None = None) -> float:
-    """When process ``pid`` (default: this one) started, on psutil's clock.
-
-    Raises:
-        ProcessLookupError: it is gone.
-    """
-    import psutil
-
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        raise ProcessLookupError(pid) from None
-
-
-def still(pid: int, since: float) -> bool:
-    """Whether ``pid`` still runs as the process that started at ``since`` (a zombie counts as gone).
-
-    On Linux it reads /proc without psutil, whose import (some 10 ms) would
-    be most of ``shutdownbus list``'s own start-up.
-    """
-    if _platform.LINUX:
-        try:
-            born = _platform.started_at(pid)
-        except OSError:
-            pass  # psutil tells, or fails closed
-        else:
-            return born is not None and abs(born - since) < 1.0
-    proc = process(pid)
-    return proc is not None and abs(proc.create_time() - since) < 1.0 and is_running(proc)
-
-
-def send(proc: psutil.Process, outcome: Outcome) -> bool:
-    """Send ``proc`` the kill (outcome ``killed``) or the polite request; False if it is gone."""
-    import psutil
-
-    try:
-        proc.kill() if outcome == Outcome.KILLED else proc.terminate()
-    except psutil.Error:
-        return False
-    return True
-
-
-def runs(pid: int) -> bool:
-    """Whether a process with pid ``pid`` runs now (a zombie counts as gone)."""
-    import psutil
-
-    try:
-        return is_running(psutil.Process(pid))
-    except psutil.Error:
-        return False
-
-
-def is_running(proc: psutil.Process) -> bool:
-    """Whether ``proc`` runs (a zombie counts as gone).
-
-    Fails closed: if its state cannot be read (no descriptor left, say), it
-    counts as running.
-    """
-    import psutil
-
-    try:
-        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
-    except OSError:
-        return True
-
-
-def _checked(m: Member) -> bool:
-    """Whether ``m`` runs, recording on it whether that could be checked."""
-    import psutil
-
-    try:
-        running = bool(m.proc.is_running() and m.proc.status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        running = False
-    except OSError:
-        m.unchecked = True
-        return True
-    m.unchecked = False
-    return running
-
-
-def signal_members(members: Iterable[Member], outcome: Outcome) -> None:
-    """Send the kill (outcome ``killed``), else the polite request, deepest first.
-
-    Members that are already gone are skipped; ``outcome`` is recorded on
-    those that were signalled.
-    """
-    import psutil
-
-    for m in sorted(members, key=lambda m: -m.depth):
-        try:
-            if not _checked(m):
-                continue
-            if outcome == Outcome.KILLED:
-                m.proc.kill()
-            else:
-                m.proc.terminate()
-            m.outcome = outcome
-        except psutil.Error:
-            pass
-        except OSError:
-            # psutil could not check that the pid is still this process (no
-            # descriptor left): it was seen in the tree, so signal it by pid.
-            # Loaded by then (psutil imports it): this runs when no descriptor
-            # is left, so it must not need a file.  Not at the top: `list`
-            # loads this module and needs no signal.
-            import signal
-
-            kill = outcome == Outcome.KILLED and hasattr(signal, "SIGKILL")
-            try:
-                os.kill(m.pid, signal.SIGKILL if kill else signal.SIGTERM)
-                m.outcome = outcome
-            except OSError:
-                pass
-
-
-# -- escalation ------------------------------------------------------------------
-
-#: Past a deadline: the polite request, `TERM_GRACE` seconds, the kill, then
-#: up to `KILL_WAIT` seconds to see the processes gone.
-ESCALATION = ((Outcome.TERMINATED, TERM_GRACE), (Outcome.KILLED, KILL_WAIT))
-
-
-def escalate(
-    trees: Sequence[Tree],
-    heads: Sequence[Head] = (),
-    steps: Sequence[tuple[Outcome, float]] = ESCALATION,
-    companions: bool = True,
-    until: float | None = None,
-) -> None:
-    """Make every process of ``trees`` (and ``heads``) go: each step's signal,
-    deepest first, from a fresh look (processes started meanwhile are not
-    missed), then up to the step's grace to see them gone.
-
-    This is the one escalation of the library: a stop's deadline, leftovers,
-    a member's own descendants at its exit, the admin's root.
-
-    Args:
-        trees: The trees (they may share one `_platform.ExitWatch`; heads
-            should be watched in it too, so that waiting sees them go).
-        heads: Processes above the trees, signalled after their trees.
-        steps: ``(outcome, grace)`` pairs.
-        companions: Signal `COMPANIONS` too.
-        until: When the escalation must be over (`time.monotonic`): the
-            graces are cut so that the last step's wait ends then, and a step
-            with no time left is skipped, but the last step's signal is always
-            sent.  Several escalations of one stop (the children at their
-            deadline, then descendants that outlived them) share one bound.
-    """
-    for i, (outcome, grace) in enumerate(steps):
-        last = i == len(steps) - 1
-        if until is not None:
-            later = sum(g for _, g in steps[i + 1 :])
-            grace = min(grace, max(0.0, until - time.monotonic() - later))
-            if grace <= 0 and not last:
-                continue
-        members: list[Member] = []
-        for tree in trees:
-            tree.refresh()
-            members += [m for m in tree.alive() if companions or not m.companion]
-        live_heads = [h for h in heads if not h.gone()]
-        if not members and not live_heads:
-            return
-        signal_members(members, outcome)
-        for head in live_heads:
-            head.signal(outcome)
-        end = time.monotonic() + grace
-        while time.monotonic() < end:
-            left = [m for tree in trees for m in tree.alive() if companions or not m.companion]
-            if not left and all(h.gone() for h in heads):
-                break
-            watch = trees[0].watch if trees else None
-            if watch is not None and watch.watching():
-                watch.wait(end - time.monotonic())
-            else:
-                time.sleep(min(0.005, max(0.0, end - time.monotonic())))

@@ -19,7 +19,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._tree import descendant_pids, is_running, process
+from ._processes import is_running, process
+from ._tree import descendant_pids
 
 if TYPE_CHECKING:
     import psutil

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from shutdownbus import _platform, _transport, testing
-from shutdownbus._tree import is_running
+from shutdownbus._processes import is_running
 
 PROGRAMS = Path(__file__).parent / "programs"
 MEMBER = str(PROGRAMS / "member.py")

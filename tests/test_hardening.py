@@ -23,7 +23,7 @@ import pytest
 from conftest import MEMBER, PROGRAMS, SCRIPT, reaped, wait_for, wait_gone
 
 import shutdownbus
-from shutdownbus import _registry, _transport, _tree
+from shutdownbus import _endpoint_owner, _registry, _transport
 from shutdownbus._bus import MAX_REPORTED, REPORT_CHUNK
 from shutdownbus._protocol import MAX_FRAME_SIZE, MAX_TEXT_LENGTH, Channel, Report, Role, check_entry
 
@@ -100,7 +100,7 @@ def test_send_stop_refuses_an_entry_whose_pid_does_not_hold_its_channel(tmp_path
         }
         (Path(_registry.directory()) / "victim.json").write_text(json.dumps(forged))
         done = cli("send-stop", "victim", "--timeout", "1")
-        if _tree._connection_table_names_listeners():
+        if _endpoint_owner._connection_table_names_listeners():
             assert done.returncode == 2 and "does not hold the channel" in done.stderr, done.stderr
         else:  # wine: who listens cannot be told, so the stop is sent (harmless) and nothing signalled
             assert done.returncode == 1 and "could not be tied to its channel" in done.stderr, done.stderr

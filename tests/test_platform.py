@@ -66,20 +66,20 @@ def test_started_at_agrees_with_psutil_and_forgets_the_reaped() -> None:
 
     import psutil
 
-    from shutdownbus import _tree
+    from shutdownbus import _processes
 
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         for pid in (os.getpid(), child.pid):
             born = psutil.Process(pid).create_time()
             assert _platform.started_at(pid) == pytest.approx(born, abs=0.02)
-            assert _tree.still(pid, born) and not _tree.still(pid, born - 5)
+            assert _processes.still(pid, born) and not _processes.still(pid, born - 5)
     finally:
         assert child.stdin is not None
         child.stdin.close()
         child.wait()
     assert _platform.started_at(child.pid) is None
-    assert not _tree.still(child.pid, 0.0)
+    assert not _processes.still(child.pid, 0.0)
 
 
 @pytest.mark.skipif(not _platform.LINUX, reason="hides Linux's /proc")
@@ -89,7 +89,7 @@ def test_without_proc_the_linux_readers_say_they_cannot_tell(
     """_platform: "a Linux-only reader of /proc raises OSError elsewhere rather
     than answer".  With /proc hidden (a chroot, a sandbox, or another OS), a
     live process must not be taken for gone, nor its children for none."""
-    from shutdownbus import _tree
+    from shutdownbus import _processes, _tree
     from shutdownbus._platform import _procfs
 
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
@@ -104,7 +104,7 @@ def test_without_proc_the_linux_readers_say_they_cannot_tell(
         # What `shutdownbus list` shows in PROCS: a live leaf is one process, not none.
         monkeypatch.setattr(_platform, "KERNEL_LISTS_CHILDREN", False)
         assert _tree.tree_size(child.pid) == 1
-        assert _tree.still(child.pid, psutil.Process(child.pid).create_time())
+        assert _processes.still(child.pid, psutil.Process(child.pid).create_time())
     finally:
         assert child.stdin is not None
         child.stdin.close()

@@ -27,7 +27,7 @@ from conftest import LINUX, MEMBER, SCRIPT, START_METHODS, UNDER_WINE, WINDOWS, 
 import shutdownbus
 from shutdownbus import _platform
 from shutdownbus._deadlines import JOIN_GRACE
-from shutdownbus._tree import is_running
+from shutdownbus._processes import is_running
 
 PROGRAMS = Path(__file__).parent / "programs"
 POOL_MEMBER = str(PROGRAMS / "pool_member.py")
