@@ -133,8 +133,10 @@ class Bus:
     """The process's zmq context, sockets and bus thread.
 
     Args:
-        on_stop: Called on the bus thread when the parent sends a stop, after it
-            was forwarded to every child: ``on_stop(reason, budget)``.
+        on_stop: Called on the bus thread when the parent sends a stop:
+            ``on_stop(reason, deadline)``, the deadline (`time.monotonic`) being
+            the stop's budget from the moment it was read (the one place
+            where a budget becomes a deadline on the way in).
         on_parent_lost: Called on the bus thread when the parent's end closed.
     """
 
@@ -461,16 +463,15 @@ class Bus:
                     _platform.mark_member()  # on this thread: the bus thread takes the name
                 up.joined.set()
             elif isinstance(event, Stop):
-                self._on_stop(event.reason, event.budget)
+                self._on_stop(event.reason, time.monotonic() + event.budget)
             elif isinstance(event, Ack):
                 with up.lock:
                     up.unacked = max(0, up.unacked - 1)
                     if up.unacked == 0:
                         up.acked.set()
 
-    def forward_stop(self, reason: str, budget: float) -> None:
-        """Bus thread only: hand a stop to every child at once, with ``budget`` seconds."""
-        deadline = time.monotonic() + budget
+    def forward_stop(self, reason: str, deadline: float) -> None:
+        """Bus thread only: hand a stop to every child at once, to be gone by ``deadline`` (`time.monotonic`)."""
         for link in self.links.values():
             self._request_stop(link, reason, deadline)
 
@@ -490,6 +491,7 @@ class Bus:
     def _send_stop(self, link: Link) -> None:
         if link.stop_reason is None or link.stop_deadline is None:
             return
+        # The one place where a deadline becomes a budget, on the way out.
         budget = min(MAX_BUDGET, max(0.0, link.stop_deadline - time.monotonic()))
         sent_at = time.monotonic()
         # Not sent means the child's end is gone (it exited, or is exiting):

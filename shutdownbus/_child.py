@@ -1,6 +1,9 @@
 """The parent side: `spawn` and `Child`, a `subprocess.Popen` on the bus.
 
-Stopping a child is `_stop`'s business; a `Child` asks it.
+Stopping a child is `_stop`'s business; a `Child` asks it.  This module
+also wires this process's place on the bus (`_member`) to the stopping of
+its children (`_stop`), which know nothing of each other: it hands `_stop`
+the `_member.Relay`, and installs `_stop`'s functions as `_member`'s hooks.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ class Child(subprocess.Popen[Any]):
             raise
         finally:
             del env  # holds the secret; drop it as soon as possible
-        _stop.track(self, link)
+        _stop.track(self, link, _member.RELAY)
         if first:
             # psutil (some 15 ms to import) is needed once a stop comes: load
             # it now, while the child starts, not on the stop's path, and not
@@ -259,3 +262,8 @@ def spawn(
             child.stop(reason="not-ready")
             raise
     return child
+
+
+# From now on (the first spawn loads this module), our own stop and our exit
+# stop our children too.
+_member.set_children_hooks(_stop.stop_all, _stop.at_exit)

@@ -1,16 +1,26 @@
-"""How a stop's time budget is shared out down a tree.
+"""How a stop's time is shared out down a tree.
 
 Rules of this module:
 
-* The budget travels with the stop: a process that has ``B`` seconds hands its
-  children `child_budget` (B), which is smaller, so the innermost processes
-  are dealt with by their own parent first and every parent still has time
-  for its escalation and its own cleanup once its children are gone.
+* A deadline is an absolute instant (`time.monotonic`, which every process
+  of a machine shares); it travels with the stop, as a budget (seconds left)
+  on the wire only.  A process that must be gone by ``D`` gives its children
+  `children_deadline` (D): earlier by what it keeps for itself, which is
+  what its own escalation of them and its own exit need, at most
+  `ESCALATION_MARGIN` and at most `LEVEL_SHARE` of the time left.  So depth
+  costs each level a small share of what is left, never a fixed amount: a
+  chain of 100 members still gives its deepest member most of a second of a
+  10 s stop (docs/lifecycle.md works the numbers out).
 * Past a process's deadline its parent escalates: the polite OS request to
-  the process and every descendant (deepest first), `TERM_GRACE` seconds for
-  them to go, then a kill, then up to `KILL_WAIT` seconds to see them gone.
-  So a stop returns by its timeout plus `ESCALATION_MARGIN` at most (plus the
-  time the OS takes to schedule, under heavy load).
+  the process and every descendant (deepest first), then a kill, then a
+  wait to see them gone, all by `escalation_end`: `ESCALATION_MARGIN` after
+  the deadline for the process that started the stop, and no later than its
+  own deadline for a process that is itself stopping, so that its parent
+  never has to escalate it for having escalated its children.  A stop
+  started with timeout ``T`` so returns by ``T + ESCALATION_MARGIN`` at most
+  (plus the time the OS takes to schedule, under heavy load), however deep
+  the tree: whichever deadline passes first, the escalation below it ends
+  before the deadline above it.
 """
 
 from __future__ import annotations
@@ -24,25 +34,44 @@ ESCALATION_MARGIN = TERM_GRACE + KILL_WAIT
 #: the OS-native polite request as its stop instead (see `join_grace_end`):
 #: 1 s, 3 s on Windows (`_platform.join_grace`).
 JOIN_GRACE = _platform.join_grace()
-#: The share of a budget handed to the next level down.
-CHILD_SHARE = 0.8
+#: The share of its time left that a stopping process keeps for itself
+#: (at most `ESCALATION_MARGIN`); its children get the rest.
+LEVEL_SHARE = 0.02
 #: The longest budget a stop may carry, and the longest stop timeout: a week
 #: (anything longer is a bug on the sender's side).
 MAX_BUDGET = 7 * 24 * 3600.0
 
 
-def child_budget(budget: float) -> float:
-    """The budget a process with ``budget`` seconds gives each of its children.
+def children_deadline(own_deadline: float, now: float) -> float:
+    """The deadline a process that must be gone by ``own_deadline`` gives its children.
+
+    (A root with no work of its own, ``shutdownbus run``, gives its command
+    the whole budget it was sent instead: whoever stops it gives it
+    `ESCALATION_MARGIN` on top for its escalation, see `_admin`.)
 
     Args:
-        budget: Seconds this process has until its own parent escalates.
+        own_deadline: When this process must be gone (`time.monotonic`).
+        now: The time now (`time.monotonic`).
 
     Returns:
-        ``CHILD_SHARE * (budget - ESCALATION_MARGIN)``, at least 0: the child's
-        deadline, plus this process's escalation of it, still ends before this
-        process's own deadline, with some time left for its own cleanup.
+        ``own_deadline`` less ``min(ESCALATION_MARGIN, LEVEL_SHARE * (own_deadline - now))``.
     """
-    return max(0.0, CHILD_SHARE * (budget - ESCALATION_MARGIN))
+    return own_deadline - min(ESCALATION_MARGIN, LEVEL_SHARE * max(0.0, own_deadline - now))
+
+
+def escalation_end(deadline: float, own_deadline: float | None) -> float:
+    """When the escalation of a child whose deadline ``deadline`` passed must be over.
+
+    Args:
+        deadline: The child's deadline.
+        own_deadline: The escalating process's own deadline, when it is itself
+            stopping (None: it started the stop).
+
+    Returns:
+        ``deadline + ESCALATION_MARGIN``, but no later than ``own_deadline``.
+    """
+    end = deadline + ESCALATION_MARGIN
+    return end if own_deadline is None else max(deadline, min(end, own_deadline))
 
 
 def join_grace_end(spawned: float, started: float, deadline: float) -> float:

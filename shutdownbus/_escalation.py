@@ -80,6 +80,8 @@ def signal_members(members: Iterable[Member], outcome: Outcome) -> None:
 #: Past a deadline: the polite request, `TERM_GRACE` seconds, the kill, then
 #: up to `KILL_WAIT` seconds to see the processes gone.
 ESCALATION = ((Outcome.TERMINATED, TERM_GRACE), (Outcome.KILLED, KILL_WAIT))
+#: A polite request with less time than this to be heeded is not sent: the kill follows at once.
+MIN_GRACE = 0.01
 
 
 def escalate(
@@ -103,17 +105,21 @@ def escalate(
         steps: ``(outcome, grace)`` pairs.
         companions: Signal `COMPANIONS` too.
         until: When the escalation must be over (`time.monotonic`): the
-            graces are cut so that the last step's wait ends then, and a step
-            with no time left is skipped, but the last step's signal is always
-            sent.  Several escalations of one stop (the children at their
-            deadline, then descendants that outlived them) share one bound.
+            graces left are cut in proportion so that the last step's wait
+            ends then (a process that is itself stopping escalates its
+            children within what it kept for that, `_deadlines.escalation_end`),
+            a step whose share is under `MIN_GRACE` is skipped, but the last
+            step's signal is always sent.  Several escalations of one stop
+            (the children at their deadline, then descendants that outlived
+            them) share one bound.
     """
     for i, (outcome, grace) in enumerate(steps):
         last = i == len(steps) - 1
         if until is not None:
-            later = sum(g for _, g in steps[i + 1 :])
-            grace = min(grace, max(0.0, until - time.monotonic() - later))
-            if grace <= 0 and not last:
+            graces_left = sum(g for _, g in steps[i:])
+            available = max(0.0, until - time.monotonic())
+            grace = grace * min(1.0, available / graces_left) if graces_left > 0 else 0.0
+            if grace < MIN_GRACE and not last:
                 continue
         members: list[Member] = []
         for tree in trees:

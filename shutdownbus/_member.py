@@ -38,7 +38,7 @@ import zmq
 
 from . import _cpython, _environment, _log, _platform, _transport
 from ._bus import Bus, Upstream
-from ._deadlines import child_budget
+from ._deadlines import ESCALATION_MARGIN, children_deadline
 from ._errors import ChannelError, ShutdownBusError
 from ._outcome import Outcome
 from ._protocol import Ready, Report
@@ -81,6 +81,7 @@ class _State:
         self.stop_timeout = DEFAULT_STOP_TIMEOUT
         self.stop_reason: str | None = None
         self.stop_deadline: float | None = None
+        self.children_deadline: float | None = None  # what our children get of it (`_deadlines.children_deadline`)
         self.stopped = threading.Event()
         self.callbacks: list[Callable[[str], None]] = []
         self.interrupt_main = False
@@ -97,7 +98,7 @@ class _State:
         self.unregister: Callable[[str, int], None] | None = None
         self.fast_exit = True
         # `shutdownbus run`: a root with no work of its own hands its command
-        # the whole budget (see `children_budget`).
+        # its whole deadline (see `_deadlines.children_deadline`).
         self.wrapper = False
         self.own_marker: str | None = None  # the endpoint this process started with
         # This process's descendants that cannot hear the bus, looked at when
@@ -226,18 +227,6 @@ def join(
     return True
 
 
-def children_budget(budget: float) -> float:
-    """The budget our children get out of our own ``budget`` seconds.
-
-    A member keeps time for its escalation of them and for its own cleanup
-    (`_deadlines.child_budget`).  The root that ``shutdownbus run`` makes has
-    no cleanup of its own: its command gets the whole budget, and whoever
-    stops the root gives it `ESCALATION_MARGIN` on top to escalate the
-    command (see `_admin.send_stop`).
-    """
-    return budget if _state.wrapper else child_budget(budget)
-
-
 def _parse_timeout(text: str | None) -> float:
     try:
         value = float(text or "")
@@ -272,7 +261,8 @@ def register(name: str | None = None, *, fast_exit: bool = True) -> str:
 
 
 def _register(name: str | None, *, fast_exit: bool, wrapper: bool, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> str:
-    """`register`; with ``wrapper``, for ``shutdownbus run``: see `children_budget`."""
+    """`register`; with ``wrapper``, for ``shutdownbus run``, whose command gets its whole deadline
+    (whoever stops it gives it `ESCALATION_MARGIN` on top to escalate the command, see `_admin`)."""
     from . import _registry
 
     name = _registry.check_name(name or _default_name())
@@ -373,11 +363,6 @@ def stop_reason() -> str | None:
     return _state.stop_reason
 
 
-def stop_deadline() -> float | None:
-    """The `time.monotonic` time by which this process must be gone, once a stop arrived."""
-    return _state.stop_deadline
-
-
 def report_own_exit(returncode: int) -> bool:
     """Tell whoever stopped this process the status it is about to exit with.
 
@@ -407,8 +392,8 @@ def record_reports(reports: list[StopReport]) -> None:
 # -- bus thread -----------------------------------------------------------------
 
 
-def _on_stop(reason: str, budget: float) -> None:
-    """Our own stop arrived (the bus thread).
+def _on_stop(reason: str, deadline: float) -> None:
+    """Our own stop arrived (the bus thread), to be gone by ``deadline`` (`time.monotonic`).
 
     In this order: the stop goes to every child on the bus; a thread of its
     own enforces the children's deadlines; if this process has children,
@@ -421,15 +406,21 @@ def _on_stop(reason: str, budget: float) -> None:
         if _state.stop_reason is not None:
             return
         _state.stop_reason = reason
-        _state.stop_received_at = time.monotonic()
-        _state.stop_deadline = _state.stop_received_at + budget
+        _state.stop_received_at = now = time.monotonic()
+        if _state.wrapper:
+            # ``shutdownbus run`` hands its command the whole budget: its
+            # stopper gives it ESCALATION_MARGIN on top, to escalate it (`_admin`).
+            _state.stop_deadline, _state.children_deadline = deadline + ESCALATION_MARGIN, deadline
+        else:
+            _state.stop_deadline, _state.children_deadline = deadline, children_deadline(deadline, now)
+        theirs = _state.children_deadline
         callbacks = list(_state.callbacks)
         _state.callbacks.clear()
         interrupting = _state.interrupt_main and not _state.exiting and not _state.handlers
     bus = _state.bus
     if bus is not None:
-        bus.forward_stop(reason, children_budget(budget))
-    _enforce_children_deadlines(reason, budget)
+        bus.forward_stop(reason, theirs)
+    _enforce_children_deadlines(reason, theirs)
     if _platform.has_children():
         # Loaded here, before the main thread can finish: psutil's import
         # (some 15 ms, once) runs exec(), see `_at_exit`.
@@ -451,12 +442,14 @@ def _on_stop(reason: str, budget: float) -> None:
             _raise_from_afar()
 
 
-#: What `_stop` installs when it is first imported (by the first spawn): until
-#: then this process has no children on the bus to stop.  Hooks, not imports,
-#: because imports run one way (``_child -> _stop -> _member``).
-#: ``stop(reason, timeout)`` stops every live child (timeout None: each
-#: child's own); ``at_exit(reason, timeout)`` does that, then ends what is left
-#: of the trees of children that exited on their own.
+#: What `_child` installs when it is first imported (by the first spawn):
+#: until then this process has no children on the bus to stop.  Hooks, not
+#: imports: this module knows nothing of `_stop`, which gets what it needs
+#: of ours handed to it (`Relay`), so that calls run one way, as imports do.
+#: ``stop(reason, deadline)`` stops every live child (deadline None: each
+#: child's own stop timeout from now); ``at_exit(reason, deadline)`` does
+#: that, then ends what is left of the trees of children that exited on
+#: their own.
 _children_stopper: Callable[[str, float | None], object] | None = None
 _children_at_exit: Callable[[str, float | None], object] | None = None
 
@@ -464,12 +457,46 @@ _children_at_exit: Callable[[str, float | None], object] | None = None
 def set_children_hooks(
     stop: Callable[[str, float | None], object], at_exit: Callable[[str, float | None], object]
 ) -> None:
-    """Install the functions that stop this process's children (called by `_stop`)."""
+    """Install the functions that stop this process's children (called by `_child`)."""
     global _children_stopper, _children_at_exit
     _children_stopper, _children_at_exit = stop, at_exit
 
 
-def _enforce_children_deadlines(reason: str, budget: float) -> None:
+class Relay:
+    """What stopping our children needs of this process's place on the bus.
+
+    Handed to `_stop` (by `_child`, with each child it tracks), so that
+    `_stop` never calls into this module: the bus, our own stop (if one
+    came), where the children's reports go, and the way to hold our own
+    stop back while a report is built.
+    """
+
+    __slots__ = ()
+
+    def bus(self) -> Bus:
+        """This process's bus (`get_bus`)."""
+        return get_bus()
+
+    def own_stop(self) -> tuple[str, float, float] | None:
+        """Once our own stop arrived: its reason, our deadline and our children's."""
+        with _state.lock:
+            reason, ours, theirs = _state.stop_reason, _state.stop_deadline, _state.children_deadline
+        return None if reason is None or ours is None or theirs is None else (reason, ours, theirs)
+
+    def send_reports(self, reports: list[StopReport]) -> None:
+        """Send children's reports up (`record_reports`)."""
+        record_reports(reports)
+
+    def deferred_stop(self) -> contextlib.AbstractContextManager[None]:
+        """`deferred_stop`."""
+        return deferred_stop()
+
+
+#: The one `Relay` of this process.
+RELAY = Relay()
+
+
+def _enforce_children_deadlines(reason: str, deadline: float) -> None:
     """Finish the children's stops on a thread of their own.
 
     Their deadlines, escalation and reports must not depend on our main
@@ -479,7 +506,7 @@ def _enforce_children_deadlines(reason: str, budget: float) -> None:
     """
     stop = _children_stopper
     if stop is not None:
-        args = (reason, children_budget(budget))  # for children not reached by forwarding
+        args = (reason, deadline)  # also for children not reached by forwarding
         threading.Thread(target=stop, args=args, name="shutdownbus-stop", daemon=True).start()
 
 
@@ -510,7 +537,7 @@ def _on_parent_lost() -> None:
     if up is None or not up.joined.is_set():
         return  # never joined: join() reports the failure
     _log.warning("shutdownbus: the parent is gone; stopping this process's tree (reason 'parent-lost')")
-    _on_stop("parent-lost", _state.stop_timeout)
+    _on_stop("parent-lost", time.monotonic() + _state.stop_timeout)
 
 
 def _run_callback(cb: Callable[[str], None], reason: str) -> None:
@@ -704,11 +731,8 @@ def _at_exit() -> None:
         return
     try:
         reason = _state.stop_reason or "parent-exit"
-        remaining = None
-        if _state.stop_deadline is not None:
-            remaining = max(0.0, _state.stop_deadline - time.monotonic())
         if at_exit is not None:
-            at_exit(reason, remaining)
+            at_exit(reason, _state.children_deadline)
         if _state.stop_deadline is None or _state.stop_received_at is None:
             return
         swept = []

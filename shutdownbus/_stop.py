@@ -5,20 +5,27 @@ Rules of this module:
 * It is the one owner of stopping children: the set of children that may
   still need a stop (`track`, `forget`, `live_children`), each child's
   `StopState`, and every way such a stop starts (`Child.stop`, `stop_all` for
-  our own stop and our exit, the test harness's `stop_children`).  `_member`
-  reaches it only through the hook installed at the end of this module:
-  imports run one way, ``_child -> _stop -> _member -> _bus -> _protocol``.
+  our own stop and our exit, the test harness's `stop_children`).  It knows
+  nothing of `_member`: what it needs of this process's place on the bus
+  (the bus, our own stop, where reports go, holding our stop back) is handed
+  to it as a `_member.Relay` with each child tracked, and `_member` reaches it
+  only through the hooks `_child` installs.  So calls run one way, as the
+  imports do: ``_child -> _stop -> _bus -> _protocol``, ``_child -> _member -> _bus``.
+* A deadline is an absolute `time.monotonic` instant from the moment a stop
+  starts (`Child.stop` turns its timeout into one) to the wire, where the bus
+  turns it into a budget (`_deadlines`).
 * One thread finalizes a child's stop; any other thread asking to stop the same
   child waits for that result (stopping is idempotent).
 * Several children are stopped together: one wait, one escalation round, so
   the time a stop takes does not add up over siblings.
 * Whatever happens, every process of the tree is gone (or reported as
-  impossible to kill) when this returns, by the deadline plus
-  `ESCALATION_MARGIN`: the escalation of the children and those of the
-  descendants that outlived them share that margin (`escalate`'s ``until``).
-* psutil is used through `_processes`, `_tree` and `_escalation` only.  The snapshot of a child's tree is
-  taken before the stop message leaves: a child that dies at once would take
-  the knowledge of its subtree with it.
+  impossible to kill) when this returns, by `_deadlines.escalation_end`: the
+  deadline plus `ESCALATION_MARGIN`, or this process's own deadline when it
+  is itself stopping.  The escalation of the children and those of the
+  descendants that outlived them share that end (`escalate`'s ``until``).
+* psutil is used through `_processes`, `_tree` and `_escalation` only.  The
+  snapshot of a child's tree is taken before the stop message leaves: a
+  child that dies at once would take the knowledge of its subtree with it.
 """
 
 from __future__ import annotations
@@ -31,9 +38,9 @@ import time
 import weakref
 from collections.abc import Sequence
 
-from . import _log, _member, _platform
+from . import _log, _platform
 from ._bus import Link
-from ._deadlines import ESCALATION_MARGIN, join_grace_end
+from ._deadlines import escalation_end, join_grace_end
 from ._escalation import escalate, signal_members
 from ._outcome import Outcome
 from ._processes import runs
@@ -43,6 +50,7 @@ from ._tree import ProcessTable, Tree
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     from ._child import Child
+    from ._member import Relay
 
 
 class StopState:
@@ -95,9 +103,12 @@ _live: set[Child] = set()
 _links: weakref.WeakKeyDictionary[Child, Link] = weakref.WeakKeyDictionary()
 _stops: dict[Child, StopState] = {}  # stops under way
 _reports: weakref.WeakKeyDictionary[Child, StopReport] = weakref.WeakKeyDictionary()
-#: The markers of children that exited on their own, with their stop
-#: timeouts: what is left of their trees is ended at our exit (`at_exit`).
-_finished: dict[str, float] = {}
+#: The endpoints (the markers their non-members inherited) of children that
+#: exited on their own, with their stop timeouts: what is left of their
+#: trees is ended at our exit (`at_exit`).
+_exited_markers: dict[str, float] = {}
+#: What this process's place on the bus gives us (`track` is handed it).
+_relay: Relay | None = None
 
 
 def _forget_after_fork() -> None:
@@ -108,26 +119,41 @@ def _forget_after_fork() -> None:
     _links.clear()
     _stops.clear()
     _reports.clear()
-    _finished.clear()
+    _exited_markers.clear()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def track(child: Child, link: Link) -> None:
+def track(child: Child, link: Link, relay: Relay) -> None:
     """Count ``child``, just started on ``link``, among the children to stop.
 
     If this process is stopping already, its stop was forwarded before the
-    child existed: the child gets its share now.
+    child existed: the child gets the same deadline as its siblings now.
+
+    Args:
+        child: The child.
+        link: Its channel.
+        relay: What this process's place on the bus gives to the stops (the
+            same for every child of a process).
     """
+    global _relay
     with _lock:
+        _relay = relay
         _links[child] = link
         _live.add(child)
-    reason, deadline = _member.stop_reason(), _member.stop_deadline()
-    if reason is not None and deadline is not None:
-        due = time.monotonic() + _member.children_budget(deadline - time.monotonic())
-        _member.get_bus().request_stop(link, reason, due)
+    ours = relay.own_stop()
+    if ours is not None:
+        reason, _, theirs = ours
+        relay.bus().request_stop(link, reason, theirs)
+
+
+def _the_relay() -> Relay:
+    relay = _relay
+    if relay is None:  # every child was tracked: there is one
+        raise RuntimeError("shutdownbus: a child that was never tracked is being stopped; this is a bug")
+    return relay
 
 
 def forget(child: Child) -> None:
@@ -142,7 +168,7 @@ def live_children() -> list[Child]:
         return list(_live)
 
 
-def stop_requested(child: Child) -> bool:
+def stop_asked_of(child: Child) -> bool:
     """Whether a stop of ``child`` was asked for (here, or forwarded from our own parent)."""
     with _lock:
         link = _links.get(child)
@@ -152,49 +178,59 @@ def stop_requested(child: Child) -> bool:
 def release_if_done(child: Child) -> None:
     """Free the channel of a child that exited on its own, with no stop asked of it."""
     link = _links.get(child)
-    if link is not None and child.returncode is not None and not stop_requested(child):
-        _member.get_bus().close_link(link)
+    if link is not None and child.returncode is not None and not stop_asked_of(child):
+        _the_relay().bus().close_link(link)
         with _lock:
             _live.discard(child)
-            _finished[link.endpoint] = child.stop_timeout
+            _exited_markers[link.endpoint] = child.stop_timeout
 
 
-def stop_all(reason: str, timeout: float | None) -> list[StopReport]:
+def stop_all(reason: str, deadline: float | None) -> list[StopReport]:
     """Stop every child of this process that is still running, all at once.
 
     Args:
         reason: The stop's reason.
-        timeout: Seconds; None means each child's own `Child.stop_timeout`.
+        deadline: When they must be gone (`time.monotonic`); None means each
+            child's own `Child.stop_timeout` from now.
 
     Returns:
         One report per child stopped.
     """
-    children = [c for c in live_children() if c.returncode is None or stop_requested(c)]
+    children = [c for c in live_children() if c.returncode is None or stop_asked_of(c)]
     if not children:
         return []
-    if timeout is None:
-        timeout = max(c.stop_timeout for c in children)
-    return stop_children(children, reason, timeout)
+    if deadline is None:
+        deadline = time.monotonic() + max(c.stop_timeout for c in children)
+    return stop_children(children, reason, deadline=deadline)
 
 
-def stop_children(children: Sequence[Child], reason: str, timeout: float) -> list[StopReport]:
+def stop_children(
+    children: Sequence[Child], reason: str, timeout: float | None = None, *, deadline: float | None = None
+) -> list[StopReport]:
     """Stop ``children`` together; return one report per child, in order.
 
     Args:
         children: Children of this process.
         reason: Sent with the stop.
-        timeout: Seconds before escalation (a stop forwarded from our own
-            parent keeps its earlier deadline).
+        timeout: Seconds before escalation, from now.
+        deadline: Or when to escalate (`time.monotonic`); one of the two.  A
+            stop forwarded from our own parent keeps its earlier deadline.
 
     Returns:
         One report per child, the same one for a child stopped before.
 
     Raises:
-        ValueError: ``timeout`` is not a finite, non-negative number.
+        ValueError: ``timeout`` is not a finite, non-negative number, or
+            neither or both of ``timeout`` and ``deadline`` were given.
     """
-    if not (math.isfinite(timeout) and timeout >= 0):
-        raise ValueError("the stop timeout must be a finite, non-negative number of seconds")
     now = time.monotonic()
+    if (timeout is None) == (deadline is None):
+        raise ValueError("stop_children takes a timeout or a deadline")
+    if timeout is not None:
+        if not (math.isfinite(timeout) and timeout >= 0):
+            raise ValueError("the stop timeout must be a finite, non-negative number of seconds")
+        deadline = now + timeout
+    assert deadline is not None
     mine: list[StopState] = []
     waits: list[StopState | StopReport] = []
     with _lock:
@@ -205,12 +241,12 @@ def stop_children(children: Sequence[Child], reason: str, timeout: float) -> lis
             st = _stops.get(c)
             if st is None:
                 link = _links[c]
-                deadline, why, started = now + timeout, reason, now
+                due, why, started = deadline, reason, now
                 if link.stop_deadline is not None:  # already forwarded by the bus thread
-                    deadline = min(deadline, link.stop_deadline)
+                    due = min(due, link.stop_deadline)
                     why = link.stop_reason or reason
                     started = link.stop_requested_at or now
-                st = _stops[c] = StopState(c, link, why, started, deadline)
+                st = _stops[c] = StopState(c, link, why, started, due)
                 mine.append(st)
             waits.append(st)
     if mine:
@@ -243,7 +279,7 @@ def _complete(mine: list[StopState]) -> None:
 
 def _run(mine: list[StopState]) -> None:
     """Send the stops, wait, escalate, sweep; safe to run again after an interruption."""
-    bus = _member.get_bus()
+    bus = _the_relay().bus()
     others = {c.pid for c in live_children()}
     table = ProcessTable()  # one look at the process table for all the trees
     # One watch for the children and their trees, so one wait sees every exit.
@@ -251,7 +287,7 @@ def _run(mine: list[StopState]) -> None:
     for st in mine:
         if st.tree is None:
             st.watch = watch
-            watch.add(st.child.pid, functools.partial(_has_exited, st.child))
+            watch.add(st.child.pid, functools.partial(_returned, st.child))
             st.tree = Tree(
                 [st.child.pid], markers=[st.link.endpoint], not_ours=lambda: others, table=table, watch=watch
             )
@@ -267,11 +303,13 @@ def _run(mine: list[StopState]) -> None:
     _sweep_leftovers(mine)
 
 
-def _has_exited(child: Child) -> bool:
+def _returned(child: Child) -> bool:
+    """Whether ``child`` has exited and its status was collected (`Popen.poll`)."""
     return child.poll() is not None
 
 
-def _exited(st: StopState) -> bool:
+def _exit_noted(st: StopState) -> bool:
+    """Whether the child of ``st`` is gone (or given up on), noting when that was first seen."""
     if st.child.poll() is None and not st.gave_up:
         return False
     if st.exit_seen is None:
@@ -282,7 +320,7 @@ def _exited(st: StopState) -> bool:
 def _wait_and_escalate(pending: list[StopState]) -> None:
     refreshed = time.monotonic()
     while True:
-        pending = [st for st in pending if not _exited(st)]
+        pending = [st for st in pending if not _exit_noted(st)]
         if not pending:
             return
         now = time.monotonic()
@@ -343,9 +381,15 @@ class _ChildHead:
         return self.st.child.poll() is not None
 
 
+def _own_deadline() -> float | None:
+    """This process's own deadline, when it is itself stopping (see `_deadlines.escalation_end`)."""
+    ours = _the_relay().own_stop()
+    return None if ours is None else ours[1]
+
+
 def _escalate(overdue: list[StopState]) -> None:
     """Terminate, then kill, each overdue child and all its descendants, deepest first."""
-    until = max(st.deadline for st in overdue) + ESCALATION_MARGIN
+    until = escalation_end(max(st.deadline for st in overdue), _own_deadline())
     escalate([st.tree for st in overdue if st.tree is not None], [_ChildHead(st) for st in overdue], until=until)
     for st in overdue:
         if st.child.poll() is None:
@@ -388,7 +432,7 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
         for _, tree in leftover:
             tree.wait_gone(max(0.0, deadline - time.monotonic()))
         # However many rounds it takes, the escalations of one stop end together.
-        escalate([tree for _, tree in leftover], until=deadline + ESCALATION_MARGIN)
+        escalate([tree for _, tree in leftover], until=escalation_end(deadline, _own_deadline()))
     for _, tree in trees:
         tree.returncodes.update(_platform.reap_adopted(tree.members))
 
@@ -400,9 +444,10 @@ def _finish_all(mine: list[StopState]) -> None:
     stops is released: the exit path closes the channel once they are done.
     """
     reports = []
+    relay = _the_relay()
     # Our own stop must not cut this short (it is raised at the end of the
     # block); a report built is a report sent, whatever else fails.
-    with _member.deferred_stop():
+    with relay.deferred_stop():
         try:
             for st in mine:
                 if st.report is None:
@@ -410,16 +455,16 @@ def _finish_all(mine: list[StopState]) -> None:
                     reports.append(st.report)
         finally:
             try:
-                _member.record_reports(reports)
+                relay.send_reports(reports)
             finally:
-                bus = _member.get_bus()
+                bus = relay.bus()
                 with _lock:
                     for st in mine:
                         bus.close_link(st.link)
                         _live.discard(st.child)
                         _stops.pop(st.child, None)
                         if st.tree is not None and st.tree.unchecked:  # it may have left orphans we could not see
-                            _finished[st.link.endpoint] = st.child.stop_timeout
+                            _exited_markers[st.link.endpoint] = st.child.stop_timeout
                         if st.report is not None:
                             _reports[st.child] = st.report
                 for st in mine:
@@ -489,7 +534,7 @@ def _may_be_in(pid: int, root: int, tree: Tree | None) -> bool:
     return pid != os.getpid() and not runs(pid)
 
 
-def at_exit(reason: str, timeout: float | None) -> None:
+def at_exit(reason: str, deadline: float | None) -> None:
     """At this process's exit: stop the children still running, then end what
     is left of the trees of children that exited on their own.
 
@@ -501,20 +546,18 @@ def at_exit(reason: str, timeout: float | None) -> None:
 
     Args:
         reason: The stop's reason.
-        timeout: Seconds; None means each child's own `Child.stop_timeout`.
+        deadline: When they must be gone (`time.monotonic`); None means each
+            child's own `Child.stop_timeout` from now.
     """
-    stop_all(reason, timeout)
+    stop_all(reason, deadline)
     with _lock:
-        finished = dict(_finished)
-    if not finished or not _platform.has_children():
+        exited = dict(_exited_markers)
+    if not exited or not _platform.has_children():
         return
-    tree = Tree([], markers=finished)
+    tree = Tree([], markers=exited)
     if tree.alive():
         signal_members(tree.alive(), Outcome.STOPPED)
-        tree.wait_gone(timeout if timeout is not None else max(finished.values()))
+        end = deadline if deadline is not None else time.monotonic() + max(exited.values())
+        tree.wait_gone(max(0.0, end - time.monotonic()))
         escalate([tree])
     tree.watch.close()
-
-
-# From now on, our own stop and our exit stop these children too.
-_member.set_children_hooks(stop_all, at_exit)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PROGRAMS, WINDOWS, alive, logged, reaped, wait_for
+from conftest import PROGRAMS, WINDOWS, alive, logged, member_cmd, reaped, started_pids, wait_for
 
 import shutdownbus
 from shutdownbus._deadlines import ESCALATION_MARGIN
@@ -18,9 +18,7 @@ from shutdownbus._deadlines import ESCALATION_MARGIN
 #: escalation rounds of the descendants, each with its own margin.
 SCHEDULING = 0.6
 
-pytestmark = pytest.mark.skipif(WINDOWS, reason="SIGTERM that a process can ignore (POSIX)")
-
-
+@pytest.mark.skipif(WINDOWS, reason="SIGTERM that a process can ignore (POSIX)")
 def test_descendants_that_outlive_their_parent_and_ignore_sigterm_are_gone_by_the_bound(tmp_path: Path) -> None:
     log = tmp_path / "log"
     timeout = 1.0
@@ -40,3 +38,22 @@ def test_descendants_that_outlive_their_parent_and_ignore_sigterm_are_gone_by_th
         workers = {int(pid) for name, pid in up if name == "worker"}
         assert {e.pid for e in report.entries} >= workers, report
         assert all(e.outcome == "killed" for e in report.entries if e.pid in workers), report
+
+
+DEPTH = 50
+
+
+def test_a_chain_of_fifty_members_stops_cleanly_with_the_default_timeout(tmp_path: Path) -> None:
+    """Each level keeps a small share of the time left for itself, never a
+    fixed amount: with the old rule (0.8 x (B - 0.4 s) per level) the budget
+    ran out after about ten levels and the deepest members were terminated."""
+    log = tmp_path / "log"
+    child = shutdownbus.spawn(member_cmd(log, "--depth", str(DEPTH), name="c"), ready_timeout=120)
+    with reaped(child, descendants=True):
+        wait_for(lambda: len(started_pids(log)) == DEPTH + 1, 120, "the whole chain started")
+        report = child.stop()  # the default timeout, 10 s
+        print(report)
+        assert len(report.entries) == DEPTH + 1, report
+        assert [e.outcome for e in report.entries] == ["stopped"] * (DEPTH + 1), report
+        assert report.ok, report
+        assert len(logged(log, "cleanup")) == DEPTH + 1

@@ -104,15 +104,36 @@ def test_imports_run_one_way() -> None:
             visit(module)
 
 
-DOWNWARDS = [("_child", "_stop"), ("_stop", "_member"), ("_member", "_bus"), ("_bus", "_protocol")]
+DOWNWARDS = [
+    ("_child", "_stop"),
+    ("_child", "_member"),
+    ("_stop", "_bus"),
+    ("_member", "_bus"),
+    ("_bus", "_protocol"),
+]
 
 
 @pytest.mark.parametrize(("importer", "imported"), DOWNWARDS)
 def test_the_stopping_machinery_imports_downwards(importer: str, imported: str) -> None:
-    """``_child -> _stop -> _member -> _bus -> _protocol`` (`_stop` owns stopping; `_member` reaches it by a hook)."""
+    """``_child -> _stop -> _bus -> _protocol`` and ``_child -> _member -> _bus`` (`_child` wires the two)."""
     graph = package_imports()
     assert imported in graph[importer]
     assert importer not in graph[imported]
+
+
+def _names_used(tree: ast.AST) -> set[str]:
+    """Every name a module loads at run time (not in ``if TYPE_CHECKING:`` blocks)."""
+    return {n.id for n in _walk(tree) if isinstance(n, ast.Name)}
+
+
+def test_stopping_children_never_calls_back_into_the_member() -> None:
+    """_stop: "It knows nothing of `_member`": what it needs is handed to it (a
+    `Relay`), and `_member` reaches `_stop` only through the hooks `_child`
+    installs.  So calls run one way, as the imports do: neither module names
+    the other at run time (a call through a module attribute, or a hook
+    installed from the far side, would)."""
+    assert "_member" not in _names_used(MODULES["_stop"]) and "_member" not in package_imports()["_stop"]
+    assert "_stop" not in _names_used(MODULES["_member"]) and "_stop" not in package_imports()["_member"]
 
 
 def _reads_sys_platform(tree: ast.AST) -> bool:
