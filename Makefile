@@ -11,7 +11,7 @@ endif
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test test-windows lint typecheck bench bench-quick fuzz stress clean
+.PHONY: help demo test programs test-windows lint typecheck bench bench-quick fuzz stress clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,13 +27,21 @@ demo: $(STAMP) ## Run the A->B->C demo: A stops B's subtree through the bus
 
 # `make test ARGS="tests/test_cli.py -k foo"`: pytest with those arguments instead of the
 # whole suite, and nothing else (lint, type checks and the stress run are for the whole suite).
-test: $(STAMP) ## Lint, type checks, a small stress run and the whole suite (ARGS="tests/test_cli.py -k foo": those tests only)
+test: $(STAMP) programs ## Lint, type checks, a small stress run and the whole suite (ARGS="tests/test_cli.py -k foo": those tests only)
 ifeq ($(ARGS),)
 	$(PY) -m ruff check shutdownbus tests examples benchmarks
 	$(PY) -m mypy
 	$(PY) benchmarks/stress.py --rounds 2 --fanout 3 --depth 2 --cycles 50
 endif
 	$(PY) -m pytest -n 2 -p no:cacheprovider $(or $(ARGS),tests examples/test_echo_server.py)
+
+# The real programs the tests stop that do not come from the package index:
+# nginx from Debian (as root, with apt-get; elsewhere its tests are skipped).
+programs:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { apt-get install -y -q nginx-light >/dev/null 2>&1 \
+		     || { apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null; }; }; } \
+		|| echo "nginx is not installed: its tests are skipped (apt-get install nginx-light)"
 
 test-windows: $(STAMP) ## The suite with a Windows CPython 3.12 under wine (sets it up first; ARGS=pytest args)
 	HOST_PYTHON=$(PY) tools/windows/setup.sh

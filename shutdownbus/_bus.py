@@ -34,8 +34,9 @@ TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     from typing import Any
 
-# Report entries per message.  An entry encodes to at most about 1.1 KB (a
-# name is at most MAX_TEXT_LENGTH code points of up to 4 bytes), so 48 of them
+# Report entries per message.  An entry encodes to at most about 1.3 KB (a
+# name is at most MAX_TEXT_LENGTH code points of up to 4 bytes, a request
+# MAX_REQUEST_LENGTH), so 48 of them
 # fit in MAX_FRAME_SIZE with the frame's envelope and tag
 # (tests/test_hardening.py checks it with the largest entries).
 REPORT_CHUNK = 48

@@ -8,6 +8,7 @@ the `_member.Relay`, and installs `_stop`'s functions as `_member`'s hooks.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import subprocess
@@ -20,6 +21,7 @@ from . import _environment, _member, _platform, _processes, _stop
 from ._deadlines import MAX_BUDGET
 from ._errors import ChildExited
 from ._names import describe
+from ._policy import StopPolicy
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
@@ -47,6 +49,8 @@ class Child(subprocess.Popen[Any]):
     Attributes:
         name: The name used in stop reports (the child's own, once it joined).
         stop_timeout: The default timeout of `stop`.
+        stop_policy: Whether it joins, and how it is asked to go if it does not
+            (`spawn`'s ``joins``, ``stop_signal`` and ``stop_as_group``).
     """
 
     # Our stop reaches a Child too, so a `Popen.wait` that our own stop
@@ -59,10 +63,12 @@ class Child(subprocess.Popen[Any]):
         *,
         stop_timeout: float = _member.DEFAULT_STOP_TIMEOUT,
         name: str | None = None,
+        stop_policy: StopPolicy | None = None,
         **popen_kwargs: Any,
     ) -> None:
         if not (math.isfinite(stop_timeout) and 0 < stop_timeout <= MAX_BUDGET):
             raise ValueError(f"stop_timeout must be a number of seconds in (0, {MAX_BUDGET:g}]")
+        self.stop_policy = stop_policy or StopPolicy()
         with _member.deferred_stop():
             self._start(args, stop_timeout, name, popen_kwargs)
 
@@ -85,8 +91,22 @@ class Child(subprocess.Popen[Any]):
         self._link = link
         self.stop_timeout = float(stop_timeout)
         self._given_name = name
+        policy = self.stop_policy
+        # Linux: the child does not outlive us (its polite request when we
+        # die; a member clears it when it joins, and stops on 'parent-lost').
+        popen_kwargs["preexec_fn"] = _platform.child_preparation(
+            policy.request if not _platform.WINDOWS else None,
+            own_group=policy.group,
+            then=popen_kwargs.get("preexec_fn"),
+        )
+        if flags := _platform.creation_flags(policy.request):
+            popen_kwargs["creationflags"] = popen_kwargs.get("creationflags", 0) | flags
         try:
-            super().__init__(args, env=env, **popen_kwargs)
+            # From a thread that lives as long as this process: the kernel's
+            # parent-death signal follows the thread that started the child.
+            start = functools.partial(subprocess.Popen.__init__, self, args, env=env, **popen_kwargs)
+            _platform.in_a_lasting_thread(start)
+            del start  # holds the environment, and so the secret
         except BaseException:
             bus.close_link(link)
             raise
@@ -229,13 +249,31 @@ def spawn(
     stop_timeout: float = _member.DEFAULT_STOP_TIMEOUT,
     ready_timeout: float | None = None,
     name: str | None = None,
+    joins: bool | None = None,
+    stop_signal: str | int | None = None,
+    stop_as_group: bool = False,
     **popen_kwargs: Any,
 ) -> Child:
     """Start a child process on this process's control channel.
 
-    The child joins with `shutdownbus.join()` (a child that never joins is
-    stopped with the OS-native request instead).  Children stay in this
-    process's process group and console, so Ctrl-C reaches them natively.
+    The child joins with `shutdownbus.join()`; a child that does not (nginx,
+    a Node server, a shell script, gunicorn) is stopped with its polite OS
+    request instead, which ``joins``, ``stop_signal`` and ``stop_as_group``
+    say.  Children stay in this process's process group and console, so
+    Ctrl-C reaches them natively (but for ``stop_as_group``, and
+    ``stop_signal='CTRL_BREAK'`` on Windows, which need a group of their own).
+
+    Per OS, for a child that does not join:
+
+    * Linux: it gets its polite request if this process dies (the kernel's
+      parent-death signal; a member clears it when it joins, and stops
+      itself on the loss of its parent instead).
+    * POSIX: its polite request is a signal: SIGTERM, or ``stop_signal``
+      (nginx and unicorn stop gracefully on ``QUIT``, uWSGI on ``INT``).
+    * Windows: ``TERMINATE`` (TerminateProcess: no cleanup), or
+      ``CTRL_BREAK`` (the child is started in a process group of its own and
+      gets the console's Ctrl-Break, which Python turns into ``SIGBREAK``).
+    * macOS: nothing ends it if this process is killed (docs/lifecycle.md).
 
     Args:
         args: As for `subprocess.Popen`.
@@ -243,18 +281,32 @@ def spawn(
         ready_timeout: If set, wait this long for the child's `ready()`; on
             failure the child's tree is stopped and the error raised.
         name: The name used for the child in stop reports.
+        joins: True: it joins the bus; None (default): it may, and gets 1 s
+            after its spawn (3 s on Windows) to do so before a stop uses its
+            polite request; False: it never joins, and its polite request is
+            sent the moment a stop starts.
+        stop_signal: Its polite request, by name or number (``"QUIT"``,
+            ``"SIGINT"``, ``15``; Windows: ``"CTRL_BREAK"`` or ``"TERMINATE"``).
+            Naming one declares that it does not join.
+        stop_as_group: Send the polite request to the child's whole process
+            group (POSIX; the child leads a group of its own, so the
+            terminal's Ctrl-C no longer reaches it directly: its parent's stop
+            does).  Declares that it does not join.
         **popen_kwargs: Any `subprocess.Popen` keyword argument.
 
     Returns:
         The running child.
 
     Raises:
+        ValueError: ``stop_signal`` names no request of this OS, or the
+            policy contradicts itself (a stop signal for a child that joins).
         ChannelError: the control channel could not be set up.
         ChildExited: with ``ready_timeout``, the child exited before it was ready.
         TimeoutError: with ``ready_timeout``, the child was not ready in time.
         OSError: as `subprocess.Popen` raises it (program not found, ...).
     """
-    child = Child(args, stop_timeout=stop_timeout, name=name, **popen_kwargs)
+    policy = StopPolicy.declare(joins, stop_signal, stop_as_group)
+    child = Child(args, stop_timeout=stop_timeout, name=name, stop_policy=policy, **popen_kwargs)
     if ready_timeout is not None:
         try:
             child.wait_ready(ready_timeout)

@@ -114,6 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
         " the whole stop ends within a container runtime's 10 s)",
     )
     run.add_argument("--ready-timeout", type=_seconds, metavar="S", help="fail unless CMD calls ready() within S")
+    run.add_argument(
+        "--stop-signal",
+        metavar="SIG",
+        help="CMD does not join the bus: ask it to go with SIG the moment a stop starts (QUIT for nginx, INT"
+        " for uWSGI; a name or a number; Windows: CTRL_BREAK or TERMINATE)",
+    )
+    run.add_argument(
+        "--stop-as-group",
+        action="store_true",
+        help="send the stop signal to CMD's whole process group (POSIX; CMD then leads a group of its own, and"
+        " run forwards Ctrl-C to it)",
+    )
+    run.add_argument(
+        "--no-join",
+        action="store_true",
+        help="CMD does not join the bus: its stop signal (default SIGTERM) goes the moment a stop starts,"
+        " with no join grace",
+    )
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]", help="the command to run")
 
     stop = sub.add_parser(
@@ -247,12 +265,17 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from ._child import spawn
     from ._member import _register, on_stop, report_own_exit, stop_requested, wait_for_stop
-    from ._platform import WINDOWS, ParentDeathSignal, start_orphan_reaper, wait_alone_in_namespace
+    from ._platform import WINDOWS, SignalsHeld, send_request, start_orphan_reaper, wait_alone_in_namespace
+    from ._policy import StopPolicy
     from ._sdnotify import Notifier
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         parser.error("run needs a command: shutdownbus run [options] -- CMD [ARG...]")
+    try:
+        policy = StopPolicy.declare(False if args.no_join else None, args.stop_signal, args.stop_as_group)
+    except ValueError as exc:
+        parser.error(f"--stop-signal: {exc}" if args.stop_signal is not None else str(exc))
     # This process runs no code but ours, and a stop moves through its threads
     # (the main thread's wait, the bus, the stop's deadlines, the watch of the
     # descendants): each step wakes a thread that then waits for the GIL while
@@ -263,14 +286,26 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     name = args.name or os.path.basename(cmd[0])
     _register(name, fast_exit=True, wrapper=True, stop_timeout=args.stop_timeout)
     try:
-        # If run is killed, its command gets SIGTERM (Linux) rather than serve on
-        # with nobody able to stop it; a member undoes this when it joins.
-        with ParentDeathSignal(_forwarded()) as prepare:
+        # If run is killed, its command gets its polite request (Linux: spawn's
+        # parent-death signal) rather than serve on with nobody able to stop
+        # it; a member undoes this when it joins.  The signals run handles are
+        # held back while the command starts (see `_platform.SignalsHeld`).
+        with SignalsHeld(_forwarded()) as hand_back:
             signal.signal(signal.SIGINT, lambda signum, frame: None)
-            child = spawn(cmd, stop_timeout=args.stop_timeout, preexec_fn=prepare)
+            child = spawn(
+                cmd,
+                stop_timeout=args.stop_timeout,
+                preexec_fn=hand_back,
+                joins=policy.joins,
+                stop_signal=policy.request if policy.joins is False else None,
+                stop_as_group=policy.group,
+            )
     except OSError as exc:
         print(f"shutdownbus: cannot run {cmd[0]!r}: {exc.strerror}", file=sys.stderr)
         return 127
+    if policy.group:
+        # A group of its own no longer gets the terminal's Ctrl-C: run passes it on.
+        signal.signal(signal.SIGINT, lambda signum, frame: send_request(child, "SIGINT", group=True))
     stopping = threading.Event()  # a SIGTERM started a stop
     # As a subreaper (and as a container's init) we adopt orphans: reap them.
     start_orphan_reaper(child.pid, lambda: stopping.is_set() or stop_requested())
@@ -339,7 +374,7 @@ def _announce_ready(child: Any, name: str, notifier: Any) -> None:
 
 def _forwarded() -> tuple[int, ...]:
     """The signals that ``run`` handles itself and that its command must have
-    native (see `_platform.ParentDeathSignal`)."""
+    native (see `_platform.SignalsHeld`)."""
     import signal
 
     return tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))

@@ -386,7 +386,7 @@ def record_reports(reports: list[StopReport]) -> None:
     up, bus = _state.upstream, _state.bus
     if not reports or _state.stop_reason is None or up is None or bus is None or not up.joined.is_set():
         return
-    bus.send_upstream(Report(tuple(e.to_dict() for report in reports for e in report.entries)))
+    bus.send_upstream(Report(tuple(e.to_wire() for report in reports for e in report.entries)))
 
 
 # -- bus thread -----------------------------------------------------------------
@@ -743,7 +743,7 @@ def _at_exit() -> None:
             swept = _state.own.finish(_state.stop_received_at, _state.stop_deadline)
         if up is not None and up.joined.is_set() and not up.lost.is_set():
             if swept:
-                bus.send_upstream(Report(tuple(e.to_dict() for e in swept)))
+                bus.send_upstream(Report(tuple(e.to_wire() for e in swept)))
             # The sockets close with linger 0, dropping what the parent has not
             # taken: wait (bounded) until it acknowledged every report.  A leaf
             # sent none, and its parent learns its outcome from its exit.

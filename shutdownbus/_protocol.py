@@ -124,6 +124,11 @@ Event = Established | Stop | Ready | Report | Ack
 _PARENT_SENDS = {"accept": (), "stop": ("reason", "budget"), "ack": ()}
 _CHILD_SENDS = {"ready": (), "report": ("entries",)}
 ENTRY_FIELDS = ("pid", "name", "outcome", "returncode", "seconds", "member")
+#: The fields an entry may carry besides `ENTRY_FIELDS`: how the reporting
+#: process asked it to go, and when (docs/protocol.md, 6.5).
+OPTIONAL_ENTRY_FIELDS = ("request", "requested")
+#: The longest ``request`` (a signal's or a Windows request's name).
+MAX_REQUEST_LENGTH = 32
 
 
 # -- codec --------------------------------------------------------------------
@@ -233,7 +238,15 @@ def check_entry(entry: Any) -> dict[str, Any]:
     """
     if not isinstance(entry, dict):
         raise ProtocolError("'report' message: each entry must be a map")
-    _fields("report", entry, ENTRY_FIELDS)
+    _fields("report", {k: v for k, v in entry.items() if k not in OPTIONAL_ENTRY_FIELDS}, ENTRY_FIELDS)
+    request = entry.get("request")
+    if request is not None and (not isinstance(request, str) or not 0 < len(request) <= MAX_REQUEST_LENGTH):
+        raise ProtocolError(f"'report' message: 'request' must be a string of 1 to {MAX_REQUEST_LENGTH} characters")
+    requested = entry.get("requested")
+    if requested is not None and (
+        type(requested) not in (int, float) or not math.isfinite(requested) or requested < 0
+    ):
+        raise ProtocolError("'report' message: 'requested' must be a non-negative number or nil")
     _check_pid("report", entry["pid"])
     _check_text("report", "name", entry["name"])
     if entry["outcome"] not in OUTCOMES:

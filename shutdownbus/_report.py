@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 #: Outcomes that count as a clean stop (with return code 0 for "exited").
 CLEAN_OUTCOMES = (Outcome.STOPPED, Outcome.EXITED)
+#: An entry's fields that a report message always carries
+#: (`_protocol.ENTRY_FIELDS`, which this module does not import: ``list``
+#: loads it without the protocol).
+_WIRE_FIELDS = ("pid", "name", "outcome", "returncode", "seconds", "member")
 
 
 class ReportEntry(FrozenValue):
@@ -38,17 +42,27 @@ class ReportEntry(FrozenValue):
             None for a descendant whose status only its own parent could collect.
         seconds: Seconds from the stop request to its exit, when known.
         member: Whether it had joined the bus.
+        request: How it was asked to go, by the process that stopped it:
+            ``stop`` (the bus's message, to a member), a signal's name
+            (``SIGTERM``, ``SIGQUIT``, ...: a non-member's polite request on
+            POSIX), ``CTRL_BREAK`` or ``TERMINATE`` (Windows); None where
+            nobody asked it anything (a non-member's own workers, which their
+            parent stops), or the stop found it gone.  Escalation, past a
+            deadline, is told by ``outcome``.
+        requested: Seconds from the stop request to ``request``, when known.
 
     Immutable, equal to another entry with the same fields, and hashable.
     """
 
-    __slots__ = ("pid", "name", "outcome", "returncode", "seconds", "member")
+    __slots__ = ("pid", "name", "outcome", "returncode", "seconds", "member", "request", "requested")
     pid: int
     name: str
     outcome: Outcome
     returncode: int | None
     seconds: float | None
     member: bool
+    request: str | None
+    requested: float | None
 
     def __init__(
         self,
@@ -58,8 +72,10 @@ class ReportEntry(FrozenValue):
         returncode: int | None = None,
         seconds: float | None = None,
         member: bool = True,
+        request: str | None = None,
+        requested: float | None = None,
     ) -> None:
-        self._init(pid, name, outcome, returncode, seconds, member)
+        self._init(pid, name, outcome, returncode, seconds, member, request, requested)
 
     @property
     def ok(self) -> bool:
@@ -68,8 +84,13 @@ class ReportEntry(FrozenValue):
         return self.outcome == Outcome.STOPPED or (self.outcome == Outcome.EXITED and self.returncode in (0, None))
 
     def to_dict(self) -> dict[str, Any]:
-        """The entry as a plain dict (the wire format of report entries)."""
+        """The entry as a plain dict (JSON reports)."""
         return self.as_dict() | {"outcome": str(self.outcome)}
+
+    def to_wire(self) -> dict[str, Any]:
+        """The entry as a report message carries it (`_protocol.ENTRY_FIELDS`,
+        and the optional fields only when they say something)."""
+        return {key: value for key, value in self.to_dict().items() if key in _WIRE_FIELDS or value is not None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReportEntry:
@@ -144,7 +165,7 @@ class StopReport(FrozenValue):
 
     def format_table(self) -> str:
         """The report as a small text table, one line per process."""
-        rows = [("PID", "NAME", "OUTCOME", "RC", "SECONDS", "MEMBER")]
+        rows = [("PID", "NAME", "OUTCOME", "RC", "SECONDS", "MEMBER", "ASKED")]
         for e in self.entries:
             rows.append(
                 (
@@ -154,6 +175,7 @@ class StopReport(FrozenValue):
                     "-" if e.returncode is None else str(e.returncode),
                     "-" if e.seconds is None else f"{e.seconds:.3f}",
                     "yes" if e.member else "no",
+                    _asked(e),
                 )
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -178,6 +200,13 @@ class StopReport(FrozenValue):
             seconds=data.get("seconds", 0.0),
             unchecked=tuple(int(pid) for pid in data.get("unchecked", ())),
         )
+
+
+def _asked(entry: ReportEntry) -> str:
+    """The ASKED column: the request, and when it was sent (``SIGQUIT@0.000``)."""
+    if entry.request is None:
+        return "-"
+    return entry.request if entry.requested is None else f"{printable(entry.request)}@{entry.requested:.3f}"
 
 
 def merge_entries(groups: Iterable[Iterable[ReportEntry]]) -> tuple[ReportEntry, ...]:

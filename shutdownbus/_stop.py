@@ -68,6 +68,7 @@ class StopState:
         "watch",
         "tree",
         "polite_sent",
+        "requested_at",
         "escalated",
         "exit_seen",
         "gave_up",
@@ -86,6 +87,7 @@ class StopState:
         self.watch: _platform.ExitWatch | None = None  # shared by the stops that run together
         self.tree: Tree | None = None
         self.polite_sent = False
+        self.requested_at: float | None = None  # when the polite request was sent
         self.escalated: Outcome | None = None
         self.exit_seen: float | None = None
         self.gave_up = False
@@ -331,14 +333,19 @@ def _wait_and_escalate(pending: list[StopState]) -> None:
         for st in pending:
             if st.polite_sent or st.child.joined:
                 continue
-            grace_end = join_grace_end(st.link.opened_at, st.started, st.deadline)
+            policy = st.child.stop_policy
+            # A child declared not to join gets no grace: its request goes now.
+            grace_end = (
+                st.started if policy.joins is False else join_grace_end(st.link.opened_at, st.started, st.deadline)
+            )
             if now >= grace_end:
                 # Not a member: the OS-native polite request is its stop.  Where
                 # that request ends a process outright, it cannot stop its own
                 # children (a server its workers): they get it too, deepest first.
-                if _platform.polite_request_is_final() and st.tree is not None:
+                if _platform.request_is_final(policy.request) and st.tree is not None:
                     signal_members(st.tree.alive(), Outcome.STOPPED)
-                st.child.terminate()
+                if _platform.send_request(st.child, policy.request, group=policy.group):
+                    st.requested_at = time.monotonic()
                 st.polite_sent = True
             else:
                 wake_at = min(wake_at, grace_end)
@@ -482,7 +489,7 @@ def _build_report(st: StopState, now: float) -> StopReport:
         outcome = st.escalated
     elif (
         rc == 0
-        or (st.polite_sent and rc == _platform.polite_returncode())
+        or (st.polite_sent and rc == _platform.request_returncode(c.stop_policy.request))
         # A member may leave the way Ctrl-C's KeyboardInterrupt does (asyncio.run),
         # or turn the stop into its own SIGTERM and die of it once done (uvicorn).
         or (c.joined and rc in _platform.stopped_returncodes())
@@ -490,14 +497,18 @@ def _build_report(st: StopState, now: float) -> StopReport:
         outcome = Outcome.STOPPED
     else:
         outcome = Outcome.FAILED
+    # With a wrapper (sh -c python ...), the member is a descendant.
+    member = c.joined and link.member_pid in (None, c.pid)
+    request, sent_at = ("stop", link.stop_sent_at) if member else (c.stop_policy.request, st.requested_at)
     own = ReportEntry(
         pid=c.pid,
         name=c.name,
         outcome=outcome,
         returncode=rc,
         seconds=None if st.exit_seen is None or st.already_exited else round(st.exit_seen - t0, 6),
-        # With a wrapper (sh -c python ...), the member is a descendant.
-        member=c.joined and link.member_pid in (None, c.pid),
+        member=member,
+        request=request if sent_at is not None else None,
+        requested=None if sent_at is None else round(max(0.0, sent_at - t0), 6),
     )
     tree = st.tree
     escalated = {m.pid: m.outcome for m in tree.members.values() if m.outcome} if tree else {}
@@ -510,8 +521,12 @@ def _build_report(st: StopState, now: float) -> StopReport:
             continue
         if entry.seconds is not None:
             entry = entry.replace(seconds=round(entry.seconds + shift, 6))
+        if entry.requested is not None:
+            entry = entry.replace(requested=round(entry.requested + shift, 6))
         if entry.pid in escalated:
             entry = entry.replace(outcome=escalated[entry.pid] or entry.outcome)
+        if entry.member and entry.request is None:  # it joined: its own parent's stop reached it over the bus
+            entry = entry.replace(request="stop")
         reported.append(entry)
     known = {e.pid for e in reported} | {c.pid}
     others = [] if tree is None else tree.entries(t0, lost_after=st.exit_seen, member_pid=link.member_pid, skip=known)

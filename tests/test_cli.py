@@ -80,7 +80,7 @@ def test_run_and_send_stop_by_name(tmp_path: Path, runs: list[Run]) -> None:
     done = cli("send-stop", "web")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["PID", "NAME", "OUTCOME", "RC", "SECONDS", "MEMBER"]
+    assert lines[0].split() == ["PID", "NAME", "OUTCOME", "RC", "SECONDS", "MEMBER", "ASKED"]
     assert len(lines) == 1 + 4 + 1  # header, run + member + 2 children, summary
     assert all(line.split()[2] == "stopped" for line in lines[1:-1])
     assert "ok" in lines[-1]

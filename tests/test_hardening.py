@@ -25,7 +25,15 @@ from conftest import MEMBER, PROGRAMS, SCRIPT, reaped, wait_for, wait_gone
 import shutdownbus
 from shutdownbus import _endpoint_owner, _registry, _transport
 from shutdownbus._bus import MAX_REPORTED, REPORT_CHUNK
-from shutdownbus._protocol import MAX_FRAME_SIZE, MAX_TEXT_LENGTH, Channel, Report, Role, check_entry
+from shutdownbus._protocol import (
+    MAX_FRAME_SIZE,
+    MAX_REQUEST_LENGTH,
+    MAX_TEXT_LENGTH,
+    Channel,
+    Report,
+    Role,
+    check_entry,
+)
 
 NOBODY = 65534
 FAKE_ROOT = str(PROGRAMS / "fake_root.py")
@@ -339,6 +347,8 @@ def test_the_largest_report_chunk_fits_in_a_frame() -> None:
         "returncode": -(2**31),
         "seconds": 1e300,
         "member": True,
+        "request": "\U0010ffff" * MAX_REQUEST_LENGTH,
+        "requested": 1e300,
     }
     frame = child.send(Report(tuple(check_entry(largest) for _ in range(REPORT_CHUNK))))
     assert len(frame) <= MAX_FRAME_SIZE

@@ -16,8 +16,11 @@ def sample() -> StopReport:
     return StopReport(
         reason="stop",
         entries=(
-            ReportEntry(pid=10, name="web", outcome="stopped", returncode=0, seconds=0.25, member=True),
+            ReportEntry(pid=10, name="web", outcome="stopped", returncode=0, seconds=0.25, member=True, request="stop",
+                        requested=0.001),
             ReportEntry(pid=11, name="sleep", outcome="killed", returncode=-9, seconds=1.5, member=False),
+            ReportEntry(pid=13, name="nginx", outcome="stopped", returncode=0, seconds=0.1, member=False,
+                        request="SIGQUIT", requested=0.0),
             ReportEntry(pid=12, name="old", outcome="exited", returncode=0, seconds=None, member=True),
         ),
         seconds=1.5,
@@ -35,11 +38,12 @@ def test_ok_requires_every_entry_clean() -> None:
 
 def test_table_lists_every_process() -> None:
     lines = str(sample()).splitlines()
-    assert lines[0].split() == ["PID", "NAME", "OUTCOME", "RC", "SECONDS", "MEMBER"]
-    assert lines[1].split() == ["10", "web", "stopped", "0", "0.250", "yes"]
-    assert lines[2].split() == ["11", "sleep", "killed", "-9", "1.500", "no"]
-    assert lines[3].split() == ["12", "old", "exited", "0", "-", "yes"]
-    assert "NOT ok" in lines[4]
+    assert lines[0].split() == ["PID", "NAME", "OUTCOME", "RC", "SECONDS", "MEMBER", "ASKED"]
+    assert lines[1].split() == ["10", "web", "stopped", "0", "0.250", "yes", "stop@0.001"]
+    assert lines[2].split() == ["11", "sleep", "killed", "-9", "1.500", "no", "-"]
+    assert lines[3].split() == ["13", "nginx", "stopped", "0", "0.100", "no", "SIGQUIT@0.000"]
+    assert lines[4].split() == ["12", "old", "exited", "0", "-", "yes", "-"]
+    assert "NOT ok" in lines[5]
 
 
 def test_json_round_trip() -> None:
@@ -53,8 +57,24 @@ def test_json_round_trip() -> None:
         "returncode": -9,
         "seconds": 1.5,
         "member": False,
+        "request": None,
+        "requested": None,
     }
+    assert data["entries"][2]["request"] == "SIGQUIT"
     assert StopReport.from_dict(data) == report
+
+
+def test_report_entries_travel_with_their_request_when_there_is_one() -> None:
+    """A report message carries the protocol's six fields, and the optional
+    request and its time when they say something (docs/protocol.md, 6.5)."""
+    from shutdownbus._protocol import ENTRY_FIELDS, OPTIONAL_ENTRY_FIELDS, check_entry
+
+    for entry in sample().entries:
+        wire = entry.to_wire()
+        assert tuple(wire)[:6] == ENTRY_FIELDS
+        assert set(wire) - set(ENTRY_FIELDS) == (set(OPTIONAL_ENTRY_FIELDS) if entry.request else set())
+        check_entry(wire)
+        assert shutdownbus.ReportEntry.from_dict(wire) == entry
 
 
 def test_version_from_console_script_and_module() -> None:

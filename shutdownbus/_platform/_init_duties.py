@@ -22,30 +22,77 @@ from ._windows import parent_pids
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     import threading
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 
 _PR_SET_PDEATHSIG = 1
 
 
-class ParentDeathSignal:
-    """A context manager: start a child (in the block, with the ``preexec_fn``
-    its ``with`` gives) that gets SIGTERM when this process dies.
+def child_preparation(
+    death_signal: str | None, *, own_group: bool = False, then: Callable[[], object] | None = None
+) -> Callable[[], None] | None:
+    """The ``preexec_fn`` that `spawn` starts each child with, or None if it needs none.
 
-    Linux (``PR_SET_PDEATHSIG``): for ``shutdownbus run``, whose command must
-    not go on serving as an orphan nobody can stop if ``run`` is killed.  The
-    signal follows the thread that started the child: start it from a thread
-    that lives as long as this process (the main thread).  If we died between
-    the fork and the ``prctl``, the child sends itself the signal.
+    Linux: the child gets ``death_signal`` (a signal's name, see
+    `_requests.request_name`) when this process dies (``PR_SET_PDEATHSIG``),
+    so that a child that cannot hear the bus does not serve on as an orphan
+    nobody can stop (a member clears it when it joins: it stops on the loss
+    of its parent by itself, with its cleanup).  The kernel sends it when the
+    *thread* that started the child exits: start children from a thread that
+    lives as long as this process (`in_a_lasting_thread`).  If this process
+    died between the fork and the ``prctl``, the child ends itself at once
+    (it has not run its program yet: SIGKILL costs it nothing).
+    POSIX: with ``own_group``, the child leads a process group of its own
+    (``setpgid``), so that a request can reach the whole group.
+    Every OS with ``preexec_fn`` (not Windows): then ``then()``, the caller's own.
+    Windows: None (no ``preexec_fn`` there; a Job Object ends the children
+    of a process that dies).  Other POSIX systems have no parent-death signal.
+    """
+    if WINDOWS:
+        return None
+    import signal
 
-    The ``preexec_fn`` runs Python in the forked child, with this process's
-    signal handlers: a Ctrl-C in that moment would be taken by them and lost
-    for the command.  So ``signals`` are blocked around the start; in the
-    child they get the disposition exec would leave (the default, or ignored
-    if they were ignored), then are unblocked: one that came meanwhile has
-    its native effect.  Elsewhere: gives None, and blocks nothing.
+    pdeathsig = int(signal.Signals[death_signal]) if LINUX and death_signal is not None else 0
+    if not pdeathsig and not own_group and then is None:
+        return None
+    libc_prctl = None
+    if pdeathsig:
+        import ctypes  # loaded here, not in the forked child
+
+        libc_prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+    kill = int(signal.SIGKILL)
+
+    def prepare() -> None:
+        if libc_prctl is not None:
+            libc_prctl(_PR_SET_PDEATHSIG, pdeathsig, 0, 0, 0)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), kill)
+        if own_group:
+            os.setpgid(0, 0)
+        if then is not None:
+            then()
+
+    return prepare
+
+
+class SignalsHeld:
+    """A context manager: start a child in the block with these signals held
+    back, and give it the ``preexec_fn`` part that hands them back.
+
+    ``shutdownbus run`` handles SIGINT and SIGTERM itself; the ``preexec_fn``
+    runs Python in the forked child with this process's handlers, so a
+    Ctrl-C in that moment would be taken by them and lost for the command.
+    So they are blocked around the start; in the child they get the
+    disposition exec would leave (the default, or ignored if they were
+    ignored), then are unblocked: one that came meanwhile has its native
+    effect.  POSIX only (with ``pthread_sigmask``); Windows: gives None, and
+    blocks nothing.
 
     Args:
-        signals: The signals to block around the start (those ``run`` forwards).
+        signals: The signals to hold back around the start.
     """
 
     def __init__(self, signals: Iterable[int]) -> None:
@@ -53,26 +100,20 @@ class ParentDeathSignal:
         self._previous: set[int] | None = None
 
     def __enter__(self) -> Callable[[], None] | None:
-        if not LINUX:
-            return None
-        import ctypes  # loaded here, not in the forked child
         import signal
 
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-        parent = os.getpid()
+        if WINDOWS or not hasattr(signal, "pthread_sigmask"):
+            return None
         signals = self._signals
         after_exec = {s: signal.SIG_IGN if signal.getsignal(s) == signal.SIG_IGN else signal.SIG_DFL for s in signals}
 
-        def prepare() -> None:
-            prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        def hand_back() -> None:
             for signum, disposition in after_exec.items():
                 signal.signal(signum, disposition)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
-            if os.getppid() != parent:
-                os.kill(os.getpid(), signal.SIGTERM)
 
         self._previous = {int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, signals)}
-        return prepare
+        return hand_back
 
     def __exit__(self, *exc_info: object) -> None:
         if self._previous is not None:
@@ -81,8 +122,64 @@ class ParentDeathSignal:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._previous)
 
 
+_spawner: list[Any] = []  # [queue, thread], once started
+
+
+def in_a_lasting_thread(start: Callable[[], T]) -> T:
+    """``start()`` on a thread that lives as long as this process, and its result.
+
+    Linux: the parent-death signal of a child follows the thread that started
+    it (see `child_preparation`): a child started by a short-lived thread
+    would get it when that thread ends.  The main thread lives as long as the
+    process, so there ``start()`` simply runs; from any other thread it runs
+    on one thread kept for this (``shutdownbus-spawner``, started on first
+    use, never ended), and its exception, if any, is raised here.  Every
+    other OS: ``start()`` runs in the calling thread.
+    """
+    import threading
+
+    if not LINUX or threading.current_thread() is threading.main_thread():
+        return start()
+    import queue
+
+    if not _spawner:
+        jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+        def serve() -> None:
+            while True:
+                jobs.get()()
+
+        thread = threading.Thread(target=serve, name="shutdownbus-spawner", daemon=True)
+        thread.start()
+        _spawner[:] = [jobs, thread]
+    done = threading.Event()
+    box: list[tuple[bool, Any]] = []
+
+    def job() -> None:
+        try:
+            box.append((True, start()))
+        except BaseException as exc:  # handed back to the caller
+            box.append((False, exc))
+        done.set()
+
+    _spawner[0].put(job)
+    done.wait()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def _forget_the_spawner() -> None:
+    _spawner.clear()  # a forked child has no such thread
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_the_spawner)
+
+
 def clear_parent_death_signal() -> None:
-    """Linux: undo what `ParentDeathSignal` set up, for the calling thread (a
+    """Linux: undo what `child_preparation` set up, for the calling thread (a
     member stops on the loss of its parent by itself, with its cleanup).
     Every other OS: nothing (there was nothing to undo)."""
     prctl(_PR_SET_PDEATHSIG, 0)

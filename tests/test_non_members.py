@@ -1,0 +1,158 @@
+"""Children that are not members: never orphaned, asked to go their own way, at once when declared."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import LINUX, PROGRAMS, SCRIPT, WINDOWS, logged, reaped, sleep_cmd, wait_for, wait_gone
+
+import shutdownbus
+from shutdownbus import _platform
+from shutdownbus._deadlines import JOIN_GRACE
+
+linux = pytest.mark.skipif(not LINUX, reason="the kernel's parent-death signal is Linux's (docs/lifecycle.md)")
+posix = pytest.mark.skipif(WINDOWS, reason="POSIX signals")
+
+
+@linux
+def test_a_killed_spawner_leaves_no_child_of_any_kind(tmp_path: Path) -> None:
+    """A parent killed hard (SIGKILL, the OOM killer, a CI timeout): its member
+    stops itself with its cleanup, and every child that cannot hear the bus
+    gets its polite request from the kernel.  On 3d995bd the child that never
+    joined (sleep) was left running with PPID 1, for good."""
+    log = tmp_path / "log"
+    spawner = subprocess.Popen(
+        [sys.executable, str(PROGRAMS / "spawner.py"), str(log)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    with reaped(spawner, descendants=True):
+        assert spawner.stdout is not None
+        pids = json.loads(spawner.stdout.readline())
+        (_, grandchild), = logged(log, "plain")  # the member's own plain subprocess
+        procs = [psutil.Process(pid) for pid in [*pids.values(), int(grandchild)]]
+        spawner.kill()
+        spawner.wait()
+        assert wait_gone(procs, 30) == [], [p.cmdline() for p in procs if p.is_running()]
+    assert logged(log, "got stop") == [("m", "parent-lost")]
+    assert [name for name, _ in logged(log, "cleanup")] == ["m"]
+
+
+@linux
+def test_a_child_spawned_from_a_thread_outlives_the_thread() -> None:
+    """The parent-death signal follows the thread that started the child, not
+    the process: spawn starts children from a thread that lives as long as
+    the process, so a worker thread that ends takes nothing with it."""
+    spawned: list[shutdownbus.Child] = []
+
+    def worker() -> None:
+        cmd = [sys.executable, str(PROGRAMS / "echo_until_eof.py")]
+        spawned.append(shutdownbus.spawn(cmd, joins=False, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    (child,) = spawned
+    with reaped(child):
+        # Gone from the kernel too: the parent-death signal, if any, was sent.
+        wait_for(lambda: str(thread.native_id) not in os.listdir("/proc/self/task"), 30, "the thread ended")
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write("still here?\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "still here?\n"
+        child.stdin.close()
+        report = child.stop()
+    assert report.ok, report
+
+
+def test_a_declared_non_member_is_asked_to_go_the_moment_the_stop_starts() -> None:
+    """No join grace for a child declared not to join: a harness that starts
+    a server in another language and stops it at once pays nothing for a
+    join that cannot come (on 3d995bd: the rest of 1 s after its spawn)."""
+    child = shutdownbus.spawn(sleep_cmd(), joins=False)
+    with reaped(child):
+        report = child.stop()
+    (entry,) = report.entries
+    assert (entry.outcome, entry.member, entry.request) == ("stopped", False, _platform.default_request()), report
+    # Sent at the stop's start; the join grace would have made it 1 s.
+    assert entry.requested is not None and entry.requested < JOIN_GRACE / 2, report
+
+
+def test_a_child_that_may_join_gets_the_grace_and_then_its_request() -> None:
+    """The default: a child that might still be starting its member library is
+    given the join grace; then its polite request, which the report names."""
+    child = shutdownbus.spawn(sleep_cmd())
+    with reaped(child):
+        report = child.stop()
+    (entry,) = report.entries
+    assert (entry.outcome, entry.request) == ("stopped", _platform.default_request()), report
+    assert child.stop_policy.describe() == f"member or {_platform.default_request()}"
+
+
+@posix
+def test_the_stop_signal_is_the_one_the_program_stops_gracefully_on(tmp_path: Path) -> None:
+    """nginx and unicorn stop gracefully on SIGQUIT, uWSGI on SIGINT: the
+    signal named is the one sent, and the report says so."""
+    marker = tmp_path / "cleaned"
+    cmd = [sys.executable, str(PROGRAMS / "quits_gracefully.py"), "SIGQUIT", str(marker)]
+    child = shutdownbus.spawn(cmd, stop_signal="QUIT", stdout=subprocess.PIPE)
+    with reaped(child):
+        assert child.stdout is not None and child.stdout.readline() == b"up\n"
+        report = child.stop()
+    assert marker.read_text() == "cleaned up after SIGQUIT\n"
+    (entry,) = report.entries
+    assert (entry.outcome, entry.returncode, entry.request) == ("stopped", 0, "SIGQUIT"), report
+    assert child.stop_policy.describe() == "SIGQUIT"
+
+
+@posix
+def test_stop_as_group_reaches_what_the_child_started(tmp_path: Path) -> None:
+    """supervisord's stopasgroup: a shell script's background job gets the
+    request too, at the same moment as the shell (it leads a group of its own)."""
+    marker = tmp_path / "cleaned"
+    job = f"{sys.executable} {PROGRAMS / 'quits_gracefully.py'} SIGTERM {marker}"
+    child = shutdownbus.spawn(["sh", "-c", f"{job} & wait"], stop_as_group=True, stdout=subprocess.PIPE)
+    with reaped(child, descendants=True):
+        assert os.getpgid(child.pid) == child.pid
+        assert child.stdout is not None and child.stdout.readline() == b"up\n"  # the job handles SIGTERM now
+        report = child.stop()
+    assert marker.read_text() == "cleaned up after SIGTERM\n"
+    assert report.ok, report
+    assert report.entries[0].request == "SIGTERM"
+    assert child.stop_policy.describe() == "SIGTERM to its group"
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"stop_signal": "NOPE"}, "no stop signal 'NOPE'"),
+        ({"joins": True, "stop_signal": "INT"}, "stopped through it"),
+        pytest.param({"stop_signal": "KILL"}, "cannot be a stop signal", marks=posix),
+        pytest.param({"stop_as_group": True}, "POSIX", marks=pytest.mark.skipif(not WINDOWS, reason="Windows")),
+    ],
+)
+def test_a_policy_this_os_does_not_have_is_refused_before_anything_starts(
+    policy: dict[str, object], message: str
+) -> None:
+    before = {p.pid for p in psutil.Process().children()}
+    with pytest.raises(ValueError, match=message):
+        shutdownbus.spawn(sleep_cmd(), **policy)  # type: ignore[arg-type]
+    assert {p.pid for p in psutil.Process().children()} == before
+
+
+def test_run_refuses_a_stop_signal_that_does_not_exist_with_one_line() -> None:
+    done = subprocess.run(
+        [*SCRIPT, "run", "--stop-signal", "NOPE", "--", *sleep_cmd()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--stop-signal: no stop signal 'NOPE'" in done.stderr
+    assert "Traceback" not in done.stderr
