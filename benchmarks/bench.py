@@ -63,6 +63,7 @@ import importlib.metadata
 import os
 import platform
 import select
+import shutil
 import signal
 import statistics
 import subprocess
@@ -390,6 +391,109 @@ def bench_servers(reps: int) -> None:
             f"   {label:<22}{summary(samples['run']):>22}{summary(samples['spawn']):>22}{summary(samples['kill']):>22}"
             f"   {med['run'] / med['kill']:7.2f}x {med['spawn'] / med['kill']:9.2f}x   (target: at most 1.2x)"
         )
+
+
+# -- 9. non-members: stopped right after they are up, and a spawner killed hard ----------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def quick_stop(how: str, cmd: list[str], port: int, processes: int) -> float:
+    """Start a server, wait until its workers run and it answers, stop it 0.3 s
+    later (a harness that makes one request); seconds until all are gone."""
+    from shutdownbus import _admin, _registry
+
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": PROGRAMS}
+    if how == "run":
+        script = str(Path(PY).parent / "shutdownbus")
+        server = subprocess.Popen([script, "run", "--name", "quick", "--stop-signal", "TERM", "--", *cmd], **quiet)
+        _wait_processes(server.pid, processes)
+    else:
+        server = subprocess.Popen(cmd, **quiet)
+        _wait_processes(server.pid, processes - 1)
+    end = time.monotonic() + 60
+    while not _answers(port):
+        if time.monotonic() > end:
+            raise TimeoutError(f"{cmd[0]} does not answer on port {port}")
+        time.sleep(0.01)
+    pids = [server.pid, *tree_pids(server.pid)]
+    time.sleep(0.3)
+    start = time.perf_counter()
+    if how == "run":
+        _admin.send_stop(_registry.find("quick"))
+    else:
+        server.terminate()
+    wait_all_gone(pids)
+    took = time.perf_counter() - start
+    server.wait()
+    return took
+
+
+def spawner_killed(children: int) -> float:
+    """A parent that spawned ``children`` non-members is SIGKILLed: seconds until the last of them is gone."""
+    code = (
+        "import sys, shutdownbus\n"
+        f"kids = [shutdownbus.spawn([sys.executable, '-c', 'import time; time.sleep(300)'], joins=False)"
+        f" for _ in range({children})]\n"
+        "print(' '.join(str(k.pid) for k in kids), flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    parent = subprocess.Popen([PY, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    pids = [int(pid) for pid in parent.stdout.readline().split()]
+    start = time.perf_counter()
+    parent.kill()
+    wait_all_gone(pids)
+    took = time.perf_counter() - start
+    parent.wait()
+    return took
+
+
+def bench_non_members(reps: int) -> None:
+    print("\n9. Non-members (ms, median (min-max))")
+    print("   a. declared (run --stop-signal TERM) and stopped 0.3 s after it answers; run + send-stop vs kill -TERM")
+    gunicorn = Path(PY).parent / "gunicorn"
+    servers = {"gunicorn -w 3": ([str(gunicorn), "-w", "3", "-b", "127.0.0.1:{port}", "wsgi_app:app"], 4)}
+    node = shutil.which("node")
+    if node:
+        servers["node http server"] = ([node, str(PROGRAMS / "node_server.js"), os.devnull, "{port}"], 1)
+    for label, (template, processes) in servers.items():
+        if not Path(template[0]).exists():
+            print(f"   {label:<22}not installed")
+            continue
+        samples: dict[str, list[float]] = {"run": [], "kill": []}
+        for _ in range(reps):
+            for how in samples:  # interleaved
+                port = _free_port()
+                cmd = [arg.replace("{port}", str(port)) for arg in template]
+                samples[how].append(quick_stop(how, cmd, port, processes))
+        ratio = statistics.median(samples["run"]) / statistics.median(samples["kill"])
+        verdict = "met" if ratio <= 1.2 else "NOT met"
+        print(
+            f"   {label:<22}{summary(samples['run']):>22}{summary(samples['kill']):>22}"
+            f"   {ratio:5.2f}x (target: at most 1.2x: {verdict})"
+        )
+    if not sys.platform.startswith("linux"):
+        print("   b. a spawner killed hard: Linux only (the kernel's parent-death signal)")
+        return
+    took = [spawner_killed(5) for _ in range(reps)]
+    print(f"   b. a spawner of 5 non-members SIGKILLed: last of them gone after {summary(took)}")
 
 
 # -- 7. as a container's init ------------------------------------------------------------
@@ -758,13 +862,13 @@ def main() -> None:
         "--section",
         type=int,
         action="append",
-        choices=range(1, 9),
+        choices=range(1, 10),
         metavar="N",
         help="run only section N (repeatable; default: all), e.g. --section 8 for the start-up",
     )
     args = parser.parse_args()
     reps = args.reps or (2 if args.quick else 5)
-    sections = set(args.section or range(1, 9))
+    sections = set(args.section or range(1, 10))
     print(
         f"shutdownbus {shutdownbus.__version__}; Python {platform.python_version()}; libzmq {zmq.zmq_version()};"
         f" {os.cpu_count()} cores; {psutil.virtual_memory().total / 2**30:.0f} GiB; {platform.platform()}"
@@ -792,6 +896,8 @@ def main() -> None:
             bench_startup(args.reps or 3, ("fan-out 2 x depth 1", 1, 2), top=4, profile_runs=1)
         else:
             bench_startup(args.reps or 11, ("fan-out 4 x depth 2", 2, 4), top=10, profile_runs=5)
+    if 9 in sections:
+        bench_non_members(3 if args.quick else 9)
 
 
 if __name__ == "__main__":
