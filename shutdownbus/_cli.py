@@ -18,6 +18,7 @@ Rules of this module:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -27,7 +28,7 @@ from ._errors import ChildExited, ShutdownBusError
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import Any
+    from typing import Any, NoReturn
 
 EXIT_OK, EXIT_NOT_CLEAN, EXIT_ERROR = 0, 1, 2
 #: The reader of our output went away (``shutdownbus list | head -1``): the
@@ -50,6 +51,19 @@ EPILOG = """examples:
 exit status: 0 stopped cleanly; 1 stopped, but escalation was needed or a process
 failed; 2 usage error, unknown target, registry, permission or authentication problem.
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line that says where to look.
+
+    argparse prints the usage (several lines) and ``PROG: error: ...``; every
+    other error of the command line is one line starting ``shutdownbus:``.
+    The subcommands' parsers are of this class too (`add_subparsers` makes
+    them of their parent's class).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"shutdownbus: {message}; see '{self.prog} --help'\n")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -85,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``shutdownbus`` command."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="shutdownbus",
         description="Stop whole process trees cleanly, on every OS, without signals.",
         epilog=EPILOG,
@@ -154,13 +168,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The longest timeout the command line takes: a week, `_deadlines.MAX_BUDGET`
+#: (not imported: it loads the platform layer, which ``--help`` does without;
+#: tests/test_cli.py checks that the two agree).
+MAX_SECONDS = 7 * 24 * 3600.0
+
+
 def _seconds(text: str) -> float:
+    """A timeout option's value: a number of seconds, more than 0, at most `MAX_SECONDS`."""
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not 0 < value < 7 * 24 * 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+        value = math.nan
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (examples: 5, 0.5, 90)")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds (examples: 5, 0.5, 90)")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} seconds is too long: the limit is {MAX_SECONDS:.0f} seconds (a week)"
+        )
     return value
 
 
@@ -252,7 +279,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
-        parser.error("run needs a command: shutdownbus run [options] -- CMD [ARG...]")
+        return _fail("run needs a command: shutdownbus run [options] -- CMD [ARG...]; see 'shutdownbus run --help'")
     # This process runs no code but ours, and a stop moves through its threads
     # (the main thread's wait, the bus, the stop's deadlines, the watch of the
     # descendants): each step wakes a thread that then waits for the GIL while
@@ -260,6 +287,10 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # made a stop's passage through run some 5 ms longer (docs/performance.md).
     sys.setswitchinterval(RUN_SWITCH_INTERVAL)
     notifier = Notifier.from_environment()  # before the spawn: the command must not inherit it
+    if args.name is not None:
+        from ._registry import check_name
+
+        check_name(args.name)  # --name '' is refused, not taken for the default
     name = args.name or os.path.basename(cmd[0])
     _register(name, fast_exit=True, wrapper=True, stop_timeout=args.stop_timeout)
     try:
@@ -269,8 +300,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             signal.signal(signal.SIGINT, lambda signum, frame: None)
             child = spawn(cmd, stop_timeout=args.stop_timeout, preexec_fn=prepare)
     except OSError as exc:
-        print(f"shutdownbus: cannot run {cmd[0]!r}: {exc.strerror}", file=sys.stderr)
-        return 127
+        return _cannot_run(cmd[0], exc)
     stopping = threading.Event()  # a SIGTERM started a stop
     # As a subreaper (and as a container's init) we adopt orphans: reap them.
     start_orphan_reaper(child.pid, lambda: stopping.is_set() or stop_requested())
@@ -318,6 +348,31 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # us before it printed its report: it finishes on this last word,
         # and we wait for it to leave (see _admin._our_init_is_done).
         wait_alone_in_namespace(ADMIN_LEAVES)
+    return status
+
+
+#: ``run``'s status when its command cannot be started, as a shell's: not found, or found but not runnable.
+EXIT_NOT_FOUND, EXIT_CANNOT_RUN = 127, 126
+
+
+def _cannot_run(program: str, exc: OSError) -> int:
+    """Say why ``program`` could not be started, and what to check; the shell's status for it."""
+    import errno
+
+    if exc.errno == errno.ENOENT:
+        why = "no such program: give its path, or check that it is on PATH"
+        if os.sep in program or (os.altsep and os.altsep in program):
+            why = "no such file (or its #! line names an interpreter that is not installed)"
+        status = EXIT_NOT_FOUND
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        why = "permission denied: is it executable (chmod +x) and not a directory?"
+        status = EXIT_CANNOT_RUN
+    elif exc.errno == errno.ENOEXEC:
+        why = "not a program this system can run (a script needs a #! line)"
+        status = EXIT_CANNOT_RUN
+    else:
+        why, status = exc.strerror or str(exc), EXIT_CANNOT_RUN
+    print(f"shutdownbus: cannot run {program!r}: {why}", file=sys.stderr)
     return status
 
 
