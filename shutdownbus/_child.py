@@ -12,7 +12,7 @@ import math
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from types import TracebackType
 from typing import Any  # at run time (Child's base); a spawning process has it from pyzmq anyway
 
@@ -47,6 +47,9 @@ class Child(subprocess.Popen[Any]):
     Attributes:
         name: The name used in stop reports (the child's own, once it joined).
         stop_timeout: The default timeout of `stop`.
+        clean_exits: Exit statuses (128+N for a death by signal N) that count
+            as ``stopped`` when the child exits with them after a stop that
+            needed no escalation (`spawn`'s ``clean_exits``).
     """
 
     # Our stop reaches a Child too, so a `Popen.wait` that our own stop
@@ -59,10 +62,12 @@ class Child(subprocess.Popen[Any]):
         *,
         stop_timeout: float = _member.DEFAULT_STOP_TIMEOUT,
         name: str | None = None,
+        clean_exits: Collection[int] = (),
         **popen_kwargs: Any,
     ) -> None:
         if not (math.isfinite(stop_timeout) and 0 < stop_timeout <= MAX_BUDGET):
             raise ValueError(f"stop_timeout must be a number of seconds in (0, {MAX_BUDGET:g}]")
+        self.clean_exits = frozenset(clean_exits)
         with _member.deferred_stop():
             self._start(args, stop_timeout, name, popen_kwargs)
 
@@ -229,6 +234,7 @@ def spawn(
     stop_timeout: float = _member.DEFAULT_STOP_TIMEOUT,
     ready_timeout: float | None = None,
     name: str | None = None,
+    clean_exits: Collection[int] = (),
     **popen_kwargs: Any,
 ) -> Child:
     """Start a child process on this process's control channel.
@@ -243,6 +249,10 @@ def spawn(
         ready_timeout: If set, wait this long for the child's `ready()`; on
             failure the child's tree is stopped and the error raised.
         name: The name used for the child in stop reports.
+        clean_exits: Exit statuses that mean "stopped as asked" for this
+            child, as a shell writes them (143 for a death by SIGTERM, or a
+            JVM's own ``exit(143)``): after a stop that needed no
+            escalation, the report counts them ``stopped``, not ``failed``.
         **popen_kwargs: Any `subprocess.Popen` keyword argument.
 
     Returns:
@@ -254,7 +264,7 @@ def spawn(
         TimeoutError: with ``ready_timeout``, the child was not ready in time.
         OSError: as `subprocess.Popen` raises it (program not found, ...).
     """
-    child = Child(args, stop_timeout=stop_timeout, name=name, **popen_kwargs)
+    child = Child(args, stop_timeout=stop_timeout, name=name, clean_exits=clean_exits, **popen_kwargs)
     if ready_timeout is not None:
         try:
             child.wait_ready(ready_timeout)

@@ -6,7 +6,9 @@ Rules of this module:
 * Exit statuses: 0 everything stopped cleanly; 1 the stop completed but
   escalation was needed or a process failed; 2 usage error, unknown target,
   registry, permission or authentication problem.  ``run`` exits with its
-  command's status (128+N when a signal N ended it, on POSIX).
+  command's status (128+N when a signal N ended it, on POSIX), 0 for the
+  statuses of ``--clean-exit`` after a stop that needed no escalation, 127
+  when the command is not found and 126 when it cannot be run.
 * Errors are one line on stderr, starting with ``shutdownbus:``; never a
   traceback.
 * Start-up is part of every command's cost: at import, this module loads
@@ -115,7 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         " stops CMD's whole tree. Stdin, stdout and stderr pass straight through; Ctrl-C works natively."
         " Exits with CMD's exit status (128+N if signal N ended it, on POSIX).",
         epilog="examples:\n  shutdownbus run -- python server.py\n"
-        "  shutdownbus run --name echo --ready-timeout 10 -- python examples/echo_server.py",
+        "  shutdownbus run --name echo --ready-timeout 10 -- python examples/echo_server.py\n"
+        "  shutdownbus run --name api --clean-exit 143 -- java -jar api.jar   # a JVM exits 143 on SIGTERM\n\n"
+        "exit status: CMD's status, also after a stop (send-stop, SIGTERM) and after Ctrl-C: 0 for a member\n"
+        "that stopped cleanly, 143 (128+15) for a program that died of the polite SIGTERM, 130 (128+2) for\n"
+        "one that died of Ctrl-C's SIGINT. --clean-exit turns the given statuses into 0 after such a stop.\n"
+        "After escalation: 143 if the deadline's SIGTERM ended CMD, 137 (128+9) if it was killed; never\n"
+        "mapped. 127: CMD not found; 126: CMD cannot be run; 2: usage, registry or --ready-timeout error.",
         formatter_class=_Formatter,
     )
     run.add_argument("--name", help="the name send-stop finds the tree by (default: CMD's basename)")
@@ -128,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
         " the whole stop ends within a container runtime's 10 s)",
     )
     run.add_argument("--ready-timeout", type=_seconds, metavar="S", help="fail unless CMD calls ready() within S")
+    run.add_argument(
+        "--clean-exit",
+        type=_exit_status_arg,
+        action="append",
+        default=[],
+        metavar="STATUS",
+        help="after a stop (send-stop, SIGTERM, Ctrl-C), exit 0 when CMD exits with STATUS: a number (143), or a"
+        " signal's name (TERM: 128+15, as a shell shows a death by SIGTERM); repeatable. Never after escalation,"
+        " nor when CMD exits with no stop asked",
+    )
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]", help="the command to run")
 
     stop = sub.add_parser(
@@ -189,6 +207,24 @@ def _seconds(text: str) -> float:
             f"{text!r} seconds is too long: the limit is {MAX_SECONDS:.0f} seconds (a week)"
         )
     return value
+
+
+def _exit_status_arg(text: str) -> int:
+    """``--clean-exit``'s value: an exit status 0-255, or a signal's name (``TERM``, ``SIGTERM``) for 128+N."""
+    if text.isdigit():
+        if int(text) <= 255:
+            return int(text)
+        raise argparse.ArgumentTypeError(f"{text!r} is not an exit status: statuses are 0 to 255")
+    import signal
+
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    number = getattr(signal, name, None)
+    if not isinstance(number, int) or name.startswith("SIG_") or name in ("SIGRTMIN", "SIGRTMAX"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an exit status (0-255) nor a signal's name (examples: 143, TERM, SIGINT)"
+        )
+    return 128 + number
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -293,12 +329,14 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         check_name(args.name)  # --name '' is refused, not taken for the default
     name = args.name or os.path.basename(cmd[0])
     _register(name, fast_exit=True, wrapper=True, stop_timeout=args.stop_timeout)
+    interrupted = threading.Event()  # Ctrl-C (SIGINT) reached run
     try:
         # If run is killed, its command gets SIGTERM (Linux) rather than serve on
         # with nobody able to stop it; a member undoes this when it joins.
         with ParentDeathSignal(_forwarded()) as prepare:
-            signal.signal(signal.SIGINT, lambda signum, frame: None)
-            child = spawn(cmd, stop_timeout=args.stop_timeout, preexec_fn=prepare)
+            # Ctrl-C reaches the command from the terminal; here it is only noted.
+            signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+            child = spawn(cmd, stop_timeout=args.stop_timeout, clean_exits=args.clean_exit, preexec_fn=prepare)
     except OSError as exc:
         return _cannot_run(cmd[0], exc)
     stopping = threading.Event()  # a SIGTERM started a stop
@@ -335,8 +373,11 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     elif notifier is not None:
         threading.Thread(target=_announce_ready, args=(child, name, notifier), daemon=True).start()
     rc = child.wait()
-    child.stop()  # the same report as the stop that ended it, if one did; else it sweeps what is left
+    report = child.stop()  # the same report as the stop that ended it, if one did; else it sweeps what is left
     status = _exit_status(rc)
+    asked = stopping.is_set() or stop_requested() or interrupted.is_set()
+    if status in args.clean_exit and asked and not _escalated(report, child.pid):
+        status = EXIT_OK  # the command's way of saying "stopped as asked" (a JVM's 143)
     if notifier is not None:
         if stop_requested():
             # STOPPING=1 goes first: the stop's callbacks send it on the bus
@@ -404,6 +445,13 @@ ADMIN_LEAVES = 1.0
 
 #: ``run``'s GIL switch interval, in seconds (see `cmd_run`).
 RUN_SWITCH_INTERVAL = 0.001
+
+
+def _escalated(report: Any, pid: int) -> bool:
+    """Whether the stop in ``report`` had to escalate ``pid`` (terminate or kill it past its deadline)."""
+    from ._outcome import Outcome
+
+    return any(e.pid == pid and e.outcome in (Outcome.TERMINATED, Outcome.KILLED) for e in report.entries)
 
 
 def _exit_status(rc: int | None) -> int:

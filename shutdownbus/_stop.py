@@ -486,6 +486,7 @@ def _build_report(st: StopState, now: float) -> StopReport:
         # A member may leave the way Ctrl-C's KeyboardInterrupt does (asyncio.run),
         # or turn the stop into its own SIGTERM and die of it once done (uvicorn).
         or (c.joined and rc in _platform.stopped_returncodes())
+        or (rc is not None and (rc if rc >= 0 else 128 - rc) in c.clean_exits)  # spawn(clean_exits=...)
     ):
         outcome = Outcome.STOPPED
     else:

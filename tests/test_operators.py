@@ -4,15 +4,18 @@ what a stop did, and a long stop they can watch."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPT, WINDOWS
+from conftest import SCRIPT, WINDOWS, reaped
 
+import shutdownbus
 from shutdownbus import _cli, _deadlines
 
 
@@ -103,3 +106,93 @@ def test_run_of_a_file_that_cannot_run(tmp_path: Path) -> None:
     done = cli("run", "--", str(script))
     assert done.returncode == 126
     assert "permission denied: is it executable (chmod +x)" in one_line(done)
+
+
+# -- 2. exit statuses that orchestrators read right ---------------------------------
+
+#: A program that does not join the bus and, asked to go with SIGTERM, exits
+#: 143 (as a JVM does: 128 + SIGTERM, by its own exit, not by dying of it).
+EXITS_143_ON_SIGTERM = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
+    "print('up', flush=True)\n"
+    "time.sleep(600)\n"
+)
+#: A program that ignores SIGTERM: only escalation's SIGKILL ends it.
+IGNORES_SIGTERM = (
+    "import signal, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('up', flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def start_run(*run_args: str, code: str) -> subprocess.Popen[str]:
+    """``shutdownbus run RUN_ARGS -- python -c CODE``, once CODE printed ``up``."""
+    cmd = [*SCRIPT, "run", *run_args, "--", sys.executable, "-c", code]
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert run.stdout is not None
+    line = run.stdout.readline()  # the pipe closes if run fails, so this cannot hang
+    assert line == "up\n", line + (run.stderr.read() if run.stderr else "")
+    return run
+
+
+@pytest.mark.parametrize(("flags", "status"), [((), 143), (("--clean-exit", "143"), 0), (("--clean-exit", "TERM"), 0)])
+def test_clean_exit_maps_the_commands_status_after_send_stop(flags: tuple[str, ...], status: int) -> None:
+    """run exits 0, and the report says ``stopped`` (send-stop exits 0), where without
+    the flag the command's 143 is a failure for both."""
+    with reaped(start_run("--name", "jvm", *flags, code=EXITS_143_ON_SIGTERM)) as run:
+        stopped = cli("send-stop", "jvm", "--json")
+        _, err = run.communicate(timeout=60)
+    assert run.returncode == status, err
+    command = json.loads(stopped.stdout)["entries"][1]
+    assert (command["outcome"], command["returncode"]) == ("stopped" if status == 0 else "failed", 143), command
+    assert stopped.returncode == (0 if status == 0 else 1), stopped.stdout + stopped.stderr
+
+
+@pytest.mark.skipif(WINDOWS, reason="Windows delivers no SIGTERM to run")
+def test_clean_exit_after_sigterm_to_run_and_a_command_that_dies_of_it() -> None:
+    """A plain program dies of the polite SIGTERM: run says 143, and 0 with ``--clean-exit TERM``."""
+    for flags, status in (((), 143), (("--clean-exit", "SIGTERM"), 0)):
+        code = "import time; print('up', flush=True); time.sleep(600)"
+        with reaped(start_run("--name", "plain", *flags, code=code)) as run:
+            run.send_signal(signal.SIGTERM)
+            _, err = run.communicate(timeout=60)
+        assert run.returncode == status, err
+
+
+def test_clean_exit_does_not_hide_a_crash_with_no_stop() -> None:
+    """The command exits 143 by itself, with no stop asked: that is its failure, passed on."""
+    code = "import sys; sys.exit(143)"
+    done = subprocess.run([*SCRIPT, "run", "--clean-exit", "143", "--", sys.executable, "-c", code], timeout=60)
+    assert done.returncode == 143
+
+
+@pytest.mark.skipif(WINDOWS, reason="a POSIX program that ignores SIGTERM (Windows' polite request cannot be ignored)")
+def test_clean_exit_does_not_hide_escalation() -> None:
+    flags = ("--name", "deaf", "--stop-timeout", "1", "--clean-exit", "KILL", "--clean-exit", "143")
+    with reaped(start_run(*flags, code=IGNORES_SIGTERM)) as run:
+        stopped = cli("send-stop", "deaf")
+        _, err = run.communicate(timeout=60)
+    assert stopped.returncode == 1 and "killed" in stopped.stdout, stopped.stdout + stopped.stderr
+    assert run.returncode == 128 + signal.SIGKILL, err
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("256", "'256' is not an exit status: statuses are 0 to 255"), ("NOPE", "'NOPE' is neither an exit status")],
+)
+def test_a_bad_clean_exit_says_what_a_good_one_looks_like(value: str, says: str) -> None:
+    done = cli("run", "--clean-exit", value, "--", "true")
+    assert done.returncode == 2
+    assert says in one_line(done)
+
+
+def test_spawn_clean_exits_in_the_python_api() -> None:
+    """The same from Python: ``spawn(..., clean_exits=(143,))``."""
+    for clean, outcome in (((), "failed"), ((143,), "stopped")):
+        cmd = [sys.executable, "-c", EXITS_143_ON_SIGTERM]
+        with reaped(shutdownbus.spawn(cmd, clean_exits=clean, stdout=subprocess.PIPE, text=True)) as child:
+            assert child.stdout is not None and child.stdout.readline() == "up\n"
+            report = child.stop(timeout=30)
+        assert [(e.outcome, e.returncode) for e in report.entries] == [(outcome, 143)], report
