@@ -35,3 +35,15 @@ def exception(message: str) -> None:
     else:
         print(message, file=sys.stderr)
         sys.__excepthook__(*sys.exc_info())
+
+
+def info(name: str, message: str, *args: object) -> None:
+    """Log ``message % args`` at INFO on the logger ``name``, only if the program
+    loaded ``logging`` and enabled INFO there (else nothing, not even stderr:
+    such lines are for who asked for them)."""
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return
+    logger = logging.getLogger(name)
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(message, *args)

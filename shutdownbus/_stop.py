@@ -38,7 +38,7 @@ import time
 import weakref
 from collections.abc import Sequence
 
-from . import _log, _platform
+from . import _log, _platform, _stop_log
 from ._bus import Link
 from ._deadlines import escalation_end, join_grace_end
 from ._escalation import escalate, signal_members
@@ -250,6 +250,7 @@ def stop_children(
                 mine.append(st)
             waits.append(st)
     if mine:
+        _stop_log.sent(reason, [(st.child.pid, st.child.name) for st in mine], min(st.deadline for st in mine) - now)
         try:
             _run(mine)
         except BaseException:
@@ -314,6 +315,7 @@ def _exit_noted(st: StopState) -> bool:
         return False
     if st.exit_seen is None:
         st.exit_seen = time.monotonic()
+        _stop_log.child_exited(st.child.pid, st.child.name, st.child.returncode, st.exit_seen - st.started)
     return True
 
 
@@ -371,6 +373,7 @@ class _ChildHead:
 
     def __init__(self, st: StopState) -> None:
         self.st = st
+        self.who = (st.child.pid, st.child.name)  # for the stop log (`_escalation.escalate`)
 
     def signal(self, outcome: Outcome) -> None:
         if self.st.child.poll() is None:
@@ -390,6 +393,7 @@ def _own_deadline() -> float | None:
 def _escalate(overdue: list[StopState]) -> None:
     """Terminate, then kill, each overdue child and all its descendants, deepest first."""
     until = escalation_end(max(st.deadline for st in overdue), _own_deadline())
+    _stop_log.deadline_passed((st.child.pid, st.child.name) for st in overdue)
     escalate([st.tree for st in overdue if st.tree is not None], [_ChildHead(st) for st in overdue], until=until)
     for st in overdue:
         if st.child.poll() is None:
@@ -453,6 +457,7 @@ def _finish_all(mine: list[StopState]) -> None:
                 if st.report is None:
                     st.report = _build_report(st, time.monotonic())
                     reports.append(st.report)
+                    _stop_log.child_done(st.report)
         finally:
             try:
                 relay.send_reports(reports)

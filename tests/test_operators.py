@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
-from conftest import SCRIPT, WINDOWS, reaped
+from conftest import PROGRAMS, SCRIPT, WINDOWS, reaped
 
 import shutdownbus
 from shutdownbus import _cli, _deadlines
@@ -196,3 +198,74 @@ def test_spawn_clean_exits_in_the_python_api() -> None:
             assert child.stdout is not None and child.stdout.readline() == "up\n"
             report = child.stop(timeout=30)
         assert [(e.outcome, e.returncode) for e in report.entries] == [(outcome, 143)], report
+
+
+# -- 5. a log of what happened ----------------------------------------------------------
+
+
+def stop_log(stderr: str, pid: int) -> list[str]:
+    """The stop log's messages that process ``pid`` wrote (the program's format:
+    ``PID LOGGER LEVEL MESSAGE``), in order."""
+    lines = []
+    for line in stderr.splitlines():
+        fields = line.split(" ", 3)
+        if len(fields) == 4 and fields[0] == str(pid):
+            assert fields[1:3] == ["shutdownbus.stop", "INFO"], line
+            lines.append(fields[3])
+    return lines
+
+
+@pytest.mark.skipif(WINDOWS, reason="a member that ignores the polite request (Windows' cannot be ignored)")
+def test_the_stop_log_tells_which_process_held_the_stop_up(tmp_path: Path) -> None:
+    """boss (logging at INFO) stops worker, which goes at once, and deaf, which
+    ignores its stop and SIGTERM and is killed: boss's log says so, in order."""
+    cmd = [*SCRIPT, "run", "--name", "logs", "--stop-timeout", "2", "--"]
+    cmd += [sys.executable, str(PROGRAMS / "logging_member.py"), str(tmp_path / "log")]
+    with reaped(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)) as run:
+        assert run.stdout is not None
+        line = run.stdout.readline()
+        assert line.startswith("ready "), line + (run.stderr.read() if run.stderr else "")
+        worker, deaf = (int(pid) for pid in line.split()[1:])
+        boss = psutil.Process(worker).ppid()
+        stopped = cli("send-stop", "logs")
+        _, err = run.communicate(timeout=60)
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr  # deaf was killed
+    one_done = r"\w+, 0 process\(es\) below it, (NOT )?ok"
+    expected = [
+        r"boss received stop 'stop': 2 s before its parent escalates",
+        rf"stop 'stop' sent to 2 child\(ren\): pid ({worker}|{deaf}) \((worker|deaf)\), pid \d+ \(\w+\);"
+        r" escalation in [\d.]+ s",
+        rf"child pid {worker} \(worker\) exited with status 0 after [\d.]+ s",
+        rf"deadline passed, escalating: pid {deaf} \(deaf\)",
+        rf"escalation: terminate \(SIGTERM\) sent to pid {deaf} \(deaf\)",
+        rf"escalation: kill \(SIGKILL\) sent to pid {deaf} \(deaf\)",
+        rf"child pid {deaf} \(deaf\) exited with status 137 \(SIGKILL\) after [\d.]+ s",
+        *[rf"stop of pid ({worker}|{deaf}) \((worker|deaf)\) done in [\d.]+ s: {one_done}"] * 2,
+        r"boss done with stop 'stop' after [\d.]+ s; exiting",
+    ]
+    lines = stop_log(err, boss)
+    assert len(lines) == len(expected), err
+    for pattern, line in zip(expected, lines, strict=True):
+        assert re.fullmatch(pattern, line), (pattern, err)
+    done = {line.split()[3]: line for line in lines if line.startswith("stop of pid")}
+    assert done[str(deaf)].endswith("killed, 0 process(es) below it, NOT ok"), err
+    assert done[str(worker)].endswith("stopped, 0 process(es) below it, ok"), err
+    # Off by default: the children (and run) load no logging, and print nothing of it.
+    assert [line for line in err.splitlines() if not line.startswith(f"{boss} ")] == [], err
+
+
+def test_the_stop_log_is_off_unless_logging_shows_info() -> None:
+    """A member that loaded logging but did not configure it (WARNING, the
+    default) prints nothing of its stop."""
+    code = (
+        "import logging, sys, time, shutdownbus\n"
+        "shutdownbus.join()\n"
+        "child = shutdownbus.spawn([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "print('up', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    with reaped(start_run("--name", "quiet", code=code)) as run:
+        stopped = cli("send-stop", "quiet")
+        _, err = run.communicate(timeout=60)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert (run.returncode, err) == (0, "")
