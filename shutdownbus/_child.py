@@ -23,6 +23,9 @@ from ._names import describe
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._progress import StopProgress
     from ._report import StopReport
 
 _subreaper_done = False
@@ -182,7 +185,12 @@ class Child(subprocess.Popen[Any]):
 
     # -- stopping --
 
-    def stop(self, reason: str = "stop", timeout: float | None = None) -> StopReport:
+    def stop(
+        self,
+        reason: str = "stop",
+        timeout: float | None = None,
+        progress: Callable[[StopProgress], object] | None = None,
+    ) -> StopReport:
         """Stop the child's whole tree and wait until every process of it is gone.
 
         Sends the authenticated stop; the child forwards it to its own children
@@ -195,11 +203,18 @@ class Child(subprocess.Popen[Any]):
         Args:
             reason: Why; reaches the child as `StopRequested.reason`.
             timeout: Seconds until escalation; None means `stop_timeout`.
+            progress: Called about four times a second with a `StopProgress`
+                (the processes still running, the slowest first, and the
+                time left before escalation) while the tree is stopping, on
+                the calling thread; for a harness that shows a long stop.
+                Not called when this call joins a stop already under way.
+                An exception it raises is logged and the stop goes on.
 
         Returns:
             What happened to each process of the tree.
         """
-        return _stop.stop_children([self], reason, self.stop_timeout if timeout is None else timeout)[0]
+        seconds = self.stop_timeout if timeout is None else timeout
+        return _stop.stop_children([self], reason, seconds, progress=progress)[0]
 
     def wait(self, timeout: float | None = None) -> int:
         """`Popen.wait`; while a stop is in progress, it also enforces the stop's deadline."""

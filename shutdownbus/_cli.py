@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a command as the root of a stoppable, named tree",
         description="Run CMD as a child on the bus and register NAME, so that 'shutdownbus send-stop NAME'"
         " stops CMD's whole tree. Stdin, stdout and stderr pass straight through; Ctrl-C works natively."
-        " Exits with CMD's exit status (128+N if signal N ended it, on POSIX).",
+        " Exits with CMD's exit status (128+N if signal N ended it, on POSIX). On a terminal, a stop that"
+        " SIGTERM started, or the wait for CMD after Ctrl-C, shows what it waits for once it takes a second.",
         epilog="examples:\n  shutdownbus run -- python server.py\n"
         "  shutdownbus run --name echo --ready-timeout 10 -- python examples/echo_server.py\n"
         "  shutdownbus run --name api --clean-exit 143 -- java -jar api.jar   # a JVM exits 143 on SIGTERM\n\n"
@@ -152,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         "send-stop",
         help="stop a running tree by name or pid",
         description="Send an authenticated stop to a registered tree and wait until every process of it is gone;"
-        " print what happened to each.",
+        " print what happened to each. On a terminal, a line on stderr says what the stop waits for while it"
+        " takes more than a second (the processes left, the slowest by name[pid], the time before escalation).",
         epilog="examples:\n  shutdownbus send-stop web\n  shutdownbus send-stop 4242 --timeout 3 --json\n"
         "  shutdownbus send-stop web --no-wait --reason deploy",
         formatter_class=_Formatter,
@@ -305,6 +307,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     command got it too, from the terminal), a stop from ``send-stop`` reaches
     the command through the bus, and SIGTERM starts the same stop on a thread.
     """
+    import functools
     import signal
     import threading
 
@@ -330,16 +333,34 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     name = args.name or os.path.basename(cmd[0])
     _register(name, fast_exit=True, wrapper=True, stop_timeout=args.stop_timeout)
     interrupted = threading.Event()  # Ctrl-C (SIGINT) reached run
+    stopping = threading.Event()  # a SIGTERM started a stop
+    finished = threading.Event()  # the command has exited
+    spawned: list[Any] = []  # the command, once started (a Ctrl-C may come before)
+    shown: list[_Progress] = []  # the progress lines of run's own stop, on a terminal
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        if interrupted.is_set():
+            return
+        interrupted.set()
+        watching = _Progress.on_terminal(name)
+        if watching is not None and spawned and not stopping.is_set():
+            shown.append(watching)
+            watch = functools.partial(_watch_interrupted, spawned[0], watching, finished)
+            try:
+                threading.Thread(target=watch, name="shutdownbus-progress", daemon=True).start()
+            except RuntimeError:  # no thread to be had: no line, and no exception in the main thread's wait
+                pass
     try:
         # If run is killed, its command gets SIGTERM (Linux) rather than serve on
         # with nobody able to stop it; a member undoes this when it joins.
         with ParentDeathSignal(_forwarded()) as prepare:
-            # Ctrl-C reaches the command from the terminal; here it is only noted.
-            signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+            # Ctrl-C reaches the command from the terminal; here it is only
+            # noted (and, on a terminal, what the command's exit waits for shown).
+            signal.signal(signal.SIGINT, on_interrupt)
             child = spawn(cmd, stop_timeout=args.stop_timeout, clean_exits=args.clean_exit, preexec_fn=prepare)
     except OSError as exc:
         return _cannot_run(cmd[0], exc)
-    stopping = threading.Event()  # a SIGTERM started a stop
+    spawned.append(child)
     # As a subreaper (and as a container's init) we adopt orphans: reap them.
     start_orphan_reaper(child.pid, lambda: stopping.is_set() or stop_requested())
     if hasattr(signal, "SIGTERM") and not WINDOWS:
@@ -351,7 +372,10 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 stopping.set()
                 if notifier is not None:
                     notifier.notify(STOPPING=1, STATUS=f"{name}: stopping (SIGTERM)")
-                threading.Thread(target=child.stop, args=("SIGTERM",), name="shutdownbus-sigterm").start()
+                watching = _Progress.on_terminal(name)
+                shown.extend([watching] if watching is not None else [])
+                stop = functools.partial(child.stop, "SIGTERM", progress=watching)
+                threading.Thread(target=stop, name="shutdownbus-sigterm").start()
 
         signal.signal(signal.SIGTERM, stop_on_sigterm)
     if notifier is not None:
@@ -373,7 +397,10 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     elif notifier is not None:
         threading.Thread(target=_announce_ready, args=(child, name, notifier), daemon=True).start()
     rc = child.wait()
+    finished.set()
     report = child.stop()  # the same report as the stop that ended it, if one did; else it sweeps what is left
+    for watching in shown:
+        watching.clear()
     status = _exit_status(rc)
     asked = stopping.is_set() or stop_requested() or interrupted.is_set()
     if status in args.clean_exit and asked and not _escalated(report, child.pid):
@@ -415,6 +442,21 @@ def _cannot_run(program: str, exc: OSError) -> int:
         why, status = exc.strerror or str(exc), EXIT_CANNOT_RUN
     print(f"shutdownbus: cannot run {program!r}: {why}", file=sys.stderr)
     return status
+
+
+def _watch_interrupted(child: Any, progress: _Progress, finished: Any) -> None:
+    """After Ctrl-C, until the command exited: show what its exit waits for
+    (there is no deadline: Ctrl-C is the command's own business)."""
+    from ._progress import of_tree
+    from ._tree import Tree
+
+    tree = Tree([child.pid])
+    try:
+        while not finished.wait(0.25):
+            tree.refresh()
+            progress(of_tree(tree, (child.pid, child.name), progress.start, None))
+    finally:
+        tree.watch.close()
 
 
 def _announce_ready(child: Any, name: str, notifier: Any) -> None:
@@ -470,7 +512,7 @@ def cmd_send_stop(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     from ._admin import send_stop
 
     entry = _registry.find(args.target)
-    progress = _Progress(entry.name) if sys.stderr.isatty() and not args.no_wait else None
+    progress = None if args.no_wait else _Progress.on_terminal(entry.name, json=args.json)
     try:
         timeout = entry.stop_timeout if args.timeout is None else args.timeout
         report = send_stop(entry, reason=args.reason, timeout=timeout, wait=not args.no_wait, progress=progress)
@@ -485,24 +527,61 @@ def cmd_send_stop(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 class _Progress:
-    """One live line on the terminal while a stop takes more than a second."""
+    """One line on the terminal (stderr) that says what a long stop waits for,
+    redrawn in place, and gone when the stop is done.
+
+    Shown once the stop has taken `PROGRESS_AFTER` seconds (a quick stop
+    shows nothing), as systemd shows "A stop job is running for X (5s /
+    1min 30s)".  Only for a terminal: see `_Progress.on_terminal`.
+    """
 
     def __init__(self, name: str) -> None:
+        import threading
+
         self.name = name
         self.start = time.monotonic()
         self.shown = False
+        self.closed = False
+        self.lock = threading.Lock()  # run draws from a stop's thread and clears from its main thread
 
-    def __call__(self, gone: int, total: int) -> None:
-        if time.monotonic() - self.start < 1.0:
+    @staticmethod
+    def on_terminal(name: str, *, json: bool = False) -> _Progress | None:
+        """A progress line for ``name`` if stderr is a terminal and the output is not JSON; else None."""
+        try:
+            terminal = sys.stderr.isatty()
+        except (AttributeError, ValueError):  # closed, or replaced by something that is not a file
+            terminal = False
+        return _Progress(name) if terminal and not json else None
+
+    def __call__(self, progress: Any) -> None:
+        from ._progress import line
+
+        if time.monotonic() - self.start < PROGRESS_AFTER:
             return
-        sys.stderr.write(f"\rstopping {self.name}: {gone} of {total} processes exited ")
-        sys.stderr.flush()
-        self.shown = True
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                width = os.get_terminal_size(sys.stderr.fileno()).columns or 80  # 0: a terminal of no known size
+            except (AttributeError, ValueError, OSError):
+                width = 80
+            # One character short of the width: a line that fills it wraps on
+            # some terminals, and the next carriage return redraws only the wrap.
+            sys.stderr.write("\r" + line(self.name, progress, max(20, width - 1)) + "\033[K")
+            sys.stderr.flush()
+            self.shown = True
 
     def clear(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+        """Remove the line, if shown, and draw no more."""
+        with self.lock:
+            self.closed = True
+            if self.shown:
+                sys.stderr.write("\r\033[K")
+                sys.stderr.flush()
+
+
+#: How long a stop runs before its progress line appears.
+PROGRESS_AFTER = 1.0
 
 
 # -- list and tree ----------------------------------------------------------------

@@ -4,6 +4,7 @@ what a stop did, and a long stop they can watch."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,14 +12,22 @@ import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 from conftest import PROGRAMS, SCRIPT, WINDOWS, reaped
+from test_ctrl_c import read_until
 
 import shutdownbus
 from shutdownbus import _cli, _deadlines
+
+if not WINDOWS:
+    import fcntl
+    import pty
+    import struct
+    import termios
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -269,3 +278,141 @@ def test_the_stop_log_is_off_unless_logging_shows_info() -> None:
         _, err = run.communicate(timeout=60)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert (run.returncode, err) == (0, "")
+
+
+# -- 3. a long stop you can watch --------------------------------------------------------
+
+SLOW_CLEANUP = str(PROGRAMS / "slow_cleanup.py")
+#: A progress line, redrawn in place: a carriage return, the line, erase to the end.
+PROGRESS = (
+    rb"\rstopping (?P<name>[\w.-]+) \((?P<times>[^)]*)\): (?P<left>\d+) of (?P<total>\d+) left"
+    rb"(?P<named>[^\r\x1b]*)\x1b\[K"
+)
+
+
+@contextlib.contextmanager
+def terminal(argv: list[str], columns: int = 200) -> Iterator[tuple[int, int]]:
+    """Run ``argv`` on a new terminal (pty) of ``columns``; yields (pid, the
+    terminal's master fd); kills and reaps it on the way out."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+        yield pid, fd
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        os.close(fd)
+
+
+def read_progress(fd: int, timeout: float = 60) -> tuple[bytes, re.Match[bytes]]:
+    """Read the terminal until a whole progress line came; what was read, and the line."""
+    out = b""
+    while (found := re.search(PROGRESS, out)) is None:
+        out += read_until(fd, b"\x1b[K", timeout)
+    return out, found
+
+
+def exit_status(pid: int, fd: int) -> tuple[bytes, int]:
+    """The rest of the terminal's output, and the exit status of ``pid``."""
+    rest = read_until(fd, None, 60)
+    _, status = os.waitpid(pid, 0)
+    return rest, os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(WINDOWS, reason="a POSIX terminal (pty)")
+def test_send_stop_on_a_terminal_shows_what_the_stop_waits_for(tmp_path: Path) -> None:
+    """The line names the member that sleeps in its cleanup, is redrawn in
+    place while it does, and is erased before the report."""
+    go = tmp_path / "go"
+    cmd = [*SCRIPT, "run", "--name", "slow", "--stop-timeout", "60", "--"]
+    cmd += [sys.executable, SLOW_CLEANUP, "--until", str(go)]
+    with reaped(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)) as run:
+        assert run.stdout is not None
+        member = int(run.stdout.readline().split()[1])
+        with terminal([*SCRIPT, "send-stop", "slow"]) as (pid, fd):
+            out, first = read_progress(fd)
+            assert run.stdout.readline() == "cleaning up\n"
+            more, second = read_progress(fd)  # redrawn: a second line, in place
+            go.touch()  # the cleanup ends
+            rest, status = exit_status(pid, fd)
+        assert run.wait(60) == 0
+    for line in (first, second):
+        assert line["name"] == b"slow" and (line["left"], line["total"]) == (b"2", b"2"), out + more
+        # The slowest first: the member (deeper), then run, the root.
+        assert line["named"] == f": slow_cleanup.py[{member}], slow[{run.pid}]".encode(), out + more
+        assert re.fullmatch(rb"\d+s, escalation in (\d+min )?\d+s", line["times"]), line["times"]
+    assert b"\n" not in out + more  # nothing but the line, redrawn
+    assert status == 0
+    assert rest.startswith(b"\r\x1b[KPID"), rest  # erased, then the report
+    assert b"stopping" not in rest
+
+
+@pytest.mark.skipif(WINDOWS, reason="a POSIX terminal (pty)")
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+def test_runs_own_stop_on_a_terminal_shows_what_it_waits_for(tmp_path: Path, how: str) -> None:
+    """run's stop after SIGTERM (with a deadline) and its wait after Ctrl-C
+    (the command's own business: no deadline) show the same line."""
+    go = tmp_path / "go"
+    argv = [*SCRIPT, "run", "--name", "slow", "--stop-timeout", "60", "--"]
+    argv += [sys.executable, SLOW_CLEANUP, "--until", str(go)]
+    with terminal(argv) as (pid, fd):
+        member = int(read_until(fd, b"\n", 60).split()[-1])
+        if how == "SIGTERM":
+            os.kill(pid, signal.SIGTERM)
+        else:
+            os.write(fd, b"\x03")  # what the terminal turns into SIGINT for its foreground group
+        out, line = read_progress(fd)
+        assert b"cleaning up" in out
+        go.touch()
+        rest, status = exit_status(pid, fd)
+    assert status == 0
+    assert line["name"] == b"slow" and (line["left"], line["total"]) == (b"1", b"1"), out
+    assert line["named"] == f": slowpoke[{member}]".encode(), out
+    times = rb"\d+s, escalation in (\d+min )?\d+s" if how == "SIGTERM" else rb"\d+s"
+    assert re.fullmatch(times, line["times"]), line["times"]
+    assert b"\r\x1b[K" in rest and b"stopping" not in rest.rpartition(b"\r\x1b[K")[2], rest
+
+
+def test_a_long_stop_prints_no_progress_to_a_pipe(tmp_path: Path) -> None:
+    """Not a terminal: nothing extra on stderr, however long the stop."""
+    cmd = [*SCRIPT, "run", "--name", "slow", "--stop-timeout", "60", "--"]
+    cmd += [sys.executable, SLOW_CLEANUP, "--seconds", "2"]
+    with reaped(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)) as run:
+        assert run.stdout is not None
+        run.stdout.readline()
+        stopped = cli("send-stop", "slow")
+        _, err = run.communicate(timeout=60)
+    assert (stopped.returncode, stopped.stderr) == (0, "")
+    member = stopped.stdout.splitlines()[2].split()
+    assert float(member[4]) >= 2.0, stopped.stdout  # long enough that a terminal would have shown the line
+    assert (run.returncode, err) == (0, "")
+
+
+def test_child_stop_hands_its_progress_to_a_callback(tmp_path: Path) -> None:
+    """The same from Python, for a harness: ``Child.stop(progress=...)``."""
+    go = tmp_path / "go"
+    seen: list[shutdownbus.StopProgress] = []
+
+    def progress(p: shutdownbus.StopProgress) -> None:
+        seen.append(p)
+        if len(seen) == 3:
+            go.touch()  # the cleanup ends once we have seen the stop wait for it
+
+    cmd = [sys.executable, SLOW_CLEANUP, "--until", str(go)]
+    with reaped(shutdownbus.spawn(cmd, stdout=subprocess.PIPE, text=True)) as child:
+        assert child.stdout is not None and child.stdout.readline().startswith("ready ")
+        report = child.stop(timeout=60, progress=progress)
+    assert report.ok, report
+    assert len(seen) >= 3
+    for p in seen[:3]:
+        assert p.remaining == ((child.pid, "slowpoke"),) and p.total == 1, p
+        assert p.escalation_in is not None and 0 < p.escalation_in <= 60
+    assert [p.elapsed for p in seen] == sorted(p.elapsed for p in seen)
+    assert seen[0].escalation_in >= seen[2].escalation_in  # type: ignore[operator]
