@@ -5,7 +5,9 @@ costs a few milliseconds to import; worse, on the exit path nothing may be
 imported at all (see `_member._at_exit`).  So messages go to the
 ``shutdownbus`` logger when the program has loaded ``logging`` (it may have
 configured it), and otherwise straight to stderr, which is what ``logging``
-would do with them unconfigured (its last-resort handler).
+would do with them unconfigured (its last-resort handler).  `info` lines
+(the stop log, `_stop_log`) go only to a logger the program loaded and
+enabled INFO on, and nowhere otherwise, as ``logging`` would do with them.
 """
 
 from __future__ import annotations

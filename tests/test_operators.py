@@ -416,3 +416,17 @@ def test_child_stop_hands_its_progress_to_a_callback(tmp_path: Path) -> None:
         assert p.escalation_in is not None and 0 < p.escalation_in <= 60
     assert [p.elapsed for p in seen] == sorted(p.elapsed for p in seen)
     assert seen[0].escalation_in >= seen[2].escalation_in  # type: ignore[operator]
+
+
+def test_the_stop_log_loads_no_module_on_the_exit_path(tmp_path: Path) -> None:
+    """With logging at INFO, the exit path logs (its "done" line) and still
+    loads nothing (tests/test_real_programs.py has why)."""
+    record = tmp_path / "record"
+    cmd = [sys.executable, str(PROGRAMS / "exit_audit.py"), str(record)]
+    cmd += [str(PROGRAMS / "logging_member.py"), str(tmp_path / "log")]
+    with reaped(shutdownbus.spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)) as child:
+        assert child.stdout is not None and child.stdout.readline().startswith("ready ")
+        child.stop(timeout=2)
+        err = child.stderr.read() if child.stderr is not None else ""
+    assert record.read_text() == "", f"loaded on the exit path:\n{record.read_text()}"
+    assert re.search(r" boss done with stop 'stop' after [\d.]+ s; exiting$", err, re.M), err
