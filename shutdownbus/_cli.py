@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: The longest timeout the command line takes: a week, `_deadlines.MAX_BUDGET`
 #: (not imported: it loads the platform layer, which ``--help`` does without;
-#: tests/test_cli.py checks that the two agree).
+#: tests/test_operators.py checks that the two agree).
 MAX_SECONDS = 7 * 24 * 3600.0
 
 
