@@ -20,6 +20,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=0.0)
     args = p.parse_args()
     shutdownbus.join(name="slowpoke")
+    shutdownbus.ready()
     try:
         print(f"ready {os.getpid()}", flush=True)  # in the try: Ctrl-C may come as soon as it is read
         time.sleep(600)
