@@ -148,6 +148,12 @@ def start_run(*run_args: str, code: str) -> subprocess.Popen[str]:
     return run
 
 
+NO_SIGTERM_HANDLER = pytest.mark.skipif(
+    WINDOWS, reason="Windows' polite request is TerminateProcess: no program can handle it and exit 143"
+)
+
+
+@NO_SIGTERM_HANDLER
 @pytest.mark.parametrize(("flags", "status"), [((), 143), (("--clean-exit", "143"), 0), (("--clean-exit", "TERM"), 0)])
 def test_clean_exit_maps_the_commands_status_after_send_stop(flags: tuple[str, ...], status: int) -> None:
     """run exits 0, and the report says ``stopped`` (send-stop exits 0), where without
@@ -199,6 +205,7 @@ def test_a_bad_clean_exit_says_what_a_good_one_looks_like(value: str, says: str)
     assert says in one_line(done)
 
 
+@NO_SIGTERM_HANDLER
 def test_spawn_clean_exits_in_the_python_api() -> None:
     """The same from Python: ``spawn(..., clean_exits=(143,))``."""
     for clean, outcome in (((), "failed"), ((143,), "stopped")):
