@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         wait_for_stop,
     )
     from ._outcome import Outcome
+    from ._progress import StopProgress
     from ._report import ReportEntry, StopReport
 
 __version__ = "0.1.0"
@@ -66,6 +67,7 @@ _LAZY = {
     "spawn": "_child",
     "ReportEntry": "_report",
     "StopReport": "_report",
+    "StopProgress": "_progress",
     "aio": "",
     "testing": "",
 }
@@ -97,6 +99,7 @@ __all__ = [
     "RegistryError",
     "ReportEntry",
     "ShutdownBusError",
+    "StopProgress",
     "StopReport",
     "StopRequested",
     "__version__",

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import zmq
 
-from . import _log, _platform, _registry, _transport
+from . import _log, _platform, _progress, _registry, _transport
 from ._deadlines import ESCALATION_MARGIN
 from ._endpoint_owner import holds_endpoint
 from ._errors import AuthenticationError, ChannelError, ProtocolError, RegistryError
@@ -40,6 +40,8 @@ TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     import psutil
 
+    from ._progress import StopProgress
+
 HANDSHAKE_TIMEOUT = 5.0
 _FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 
@@ -50,7 +52,7 @@ def send_stop(
     reason: str = "stop",
     timeout: float = 10.0,
     wait: bool = True,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[StopProgress], object] | None = None,
 ) -> StopReport | None:
     """Stop the tree of a registered root.
 
@@ -59,7 +61,10 @@ def send_stop(
         reason: Sent with the stop.
         timeout: Seconds before escalation.
         wait: Wait until every process of the tree is gone (else return once the stop was sent).
-        progress: Called now and then with (processes gone, processes in all) while waiting.
+        progress: Called about four times a second with a `StopProgress` while
+            waiting (the processes still running, the slowest first; the time
+            left before the root escalates its tree); not when joining a stop
+            that another admin leads.
 
     A stop that another admin leads is joined: its end is waited for, and
     its report returned (see `_registry.begin_stop`).
@@ -131,7 +136,7 @@ def _lead(
     reason: str,
     timeout: float,
     wait: bool,
-    progress: Callable[[int, int], None] | None,
+    watcher: Callable[[StopProgress], object] | None,
 ) -> StopReport | None:
     keys = _transport.ChannelKeys.from_encoded(entry.secret)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -147,6 +152,14 @@ def _lead(
         tree = Tree([entry.pid])
         tree.watch.add(root.pid, lambda: not is_running(root))
         sock.send(channel.send(Stop(reason, timeout)))
+        progress = None
+        if watcher is not None:
+            top = (root.pid, entry.name)
+
+            def progress(gone: int, total: int) -> None:
+                running = top if is_running(root) else None
+                _progress.call(watcher, lambda: _progress.of_tree(tree, running, t0, t0 + timeout))
+
         if not wait:
             sock.setsockopt(zmq.LINGER, 1000)  # let the stop leave before we close
             return None

@@ -13,7 +13,7 @@ import math
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from types import TracebackType
 from typing import Any  # at run time (Child's base); a spawning process has it from pyzmq anyway
 
@@ -25,6 +25,9 @@ from ._policy import StopPolicy
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._progress import StopProgress
     from ._report import StopReport
 
 _subreaper_done = False
@@ -51,6 +54,9 @@ class Child(subprocess.Popen[Any]):
         stop_timeout: The default timeout of `stop`.
         stop_policy: Whether it joins, and how it is asked to go if it does not
             (`spawn`'s ``joins``, ``stop_signal`` and ``stop_as_group``).
+        clean_exits: Exit statuses (128+N for a death by signal N) that count
+            as ``stopped`` when the child exits with them after a stop that
+            needed no escalation (`spawn`'s ``clean_exits``).
     """
 
     # Our stop reaches a Child too, so a `Popen.wait` that our own stop
@@ -64,11 +70,13 @@ class Child(subprocess.Popen[Any]):
         stop_timeout: float = _member.DEFAULT_STOP_TIMEOUT,
         name: str | None = None,
         stop_policy: StopPolicy | None = None,
+        clean_exits: Collection[int] = (),
         **popen_kwargs: Any,
     ) -> None:
         if not (math.isfinite(stop_timeout) and 0 < stop_timeout <= MAX_BUDGET):
             raise ValueError(f"stop_timeout must be a number of seconds in (0, {MAX_BUDGET:g}]")
         self.stop_policy = stop_policy or StopPolicy()
+        self.clean_exits = frozenset(clean_exits)
         with _member.deferred_stop():
             self._start(args, stop_timeout, name, popen_kwargs)
 
@@ -197,7 +205,12 @@ class Child(subprocess.Popen[Any]):
 
     # -- stopping --
 
-    def stop(self, reason: str = "stop", timeout: float | None = None) -> StopReport:
+    def stop(
+        self,
+        reason: str = "stop",
+        timeout: float | None = None,
+        progress: Callable[[StopProgress], object] | None = None,
+    ) -> StopReport:
         """Stop the child's whole tree and wait until every process of it is gone.
 
         Sends the authenticated stop; the child forwards it to its own children
@@ -210,11 +223,18 @@ class Child(subprocess.Popen[Any]):
         Args:
             reason: Why; reaches the child as `StopRequested.reason`.
             timeout: Seconds until escalation; None means `stop_timeout`.
+            progress: Called about four times a second with a `StopProgress`
+                (the processes still running, the slowest first, and the
+                time left before escalation) while the tree is stopping, on
+                the calling thread; for a harness that shows a long stop.
+                Not called when this call joins a stop already under way.
+                An exception it raises is logged and the stop goes on.
 
         Returns:
             What happened to each process of the tree.
         """
-        return _stop.stop_children([self], reason, self.stop_timeout if timeout is None else timeout)[0]
+        seconds = self.stop_timeout if timeout is None else timeout
+        return _stop.stop_children([self], reason, seconds, progress=progress)[0]
 
     def wait(self, timeout: float | None = None) -> int:
         """`Popen.wait`; while a stop is in progress, it also enforces the stop's deadline."""
@@ -252,6 +272,7 @@ def spawn(
     joins: bool | None = None,
     stop_signal: str | int | None = None,
     stop_as_group: bool = False,
+    clean_exits: Collection[int] = (),
     **popen_kwargs: Any,
 ) -> Child:
     """Start a child process on this process's control channel.
@@ -292,6 +313,10 @@ def spawn(
             group (POSIX; the child leads a group of its own, so the
             terminal's Ctrl-C no longer reaches it directly: its parent's stop
             does).  Declares that it does not join.
+        clean_exits: Exit statuses that mean "stopped as asked" for this
+            child, as a shell writes them (143 for a death by SIGTERM, or a
+            JVM's own ``exit(143)``): after a stop that needed no
+            escalation, the report counts them ``stopped``, not ``failed``.
         **popen_kwargs: Any `subprocess.Popen` keyword argument.
 
     Returns:
@@ -306,7 +331,9 @@ def spawn(
         OSError: as `subprocess.Popen` raises it (program not found, ...).
     """
     policy = StopPolicy.declare(joins, stop_signal, stop_as_group)
-    child = Child(args, stop_timeout=stop_timeout, name=name, stop_policy=policy, **popen_kwargs)
+    child = Child(
+        args, stop_timeout=stop_timeout, name=name, stop_policy=policy, clean_exits=clean_exits, **popen_kwargs
+    )
     if ready_timeout is not None:
         try:
             child.wait_ready(ready_timeout)

@@ -6,7 +6,9 @@ Rules of this module:
 * Exit statuses: 0 everything stopped cleanly; 1 the stop completed but
   escalation was needed or a process failed; 2 usage error, unknown target,
   registry, permission or authentication problem.  ``run`` exits with its
-  command's status (128+N when a signal N ended it, on POSIX).
+  command's status (128+N when a signal N ended it, on POSIX), 0 for the
+  statuses of ``--clean-exit`` after a stop that needed no escalation, 127
+  when the command is not found and 126 when it cannot be run.
 * Errors are one line on stderr, starting with ``shutdownbus:``; never a
   traceback.
 * Start-up is part of every command's cost: at import, this module loads
@@ -18,6 +20,7 @@ Rules of this module:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -27,7 +30,7 @@ from ._errors import ChildExited, ShutdownBusError
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import Any
+    from typing import Any, NoReturn
 
 EXIT_OK, EXIT_NOT_CLEAN, EXIT_ERROR = 0, 1, 2
 #: The reader of our output went away (``shutdownbus list | head -1``): the
@@ -50,6 +53,19 @@ EPILOG = """examples:
 exit status: 0 stopped cleanly; 1 stopped, but escalation was needed or a process
 failed; 2 usage error, unknown target, registry, permission or authentication problem.
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line that says where to look.
+
+    argparse prints the usage (several lines) and ``PROG: error: ...``; every
+    other error of the command line is one line starting ``shutdownbus:``.
+    The subcommands' parsers are of this class too (`add_subparsers` makes
+    them of their parent's class).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"shutdownbus: {message}; see '{self.prog} --help'\n")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -85,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``shutdownbus`` command."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="shutdownbus",
         description="Stop whole process trees cleanly, on every OS, without signals.",
         epilog=EPILOG,
@@ -99,9 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a command as the root of a stoppable, named tree",
         description="Run CMD as a child on the bus and register NAME, so that 'shutdownbus send-stop NAME'"
         " stops CMD's whole tree. Stdin, stdout and stderr pass straight through; Ctrl-C works natively."
-        " Exits with CMD's exit status (128+N if signal N ended it, on POSIX).",
+        " Exits with CMD's exit status (128+N if signal N ended it, on POSIX). On a terminal, a stop that"
+        " SIGTERM started, or the wait for CMD after Ctrl-C, shows what it waits for once it takes a second.",
         epilog="examples:\n  shutdownbus run -- python server.py\n"
-        "  shutdownbus run --name echo --ready-timeout 10 -- python examples/echo_server.py",
+        "  shutdownbus run --name echo --ready-timeout 10 -- python examples/echo_server.py\n"
+        "  shutdownbus run --name api --clean-exit 143 -- java -jar api.jar   # a JVM exits 143 on SIGTERM\n\n"
+        "exit status: CMD's status, also after a stop (send-stop, SIGTERM) and after Ctrl-C: 0 for a member\n"
+        "that stopped cleanly, 143 (128+15) for a program that died of the polite SIGTERM, 130 (128+2) for\n"
+        "one that died of Ctrl-C's SIGINT. --clean-exit turns the given statuses into 0 after such a stop.\n"
+        "After escalation: 143 if the deadline's SIGTERM ended CMD, 137 (128+9) if it was killed; never\n"
+        "mapped. 127: CMD not found; 126: CMD cannot be run; 2: usage, registry or --ready-timeout error.",
         formatter_class=_Formatter,
     )
     run.add_argument("--name", help="the name send-stop finds the tree by (default: CMD's basename)")
@@ -132,13 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="CMD does not join the bus: its stop signal (default SIGTERM) goes the moment a stop starts,"
         " with no join grace",
     )
+    run.add_argument(
+        "--clean-exit",
+        type=_exit_status_arg,
+        action="append",
+        default=[],
+        metavar="STATUS",
+        help="after a stop (send-stop, SIGTERM, Ctrl-C), exit 0 when CMD exits with STATUS: a number (143), or a"
+        " signal's name (TERM: 128+15, as a shell shows a death by SIGTERM); repeatable. Never after escalation,"
+        " nor when CMD exits with no stop asked",
+    )
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]", help="the command to run")
 
     stop = sub.add_parser(
         "send-stop",
         help="stop a running tree by name or pid",
         description="Send an authenticated stop to a registered tree and wait until every process of it is gone;"
-        " print what happened to each.",
+        " print what happened to each. On a terminal, a line on stderr says what the stop waits for while it"
+        " takes more than a second (the processes left, the slowest by name[pid], the time before escalation).",
         epilog="examples:\n  shutdownbus send-stop web\n  shutdownbus send-stop 4242 --timeout 3 --json\n"
         "  shutdownbus send-stop web --no-wait --reason deploy",
         formatter_class=_Formatter,
@@ -172,14 +206,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The longest timeout the command line takes: a week, `_deadlines.MAX_BUDGET`
+#: (not imported: it loads the platform layer, which ``--help`` does without;
+#: tests/test_operators.py checks that the two agree).
+MAX_SECONDS = 7 * 24 * 3600.0
+
+
 def _seconds(text: str) -> float:
+    """A timeout option's value: a number of seconds, more than 0, at most `MAX_SECONDS`."""
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not 0 < value < 7 * 24 * 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+        value = math.nan
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (examples: 5, 0.5, 90)")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds (examples: 5, 0.5, 90)")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} seconds is too long: the limit is {MAX_SECONDS:.0f} seconds (a week)"
+        )
     return value
+
+
+def _exit_status_arg(text: str) -> int:
+    """``--clean-exit``'s value: an exit status 0-255, or a signal's name (``TERM``, ``SIGTERM``) for 128+N."""
+    if text.isdigit():
+        if int(text) <= 255:
+            return int(text)
+        raise argparse.ArgumentTypeError(f"{text!r} is not an exit status: statuses are 0 to 255")
+    import signal
+
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    number = getattr(signal, name, None)
+    if not isinstance(number, int) or name.startswith("SIG_") or name in ("SIGRTMIN", "SIGRTMAX"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an exit status (0-255) nor a signal's name (examples: 143, TERM, SIGINT)"
+        )
+    return 128 + number
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -260,6 +325,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     command got it too, from the terminal), a stop from ``send-stop`` reaches
     the command through the bus, and SIGTERM starts the same stop on a thread.
     """
+    import functools
     import signal
     import threading
 
@@ -271,11 +337,11 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
-        parser.error("run needs a command: shutdownbus run [options] -- CMD [ARG...]")
+        return _fail("run needs a command: shutdownbus run [options] -- CMD [ARG...]; see 'shutdownbus run --help'")
     try:
         policy = StopPolicy.declare(False if args.no_join else None, args.stop_signal, args.stop_as_group)
     except ValueError as exc:
-        parser.error(f"--stop-signal: {exc}" if args.stop_signal is not None else str(exc))
+        return _fail(f"--stop-signal: {exc}" if args.stop_signal is not None else str(exc))
     # This process runs no code but ours, and a stop moves through its threads
     # (the main thread's wait, the bus, the stop's deadlines, the watch of the
     # descendants): each step wakes a thread that then waits for the GIL while
@@ -283,30 +349,54 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # made a stop's passage through run some 5 ms longer (docs/performance.md).
     sys.setswitchinterval(RUN_SWITCH_INTERVAL)
     notifier = Notifier.from_environment()  # before the spawn: the command must not inherit it
+    if args.name is not None:
+        from ._registry import check_name
+
+        check_name(args.name)  # --name '' is refused, not taken for the default
     name = args.name or os.path.basename(cmd[0])
     _register(name, fast_exit=True, wrapper=True, stop_timeout=args.stop_timeout)
+    interrupted = threading.Event()  # Ctrl-C (SIGINT) reached run
+    stopping = threading.Event()  # a SIGTERM started a stop
+    finished = threading.Event()  # the command has exited
+    spawned: list[Any] = []  # the command, once started (a Ctrl-C may come before)
+    shown: list[_Progress] = []  # the progress lines of run's own stop, on a terminal
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        if policy.group and spawned:
+            # A group of its own does not get the terminal's Ctrl-C: run passes it on.
+            send_request(spawned[0], "SIGINT", group=True)
+        if interrupted.is_set():
+            return
+        interrupted.set()
+        watching = _Progress.on_terminal(name)
+        if watching is not None and spawned and not stopping.is_set():
+            shown.append(watching)
+            watch = functools.partial(_watch_interrupted, spawned[0], watching, finished)
+            try:
+                threading.Thread(target=watch, name="shutdownbus-progress", daemon=True).start()
+            except RuntimeError:  # no thread to be had: no line, and no exception in the main thread's wait
+                pass
     try:
         # If run is killed, its command gets its polite request (Linux: spawn's
         # parent-death signal) rather than serve on with nobody able to stop
         # it; a member undoes this when it joins.  The signals run handles are
         # held back while the command starts (see `_platform.SignalsHeld`).
         with SignalsHeld(_forwarded()) as hand_back:
-            signal.signal(signal.SIGINT, lambda signum, frame: None)
+            # Ctrl-C reaches the command from the terminal; here it is only
+            # noted (and, on a terminal, what the command's exit waits for shown).
+            signal.signal(signal.SIGINT, on_interrupt)
             child = spawn(
                 cmd,
                 stop_timeout=args.stop_timeout,
+                clean_exits=args.clean_exit,
                 preexec_fn=hand_back,
                 joins=policy.joins,
                 stop_signal=policy.request if policy.joins is False else None,
                 stop_as_group=policy.group,
             )
     except OSError as exc:
-        print(f"shutdownbus: cannot run {cmd[0]!r}: {exc.strerror}", file=sys.stderr)
-        return 127
-    if policy.group:
-        # A group of its own no longer gets the terminal's Ctrl-C: run passes it on.
-        signal.signal(signal.SIGINT, lambda signum, frame: send_request(child, "SIGINT", group=True))
-    stopping = threading.Event()  # a SIGTERM started a stop
+        return _cannot_run(cmd[0], exc)
+    spawned.append(child)
     # As a subreaper (and as a container's init) we adopt orphans: reap them.
     start_orphan_reaper(child.pid, lambda: stopping.is_set() or stop_requested())
     if hasattr(signal, "SIGTERM") and not WINDOWS:
@@ -318,7 +408,10 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 stopping.set()
                 if notifier is not None:
                     notifier.notify(STOPPING=1, STATUS=f"{name}: stopping (SIGTERM)")
-                threading.Thread(target=child.stop, args=("SIGTERM",), name="shutdownbus-sigterm").start()
+                watching = _Progress.on_terminal(name)
+                shown.extend([watching] if watching is not None else [])
+                stop = functools.partial(child.stop, "SIGTERM", progress=watching)
+                threading.Thread(target=stop, name="shutdownbus-sigterm").start()
 
         signal.signal(signal.SIGTERM, stop_on_sigterm)
     if notifier is not None:
@@ -340,8 +433,14 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     elif notifier is not None:
         threading.Thread(target=_announce_ready, args=(child, name, notifier), daemon=True).start()
     rc = child.wait()
-    child.stop()  # the same report as the stop that ended it, if one did; else it sweeps what is left
+    finished.set()
+    report = child.stop()  # the same report as the stop that ended it, if one did; else it sweeps what is left
+    for watching in shown:
+        watching.clear()
     status = _exit_status(rc)
+    asked = stopping.is_set() or stop_requested() or interrupted.is_set()
+    if status in args.clean_exit and asked and not _escalated(report, child.pid):
+        status = EXIT_OK  # the command's way of saying "stopped as asked" (a JVM's 143)
     if notifier is not None:
         if stop_requested():
             # STOPPING=1 goes first: the stop's callbacks send it on the bus
@@ -354,6 +453,46 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # and we wait for it to leave (see _admin._our_init_is_done).
         wait_alone_in_namespace(ADMIN_LEAVES)
     return status
+
+
+#: ``run``'s status when its command cannot be started, as a shell's: not found, or found but not runnable.
+EXIT_NOT_FOUND, EXIT_CANNOT_RUN = 127, 126
+
+
+def _cannot_run(program: str, exc: OSError) -> int:
+    """Say why ``program`` could not be started, and what to check; the shell's status for it."""
+    import errno
+
+    if exc.errno == errno.ENOENT:
+        why = "no such program: give its path, or check that it is on PATH"
+        if os.sep in program or (os.altsep and os.altsep in program):
+            why = "no such file (or its #! line names an interpreter that is not installed)"
+        status = EXIT_NOT_FOUND
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        why = "permission denied: is it executable (chmod +x) and not a directory?"
+        status = EXIT_CANNOT_RUN
+    elif exc.errno == errno.ENOEXEC:
+        why = "not a program this system can run (a script needs a #! line)"
+        status = EXIT_CANNOT_RUN
+    else:
+        why, status = exc.strerror or str(exc), EXIT_CANNOT_RUN
+    print(f"shutdownbus: cannot run {program!r}: {why}", file=sys.stderr)
+    return status
+
+
+def _watch_interrupted(child: Any, progress: _Progress, finished: Any) -> None:
+    """After Ctrl-C, until the command exited: show what its exit waits for
+    (there is no deadline: Ctrl-C is the command's own business)."""
+    from ._progress import of_tree
+    from ._tree import Tree
+
+    tree = Tree([child.pid])
+    try:
+        while not finished.wait(0.25):
+            tree.refresh()
+            progress(of_tree(tree, (child.pid, child.name), progress.start, None))
+    finally:
+        tree.watch.close()
 
 
 def _announce_ready(child: Any, name: str, notifier: Any) -> None:
@@ -386,6 +525,13 @@ ADMIN_LEAVES = 1.0
 RUN_SWITCH_INTERVAL = 0.001
 
 
+def _escalated(report: Any, pid: int) -> bool:
+    """Whether the stop in ``report`` had to escalate ``pid`` (terminate or kill it past its deadline)."""
+    from ._outcome import Outcome
+
+    return any(e.pid == pid and e.outcome in (Outcome.TERMINATED, Outcome.KILLED) for e in report.entries)
+
+
 def _exit_status(rc: int | None) -> int:
     """A child's return code as an exit status: 128+N for signal N (POSIX)."""
     if rc is None:
@@ -402,7 +548,7 @@ def cmd_send_stop(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     from ._admin import send_stop
 
     entry = _registry.find(args.target)
-    progress = _Progress(entry.name) if sys.stderr.isatty() and not args.no_wait else None
+    progress = None if args.no_wait else _Progress.on_terminal(entry.name, json=args.json)
     try:
         timeout = entry.stop_timeout if args.timeout is None else args.timeout
         report = send_stop(entry, reason=args.reason, timeout=timeout, wait=not args.no_wait, progress=progress)
@@ -417,24 +563,61 @@ def cmd_send_stop(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 class _Progress:
-    """One live line on the terminal while a stop takes more than a second."""
+    """One line on the terminal (stderr) that says what a long stop waits for,
+    redrawn in place, and gone when the stop is done.
+
+    Shown once the stop has taken `PROGRESS_AFTER` seconds (a quick stop
+    shows nothing), as systemd shows "A stop job is running for X (5s /
+    1min 30s)".  Only for a terminal: see `_Progress.on_terminal`.
+    """
 
     def __init__(self, name: str) -> None:
+        import threading
+
         self.name = name
         self.start = time.monotonic()
         self.shown = False
+        self.closed = False
+        self.lock = threading.Lock()  # run draws from a stop's thread and clears from its main thread
 
-    def __call__(self, gone: int, total: int) -> None:
-        if time.monotonic() - self.start < 1.0:
+    @staticmethod
+    def on_terminal(name: str, *, json: bool = False) -> _Progress | None:
+        """A progress line for ``name`` if stderr is a terminal and the output is not JSON; else None."""
+        try:
+            terminal = sys.stderr.isatty()
+        except (AttributeError, ValueError):  # closed, or replaced by something that is not a file
+            terminal = False
+        return _Progress(name) if terminal and not json else None
+
+    def __call__(self, progress: Any) -> None:
+        from ._progress import line
+
+        if time.monotonic() - self.start < PROGRESS_AFTER:
             return
-        sys.stderr.write(f"\rstopping {self.name}: {gone} of {total} processes exited ")
-        sys.stderr.flush()
-        self.shown = True
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                width = os.get_terminal_size(sys.stderr.fileno()).columns or 80  # 0: a terminal of no known size
+            except (AttributeError, ValueError, OSError):
+                width = 80
+            # One character short of the width: a line that fills it wraps on
+            # some terminals, and the next carriage return redraws only the wrap.
+            sys.stderr.write("\r" + line(self.name, progress, max(20, width - 1)) + "\033[K")
+            sys.stderr.flush()
+            self.shown = True
 
     def clear(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+        """Remove the line, if shown, and draw no more."""
+        with self.lock:
+            self.closed = True
+            if self.shown:
+                sys.stderr.write("\r\033[K")
+                sys.stderr.flush()
+
+
+#: How long a stop runs before its progress line appears.
+PROGRESS_AFTER = 1.0
 
 
 # -- list and tree ----------------------------------------------------------------

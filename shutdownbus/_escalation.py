@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 
+from . import _stop_log
 from ._deadlines import KILL_WAIT, TERM_GRACE
 from ._outcome import Outcome
 from ._processes import marker_of
@@ -131,6 +132,9 @@ def escalate(
         signal_members(members, outcome)
         for head in live_heads:
             head.signal(outcome)
+        # Heads that say who they are (our own children: `_stop`) are named in the log too.
+        named = [who for who in (getattr(h, "who", None) for h in live_heads) if who is not None]
+        _stop_log.escalated(outcome, [(m.pid, m.name) for m in members if m.outcome == outcome] + named)
         end = time.monotonic() + grace
         while time.monotonic() < end:
             left = [m for tree in trees for m in tree.alive() if companions or not m.companion]

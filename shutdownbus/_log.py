@@ -5,7 +5,9 @@ costs a few milliseconds to import; worse, on the exit path nothing may be
 imported at all (see `_member._at_exit`).  So messages go to the
 ``shutdownbus`` logger when the program has loaded ``logging`` (it may have
 configured it), and otherwise straight to stderr, which is what ``logging``
-would do with them unconfigured (its last-resort handler).
+would do with them unconfigured (its last-resort handler).  `info` lines
+(the stop log, `_stop_log`) go only to a logger the program loaded and
+enabled INFO on, and nowhere otherwise, as ``logging`` would do with them.
 """
 
 from __future__ import annotations
@@ -35,3 +37,15 @@ def exception(message: str) -> None:
     else:
         print(message, file=sys.stderr)
         sys.__excepthook__(*sys.exc_info())
+
+
+def info(name: str, message: str, *args: object) -> None:
+    """Log ``message % args`` at INFO on the logger ``name``, only if the program
+    loaded ``logging`` and enabled INFO there (else nothing, not even stderr:
+    such lines are for who asked for them)."""
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return
+    logger = logging.getLogger(name)
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(message, *args)

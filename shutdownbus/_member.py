@@ -36,7 +36,7 @@ from types import TracebackType
 
 import zmq
 
-from . import _cpython, _environment, _log, _platform, _transport
+from . import _cpython, _environment, _log, _platform, _stop_log, _transport
 from ._bus import Bus, Upstream
 from ._deadlines import ESCALATION_MARGIN, children_deadline
 from ._errors import ChannelError, ShutdownBusError
@@ -417,6 +417,7 @@ def _on_stop(reason: str, deadline: float) -> None:
         callbacks = list(_state.callbacks)
         _state.callbacks.clear()
         interrupting = _state.interrupt_main and not _state.exiting and not _state.handlers
+    _stop_log.received(reason, deadline - now, _state.name)
     bus = _state.bus
     if bus is not None:
         bus.forward_stop(reason, theirs)
@@ -741,6 +742,7 @@ def _at_exit() -> None:
             _state.own_watcher.join()
         if _state.own is not None:
             swept = _state.own.finish(_state.stop_received_at, _state.stop_deadline)
+        _stop_log.done(reason, _state.name, time.monotonic() - _state.stop_received_at)
         if up is not None and up.joined.is_set() and not up.lost.is_set():
             if swept:
                 bus.send_upstream(Report(tuple(e.to_wire() for e in swept)))

@@ -38,7 +38,7 @@ import time
 import weakref
 from collections.abc import Sequence
 
-from . import _log, _platform
+from . import _log, _platform, _progress, _stop_log
 from ._bus import Link
 from ._deadlines import escalation_end, join_grace_end
 from ._escalation import escalate, signal_members
@@ -49,6 +49,8 @@ from ._tree import ProcessTable, Tree
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._child import Child
     from ._member import Relay
 
@@ -207,7 +209,12 @@ def stop_all(reason: str, deadline: float | None) -> list[StopReport]:
 
 
 def stop_children(
-    children: Sequence[Child], reason: str, timeout: float | None = None, *, deadline: float | None = None
+    children: Sequence[Child],
+    reason: str,
+    timeout: float | None = None,
+    *,
+    deadline: float | None = None,
+    progress: Callable[[_progress.StopProgress], object] | None = None,
 ) -> list[StopReport]:
     """Stop ``children`` together; return one report per child, in order.
 
@@ -217,6 +224,10 @@ def stop_children(
         timeout: Seconds before escalation, from now.
         deadline: Or when to escalate (`time.monotonic`); one of the two.  A
             stop forwarded from our own parent keeps its earlier deadline.
+        progress: Called about every `REFRESH_EVERY` seconds with what the
+            stops still wait for, until the children exited or were
+            escalated, if this call leads them (not one that joins a stop
+            under way).
 
     Returns:
         One report per child, the same one for a child stopped before.
@@ -252,8 +263,9 @@ def stop_children(
                 mine.append(st)
             waits.append(st)
     if mine:
+        _stop_log.sent(reason, [(st.child.pid, st.child.name) for st in mine], min(st.deadline for st in mine) - now)
         try:
-            _run(mine)
+            _run(mine, progress)
         except BaseException:
             # Interrupted (a second Ctrl-C, a stop from our own parent): the
             # stop must still complete and report, so a thread takes it over.
@@ -279,7 +291,7 @@ def _complete(mine: list[StopState]) -> None:
         _finish_all(mine)
 
 
-def _run(mine: list[StopState]) -> None:
+def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], object] | None = None) -> None:
     """Send the stops, wait, escalate, sweep; safe to run again after an interruption."""
     bus = _the_relay().bus()
     others = {c.pid for c in live_children()}
@@ -301,7 +313,7 @@ def _run(mine: list[StopState]) -> None:
             st.already_exited = st.child.poll() is not None and st.link.stop_requested_at is None
             if not st.already_exited:
                 bus.request_stop(st.link, st.reason, st.deadline)
-    _wait_and_escalate([st for st in mine if not st.already_exited])
+    _wait_and_escalate([st for st in mine if not st.already_exited], progress)
     _sweep_leftovers(mine)
 
 
@@ -316,10 +328,13 @@ def _exit_noted(st: StopState) -> bool:
         return False
     if st.exit_seen is None:
         st.exit_seen = time.monotonic()
+        _stop_log.child_exited(st.child.pid, st.child.name, st.child.returncode, st.exit_seen - st.started)
     return True
 
 
-def _wait_and_escalate(pending: list[StopState]) -> None:
+def _wait_and_escalate(
+    pending: list[StopState], progress: Callable[[_progress.StopProgress], object] | None = None
+) -> None:
     refreshed = time.monotonic()
     while True:
         pending = [st for st in pending if not _exit_noted(st)]
@@ -359,6 +374,8 @@ def _wait_and_escalate(pending: list[StopState]) -> None:
         if time.monotonic() - refreshed >= REFRESH_EVERY:  # catch processes started during the stop
             refreshed = time.monotonic()
             _refresh([st.tree for st in pending])
+            if progress is not None:
+                _progress.call(progress, functools.partial(_progress.of_stops, pending))
 
 
 #: How often a long stop looks for processes started since its snapshot (it
@@ -378,6 +395,7 @@ class _ChildHead:
 
     def __init__(self, st: StopState) -> None:
         self.st = st
+        self.who = (st.child.pid, st.child.name)  # for the stop log (`_escalation.escalate`)
 
     def signal(self, outcome: Outcome) -> None:
         if self.st.child.poll() is None:
@@ -397,6 +415,7 @@ def _own_deadline() -> float | None:
 def _escalate(overdue: list[StopState]) -> None:
     """Terminate, then kill, each overdue child and all its descendants, deepest first."""
     until = escalation_end(max(st.deadline for st in overdue), _own_deadline())
+    _stop_log.deadline_passed((st.child.pid, st.child.name) for st in overdue)
     escalate([st.tree for st in overdue if st.tree is not None], [_ChildHead(st) for st in overdue], until=until)
     for st in overdue:
         if st.child.poll() is None:
@@ -460,6 +479,7 @@ def _finish_all(mine: list[StopState]) -> None:
                 if st.report is None:
                     st.report = _build_report(st, time.monotonic())
                     reports.append(st.report)
+                    _stop_log.child_done(st.report)
         finally:
             try:
                 relay.send_reports(reports)
@@ -493,6 +513,7 @@ def _build_report(st: StopState, now: float) -> StopReport:
         # A member may leave the way Ctrl-C's KeyboardInterrupt does (asyncio.run),
         # or turn the stop into its own SIGTERM and die of it once done (uvicorn).
         or (c.joined and rc in _platform.stopped_returncodes())
+        or (rc is not None and (rc if rc >= 0 else 128 - rc) in c.clean_exits)  # spawn(clean_exits=...)
     ):
         outcome = Outcome.STOPPED
     else:
