@@ -45,6 +45,8 @@ from ._protocol import Ready, Report
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._escalation import OwnDescendants
     from ._registry import Entry
     from ._report import StopReport
@@ -372,21 +374,30 @@ def report_own_exit(returncode: int) -> bool:
     Returns:
         True if it was sent (a stop came from upstream, which is still there).
     """
-    up, bus = _state.upstream, _state.bus
-    if _state.stop_reason is None or up is None or bus is None or not up.joined.is_set() or up.lost.is_set():
-        return False
     entry = {"pid": os.getpid(), "name": _state.name, "outcome": Outcome.STOPPED, "returncode": returncode,
              "seconds": None, "member": True}
-    bus.send_upstream(Report((entry,)))
-    return True
+    return _send_up((entry,))
 
 
 def record_reports(reports: list[StopReport]) -> None:
     """Send the stop reports of children up at once, if our parent asked us to stop."""
+    _send_up(tuple(e.to_wire() for report in reports for e in report.entries))
+
+
+def _send_up(entries: tuple[dict[str, Any], ...]) -> bool:
+    """The one way reports go up: ``entries`` (as the wire carries them) to
+    whoever stopped us, if a stop came from upstream and it is still there.
+
+    Returns:
+        Whether they were handed to the bus.
+    """
     up, bus = _state.upstream, _state.bus
-    if not reports or _state.stop_reason is None or up is None or bus is None or not up.joined.is_set():
-        return
-    bus.send_upstream(Report(tuple(e.to_wire() for report in reports for e in report.entries)))
+    if not entries or _state.stop_reason is None or up is None or bus is None:
+        return False
+    if not up.joined.is_set() or up.lost.is_set():
+        return False
+    bus.send_upstream(Report(entries))
+    return True
 
 
 # -- bus thread -----------------------------------------------------------------
@@ -573,10 +584,8 @@ def _wake_for_the_stop() -> None:
     its handler must not run for a stop: the fallback raises it from afar.
     """
     with _state.lock:
-        if _state.raised or _state.exiting or _state.deferring or _state.stop_reason is None:
-            return  # deferred_stop raises it when its block ends
-        if _cpython.handling_keyboard_interrupt(threading.main_thread()):
-            return  # already in a Ctrl-C cleanup: `_raise_pending` would not raise
+        if _stop_to_raise(in_the_main_thread=False) is None:
+            return
         # Under asyncio.run the stop cancels the main task: nothing is raised.
         raising = _cpython.asyncio_runner_handler() is None
         if _platform.wake_main_thread(raising=raising):
@@ -611,22 +620,40 @@ def _nudge_main_thread(wake: Callable[[], object], done: Callable[[], bool], del
     threading.Thread(target=nudge, name="shutdownbus-nudge", daemon=True).start()
 
 
+def _stop_to_raise(*, in_the_main_thread: bool) -> str | None:
+    """The reason of the stop to raise in the main thread now, or None if it
+    must not be (called under `_state.lock`).
+
+    The one set of guards, wherever the stop is raised from: not before a
+    stop came, not twice, not while the process exits, not inside a
+    `deferred_stop` block (which raises it when it ends); and not in the
+    middle of a Ctrl-C's cleanup, which a second interruption would cut
+    short: a KeyboardInterrupt being handled (seen from the main thread
+    itself, or in its frames from another thread), or ``asyncio.run``
+    handling one.
+    """
+    reason = _state.stop_reason
+    if _state.raised or _state.exiting or _state.deferring or reason is None:
+        return None
+    if in_the_main_thread:
+        if isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            return None
+    elif _cpython.handling_keyboard_interrupt(threading.main_thread()):
+        return None
+    runner = _cpython.asyncio_runner_handler()
+    return reason if runner is None or not _cpython.interrupts_seen(runner) else None
+
+
 def _raise_pending() -> None:
     """Raise StopRequested here (the main thread) unless it must not be."""
     if _state.stop_reason is not None:
         _state.pending_ran = True
     with _state.lock:
-        if _state.raised or _state.exiting or _state.deferring or _state.stop_reason is None:
-            return
-        # Already in a KeyboardInterrupt's cleanup (Ctrl-C came first): do not
-        # cut that cleanup short with a second interruption.
-        if isinstance(sys.exc_info()[1], KeyboardInterrupt):
+        reason = _stop_to_raise(in_the_main_thread=True)
+        if reason is None:
             return
         runner = _cpython.asyncio_runner_handler()
-        if runner is not None and _cpython.interrupts_seen(runner):
-            return  # asyncio.run is handling a Ctrl-C already
         _state.raised = True
-        reason = _state.stop_reason
     # As Ctrl-C would, interrupt the tasks of our process pools' workers
     # (only now: before the main thread is interrupted, a task's failure
     # would be the first thing the program saw).
@@ -677,12 +704,11 @@ def _raise_from_afar() -> None:
     """The fallback of the wake signal: an asynchronous exception, scheduled
     from the bus thread with the same guards `_raise_pending` applies."""
     with _state.lock:
-        if _state.raised or _state.exiting or _state.deferring or _state.stop_reason is None:
-            return  # deferred_stop raises it when its block ends
-        if _cpython.handling_keyboard_interrupt(threading.main_thread()):
-            return  # already in a Ctrl-C cleanup
+        found = _stop_to_raise(in_the_main_thread=False)
+        if found is None:
+            return
         _state.raised = True
-        reason = _state.stop_reason
+    reason: str = found
 
     class _Stop(StopRequested):  # raised by class, with no arguments: carry the reason
         def __init__(self) -> None:
@@ -744,8 +770,7 @@ def _at_exit() -> None:
             swept = _state.own.finish(_state.stop_received_at, _state.stop_deadline)
         _stop_log.done(reason, _state.name, time.monotonic() - _state.stop_received_at)
         if up is not None and up.joined.is_set() and not up.lost.is_set():
-            if swept:
-                bus.send_upstream(Report(tuple(e.to_wire() for e in swept)))
+            _send_up(tuple(e.to_wire() for e in swept))
             # The sockets close with linger 0, dropping what the parent has not
             # taken: wait (bounded) until it acknowledged every report.  A leaf
             # sent none, and its parent learns its outcome from its exit.

@@ -237,6 +237,26 @@ def new_socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int) -> zmq.Socket[byt
         raise ChannelError(why) from None
 
 
+def _channel_socket(ctx: zmq.Context[zmq.Socket[bytes]]) -> zmq.Socket[bytes]:
+    """A PAIR socket with what both ends of a channel need: CURVE (checked),
+    no linger, and frames capped at `MAX_FRAME_SIZE`.
+
+    Raises:
+        ChannelError: no CURVE here, or the socket cannot be made or set.
+    """
+    import zmq
+
+    _require_curve()
+    sock = new_socket(ctx, zmq.PAIR)
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE + CURVE_OVERHEAD)
+    except zmq.ZMQError as exc:
+        sock.close(0)
+        raise ChannelError(f"cannot set up a control channel ({exc})") from None
+    return sock
+
+
 def bind_parent_socket(
     ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys, domain: str, runtime: RuntimeDir
 ) -> tuple[zmq.Socket[bytes], str]:
@@ -256,11 +276,8 @@ def bind_parent_socket(
     """
     import zmq
 
-    _require_curve()
-    sock = new_socket(ctx, zmq.PAIR)
+    sock = _channel_socket(ctx)
     try:
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE + CURVE_OVERHEAD)
         sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
         sock.curve_server = True
         sock.curve_secretkey = keys.server_secret
@@ -306,13 +323,10 @@ def connect_child_socket(
     """
     import zmq
 
-    _require_curve()
     if not endpoint.startswith(("ipc://", "tcp://")):
         raise ChannelError(f"{ENV_ENDPOINT} is not a shutdownbus endpoint; start this process with shutdownbus.spawn()")
-    sock = new_socket(ctx, zmq.PAIR)
+    sock = _channel_socket(ctx)
     try:
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE + CURVE_OVERHEAD)
         sock.setsockopt(zmq.RECONNECT_IVL, -1)
         sock.curve_serverkey = keys.server_public
         sock.curve_publickey = keys.client_public

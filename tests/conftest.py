@@ -29,6 +29,9 @@ from shutdownbus import _platform, _transport, testing
 from shutdownbus._processes import is_running
 
 PROGRAMS = Path(__file__).parent / "programs"
+#: How long a test waits for a child's ready(): a start-up on a loaded machine
+#: (under wine, seconds), never a latency bound.
+READY = 60
 MEMBER = str(PROGRAMS / "member.py")
 WINDOWS = sys.platform == "win32"
 LINUX = sys.platform.startswith("linux")

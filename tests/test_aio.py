@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PROGRAMS, log_lines, member_cmd
+from conftest import PROGRAMS, READY, log_lines, member_cmd
 
 import shutdownbus
 import shutdownbus.aio
@@ -47,7 +47,7 @@ def test_async_with_stops_the_tree_when_the_task_is_cancelled(tmp_path: Path) ->
     log = tmp_path / "log"
 
     async def main() -> None:
-        async with await shutdownbus.aio.spawn(member_cmd(log), ready_timeout=60):
+        async with await shutdownbus.aio.spawn(member_cmd(log), ready_timeout=READY):
             raise asyncio.CancelledError
 
     with pytest.raises(asyncio.CancelledError):

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import KILLED, LINUX, PROGRAMS, alive, kill, log_lines, member_cmd, reaped, started_pids, wait_for
+from conftest import KILLED, LINUX, PROGRAMS, READY, alive, kill, log_lines, member_cmd, reaped, started_pids, wait_for
 
 import shutdownbus
 from shutdownbus._deadlines import ESCALATION_MARGIN
@@ -67,7 +67,7 @@ def test_members_killed_while_a_stop_travels_down_a_tree(tmp_path: Path, target:
     called from a thread."""
     rng = random.Random(f"{SEED}-{target}-{when}")
     log = tmp_path / "log"
-    with reaped(shutdownbus.spawn(member_cmd(log, "--depth", "2", "--fanout", "3"), ready_timeout=60)) as child:
+    with reaped(shutdownbus.spawn(member_cmd(log, "--depth", "2", "--fanout", "3"), ready_timeout=READY)) as child:
         pids = started_pids(log)
         assert len(pids) == 13, pids
         middles = [n for n in pids if n.count(".") == 1]
@@ -127,7 +127,7 @@ def test_a_member_that_crashes_in_its_cleanup(tmp_path: Path, how: str, returnco
     tree; the test after this one shows what happens when it does not."""
     log = tmp_path / "log"
     cmd = [sys.executable, CRASHER, how, str(log), "on-cue"]
-    with reaped(shutdownbus.spawn(cmd, stdin=subprocess.PIPE, ready_timeout=60)) as child:
+    with reaped(shutdownbus.spawn(cmd, stdin=subprocess.PIPE, ready_timeout=READY)) as child:
         kids = started_pids(log)
         assert len(kids) == 2
         start = time.monotonic()
@@ -191,7 +191,7 @@ def test_a_member_that_dies_before_the_stopping_thread_looks_at_its_tree(
     monkeypatch.setattr(_stop, "_lock", lock)
     log = tmp_path / "log"
     cmd = [sys.executable, CRASHER, "os-exit", str(log), "at-once"]
-    with reaped(shutdownbus.spawn(cmd, ready_timeout=60), descendants=True) as child:
+    with reaped(shutdownbus.spawn(cmd, ready_timeout=READY), descendants=True) as child:
         kids = started_pids(log)
         assert len(kids) == 2
         with lock:
@@ -215,7 +215,7 @@ def test_a_parent_that_dies_while_its_children_report_up(tmp_path: Path) -> None
     the first of them has finished its cleanup, so while they send their
     reports up (and wait for B's acks)."""
     log = tmp_path / "log"
-    with reaped(shutdownbus.spawn(member_cmd(log, "--depth", "1", "--fanout", "3"), ready_timeout=60)) as child:
+    with reaped(shutdownbus.spawn(member_cmd(log, "--depth", "1", "--fanout", "3"), ready_timeout=READY)) as child:
         pids = started_pids(log)
         kids = {n: p for n, p in pids.items() if n != "B"}
         start = time.monotonic()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import MEMBER, PROGRAMS, SCRIPT, reaped, wait_for, wait_gone
+from conftest import MEMBER, PROGRAMS, READY, SCRIPT, reaped, wait_for, wait_gone
 
 import shutdownbus
 from shutdownbus import _endpoint_owner, _registry, _transport
@@ -232,7 +232,7 @@ def test_a_joined_childs_channel_is_out_of_an_intruders_reach(
     once the child joined.  tcp (libzmq cannot stop accepting): a connection
     that does not authenticate is dropped within a second."""
     monkeypatch.setenv("SHUTDOWNBUS_TRANSPORT", transport)
-    child = shutdownbus.spawn([sys.executable, MEMBER, "--log", str(tmp_path / "log")], ready_timeout=60)
+    child = shutdownbus.spawn([sys.executable, MEMBER, "--log", str(tmp_path / "log")], ready_timeout=READY)
     me = psutil.Process()
     before = descriptors(me)
     intruder = subprocess.Popen(
@@ -304,7 +304,7 @@ def test_a_member_is_trusted_with_its_own_subtree_only() -> None:
     The spoofed pid is a running process outside the subtree (pid 1 on
     POSIX was one; Windows has no pid 1)."""
     with reaped(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])) as outsider:
-        child = shutdownbus.spawn([sys.executable, LIAR, str(outsider.pid)], ready_timeout=60)
+        child = shutdownbus.spawn([sys.executable, LIAR, str(outsider.pid)], ready_timeout=READY)
         assert child._link.entries == ()  # reports sent before any stop are dropped
         report = child.stop()
         assert report.entry(outsider.pid) is None, report
@@ -362,7 +362,7 @@ def test_the_largest_report_chunk_fits_in_a_frame() -> None:
 def test_the_parent_forgets_a_childs_secret_once_its_channel_is_closed(tmp_path: Path) -> None:
     """Before: the secret stayed in the parent's memory after the child was
     gone (found with gcore after the Child was collected)."""
-    child = shutdownbus.spawn([sys.executable, MEMBER, "--log", str(tmp_path / "log")], ready_timeout=60)
+    child = shutdownbus.spawn([sys.executable, MEMBER, "--log", str(tmp_path / "log")], ready_timeout=READY)
     keys, channel = child._link.keys, child._link.channel
     assert any(keys.secret)
     assert child.stop().ok

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import PROGRAMS, SCRIPT, WINDOWS, logged, python, reaped
+from conftest import PROGRAMS, READY, SCRIPT, WINDOWS, logged, python, reaped
 
 import shutdownbus
 from shutdownbus import _environment, _registry, _transport
@@ -110,7 +110,7 @@ def test_failed_joins_name_no_secret(tmp_path: Path, caplog: pytest.LogCaptureFi
     in str, repr or traceback, with logging at DEBUG; the parent logs nothing
     that holds one."""
     code = "import sys, time, shutdownbus\nshutdownbus.join()\nshutdownbus.ready()\ntime.sleep(600)\n"
-    with reaped(shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=60)) as child:
+    with reaped(shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=READY)) as child:
         real = child._link.keys.encoded_secret()
         wrong = os.urandom(32).hex()
         attempts = {"a wrong secret": wrong, "a secret that is not hex": real[:-2] + "zz", "a short secret": real[:-2]}

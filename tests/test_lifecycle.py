@@ -15,6 +15,7 @@ from conftest import (
     KILLED,
     LINUX,
     PROGRAMS,
+    READY,
     WINDOWS,
     alive,
     kill,
@@ -47,7 +48,7 @@ def test_child_that_does_not_stop_is_escalated_by_its_deadline(
     tmp_path: Path, behaviour: str, outcomes: set[str]
 ) -> None:
     log = tmp_path / "log"
-    child = shutdownbus.spawn(member_cmd(log, "--on-stop", behaviour), ready_timeout=60)
+    child = shutdownbus.spawn(member_cmd(log, "--on-stop", behaviour), ready_timeout=READY)
     start = time.monotonic()
     report = child.stop(timeout=1.0)
     took = time.monotonic() - start
@@ -63,7 +64,7 @@ def test_stubborn_grandchild_is_killed_and_its_parent_still_cleans_up(tmp_path: 
     itself and still has time for its own cleanup before B's own deadline."""
     log = tmp_path / "log"
     child = shutdownbus.spawn(
-        member_cmd(log, "--depth", "1", "--on-stop", "clean", "--stop-timeout", "2"), ready_timeout=60
+        member_cmd(log, "--depth", "1", "--on-stop", "clean", "--stop-timeout", "2"), ready_timeout=READY
     )
     grandchild = started_pids(log)["B.0"]
     assert alive([grandchild]) == [grandchild]
@@ -87,7 +88,7 @@ def test_stubborn_grandchild_is_killed_and_its_parent_still_cleans_up(tmp_path: 
 )
 def test_plain_grandchild_and_double_forked_daemon_are_gone_after_the_stop(tmp_path: Path, grandchild: str) -> None:
     log = tmp_path / "log"
-    member = shutdownbus.spawn(member_cmd(log, "--grandchild", grandchild, name="M"), ready_timeout=60)
+    member = shutdownbus.spawn(member_cmd(log, "--grandchild", grandchild, name="M"), ready_timeout=READY)
     pid = int(dict(logged(log, grandchild))["M"])
     if grandchild == "daemon":
         # The daemon's parent left; the member (a subreaper once joined) adopted it.
@@ -108,7 +109,7 @@ def test_sleep_spawned_directly_is_stopped_as_a_non_member(tmp_path: Path) -> No
 
 def test_orphaned_member_stops_its_tree_when_its_parent_is_killed(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    child = shutdownbus.spawn(member_cmd(log, "--depth", "1"), ready_timeout=60)
+    child = shutdownbus.spawn(member_cmd(log, "--depth", "1"), ready_timeout=READY)
     c_pid = started_pids(log)["B.0"]
     c = psutil.Process(c_pid)
     killed_at = time.monotonic()
@@ -127,7 +128,7 @@ def test_orphaned_member_stops_its_tree_when_its_parent_is_killed(tmp_path: Path
 
 def test_second_stop_during_a_stop_starts_no_second_cleanup(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    child = shutdownbus.spawn(member_cmd(log, "--depth", "1"), ready_timeout=60)
+    child = shutdownbus.spawn(member_cmd(log, "--depth", "1"), ready_timeout=READY)
     first = child.stop(reason="one")
     assert child.stop(reason="two") is first
     assert log_lines(log).count("B got stop one") == 1
@@ -136,7 +137,7 @@ def test_second_stop_during_a_stop_starts_no_second_cleanup(tmp_path: Path) -> N
 
 def test_report_covers_every_process_with_outcomes(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    child = shutdownbus.spawn(member_cmd(log, "--depth", "1", "--fanout", "3"), ready_timeout=60)
+    child = shutdownbus.spawn(member_cmd(log, "--depth", "1", "--fanout", "3"), ready_timeout=READY)
     report = child.stop()
     assert len(report.entries) == 4
     assert sorted(e.name for e in report.entries) == ["B", "B.0", "B.1", "B.2"]
@@ -151,7 +152,7 @@ def test_stop_request_reaches_a_child_started_with_a_shell(tmp_path: Path) -> No
         command = subprocess.list2cmdline(member_cmd(log)) + " & rem"  # cmd.exe
     else:
         command = " ".join(member_cmd(log)) + "; true"  # sh
-    child = shutdownbus.spawn(command, shell=True, ready_timeout=60)
+    child = shutdownbus.spawn(command, shell=True, ready_timeout=READY)
     assert child.member_pid is not None and child.member_pid != child.pid
     report = child.stop()
     assert report.entries[0].pid == child.pid and report.entries[0].outcome == "stopped", report
@@ -165,7 +166,7 @@ def test_stop_arriving_while_a_member_spawns_reaches_the_new_children(tmp_path: 
     log = tmp_path / "log"
     # B says it is ready, then starts five more children: the stop lands
     # somewhere in that sequence, and every child started must stop too.
-    child = shutdownbus.spawn(member_cmd(log, "--late-children", "5"), ready_timeout=60)
+    child = shutdownbus.spawn(member_cmd(log, "--late-children", "5"), ready_timeout=READY)
     report = child.stop(timeout=20)
     spawned = [int(pid) for name, pid in logged(log, "spawned") if name == "B"]
     assert alive([child.pid, *spawned]) == []
@@ -232,7 +233,7 @@ def test_fast_exit_freezes_the_collector_only_after_a_stop(
 ) -> None:
     log = tmp_path / "cleanup"
     cmd = [sys.executable, FAST_EXIT, str(log), str(fast_exit), "300" if stopped else "0"]
-    child = shutdownbus.spawn(cmd, stdout=subprocess.PIPE, ready_timeout=60)
+    child = shutdownbus.spawn(cmd, stdout=subprocess.PIPE, ready_timeout=READY)
     if stopped:
         assert child.stop().ok
         assert log.read_text() == "cleaned up"

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 import zmq
-from conftest import member_cmd, python, use_transport
+from conftest import READY, member_cmd, python, use_transport
 
 import shutdownbus
 
@@ -99,7 +99,7 @@ def test_wait_ready_reports_an_early_exit_with_the_stderr_tail() -> None:
         "import sys, shutdownbus\nshutdownbus.join()\nprint('cannot open the database', file=sys.stderr)\nsys.exit(3)\n"
     )
     with pytest.raises(shutdownbus.ChildExited) as info:
-        shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=60, stderr=subprocess.PIPE)
+        shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=READY, stderr=subprocess.PIPE)
     assert info.value.returncode == 3
     assert "cannot open the database" in str(info.value)
     assert info.value.stderr_tail == "cannot open the database"

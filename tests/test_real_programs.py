@@ -22,7 +22,18 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import LINUX, MEMBER, SCRIPT, START_METHODS, UNDER_WINE, WINDOWS, WINE_EXECUTOR_HANG, log_lines, wait_for
+from conftest import (
+    LINUX,
+    MEMBER,
+    READY,
+    SCRIPT,
+    START_METHODS,
+    UNDER_WINE,
+    WINDOWS,
+    WINE_EXECUTOR_HANG,
+    log_lines,
+    wait_for,
+)
 
 import shutdownbus
 from shutdownbus import _platform
@@ -43,7 +54,7 @@ def stop_pool_member(tmp_path: Path, kind: str, method: str, state: str) -> tupl
     child = shutdownbus.spawn(
         [sys.executable, POOL_MEMBER, kind, method, state, str(log)],
         stderr=subprocess.PIPE,
-        ready_timeout=60,
+        ready_timeout=READY,
         stop_timeout=STOP_TIMEOUT,
     )
     report = child.stop()
@@ -166,7 +177,7 @@ def test_the_exit_after_a_stop_loads_no_module(tmp_path: Path, program: list[str
     record = tmp_path / "record"
     args = [arg.format(log=tmp_path / "log") for arg in program]
     child = shutdownbus.spawn(
-        [sys.executable, EXIT_AUDIT, str(record), *args], ready_timeout=60, stop_timeout=STOP_TIMEOUT
+        [sys.executable, EXIT_AUDIT, str(record), *args], ready_timeout=READY, stop_timeout=STOP_TIMEOUT
     )
     report = child.stop()
     assert report.ok, report

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import SCRIPT, START_METHODS, WINDOWS, wait_for
+from conftest import READY, SCRIPT, START_METHODS, WINDOWS, wait_for
 
 import shutdownbus
 
@@ -30,7 +30,7 @@ def stop(child: shutdownbus.Child) -> tuple[shutdownbus.StopReport, str]:
 def test_gunicorn_on_the_bus_keeps_its_graceful_stop() -> None:
     cmd = [str(BIN / "gunicorn"), "-c", str(RECIPES / "gunicorn_conf.py"), "wsgi_app:app"]
     out = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
-    child = shutdownbus.spawn(cmd, cwd=PROGRAMS, ready_timeout=60, **out)
+    child = shutdownbus.spawn(cmd, cwd=PROGRAMS, ready_timeout=READY, **out)
     # gunicorn is ready (when_ready) before it forks its workers.
     wait_for(lambda: len(psutil.Process(child.pid).children()) == 2, 60, "gunicorn did not fork its workers")
     report, text = stop(child)
@@ -45,7 +45,7 @@ def test_gunicorn_on_the_bus_keeps_its_graceful_stop() -> None:
 @pytest.mark.skipif(WINDOWS, reason="the recipe turns the stop into uvicorn's SIGTERM, which Windows cannot deliver")
 def test_an_asgi_app_joins_from_its_lifespan() -> None:
     cmd = [sys.executable, "-m", "uvicorn", "--port", "0", "lifespan_app:app"]
-    child = shutdownbus.spawn(cmd, cwd=RECIPES, ready_timeout=60, stdout=subprocess.PIPE, text=True)
+    child = shutdownbus.spawn(cmd, cwd=RECIPES, ready_timeout=READY, stdout=subprocess.PIPE, text=True)
     report, out = stop(child)
     assert report.ok, report
     # uvicorn re-raises the SIGTERM it handled once its shutdown is done.
@@ -56,7 +56,7 @@ def test_an_asgi_app_joins_from_its_lifespan() -> None:
 @pytest.mark.parametrize("method", START_METHODS)
 def test_a_pool_needs_nothing_special(method: str) -> None:
     cmd = [sys.executable, str(RECIPES / "pool.py"), method]
-    child = shutdownbus.spawn(cmd, ready_timeout=60, stdout=subprocess.PIPE, text=True)
+    child = shutdownbus.spawn(cmd, ready_timeout=READY, stdout=subprocess.PIPE, text=True)
     report, out = stop(child)
     assert report.ok, report
     assert "pool: cleaned up" in out

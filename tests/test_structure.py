@@ -253,3 +253,58 @@ def test_typing_and_dataclasses_are_imported_for_type_checkers_only() -> None:
         if name not in TYPING_MAY_BE_IMPORTED_IN
     }
     assert {name: found for name, found in offenders.items() if found} == {}
+
+
+ARCHITECTURE = Path(__file__).parent.parent / "docs" / "architecture.md"
+
+
+def _documented_layers() -> dict[str, int]:
+    """Module -> its layer, from the table of docs/architecture.md."""
+    import re
+
+    text = ARCHITECTURE.read_text()
+    table = text[text.index("<!-- layers:") : text.index("<!-- end of layers -->")]
+    layers: dict[str, int] = {}
+    for row in table.splitlines():
+        found = re.match(r"\| (\d+)\. [^|]+\| ([^|]+)\|", row)
+        if found:
+            for module in re.findall(r"`([\w.]+)`", found.group(2)):
+                assert module not in layers, f"{module} is in two layers of docs/architecture.md"
+                layers[module] = int(found.group(1))
+    return layers
+
+
+def _layer_of(module: str, layers: dict[str, int]) -> int:
+    """A module's layer; a subpackage's modules are in their package's."""
+    top = module.split(".")[0]
+    return layers[module] if module in layers else layers[top]
+
+
+def test_the_layers_of_docs_architecture_are_the_imports() -> None:
+    """docs/architecture.md: "Each module imports only from its own layer or
+    the layers below it".  Every module is in the table once, and no import
+    (at import time or inside a function) goes up a layer: a function put
+    in the wrong module, that needs what a layer above it has, fails here."""
+    layers = _documented_layers()
+    missing = sorted(m for m in MODULES if m not in layers and m.split(".")[0] not in layers)
+    assert missing == [], f"modules missing from docs/architecture.md: {missing}"
+    gone = sorted(m for m in layers if m not in MODULES)
+    assert gone == [], f"docs/architecture.md names modules that do not exist: {gone}"
+    upwards = sorted(
+        f"{importer} (layer {_layer_of(importer, layers)}) imports {imported} (layer {_layer_of(imported, layers)})"
+        for importer, imports in package_imports().items()
+        for imported in imports
+        if _layer_of(imported, layers) < _layer_of(importer, layers)
+    )
+    assert upwards == []
+
+
+def test_every_lazy_public_name_is_in_all() -> None:
+    """The package's ``_LAZY`` (where each public name is loaded from) and
+    ``__all__`` (what type checkers and ``import *`` see) name the same
+    things: ``__all__`` stays a literal list, which type checkers need."""
+    import shutdownbus
+
+    lazy = {name for name, module in shutdownbus._LAZY.items() if module}  # "": a submodule, not a name
+    eager = {name for name in shutdownbus.__all__ if name in vars(shutdownbus)}
+    assert set(shutdownbus.__all__) == lazy | eager

@@ -1,4 +1,4 @@
-"""Stopping real process trees through the bus."""
+"""Stopping real process trees through the bus, and what a stop interrupts in a member's main thread (the waker)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from conftest import (
     LINUX,
     PROGRAMS,
+    READY,
     WINDOWS,
     alive,
     kill,
@@ -40,7 +41,7 @@ def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 def test_stop_reaches_every_process_of_a_three_level_tree(tmp_path: Path, transport: str) -> None:
     log = tmp_path / "log"
-    with shutdownbus.spawn(member_cmd(log, "--depth", "2", "--fanout", "2"), ready_timeout=60) as child:
+    with shutdownbus.spawn(member_cmd(log, "--depth", "2", "--fanout", "2"), ready_timeout=READY) as child:
         pids = started_pids(log)
         assert len(pids) == 7  # B, two children, four grandchildren
         if transport == "tcp":
@@ -78,7 +79,7 @@ def test_stop_reaches_every_process_of_a_three_level_tree(tmp_path: Path, transp
 )
 def test_stop_wakes_a_blocked_main_thread(tmp_path: Path, block: str) -> None:
     log = tmp_path / "log"
-    child = shutdownbus.spawn(member_cmd(log, "--block", block), ready_timeout=60)
+    child = shutdownbus.spawn(member_cmd(log, "--block", block), ready_timeout=READY)
     report = child.stop()
     assert report.ok, report
     assert "B got stop stop" in log_lines(log)
@@ -87,7 +88,7 @@ def test_stop_wakes_a_blocked_main_thread(tmp_path: Path, block: str) -> None:
 
 
 def test_uncaught_stop_exits_with_status_zero_and_no_traceback(tmp_path: Path) -> None:
-    child = shutdownbus.spawn(member_cmd(tmp_path / "log", "--on-stop", "uncaught"), ready_timeout=60, stderr=-1)
+    child = shutdownbus.spawn(member_cmd(tmp_path / "log", "--on-stop", "uncaught"), ready_timeout=READY, stderr=-1)
     report = child.stop()
     assert child.returncode == 0
     assert report.entries[0].outcome == "stopped"
@@ -97,14 +98,14 @@ def test_uncaught_stop_exits_with_status_zero_and_no_traceback(tmp_path: Path) -
 
 
 def test_nonzero_exit_during_cleanup_is_reported_as_failed(tmp_path: Path) -> None:
-    child = shutdownbus.spawn(member_cmd(tmp_path / "log", "--on-stop", "exit1"), ready_timeout=60)
+    child = shutdownbus.spawn(member_cmd(tmp_path / "log", "--on-stop", "exit1"), ready_timeout=READY)
     report = child.stop()
     assert not report.ok
     assert (report.entries[0].outcome, report.entries[0].returncode) == ("failed", 1)
 
 
 def test_stop_is_idempotent_across_threads(tmp_path: Path) -> None:
-    child = shutdownbus.spawn(member_cmd(tmp_path / "log"), ready_timeout=60)
+    child = shutdownbus.spawn(member_cmd(tmp_path / "log"), ready_timeout=READY)
     reports: list[shutdownbus.StopReport] = []
     threads = [threading.Thread(target=lambda: reports.append(child.stop())) for _ in range(3)]
     for t in threads:
@@ -142,7 +143,7 @@ def test_stop_issued_before_the_child_joined_is_delivered(tmp_path: Path) -> Non
 
 def test_child_that_ignores_the_stop_is_escalated_at_the_deadline(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    child = shutdownbus.spawn(member_cmd(log, "--on-stop", "ignore"), ready_timeout=60)
+    child = shutdownbus.spawn(member_cmd(log, "--on-stop", "ignore"), ready_timeout=READY)
     start = time.monotonic()
     report = child.stop(timeout=1.0)
     took = time.monotonic() - start
@@ -163,7 +164,7 @@ def test_on_stop_callbacks_without_interrupting_main(tmp_path: Path) -> None:
         "assert shutdownbus.stop_requested() and shutdownbus.stop_reason() == 'bye'\n"
         "sys.exit(0 if seen == ['bye'] else 3)\n"
     )
-    child = shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=60)
+    child = shutdownbus.spawn([sys.executable, "-c", code], ready_timeout=READY)
     report = child.stop(reason="bye")
     assert report.ok, report
 
@@ -179,7 +180,7 @@ def test_stop_wakes_main_when_the_program_took_the_wake_signal(taken: str, block
     to the program's handler.  Either way the stop interrupts a blocking
     call, and the program's handler runs for its own signals only."""
     child = shutdownbus.spawn(
-        [sys.executable, TOOK_THE_WAKE_SIGNAL, taken, block], ready_timeout=60, stdout=-1, text=True
+        [sys.executable, TOOK_THE_WAKE_SIGNAL, taken, block], ready_timeout=READY, stdout=-1, text=True
     )
     report = child.stop(reason="taken", timeout=10)
     assert child.stdout is not None
@@ -214,7 +215,7 @@ def test_a_handler_that_replaced_the_waker_is_never_run_for_a_stop(block: str) -
     the stop is raised from afar instead (an asynchronous exception): a wait
     in Condition.wait (Event.wait) is ended, a blocking system call
     (time.sleep) is waited out, and the stop raised as it returns."""
-    child = shutdownbus.spawn([sys.executable, REPLACED_THE_WAKER, block], ready_timeout=60, stdout=-1, text=True)
+    child = shutdownbus.spawn([sys.executable, REPLACED_THE_WAKER, block], ready_timeout=READY, stdout=-1, text=True)
     assert child.stdout is not None and child.stdout.readline() == "blocking\n"
     if block == "sleep" and LINUX:
         # A stop raised from afar lands at the next bytecode: it must find the
