@@ -52,6 +52,27 @@ _MONITORED = (
 )
 
 
+#: What each event of the parent's socket means for a child that joins (a
+#: failure is never said to be another: a slow handshake is not a wrong credential).
+_JOIN_FAILURES = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the parent refused this process's credentials (a secret or endpoint not"
+    " from this spawn)",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the transport handshake with the parent failed: the endpoint does not"
+    " speak CURVE as shutdownbus does",
+    # What a child sees when the parent's ZAP handler refuses its key: the parent
+    # closes the connection (EPIPE), as it does with one that took too long.
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the parent closed the connection during the transport handshake: either"
+    " this process's secret is not its spawn's, or it took over"
+    f" {_transport.HANDSHAKE_IVL_MS / 1000:g} s to authenticate (a heavily loaded machine)",
+    zmq.EVENT_DISCONNECTED: "the parent's end of the channel closed",
+    zmq.EVENT_CLOSED: "the parent's end of the channel closed",
+    # Disconnected before the handshake completed: the parent is gone, or it
+    # dropped a connection that had not authenticated within HANDSHAKE_IVL_MS.
+    0: "the connection to the parent closed before the handshake completed (the parent exited, or this"
+    f" process took over {_transport.HANDSHAKE_IVL_MS / 1000:g} s to authenticate: a heavily loaded machine)",
+}
+
+
 class Link:
     """The parent's end of one child's channel.
 
@@ -511,10 +532,10 @@ class Bus:
                 if not up.lost.is_set():
                     up.lost.set()
                     up.acked.set()  # nobody is left to acknowledge anything
-                    up.failure = up.failure or "the parent's end of the channel closed"
+                    up.failure = up.failure or _JOIN_FAILURES[event if up.channel.established else 0]
                     self._on_parent_lost()
             else:
-                up.failure = "the parent refused this process's credentials"
+                up.failure = _JOIN_FAILURES.get(event, up.failure)
 
     def _on_link_frames(self, link: Link) -> None:
         for event in self._events(link.sock, lambda: link.channel, "child"):

@@ -147,3 +147,24 @@ def test_a_member_that_only_joins_loads_only_the_bus(stopped: bool) -> None:
         assert child.stop().ok
     out, _ = child.communicate(timeout=60)
     assert child.returncode == 0 and out.strip() == b"", out
+
+
+def test_join_with_a_wrong_secret_says_what_may_be_wrong() -> None:
+    """A child whose key the parent refuses only sees the parent close the
+    connection, as it would for a handshake too slow on a loaded machine: the
+    message says both, where every failure used to say "the parent refused
+    this process's credentials"."""
+    import os
+    import secrets
+
+    from conftest import python, reaped, sleep_cmd
+
+    holder = shutdownbus.spawn(sleep_cmd())  # never joins: its channel stays open to anyone with its secret
+    with reaped(holder):
+        env = dict(os.environ)
+        env["SHUTDOWNBUS_ENDPOINT"] = holder._link.endpoint  # not secret: only the key is
+        env["SHUTDOWNBUS_SECRET"] = secrets.token_hex(32)
+        done = python("import shutdownbus; shutdownbus.join(timeout=20)", env=env)
+        assert done.returncode != 0
+        assert "this process's secret is not its spawn's, or it took over 1 s" in done.stderr, done.stderr
+        holder.stop()
