@@ -103,9 +103,7 @@ class Child(subprocess.Popen[Any]):
         # Linux: the child does not outlive us (its polite request when we
         # die; a member clears it when it joins, and stops on 'parent-lost').
         popen_kwargs["preexec_fn"] = _platform.child_preparation(
-            policy.request if not _platform.WINDOWS else None,
-            own_group=policy.group,
-            then=popen_kwargs.get("preexec_fn"),
+            policy.request, own_group=policy.group, then=popen_kwargs.get("preexec_fn")
         )
         if flags := _platform.creation_flags(policy.request):
             popen_kwargs["creationflags"] = popen_kwargs.get("creationflags", 0) | flags

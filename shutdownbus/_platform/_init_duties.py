@@ -32,7 +32,7 @@ _PR_SET_PDEATHSIG = 1
 
 def child_preparation(
     death_signal: str | None, *, own_group: bool = False, then: Callable[[], object] | None = None
-) -> Callable[[], None] | None:
+) -> Callable[[], object] | None:
     """The ``preexec_fn`` that `spawn` starts each child with, or None if it needs none.
 
     Linux: the child gets ``death_signal`` (a signal's name, see
@@ -47,11 +47,12 @@ def child_preparation(
     POSIX: with ``own_group``, the child leads a process group of its own
     (``setpgid``), so that a request can reach the whole group.
     Every OS with ``preexec_fn`` (not Windows): then ``then()``, the caller's own.
-    Windows: None (no ``preexec_fn`` there; a Job Object ends the children
-    of a process that dies).  Other POSIX systems have no parent-death signal.
+    Windows: ``then`` itself (``Popen`` refuses a ``preexec_fn`` there, as it
+    should be told), and nothing more.  Other POSIX systems have no
+    parent-death signal.
     """
     if WINDOWS:
-        return None
+        return then
     import signal
 
     pdeathsig = int(signal.Signals[death_signal]) if LINUX and death_signal is not None else 0
@@ -70,7 +71,7 @@ def child_preparation(
             libc_prctl(_PR_SET_PDEATHSIG, pdeathsig, 0, 0, 0)
             if os.getppid() != parent:
                 os.kill(os.getpid(), kill)
-        if own_group:
+        if own_group and os.getpgid(0) != os.getpid():  # start_new_session made it a leader already
             os.setpgid(0, 0)
         if then is not None:
             then()
