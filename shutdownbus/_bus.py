@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 import zmq
 
 from . import _log, _platform, _protocol, _transport
-from ._deadlines import MAX_BUDGET
+from ._deadlines import MAX_BUDGET, level_deadline
 from ._errors import ChannelError, ProtocolError
 from ._protocol import Ack, Channel, Established, Event, Ready, Report, Role, Stop, is_knock
 
@@ -111,6 +111,7 @@ class Link:
         self.stop_requested_at: float | None = None
         self.stop_sent_at: float | None = None
         self.opened_at = time.monotonic()  # about when the child was spawned
+        self.stop_order = 0  # `spawn`'s stop_order: the lower, the earlier a stop of several children reaches it
         self.closed = False
 
     def __repr__(self) -> str:
@@ -493,8 +494,19 @@ class Bus:
                         up.acked.set()
 
     def forward_stop(self, reason: str, deadline: float) -> None:
-        """Bus thread only: hand a stop to every child at once, to be gone by ``deadline`` (`time.monotonic`)."""
-        for link in self.links.values():
+        """Bus thread only: hand a stop to every child at once, to be gone by ``deadline`` (`time.monotonic`).
+
+        Where the children were given an order (`Link.stop_order`), only the
+        first group gets it now, with its share of the time
+        (`_deadlines.level_deadline`): the thread that finishes the stop
+        (`_stop.stop_all`) sends the next groups as each one is gone.
+        """
+        links = [link for link in self.links.values() if not link.closed]
+        orders = sorted({link.stop_order for link in links})
+        if len(orders) > 1:
+            deadline = level_deadline(time.monotonic(), deadline, 0, len(orders))
+            links = [link for link in links if link.stop_order == orders[0]]
+        for link in links:
             self._request_stop(link, reason, deadline)
 
     def _request_stop(self, link: Link, reason: str, deadline: float) -> None:

@@ -54,6 +54,8 @@ class Child(subprocess.Popen[Any]):
         stop_timeout: The default timeout of `stop`.
         stop_policy: Whether it joins, and how it is asked to go if it does not
             (`spawn`'s ``joins``, ``stop_signal`` and ``stop_as_group``).
+        stop_order: When a stop of several children reaches it: the lower,
+            the earlier (`spawn`'s ``stop_order``).
         clean_exits: Exit statuses (128+N for a death by signal N) that count
             as ``stopped`` when the child exits with them after a stop that
             needed no escalation (`spawn`'s ``clean_exits``).
@@ -71,12 +73,16 @@ class Child(subprocess.Popen[Any]):
         name: str | None = None,
         stop_policy: StopPolicy | None = None,
         clean_exits: Collection[int] = (),
+        stop_order: int = 0,
         **popen_kwargs: Any,
     ) -> None:
         if not (math.isfinite(stop_timeout) and 0 < stop_timeout <= MAX_BUDGET):
             raise ValueError(f"stop_timeout must be a number of seconds in (0, {MAX_BUDGET:g}]")
         self.stop_policy = stop_policy or StopPolicy()
         self.clean_exits = frozenset(clean_exits)
+        if type(stop_order) is not int:
+            raise ValueError(f"stop_order must be an integer (the lower, the sooner), not {stop_order!r}")
+        self.stop_order = stop_order
         with _member.deferred_stop():
             self._start(args, stop_timeout, name, popen_kwargs)
 
@@ -89,6 +95,7 @@ class Child(subprocess.Popen[Any]):
             _subreaper_done = True
             _platform.make_child_subreaper()
         link = bus.open_link()
+        link.stop_order = self.stop_order
         env = popen_kwargs.pop("env", None)
         env = dict(os.environ if env is None else env)
         env[_environment.ENV_ENDPOINT] = link.endpoint
@@ -271,6 +278,7 @@ def spawn(
     stop_signal: str | int | None = None,
     stop_as_group: bool = False,
     clean_exits: Collection[int] = (),
+    stop_order: int = 0,
     **popen_kwargs: Any,
 ) -> Child:
     """Start a child process on this process's control channel.
@@ -315,14 +323,21 @@ def spawn(
             child, as a shell writes them (143 for a death by SIGTERM, or a
             JVM's own ``exit(143)``): after a stop that needed no
             escalation, the report counts them ``stopped``, not ``failed``.
+        stop_order: When a stop of several of this process's children reaches
+            this one (its own stop, its exit, the test harness's teardown):
+            the children with the lowest order first, then, once they are all
+            gone, the next, each group within an equal share of the time
+            (a web server 0, its queue workers 1, a database proxy 2).
+            Children of one order are stopped together; all are 0 by default.
         **popen_kwargs: Any `subprocess.Popen` keyword argument.
 
     Returns:
         The running child.
 
     Raises:
-        ValueError: ``stop_signal`` names no request of this OS, or the
-            policy contradicts itself (a stop signal for a child that joins).
+        ValueError: ``stop_signal`` names no request of this OS, the policy
+            contradicts itself (a stop signal for a child that joins), or
+            ``stop_order`` is not an integer.
         ChannelError: the control channel could not be set up.
         ChildExited: with ``ready_timeout``, the child exited before it was ready.
         TimeoutError: with ``ready_timeout``, the child was not ready in time.
@@ -330,7 +345,13 @@ def spawn(
     """
     policy = StopPolicy.declare(joins, stop_signal, stop_as_group)
     child = Child(
-        args, stop_timeout=stop_timeout, name=name, stop_policy=policy, clean_exits=clean_exits, **popen_kwargs
+        args,
+        stop_timeout=stop_timeout,
+        name=name,
+        stop_policy=policy,
+        clean_exits=clean_exits,
+        stop_order=stop_order,
+        **popen_kwargs,
     )
     if ready_timeout is not None:
         try:

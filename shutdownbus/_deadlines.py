@@ -74,6 +74,28 @@ def escalation_end(deadline: float, own_deadline: float | None) -> float:
     return end if own_deadline is None else max(deadline, min(end, own_deadline))
 
 
+def level_deadline(started: float, deadline: float, level: int, levels: int) -> float:
+    """The deadline of the ``level``-th of ``levels`` groups of children stopped in order.
+
+    A parent that declared an order among its children (`spawn`'s
+    ``stop_order``) stops them a group at a time; each group gets an equal
+    share of the time from the stop's start to ``deadline``, so the last
+    group's deadline is the whole stop's and the bound of the tree holds.  A
+    group whose children are all gone early hands the rest of its share on:
+    the next group starts at once, with its deadline unchanged.
+
+    Args:
+        started: When the stop started (`time.monotonic`).
+        deadline: When every group must be gone.
+        level: 0 for the group stopped first.
+        levels: How many groups there are.
+
+    Returns:
+        ``started + (deadline - started) * (level + 1) / levels``.
+    """
+    return started + (deadline - started) * (level + 1) / levels
+
+
 def join_grace_end(spawned: float, started: float, deadline: float) -> float:
     """Until when a stop waits for a child to join before it uses the OS request.
 

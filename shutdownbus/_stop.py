@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 from . import _log, _platform, _progress, _stop_log
 from ._bus import Link
-from ._deadlines import escalation_end, join_grace_end
+from ._deadlines import escalation_end, join_grace_end, level_deadline
 from ._escalation import escalate, signal_members
 from ._outcome import Outcome
 from ._processes import runs
@@ -264,14 +264,28 @@ def stop_children(
             waits.append(st)
     if mine:
         _stop_log.sent(reason, [(st.child.pid, st.child.name) for st in mine], min(st.deadline for st in mine) - now)
+        orders = sorted({c.stop_order for c in children})
         try:
-            _run(mine, progress)
+            for level, order in enumerate(orders):
+                # One group at a time, each within its share of the time
+                # (a single group, the common case, is the whole stop).
+                group = [st for st in mine if st.child.stop_order == order]
+                if len(orders) > 1:
+                    for st in group:
+                        st.deadline = min(st.deadline, level_deadline(now, deadline, level, len(orders)))
+                if group:
+                    _run(group, progress)
+                    _finish_all(group)
+                # Stops of this group that another thread leads (Child.stop): the next group waits for them too.
+                for w in waits:
+                    if isinstance(w, StopState) and w not in mine and w.child.stop_order == order:
+                        w.done.wait()
         except BaseException:
             # Interrupted (a second Ctrl-C, a stop from our own parent): the
             # stop must still complete and report, so a thread takes it over.
-            threading.Thread(target=_complete, args=(mine,), name="shutdownbus-stop", daemon=True).start()
+            left = [st for st in mine if not st.done.is_set()]
+            threading.Thread(target=_complete, args=(left,), name="shutdownbus-stop", daemon=True).start()
             raise
-        _finish_all(mine)
     reports = []
     for w in waits:
         if isinstance(w, StopReport):
