@@ -29,6 +29,7 @@ from . import _log, _platform, _protocol, _transport
 from ._deadlines import MAX_BUDGET, level_deadline
 from ._errors import ChannelError, ProtocolError
 from ._protocol import Ack, Channel, Established, Event, Ready, Report, Role, Stop, is_knock
+from ._threads import NotRun, call_on
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
@@ -204,23 +205,10 @@ class Bus:
         """
         if threading.current_thread() is self.thread:
             return fn()
-        done = threading.Event()
-        box: list[Any] = []
-
-        def run() -> None:
-            try:
-                box.append((True, fn()))
-            except BaseException as exc:  # handed back to the caller
-                box.append((False, exc))
-            done.set()
-
-        self.call(run)
-        if not done.wait(timeout):
-            raise ChannelError("the shutdownbus thread did not respond; this is a bug, please report it")
-        ok, value = box[0]
-        if not ok:
-            raise value
-        return value
+        try:
+            return call_on(self.call, fn, timeout)
+        except NotRun:
+            raise ChannelError("the shutdownbus thread did not respond; this is a bug, please report it") from None
 
     def _bind(self, keys: _transport.ChannelKeys) -> tuple[zmq.Socket[bytes], str, bytes]:
         """Bind a socket that the ZAP handler opens to ``keys``' client only."""

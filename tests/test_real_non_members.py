@@ -66,6 +66,17 @@ def send_stop(name: str) -> tuple[int, shutdownbus.StopReport]:
     return done.returncode, shutdownbus.StopReport.from_dict(json.loads(done.stdout))
 
 
+def stop(proc: subprocess.Popen[bytes], name: str | None) -> tuple[shutdownbus.StopReport, shutdownbus.ReportEntry]:
+    """Stop the server ``proc`` started: with ``send-stop NAME`` (it is ``run``,
+    which must exit 0), else with `Child.stop`; the report, and the server's row."""
+    if name is None:
+        report = proc.stop()  # type: ignore[attr-defined]
+        return report, report.entries[0]
+    status, report = send_stop(name)
+    assert status == 0 and proc.wait(60) == 0, report
+    return report, report.entries[1]  # after run's own row
+
+
 @pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run installs it)")
 @pytest.mark.parametrize("with_run", [True, False], ids=["run", "spawn"])
 def test_nginx_stops_gracefully_on_sigquit_and_its_workers_go_with_it(tmp_path: Path, with_run: bool) -> None:
@@ -79,13 +90,7 @@ def test_nginx_stops_gracefully_on_sigquit_and_its_workers_go_with_it(tmp_path: 
     with reaped(proc, descendants=True):
         wait_for(lambda: answers(port), 60, "nginx answers")
         tree = psutil.Process(proc.pid).children(recursive=True)
-        if with_run:
-            status, report = send_stop("nginx")
-            assert status == 0 and proc.wait(60) == 0, report
-            master = report.entries[1]
-        else:
-            report = proc.stop()  # type: ignore[attr-defined]
-            master = report.entries[0]
+        report, master = stop(proc, "nginx" if with_run else None)
         assert wait_gone(tree, 30) == []
     assert report.ok, report
     assert (master.name, master.outcome, master.returncode, master.request) == ("nginx", "stopped", 0, "SIGQUIT")
@@ -113,13 +118,7 @@ def test_a_node_server_is_stopped_at_once_and_runs_its_cleanup(tmp_path: Path, w
         assert proc.stdout is not None
         port = int(proc.stdout.readline().split()[1])
         assert answers(port)
-        if with_run:
-            status, report = send_stop("web")
-            assert status == 0 and proc.wait(60) == 0, report
-            node = report.entries[1]
-        else:
-            report = proc.stop()  # type: ignore[attr-defined]
-            node = report.entries[0]
+        report, node = stop(proc, "web" if with_run else None)
     assert report.ok, report
     assert marker.read_text() == "cleaned up after SIGTERM\n"
     assert (node.outcome, node.returncode, node.member, node.request) == ("stopped", 0, False, "SIGTERM"), report

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
+from .._threads import call_on
 from ._os import LINUX, WINDOWS, prctl
 from ._procfs import PROC
 from ._windows import parent_pids
@@ -153,22 +154,7 @@ def in_a_lasting_thread(start: Callable[[], T]) -> T:
         thread = threading.Thread(target=serve, name="shutdownbus-spawner", daemon=True)
         thread.start()
         _spawner[:] = [jobs, thread]
-    done = threading.Event()
-    box: list[tuple[bool, Any]] = []
-
-    def job() -> None:
-        try:
-            box.append((True, start()))
-        except BaseException as exc:  # handed back to the caller
-            box.append((False, exc))
-        done.set()
-
-    _spawner[0].put(job)
-    done.wait()
-    ok, value = box[0]
-    if not ok:
-        raise value
-    return value  # type: ignore[no-any-return]
+    return call_on(_spawner[0].put, start)
 
 
 def _forget_the_spawner() -> None:
