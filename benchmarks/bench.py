@@ -184,6 +184,30 @@ def bench_stop(reps: int, trees: list[tuple[str, int, int]]) -> dict[str, float]
     return medians
 
 
+def bench_depth(reps: int, depth: int) -> None:
+    """A chain of ``depth`` members stopped with the default timeout: time
+    against signal forwarding, and what the report says of every process."""
+    bus: list[float] = []
+    signal_times: list[float] = []
+    outcomes: dict[str, int] = {}
+    for _ in range(reps):
+        child = shutdownbus.spawn([PY, TREE, "bus", str(depth), "1"], ready_timeout=300)
+        pids = tree_pids(child.pid)
+        start = time.perf_counter()
+        report = child.stop()
+        wait_all_gone(pids)
+        bus.append(time.perf_counter() - start)
+        for entry in report.entries:
+            outcomes[entry.outcome] = outcomes.get(entry.outcome, 0) + 1
+        signal_times.append(stop_latency("signal", depth, 1))
+    ratio = statistics.median(bus) / statistics.median(signal_times)
+    said = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
+    print(
+        f"   {'chain, depth ' + str(depth):<24}{summary(bus):>24}{summary(signal_times):>24}{'':>24}   {ratio:9.2f}x"
+        f"   reports: {said} (target: every process stopped)"
+    )
+
+
 # -- 2. spawn to ready -------------------------------------------------------------
 
 READY_CHILD = "import shutdownbus\nshutdownbus.join()\nshutdownbus.ready()\nimport time\ntime.sleep(60)\n"
@@ -879,6 +903,7 @@ def main() -> None:
         trees = [("chain, depth 10", 10, 1), ("fan-out 10 x depth 2", 2, 10), ("fan-out 20 x depth 1", 1, 20)]
     if 1 in sections:
         bench_stop(reps, trees)
+        bench_depth(2 if args.quick else 3, 20 if args.quick else 50)
     if 2 in sections:
         bench_spawn(reps * 2)
     if 3 in sections:
