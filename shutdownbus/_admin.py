@@ -170,25 +170,93 @@ def _lead(
             reported += _wait(sock, channel, root, tree, time.monotonic() + ROOT_EXIT_GRACE, progress)
         head = _RootHead(root)
         outcome = Outcome.STOPPED
-        if is_running(root) and not _our_init_is_done(root, reported):
+        own_word = any(e.pid == entry.pid for e in reported)  # `run` reports its own exit status last
+        abandoned_at = None
+        if not is_running(root) and not _our_init_is_done(root, reported):
+            abandoned_at = _root_left_its_tree(tree, root)
+            if abandoned_at is not None:
+                # Killed or crashed before its tree was stopped: what it
+                # started is watched, and escalated, as the root would have.
+                _watch_the_orphans(tree, t0 + timeout + ESCALATION_MARGIN, progress)
+                if not own_word:
+                    outcome = Outcome.FAILED
+        root_left = is_running(root) and not _our_init_is_done(root, reported)
+        orphans_left = abandoned_at is not None and any(not m.companion for m in tree.alive())
+        if root_left or orphans_left:
             if tied:
-                escalate([tree], [head])
+                if not root_left:  # companions of the dead end on their own
+                    tree.roots = [m.pid for m in tree.alive()]
+                escalate([tree], [head], companions=root_left)
             else:
-                outcome = Outcome.UNCHECKED  # still running, and not ours to signal
+                if root_left:
+                    outcome = Outcome.UNCHECKED  # still running, and not ours to signal
                 _log.warning(
-                    "shutdownbus: %r is still running past its deadline; pid %d could not be tied to its channel,"
+                    "shutdownbus: %s %r is still running past its deadline; pid %d could not be tied to its channel,"
                     " so nothing was signalled",
+                    "the root of" if root_left else "the tree of",
                     entry.name,
                     entry.pid,
                 )
         end = time.monotonic()
         status = next((e.returncode for e in reported if e.pid == entry.pid), None)
-        own = ReportEntry(entry.pid, entry.name, head.escalated or outcome, status, round(end - t0, 6), True)
-        others = tree.entries(t0)
+        root_went = tree.watch.exits.get(root.pid)
+        own_seconds = round((end if root_went is None else root_went) - t0, 6)
+        own = ReportEntry(entry.pid, entry.name, head.escalated or outcome, status, own_seconds, True)
+        others = _seen_ending(tree, tree.entries(t0, lost_after=abandoned_at))
         entries = merge_entries([[own], reported, others])
-        return StopReport(reason, entries, round(end - t0, 6), tuple(sorted(tree.unchecked)))
+        # Rows that the root timed from a stop it had before ours (ours then
+        # joined it) may be longer than ours: the total is never shorter than a row.
+        seconds = max([end - t0, *(e.seconds for e in entries if e.seconds is not None)])
+        return StopReport(reason, entries, round(seconds, 6), tuple(sorted(tree.unchecked)))
     finally:
         ctx.destroy(linger=0)
+
+
+def _root_left_its_tree(tree: Tree, root: psutil.Process) -> float | None:
+    """When the root, seen gone, left processes of its tree running (so it
+    was killed or crashed before its stop was done); None if it did not.
+
+    From here on the tree is walked down from those processes, not from the
+    root's pid, which may be another process's by now.
+    """
+    tree.note_exits()
+    left = [m for m in tree.alive() if not m.companion]
+    if not left:
+        return None
+    tree.roots = [m.pid for m in tree.alive()]
+    when = tree.watch.exits.get(root.pid)
+    return time.monotonic() if when is None else when
+
+
+def _watch_the_orphans(tree: Tree, deadline: float, progress: Callable[[int, int], None] | None) -> None:
+    """Wait until the processes of a root that is gone are gone too, or the
+    deadline passed, looking for processes they start meanwhile."""
+    looked = 0.0
+    while (remaining := deadline - time.monotonic()) > 0:
+        if not tree.wait_gone(min(remaining, LOOK_EVERY)):
+            break
+        if time.monotonic() - looked >= LOOK_EVERY:
+            looked = time.monotonic()
+            tree.roots = [m.pid for m in tree.alive()]
+            tree.refresh()
+            if progress is not None:
+                total = len(tree.members) + 1
+                progress(total - len(tree.alive()), total)
+
+
+def _seen_ending(tree: Tree, entries: list[ReportEntry]) -> list[ReportEntry]:
+    """``entries``, with ``unchecked`` for each process still running: one
+    that the admin did not see end is never reported ``stopped``.  A
+    companion still running is left out (it ends on its own once its owner
+    is gone, as `_tree.OwnDescendants.finish` leaves it out too)."""
+    running = {m.pid: m.companion for m in tree.alive()}
+    out = []
+    for e in entries:
+        if e.pid not in running:
+            out.append(e)
+        elif not running[e.pid]:
+            out.append(ReportEntry(e.pid, e.name, Outcome.UNCHECKED, e.returncode, None, e.member))
+    return out
 
 
 def _the_root_holds_its_channel(entry: _registry.Entry) -> bool:

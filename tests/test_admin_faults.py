@@ -1,0 +1,84 @@
+"""The admin path under faults (issue 22): ``send-stop`` when the root dies
+during the stop, when the registry cannot be written, and for targets that
+are numbers.
+
+Real ``shutdownbus run`` trees, the real console script, real registry files.
+Each test prints the report it got (``pytest -s`` shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import LINUX, PROGRAMS, SCRIPT, WINDOWS, alive, logged, reaped, wait_for
+from test_cli import cli, readline
+
+from shutdownbus._deadlines import ESCALATION_MARGIN
+
+SLOW = str(PROGRAMS / "slow_tree.py")
+LOOSE = 10.0  # bound against hangs on a loaded machine
+
+
+def start_slow_tree(log: Path, name: str, *args: str, stop_timeout: float = 6.0) -> tuple[subprocess.Popen[str], int, list[int]]:
+    """``shutdownbus run --name NAME -- python slow_tree.py LOG ARGS``, once its tree is up.
+
+    Returns:
+        The ``run`` process, the top member's pid and its three members' pids.
+    """
+    cmd = [*SCRIPT, "run", "--name", name, "--stop-timeout", str(stop_timeout), "--", sys.executable, SLOW, str(log)]
+    proc = subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = readline(proc.stdout, 60)
+    except TimeoutError:
+        proc.kill()
+        raise
+    assert line.startswith("ready "), line
+    top, *members = (int(word) for word in line.split()[1:])
+    return proc, top, members
+
+
+def outcomes(report: dict[str, object]) -> dict[int, str]:
+    return {e["pid"]: e["outcome"] for e in report["entries"]}  # type: ignore[attr-defined,index]
+
+
+@pytest.mark.skipif(WINDOWS, reason="SIGKILL and SIGSTOP of the root mid-stop: POSIX signals")
+@pytest.mark.parametrize(("fault", "top"), [("killed", "clean"), ("killed", "ignore"), ("hung", "clean")])
+def test_a_root_killed_or_hung_during_send_stop_leaves_a_true_report(tmp_path: Path, fault: str, top: str) -> None:
+    """Before, once the root was gone send-stop printed every row ``stopped``,
+    ``ok`` and exit 0 within 0.5 s, with the members still cleaning up (and a
+    member that ignored the stop running for good).  Now it goes on watching
+    the tree it found, escalates what still runs at the deadline, and marks
+    each process as it ended.  A root that hangs (SIGSTOP) mid-stop is
+    escalated at the deadline."""
+    log = tmp_path / "log"
+    run, top_pid, members = start_slow_tree(log, "slow", "--top", top)
+    with reaped(run, descendants=True):
+        admin = subprocess.Popen([*SCRIPT, "send-stop", "slow", "--json"], stdout=subprocess.PIPE, text=True)
+        with reaped(admin):
+            start = time.monotonic()
+            wait_for(lambda: len(logged(log, "cleanup-started")) == 3, 30, "the members did not start cleaning up")
+            run.send_signal(signal.SIGKILL if fault == "killed" else signal.SIGSTOP)  # the OOM killer; a hang
+            out, _ = admin.communicate(timeout=6.0 + 2 * ESCALATION_MARGIN + LOOSE)
+            took = time.monotonic() - start
+        print(f"\nsend-stop took {took:.3f} s\n{out}")
+        left = alive([run.pid, top_pid, *members])
+    assert left == [], f"send-stop returned with {left} still running"
+    assert admin.returncode == 1, out
+    report = json.loads(out)
+    got = outcomes(report)
+    assert report["ok"] is False
+    assert len(logged(log, "cleanup-done")) == 3  # send-stop waited for their cleanup
+    assert all(e["seconds"] is None or e["seconds"] <= report["seconds"] for e in report["entries"])
+    if fault == "hung":
+        assert got[run.pid] == "killed"
+        assert {got[pid] for pid in [top_pid, *members]} == {"stopped"}
+        return
+    assert got[run.pid] == "failed"  # it died before its tree was stopped: not 'stopped'
+    assert {got[pid] for pid in members} == {"lost"}  # they ended on their own after the root, seen ending
+    assert got[top_pid] == ("lost" if top == "clean" else "killed")
