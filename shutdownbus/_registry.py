@@ -251,18 +251,94 @@ def write(entry: Entry) -> None:
         RegistryError: a live root already has that name, or the file cannot be written.
     """
     folder = directory()
-    existing = read(entry.name)
-    if existing is not None and existing.pid != entry.pid and existing.alive() is not False:
-        raise RegistryError(
-            f"a tree named {entry.name!r} is already running (pid {existing.pid}); stop it first"
-            f" ('shutdownbus send-stop {entry.name}') or choose another name"
-        )
     data = json.dumps({"format": _FORMAT, **entry.as_dict()}).encode()
-    try:
-        _replace(folder, _path(folder, entry.name), data, sync=True)
-    except OSError as exc:
-        raise RegistryError(f"cannot write the registry entry for {entry.name!r} ({exc.strerror})") from None
+    # Under the registry's lock: two roots registering one name at once
+    # must not both find it free (each would run, one of them unreachable).
+    with _Lock(folder, f"register {entry.name!r}"):
+        existing = read(entry.name)
+        if existing is not None and existing.pid != entry.pid and existing.alive() is not False:
+            raise RegistryError(
+                f"a tree named {entry.name!r} is already running (pid {existing.pid}); stop it first"
+                f" ('shutdownbus send-stop {entry.name}') or choose another name"
+            )
+        try:
+            _replace(folder, _path(folder, entry.name), data, sync=True)
+        except OSError as exc:
+            raise RegistryError(f"cannot write the registry entry for {entry.name!r} ({exc.strerror})") from None
     _unlink(_stop_path(folder, entry.name))  # the record of an earlier root's stop
+
+
+class _Lock:
+    """The registry's lock (``.lock`` in its directory), held while a name is
+    checked and taken, and while a dead root's entry is pruned.
+
+    An advisory lock that the kernel drops with its holder's last descriptor
+    (flock; Windows: msvcrt.locking), so a holder that dies leaves nothing
+    stale.  It is tried for `LOCK_WAIT` seconds at most, never waited for
+    without a bound: a holder that hangs (stopped, say) costs a clear error.
+
+    Args:
+        folder: The registry directory.
+        what: What it is taken for, for the error.
+        wait: Seconds to try it for.
+
+    Raises:
+        RegistryError: (on entry) it cannot be made or taken in time.
+    """
+
+    def __init__(self, folder: str, what: str, wait: float | None = None) -> None:
+        self.path = os.path.join(folder, ".lock")
+        self.what = what
+        self.wait = LOCK_WAIT if wait is None else wait
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = _windows_sharing_retry(lambda: os.open(self.path, flags, 0o600))
+        except OSError as exc:
+            raise RegistryError(f"cannot {self.what}: the registry's lock {self.path} ({exc.strerror})") from None
+        end = time.monotonic() + self.wait
+        while True:
+            try:
+                _try_lock(fd)
+                self.fd = fd
+                return
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if not (_platform.WINDOWS and isinstance(exc, PermissionError)):  # Windows: held elsewhere
+                    os.close(fd)
+                    raise RegistryError(f"cannot {self.what}: the registry's lock ({exc.strerror})") from None
+            if time.monotonic() > end:
+                os.close(fd)
+                raise RegistryError(
+                    f"cannot {self.what}: another process has held the registry's lock {self.path} for"
+                    f" {self.wait:g} s (is a shutdownbus command stopped or hung?)"
+                )
+            time.sleep(0.002)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # drops the lock with it (Windows: unlocked at close, too)
+            self.fd = -1
+
+
+def _try_lock(fd: int) -> None:
+    """Take an exclusive lock on ``fd`` or raise at once (BlockingIOError:
+    another holder; Windows: PermissionError)."""
+    if _platform.WINDOWS:
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined,unused-ignore]
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+#: How long the registry's lock is tried before giving up; for a prune, which can wait for the next look.
+LOCK_WAIT, PRUNE_LOCK_WAIT = 5.0, 0.2
 
 
 def _replace(folder: str, path: str, data: bytes, *, sync: bool = False) -> None:
@@ -471,14 +547,29 @@ def entries() -> tuple[list[Entry], list[str]]:
 
     An entry of another PID namespace is kept (see `Entry.alive`).
     """
-    live, problems = _load(directory())
+    folder = directory()
+    live, problems = _load(folder)
     kept = []
     for entry in live:
         if entry.alive() is False:
-            _unlink(_path(directory(), entry.name))
+            _prune(folder, entry)
         else:
             kept.append(entry)
     return kept, problems
+
+
+def _prune(folder: str, entry: Entry) -> None:
+    """Remove the entry of a root seen dead, unless a new root took the name
+    meanwhile (looked at again under the registry's lock).  Pruning is
+    housekeeping: when the lock cannot be had, it waits for the next look."""
+    path = _path(folder, entry.name)
+    try:
+        with _Lock(folder, "prune", wait=PRUNE_LOCK_WAIT):
+            current = _parse(path, entry.name)
+            if (current.pid, current.started) == (entry.pid, entry.started):
+                _unlink(path)
+    except (RegistryError, OSError, ValueError, TypeError, KeyError):
+        pass
 
 
 def find(target: str) -> Entry:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LINUX, PROGRAMS, SCRIPT, WINDOWS, alive, logged, reaped, wait_for
+from conftest import MEMBER, PROGRAMS, SCRIPT, WINDOWS, alive, logged, reaped, wait_for
 from test_cli import cli, readline
 
 from shutdownbus._deadlines import ESCALATION_MARGIN
@@ -82,3 +82,44 @@ def test_a_root_killed_or_hung_during_send_stop_leaves_a_true_report(tmp_path: P
     assert got[run.pid] == "failed"  # it died before its tree was stopped: not 'stopped'
     assert {got[pid] for pid in members} == {"lost"}  # they ended on their own after the root, seen ending
     assert got[top_pid] == ("lost" if top == "clean" else "killed")
+
+
+# -- names: one tree per name -------------------------------------------------------
+
+
+def test_twenty_runs_of_one_name_at_once_start_one_tree(tmp_path: Path, runtime_dir: str) -> None:
+    """Before, 2 to 12 of them ran, one registered (check, then rename, no
+    lock): the others could not be reached.  A stale entry of a dead root is
+    there too, and is replaced.  The losers exit 2, naming the winner's pid,
+    before their command starts."""
+    from shutdownbus import _registry
+
+    registry = Path(_registry.directory())
+    stale = {"format": 2, "name": "X", "pid": 2**22 - 1, "started": 1.0, "endpoint": "ipc:///nowhere",
+             "secret": "00" * 32, "argv": ["x"], "pid_namespace": "", "stop_timeout": 5.0}  # fmt: skip
+    (registry / "X.json").write_text(json.dumps(stale))
+    log = tmp_path / "log"
+    cmd = [*SCRIPT, "run", "--name", "X", "--", sys.executable, MEMBER, "--log", str(log)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(20)]
+    try:
+        # Settled: each run still running has started its command (a member logs its start).
+        running = lambda: [p for p in procs if p.poll() is None]  # noqa: E731
+        wait_for(lambda: len(running()) == len(logged(log, "started")), 60, "the runs did not settle")
+        assert len(running()) == 1, f"{len(running())} trees run under one name"
+        (winner,) = running()
+        for proc in procs:
+            if proc is not winner:
+                _, err = proc.communicate(timeout=60)
+                assert proc.returncode == 2, err
+                assert err.strip() == (
+                    f"shutdownbus: a tree named 'X' is already running (pid {winner.pid}); stop it first"
+                    " ('shutdownbus send-stop X') or choose another name"
+                )
+        assert cli("send-stop", "X").returncode == 0
+        assert winner.wait(60) == 0
+        assert len(logged(log, "started")) == 1  # no loser's command ever started
+        assert cli("send-stop", "X").returncode == 2  # nothing left under that name
+    finally:
+        for proc in procs:
+            with reaped(proc):
+                pass
