@@ -72,19 +72,29 @@ def send_stop(
     Returns:
         The report, or None without ``wait``.
 
+    The stop never depends on the disk: when its record cannot be written
+    (a full file system), it is sent and waited for all the same, and a
+    warning says that the record could not be kept.
+
     Raises:
         AuthenticationError: the root refused the credential.
         ChannelError: the root's channel cannot be reached.
-        RegistryError: the stop cannot be recorded.
+        RegistryError: the record of the stop keeps changing under us.
     """
-    under_way = _registry.begin_stop(entry, timeout)
+    recorded = True
+    try:
+        under_way = _registry.begin_stop(entry, timeout)
+    except _registry.RecordNotKept as exc:
+        _log.warning("shutdownbus: %s", exc)
+        under_way, recorded = None, False
     if under_way is not None:
         return _join(entry, under_way) if wait else None
     report = None
     try:
         report = _lead(entry, reason, timeout, wait, progress)
     finally:
-        _registry.finish_stop(entry, None if report is None else report.to_dict())
+        if recorded:
+            _registry.finish_stop(entry, None if report is None else report.to_dict())
     return report
 
 
@@ -104,7 +114,9 @@ def _join(entry: _registry.Entry, under_way: _registry.StopRecord) -> StopReport
         # exited is read below, not taken for a leader gone without one.
         running = looked is not None and _registry.leader_running(looked)
         record = _registry.read_stop(entry)
-        if record is not None and record.report is not None:
+        # A report counts once the root is gone (see `_registry.begin_stop`);
+        # our own namespace's init waits for us to leave before it exits.
+        if record is not None and record.report is not None and (entry.pid == 1 or entry.alive() is not True):
             return StopReport.from_dict(record.report)
         if not running or time.monotonic() > deadline:
             raise ChannelError(

@@ -627,9 +627,9 @@ def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``shutdownbus list``."""
     from . import _registry
 
-    live, problems = _registry.entries()
-    for problem in problems:
-        print(f"shutdownbus: {problem}", file=sys.stderr)
+    live, broken = _registry.entries()
+    for problem in broken:  # each affects its own name only
+        print(f"shutdownbus: {problem.message()}", file=sys.stderr)
     rows = [_describe(entry) for entry in live]
     if args.json:
         import json
@@ -641,6 +641,8 @@ def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # A root in another PID namespace: its pid means another process here.
         pid, procs = (str(r["pid"]), str(r["processes"])) if r["here"] else (f"{r['pid']}*", "?")
         table.append((r["name"], pid, _duration(r["uptime"]), procs, r["command"]))
+    for problem in broken:
+        table.append((problem.name, "?", "?", "?", "(broken registry entry: see above)"))
     _print_table(table)
     if not all(r["here"] for r in rows):
         print("* in another PID namespace (a container?): stop it from there")

@@ -22,7 +22,6 @@ Rules of this module:
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import stat
@@ -424,15 +423,26 @@ class StopRecord(FrozenValue):
         self._init(admin_pid, admin_started, timeout, report)
 
 
+class RecordNotKept(RegistryError):
+    """The record of a stop cannot be written (a full disk, no inode left):
+    the stop goes on without it, and a second admin cannot join it."""
+
+
 def begin_stop(entry: Entry, timeout: float) -> StopRecord | None:
     """Lead the stop of ``entry``'s root, unless another admin does.
+
+    A record that says a stop is finished counts only once the root is gone:
+    one that says so of a root still running (left from a stop that did not
+    end it, or forged) would have an admin report success with nothing sent.
 
     Returns:
         None if this process leads it now; else the record of the stop that
         another live admin leads (or has finished).
 
     Raises:
-        RegistryError: the record cannot be written.
+        RecordNotKept: the record cannot be written; this process leads the
+            stop, without a record (nothing is left behind).
+        RegistryError: the record keeps changing under us.
     """
     folder = directory()
     path = _stop_path(folder, entry.name)
@@ -442,20 +452,35 @@ def begin_stop(entry: Entry, timeout: float) -> StopRecord | None:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
         except FileExistsError:
             current = read_stop(entry)
-            if current is not None and (current.report is not None or leader_running(current)):
+            if current is not None and (
+                leader_running(current) or (current.report is not None and entry.alive() is not True)
+            ):
                 return current
-            _unlink(path)  # its admin died before it finished: lead it ourselves
+            _unlink(path)  # its admin died before it finished, or it is not true: lead it ourselves
             continue
         except OSError as exc:
-            raise RegistryError(f"cannot record the stop of {entry.name!r} ({exc.strerror})") from None
-        with os.fdopen(fd, "wb") as f:
-            f.write(json.dumps({"root": [entry.pid, entry.started], **mine.as_dict()}).encode())
+            raise RecordNotKept(_not_kept(entry, exc)) from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(json.dumps({"root": [entry.pid, entry.started], **mine.as_dict()}).encode())
+        except OSError as exc:
+            _unlink(path)
+            raise RecordNotKept(_not_kept(entry, exc)) from None
         return None
     raise RegistryError(f"cannot record the stop of {entry.name!r}: its record keeps changing")
 
 
+def _not_kept(entry: Entry, exc: OSError) -> str:
+    return (
+        f"the record of this stop of {entry.name!r} could not be kept ({exc.strerror}); the stop goes on without it"
+        " (another send-stop cannot join it meanwhile)"
+    )
+
+
 def finish_stop(entry: Entry, report: dict[str, Any] | None) -> None:
-    """The leading admin is done: record ``report`` (None: drop the record, nobody can wait for it)."""
+    """The leading admin is done: record ``report`` (None: drop the record,
+    nobody can wait for it).  A report that cannot be written drops the
+    record too: a joining admin then says it ended without one."""
     folder = directory()
     path = _stop_path(folder, entry.name)
     if report is None:
@@ -466,19 +491,51 @@ def finish_stop(entry: Entry, report: dict[str, Any] | None) -> None:
     try:
         _replace(folder, path, data)
     except OSError:
-        pass  # a joining admin falls back on its own view
+        _unlink(path)
 
 
 def read_stop(entry: Entry) -> StopRecord | None:
-    """The record of a stop of ``entry``'s root (not of an earlier root of that name), or None."""
+    """The record of a stop of ``entry``'s root (not of an earlier root of
+    that name), or None (none, or not a record: every field is checked)."""
     try:
-        data = json.loads(_read_regular_file(_stop_path(directory(), entry.name)))
-        root = data["root"]
-        if root != [entry.pid, entry.started]:
+        data = _json_object(_read_regular_file(_stop_path(directory(), entry.name)))
+        if data.get("root") != [entry.pid, entry.started]:
             return None
-        return StopRecord(int(data["admin_pid"]), float(data["admin_started"]), float(data["timeout"]), data["report"])
-    except (OSError, ValueError, TypeError, KeyError):
+        report = data.get("report")
+        return StopRecord(
+            _number(data, "admin_pid", int, 1, _MAX_PID),
+            _number(data, "admin_started", float, 0.0, 1e12),
+            _number(data, "timeout", float, 0.0, MAX_BUDGET),
+            None if report is None else _check_report(report, entry),
+        )
+    except (OSError, ValueError):
         return None
+
+
+def _check_report(report: Any, entry: Entry) -> dict[str, Any]:
+    """``report`` if it is a `StopReport.to_dict` of a stop of ``entry``'s
+    root (its first row is the root's).
+
+    Raises:
+        Broken: it is not.
+    """
+    from ._errors import ProtocolError
+    from ._protocol import check_entry  # send-stop has loaded it
+
+    if not isinstance(report, dict) or not isinstance(report.get("reason"), str):
+        raise Broken("not a report")
+    rows, unchecked = report.get("entries"), report.get("unchecked", [])
+    if not (isinstance(rows, list) and rows and isinstance(unchecked, list)):
+        raise Broken("not a report")
+    try:
+        for row in rows:
+            check_entry(row)
+    except ProtocolError:
+        raise Broken("not a report") from None
+    if rows[0]["pid"] != entry.pid or not all(type(p) is int for p in unchecked):
+        raise Broken("not a report of this root")
+    _number(report, "seconds", float, 0.0, MAX_BUDGET * 2)
+    return report
 
 
 def leader_running(record: StopRecord) -> bool:
@@ -498,13 +555,13 @@ def _read_regular_file(path: str, limit: int = 1 << 20) -> bytes:
     fd = _windows_sharing_retry(lambda: os.open(path, flags))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError("not a regular file")
+            raise Broken("not a regular file")
         chunks, size = [], 0
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:
-                raise ValueError("too large")
+                raise Broken(f"larger than {limit} bytes")
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -528,7 +585,7 @@ def remove(name: str, pid: int, folder: str | None = None) -> None:
             current: Entry | None = _parse(path, name)
         except FileNotFoundError:
             return
-        except (OSError, ValueError, TypeError, KeyError):
+        except (OSError, ValueError):
             current = None
         if current is None or current.pid == pid:
             _unlink(path)
@@ -537,25 +594,50 @@ def remove(name: str, pid: int, folder: str | None = None) -> None:
 
 
 def read(name: str) -> Entry | None:
-    """The entry of ``name``, or None (missing or corrupt)."""
+    """The entry of ``name``, or None (missing or broken)."""
     entries, _ = _load(directory(), only=name)
     return entries[0] if entries else None
 
 
-def entries() -> tuple[list[Entry], list[str]]:
-    """Every entry that may be live, pruning those known dead; and a warning per corrupt entry.
+class BrokenEntry(FrozenValue):
+    """A registry file that cannot be used: it affects its own name only.
+
+    Attributes:
+        name: The name its file is for.
+        path: The file.
+        reason: What is wrong with it.
+    """
+
+    __slots__ = ("name", "path", "reason")
+    name: str
+    path: str
+    reason: str
+
+    def __init__(self, name: str, path: str, reason: str) -> None:
+        self._init(name, path, reason)
+
+    def message(self) -> str:
+        """What is wrong, and what to do."""
+        return (
+            f"the registry entry of {self.name!r} is broken ({self.reason}): remove {self.path}; a tree of that"
+            " name, if one still runs, cannot be reached through it (find it with ps, stop it by its pid)"
+        )
+
+
+def entries() -> tuple[list[Entry], list[BrokenEntry]]:
+    """Every entry that may be live, pruning those known dead; and the broken ones.
 
     An entry of another PID namespace is kept (see `Entry.alive`).
     """
     folder = directory()
-    live, problems = _load(folder)
+    live, broken = _load(folder)
     kept = []
     for entry in live:
         if entry.alive() is False:
             _prune(folder, entry)
         else:
             kept.append(entry)
-    return kept, problems
+    return kept, broken
 
 
 def _prune(folder: str, entry: Entry) -> None:
@@ -568,7 +650,7 @@ def _prune(folder: str, entry: Entry) -> None:
             current = _parse(path, entry.name)
             if (current.pid, current.started) == (entry.pid, entry.started):
                 _unlink(path)
-    except (RegistryError, OSError, ValueError, TypeError, KeyError):
+    except (RegistryError, OSError, ValueError):
         pass
 
 
@@ -576,10 +658,10 @@ def find(target: str) -> Entry:
     """The live entry named ``target``, or registered for pid ``target``.
 
     Raises:
-        RegistryError: no live root matches, or it runs in another PID
-            namespace (its pid means another process here).
+        RegistryError: no live root matches, its entry is broken, or it runs
+            in another PID namespace (its pid means another process here).
     """
-    live, _ = entries()
+    live, broken = entries()
     for entry in live:
         if entry.name == target and not entry.here():
             raise RegistryError(
@@ -588,12 +670,15 @@ def find(target: str) -> Entry:
             )
         if entry.here() and (entry.name == target or (target.isdigit() and entry.pid == int(target))):
             return entry
+    for problem in broken:
+        if problem.name == target:
+            raise RegistryError(problem.message())
     what = f"with pid {target}" if target.isdigit() else f"named {target!r}"
     raise RegistryError(f"no running tree {what}; see 'shutdownbus list'")
 
 
-def _load(folder: str, only: str | None = None) -> tuple[list[Entry], list[str]]:
-    found, problems = [], []
+def _load(folder: str, only: str | None = None) -> tuple[list[Entry], list[BrokenEntry]]:
+    found, broken = [], []
     try:
         names = sorted(os.listdir(folder))
     except OSError as exc:
@@ -604,32 +689,100 @@ def _load(folder: str, only: str | None = None) -> tuple[list[Entry], list[str]]
         name = filename[: -len(".json")]
         if only is not None and name != only:
             continue
+        path = os.path.join(folder, filename)
         try:
-            found.append(_parse(os.path.join(folder, filename), name))
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            problems.append(f"ignored the corrupt registry entry {filename} ({type(exc).__name__}); it can be removed")
-    return found, problems
+            found.append(_parse(path, name))
+        except FileNotFoundError:
+            continue  # removed since the listing: its root is gone
+        except OSError as exc:
+            broken.append(BrokenEntry(name, path, f"cannot be read: {exc.strerror}"))
+        except ValueError as exc:
+            broken.append(BrokenEntry(name, path, str(exc)))
+    return found, broken
 
 
 def _parse(path: str, name: str) -> Entry:
-    data: dict[str, Any] = json.loads(_read_regular_file(path, limit=65536))
-    if data.get("format") not in _FORMATS or data.get("name") != name:
-        raise ValueError("unknown format")
+    """The entry in ``path``, every field checked for its type and range.
+
+    Raises:
+        OSError: it cannot be read.
+        ValueError: it is not an entry of ``name`` (`Broken`, saying what is wrong).
+    """
+    data = _json_object(_read_regular_file(path, limit=65536))
+    if data.get("format") not in _FORMATS:
+        raise Broken("unknown format")
+    if data.get("name") != name or not _NAME.match(name):
+        raise Broken("not the entry of its file name")
+    argv = data.get("argv")
+    if not (isinstance(argv, list) and len(argv) <= 4096 and all(isinstance(a, str) for a in argv)):
+        raise Broken("'argv' is not a list of strings")
     entry = Entry(
-        name=str(data["name"]),
-        pid=int(data["pid"]),
-        started=float(data["started"]),
-        endpoint=str(data["endpoint"]),
-        secret=str(data["secret"]),
-        argv=tuple(str(a) for a in data["argv"]),
-        pid_namespace=str(data.get("pid_namespace", "")),
-        stop_timeout=float(data.get("stop_timeout", 10.0)),
+        name=name,
+        pid=_number(data, "pid", int, 1, _MAX_PID),
+        started=_number(data, "started", float, 0.0, 1e12),
+        endpoint=_text(data, "endpoint"),
+        secret=_text(data, "secret"),
+        argv=tuple(argv),
+        pid_namespace=_text(data, "pid_namespace", ""),
+        stop_timeout=_number(data, "stop_timeout", float, 0.0, MAX_BUDGET, 10.0),
     )
-    if entry.pid <= 0 or not entry.endpoint.startswith(("ipc://", "tcp://")):
-        raise ValueError("bad values")
-    if not (math.isfinite(entry.stop_timeout) and 0 < entry.stop_timeout <= MAX_BUDGET):
-        raise ValueError("bad stop timeout")
+    if not entry.endpoint.startswith(("ipc://", "tcp://")):
+        raise Broken("'endpoint' is not ipc:// or tcp://")
+    if not re.fullmatch(r"[0-9a-f]{64}", entry.secret):
+        raise Broken("'secret' is not a credential")
+    if entry.stop_timeout <= 0:
+        raise Broken("'stop_timeout' is not positive")
     return entry
+
+
+class Broken(ValueError):
+    """A registry file that is not what it must be; the message says what is wrong."""
+
+
+#: The largest pid any system gives (Linux's limit is 2**22).
+_MAX_PID = 2**31 - 1
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """``raw`` as a JSON object.
+
+    Raises:
+        Broken: it is not JSON (or nested too deep to read), or not an object.
+    """
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise Broken("nested too deep") from None
+    except ValueError:  # also UnicodeDecodeError
+        raise Broken("not JSON") from None
+    if not isinstance(data, dict):
+        raise Broken("not a JSON object")
+    return data
+
+
+def _number(data: dict[str, Any], key: str, kind: type, low: float, high: float, default: float | None = None) -> Any:
+    """``data[key]``, a finite number (an integer for ``kind`` int) within [low, high].
+
+    Raises:
+        Broken: it is missing (without ``default``), of another type, or out of range.
+    """
+    value: Any = data.get(key, default)
+    allowed = (int,) if kind is int else (int, float)
+    if type(value) not in allowed or not low <= value <= high:  # NaN and infinities fail too
+        raise Broken(f"{key!r} is not {'an integer' if kind is int else 'a number'} from {low:g} to {high:g}")
+    return kind(value)
+
+
+def _text(data: dict[str, Any], key: str, default: str | None = None) -> str:
+    """``data[key]``, a string of at most 4096 characters.
+
+    Raises:
+        Broken: it is missing (without ``default``), not a string, or too long.
+    """
+    value = data.get(key, default)
+    if not isinstance(value, str) or len(value) > 4096:
+        raise Broken(f"{key!r} is not a string")
+    return value
 
 
 def _path(folder: str, name: str) -> str:

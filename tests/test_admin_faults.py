@@ -25,7 +25,9 @@ SLOW = str(PROGRAMS / "slow_tree.py")
 LOOSE = 10.0  # bound against hangs on a loaded machine
 
 
-def start_slow_tree(log: Path, name: str, *args: str, stop_timeout: float = 6.0) -> tuple[subprocess.Popen[str], int, list[int]]:
+def start_slow_tree(
+    log: Path, name: str, *args: str, stop_timeout: float = 6.0
+) -> tuple[subprocess.Popen[str], int, list[int]]:
     """``shutdownbus run --name NAME -- python slow_tree.py LOG ARGS``, once its tree is up.
 
     Returns:
