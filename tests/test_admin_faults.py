@@ -9,15 +9,17 @@ Each test prints the report it got (``pytest -s`` shows them).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MEMBER, PROGRAMS, SCRIPT, WINDOWS, alive, logged, reaped, wait_for
-from test_cli import cli, readline
+from conftest import LINUX, MEMBER, PROGRAMS, SCRIPT, WINDOWS, alive, logged, reaped, wait_for
+from test_cli import Run, cli, readline
 
 from shutdownbus._deadlines import ESCALATION_MARGIN
 
@@ -125,3 +127,61 @@ def test_twenty_runs_of_one_name_at_once_start_one_tree(tmp_path: Path, runtime_
         for proc in procs:
             with reaped(proc):
                 pass
+
+
+# -- a full disk ------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path, runtime_dir: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A real tmpfs of 256 KiB and 64 inodes, as the runtime directory; mounted by the test."""
+    if not LINUX or os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root on Linux (the test fills a real file system)")
+    mount = Path(runtime_dir) / "fs"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k,nr_inodes=64,mode=0700", "tmpfs", str(mount)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    monkeypatch.setenv("SHUTDOWNBUS_RUNTIME_DIR", str(mount))
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(mount: Path, what: str) -> None:
+    """Use up the file system's blocks (``space``) or its inodes (``inodes``)."""
+    if what == "space":
+        with open(mount / "filler", "wb", buffering=0) as f, pytest.raises(OSError, match="No space left"):
+            while True:
+                f.write(b"\0" * 4096)
+        return
+    with pytest.raises(OSError, match="No space left"):
+        for i in range(100_000):
+            (mount / f"f{i}").touch()
+
+
+@pytest.mark.parametrize("what", ["space", "inodes"])
+def test_send_stop_on_a_full_file_system_still_stops(tmp_path: Path, small_tmpfs: Path, what: str) -> None:
+    """Before, with no space left send-stop died of ENOSPC in begin_stop (a
+    traceback, an empty NAME.stop left, the tree running on); with no inode
+    left it exited 2 and sent nothing."""
+    log = tmp_path / "log"
+    run = Run(log, "--name", "full", member_args=("--depth", "1"))
+    try:
+        fill(small_tmpfs, what)
+        done = cli("send-stop", "full")
+        print(f"\n{done.stdout}{done.stderr}")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "the record of this stop of 'full' could not be kept (No space left on device)" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert "stop 'stop': 3 process(es), ok" in done.stdout
+        assert run.finish() == 0
+        assert len(logged(log, "cleanup")) == 2
+        assert not list(small_tmpfs.glob("shutdownbus-*/full.stop"))
+    finally:
+        with reaped(run.proc):
+            pass

@@ -98,11 +98,12 @@ def test_a_broken_or_forged_stop_record_never_passes_for_a_stop(good: Run, tmp_p
     record made send-stop print 'ok, 0 process(es)', exit 0, and send nothing."""
     folder = Path(_registry.directory())
     entry = json.loads((folder / "good.json").read_text())
+    root = [entry["pid"], entry["started"]]
+    infinite = {"root": root, "admin_pid": float("inf"), "admin_started": 1.0, "timeout": 1.0, "report": None}
     content = {
         "garbage": "\x00not json",
         "deep": "[" * 50_000,
-        "infinite": json.dumps({"root": [entry["pid"], entry["started"]], "admin_pid": float("inf"),
-                                "admin_started": 1.0, "timeout": 1.0, "report": None}),  # fmt: skip
+        "infinite": json.dumps(infinite),
         "empty": "",
         "forged report": forged_finished_record(entry),
     }[record]
