@@ -655,26 +655,51 @@ def _prune(folder: str, entry: Entry) -> None:
 
 
 def find(target: str) -> Entry:
-    """The live entry named ``target``, or registered for pid ``target``.
+    """The live entry named ``target``.
+
+    A name only: a bare number is a name too (names come from ports, 3000
+    and 8080, and meet real pids), so it never stops the tree whose root
+    happens to have that pid; `find_pid` looks pids up.
 
     Raises:
-        RegistryError: no live root matches, its entry is broken, or it runs
-            in another PID namespace (its pid means another process here).
+        RegistryError: no live root has that name (and, for a number, one
+            has that pid: the error says how to ask for it), its entry is
+            broken, or it runs in another PID namespace (its pid means another
+            process here).
     """
     live, broken = entries()
     for entry in live:
-        if entry.name == target and not entry.here():
-            raise RegistryError(
-                f"the tree {entry.name!r} runs in another PID namespace (a container?), where its pid means"
-                " another process; run 'shutdownbus send-stop' inside that namespace"
-            )
-        if entry.here() and (entry.name == target or (target.isdigit() and entry.pid == int(target))):
+        if entry.name == target:
+            if not entry.here():
+                raise RegistryError(
+                    f"the tree {entry.name!r} runs in another PID namespace (a container?), where its pid means"
+                    " another process; run 'shutdownbus send-stop' inside that namespace"
+                )
             return entry
     for problem in broken:
         if problem.name == target:
             raise RegistryError(problem.message())
-    what = f"with pid {target}" if target.isdigit() else f"named {target!r}"
-    raise RegistryError(f"no running tree {what}; see 'shutdownbus list'")
+    if target.isdigit():
+        for entry in live:
+            if entry.here() and str(entry.pid) == target:
+                raise RegistryError(
+                    f"no tree is named {target!r}, but pid {target} is the root of the tree {entry.name!r}:"
+                    f" give its name, or the pid as '--pid {target}'"
+                )
+    raise RegistryError(f"no running tree named {target!r}; see 'shutdownbus list'")
+
+
+def find_pid(pid: int) -> Entry:
+    """The live entry whose root is process ``pid`` (in this PID namespace).
+
+    Raises:
+        RegistryError: no live root of this PID namespace has that pid.
+    """
+    live, _ = entries()
+    for entry in live:
+        if entry.here() and entry.pid == pid:
+            return entry
+    raise RegistryError(f"no running tree with root pid {pid}; see 'shutdownbus list'")
 
 
 def _load(folder: str, only: str | None = None) -> tuple[list[Entry], list[BrokenEntry]]:

@@ -185,3 +185,43 @@ def test_send_stop_on_a_full_file_system_still_stops(tmp_path: Path, small_tmpfs
     finally:
         with reaped(run.proc):
             pass
+
+
+# -- a name that is a number ------------------------------------------------------------
+
+
+def test_a_bare_number_is_a_name_and_pids_take_pid(tmp_path: Path) -> None:
+    """Before, ``send-stop 31808`` stopped whichever entry came first in file
+    name order: the tree named 31808 or the tree whose root pid was 31808."""
+    by_pid = Run(tmp_path / "a", "--name", "api")
+    try:
+        pid = str(by_pid.proc.pid)
+        named = Run(tmp_path / "b", "--name", pid)  # a tree named as the other's root pid
+        try:
+            # The name wins: the tree named PID, not the tree whose root has that pid.
+            done = cli("send-stop", pid, "--json")
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["entries"][0]["pid"] == named.proc.pid
+            assert named.finish() == 0 and by_pid.proc.poll() is None
+        finally:
+            with reaped(named.proc):
+                pass
+        # No tree has that name now: the number is refused, with what to type instead.
+        for command in ("send-stop", "tree"):
+            refused = cli(command, pid)
+            assert refused.returncode == 2
+            assert refused.stderr.strip() == (
+                f"shutdownbus: no tree is named '{pid}', but pid {pid} is the root of the tree 'api':"
+                f" give its name, or the pid as '--pid {pid}'"
+            )
+        assert by_pid.proc.poll() is None
+        assert cli("tree", "--pid", pid).returncode == 0
+        for usage in (("send-stop",), ("send-stop", "api", "--pid", pid), ("send-stop", "--pid", "x")):
+            wrong = cli(*usage)
+            assert wrong.returncode == 2 and "Traceback" not in wrong.stderr, wrong.stderr
+        done = cli("send-stop", "--pid", pid)
+        assert done.returncode == 0, done.stderr
+        assert by_pid.finish() == 0
+    finally:
+        with reaped(by_pid.proc):
+            pass

@@ -91,7 +91,7 @@ def test_run_and_send_stop_by_name(tmp_path: Path, runs: list[Run]) -> None:
 
 def test_send_stop_by_pid_with_json(tmp_path: Path, runs: list[Run]) -> None:
     runs.append(run := Run(tmp_path / "log", "--name", "api"))
-    done = cli("send-stop", str(run.proc.pid), "--json", "--reason", "deploy")
+    done = cli("send-stop", "--pid", str(run.proc.pid), "--json", "--reason", "deploy")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["ok"] is True and report["reason"] == "deploy"
