@@ -637,7 +637,38 @@ def entries() -> tuple[list[Entry], list[BrokenEntry]]:
             _prune(folder, entry)
         else:
             kept.append(entry)
+    _sweep(folder, {entry.name for entry in kept} | {problem.name for problem in broken})
     return kept, broken
+
+
+#: How long the record of a stop is kept once its root's entry is gone (for
+#: an admin that joined the stop, and reads the report once the root
+#: exited), and how old a writer's temporary file must be to count as left
+#: by a writer that died.
+LEFT_OVER_AGE = 60.0
+
+
+def _sweep(folder: str, names: set[str]) -> None:
+    """Remove what would pile up: ``NAME.stop`` records older than
+    `LEFT_OVER_AGE` whose NAME has no entry any more, and temporary files of
+    writers that died.  Housekeeping: it never raises."""
+    try:
+        files = os.listdir(folder)
+    except OSError:
+        return
+    now = time.time()
+    for filename in files:
+        if filename.endswith(".stop") and filename[: -len(".stop")] not in names:
+            pass
+        elif not filename.startswith(".tmp-"):
+            continue
+        path = os.path.join(folder, filename)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if now - st.st_mtime > LEFT_OVER_AGE and not stat.S_ISDIR(st.st_mode):
+            _unlink(path)
 
 
 def _prune(folder: str, entry: Entry) -> None:

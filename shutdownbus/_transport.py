@@ -14,7 +14,10 @@ Rules of this module:
   disconnected.
 * Endpoints: ``ipc://`` in a private 0700 runtime directory on POSIX,
   ``tcp://127.0.0.1`` with a random port on Windows or when
-  ``SHUTDOWNBUS_TRANSPORT=tcp`` is set.
+  ``SHUTDOWNBUS_TRANSPORT=tcp`` is set.  A runtime directory is named for
+  its owner (``sb-PID-NS-*``) and removed at its exit; one that a killed
+  process left is removed later, once its owner is provably dead
+  (`sweep_stale_runtime_dirs`, which ``shutdownbus run`` calls).
 * pyzmq is imported by the functions that use it, not by this module:
   ``shutdownbus list`` reads the variables' names here (through the
   registry and the process trees) and has no socket to make.  Whatever
@@ -188,13 +191,13 @@ class RuntimeDir:
         """
         import tempfile  # only a process that spawns needs it
 
-        base = os.environ.get(ENV_RUNTIME_DIR) or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+        base = runtime_base()
         # Make a new directory if the setting changed, or if ours was removed
         # under us (tmp cleaners remove old directories in /tmp).
         if self.path is None or self._base != base or not os.path.isdir(self.path):
             self._base = base
             try:
-                self.path = tempfile.mkdtemp(prefix="sb-", dir=base)
+                self.path = tempfile.mkdtemp(prefix=_runtime_prefix(), dir=base)
                 self._made.append(self.path)
             except OSError as exc:
                 raise ChannelError(
@@ -220,6 +223,77 @@ class RuntimeDir:
             shutil.rmtree(path, ignore_errors=True)
         self._made.clear()
         self.path = None
+
+
+def runtime_base() -> str:
+    """Where runtime directories are made: ``$SHUTDOWNBUS_RUNTIME_DIR``, else
+    ``$XDG_RUNTIME_DIR``, else the system temp directory."""
+    import tempfile
+
+    return os.environ.get(ENV_RUNTIME_DIR) or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+
+
+def _runtime_prefix() -> str:
+    """``sb-PID-NS-``: a `RuntimeDir` names its owner (pid, and PID namespace
+    inode on Linux, else 0), so that one left by a killed process can be told
+    stale (`sweep_stale_runtime_dirs`)."""
+    return f"sb-{os.getpid()}-{_platform.pid_namespace().rpartition(':')[2] or 0}-"
+
+
+#: How far a process's start time, read from /proc (whole seconds of boot
+#: time plus clock ticks), may be off.
+_START_SLACK = 2.0
+
+
+def sweep_stale_runtime_dirs(base: str) -> list[str]:
+    """Remove the `RuntimeDir` directories in ``base`` whose owner is provably
+    dead: a SIGKILLed process cannot remove its own.  Linux only, where a
+    process's start time can be read; never raises.
+
+    A directory is removed only if all of these hold: its name is
+    ``sb-PID-NS-XXXXXXXX`` with NS our own PID namespace (a pid of another
+    namespace means another process here); it is a directory (not a link)
+    of ours; and no process PID runs, or the one that does started after
+    the directory last changed (the pid was reused).  Directories named
+    otherwise (older versions, other users) are left alone.  The removal
+    itself never follows a link (`shutil.rmtree` works on descriptors here).
+
+    Args:
+        base: The directory the runtime directories are made in.
+
+    Returns:
+        The directories removed.
+    """
+    import re
+    import shutil
+    import stat
+
+    if not _platform.LINUX or not getattr(shutil.rmtree, "avoids_symlink_attacks", False):
+        return []
+    namespace = _platform.pid_namespace().rpartition(":")[2] or "0"
+    name = re.compile(r"^sb-([0-9]{1,10})-([0-9]{1,20})-[a-z0-9_]{8}$")
+    removed = []
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return []
+    for entry in entries:
+        match = name.match(entry)
+        if match is None or match.group(2) != namespace or int(match.group(1)) == os.getpid():
+            continue
+        path = os.path.join(base, entry)
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            born = _platform.started_at(int(match.group(1)))
+            if born is not None and born <= st.st_ctime + _START_SLACK:
+                continue  # its owner may be the process with that pid: it runs
+            shutil.rmtree(path)
+            removed.append(path)
+        except OSError:
+            continue  # not provably stale, or not removable: left alone
+    return removed
 
 
 def new_socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int) -> zmq.Socket[bytes]:

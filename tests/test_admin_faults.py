@@ -225,3 +225,96 @@ def test_a_bare_number_is_a_name_and_pids_take_pid(tmp_path: Path) -> None:
     finally:
         with reaped(by_pid.proc):
             pass
+
+
+# -- what would pile up ---------------------------------------------------------------
+
+
+def test_stop_records_and_dead_writers_files_do_not_pile_up(tmp_path: Path) -> None:
+    """Before, every NAME.stop stayed in the registry for good (unless a new
+    root took that name), and so did a temporary file of a writer that died."""
+    from shutdownbus import _registry
+
+    folder = Path(_registry.directory())
+    run = Run(tmp_path / "log", "--name", "once")
+    try:
+        assert cli("send-stop", "once").returncode == 0
+        assert run.finish() == 0
+    finally:
+        with reaped(run.proc):
+            pass
+    record = folder / "once.stop"
+    assert record.exists()  # kept a while, for an admin that joined the stop
+    left = folder / ".tmp-0123456789ab"
+    left.write_text("{")
+    fresh = folder / "fresh.stop"
+    fresh.write_text("{}")
+    assert cli("list").returncode == 0
+    assert record.exists() and left.exists() and fresh.exists()  # young: may still be read
+    old = time.time() - _registry.LEFT_OVER_AGE - 10
+    for path in (record, left):
+        os.utime(path, (old, old))  # as they would be a minute later
+    assert cli("list").returncode == 0
+    assert not record.exists() and not left.exists() and fresh.exists()
+
+
+@pytest.mark.skipif(not LINUX, reason="a dead owner is proven by /proc start times (Linux); elsewhere none is removed")
+def test_the_ipc_directory_of_a_killed_process_is_removed_later(tmp_path: Path, runtime_dir: str) -> None:
+    """Before, a SIGKILLed run left its sb-* directory behind and nothing
+    removed it.  Now the next run removes it, and only it: not the directory
+    of a live process, not one of another user, not one of another PID
+    namespace, not one named the old way."""
+    from shutdownbus import _platform
+
+    base = Path(runtime_dir)
+    namespace = _platform.pid_namespace().rpartition(":")[2] or "0"
+    victim = Run(tmp_path / "a", "--name", "victim")
+    live = Run(tmp_path / "b", "--name", "live")
+    try:
+        mine = {p for p in base.glob(f"sb-{victim.proc.pid}-{namespace}-*")}
+        assert len(mine) == 1
+        victim.proc.kill()
+        victim.proc.wait()
+        wait_for(lambda: alive([victim.member_pid]) == [], 30, "the command outlived its killed run")
+        assert all(p.is_dir() for p in mine)  # nobody removed it
+        dead_pid = victim.proc.pid
+        foreign = base / f"sb-{dead_pid}-{namespace}-foreign1"
+        other_namespace = base / f"sb-{dead_pid}-1-othernsx"
+        old_style = base / "sb-abcdefgh"
+        for path in (foreign, other_namespace, old_style):
+            path.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            os.chown(foreign, 12345, 12345)
+        kept = [*base.glob(f"sb-{live.proc.pid}-*"), foreign, other_namespace, old_style]
+        done = subprocess.run([*SCRIPT, "run", "--", sys.executable, "-c", "pass"], timeout=60, check=False)
+        assert done.returncode == 0
+        assert not any(p.exists() for p in mine), "the killed run's directory is still there"
+        assert all(p.exists() for p in kept if p != foreign or os.geteuid() == 0)
+        assert cli("send-stop", "live").returncode == 0
+        assert live.finish() == 0
+    finally:
+        for run in (victim, live):
+            with reaped(run.proc):
+                pass
+
+
+@pytest.mark.skipif(WINDOWS, reason="SIGKILL of the leading admin: POSIX")
+def test_a_stop_taken_over_from_a_killed_admin_has_a_total_no_shorter_than_a_row(tmp_path: Path) -> None:
+    """Before, an admin that took over the stop of one that was killed
+    reported a total (from its own start) shorter than the rows the root
+    timed from the first stop (1.104 s against 2.023 s)."""
+    log = tmp_path / "log"
+    run, _, _ = start_slow_tree(log, "taken", "--cleanup", "1.5")
+    with reaped(run, descendants=True):
+        first = subprocess.Popen([*SCRIPT, "send-stop", "taken"], stdout=subprocess.DEVNULL)
+        with reaped(first):
+            wait_for(lambda: len(logged(log, "cleanup-started")) == 3, 30, "the members did not start cleaning up")
+            first.kill()
+        done = cli("send-stop", "taken", "--json")
+        assert run.wait(60) == 0
+    print(f"\n{done.stdout}{done.stderr}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    rows = [e["seconds"] for e in report["entries"] if e["seconds"] is not None]
+    assert max(rows) >= 1.5  # the members' cleanup, timed from the first stop
+    assert report["seconds"] >= max(rows)
