@@ -578,9 +578,15 @@ def cmd_send_stop(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             progress.clear()
     if report is None:
         print(f"stop sent to {entry.name!r} (pid {entry.pid})")
-        return EXIT_OK
-    print(report.to_json(indent=2) if args.json else report.format_table())
-    return EXIT_OK if report.ok else EXIT_NOT_CLEAN
+    else:
+        print(report.to_json(indent=2) if args.json else report.format_table())
+    sys.stdout.flush()
+    # Housekeeping, once the stop is done: the ipc directories of processes
+    # that were killed (and so could not remove theirs), a killed root's among them.
+    from ._transport import runtime_base, sweep_stale_runtime_dirs
+
+    sweep_stale_runtime_dirs(runtime_base())
+    return EXIT_OK if report is None or report.ok else EXIT_NOT_CLEAN
 
 
 class _Progress:

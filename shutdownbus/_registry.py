@@ -306,7 +306,7 @@ class _Lock:
             except BlockingIOError:
                 pass
             except OSError as exc:
-                if not (_platform.WINDOWS and isinstance(exc, PermissionError)):  # Windows: held elsewhere
+                if not _platform.WINDOWS:  # Windows says "held elsewhere" with EACCES or EDEADLOCK
                     os.close(fd)
                     raise RegistryError(f"cannot {self.what}: the registry's lock ({exc.strerror})") from None
             if time.monotonic() > end:
@@ -319,16 +319,25 @@ class _Lock:
 
     def __exit__(self, *exc: object) -> None:
         if self.fd >= 0:
-            os.close(self.fd)  # drops the lock with it (Windows: unlocked at close, too)
+            if _platform.WINDOWS:  # Windows frees a lock at close, but not at once: unlock first
+                import msvcrt
+
+                try:
+                    os.lseek(self.fd, 0, os.SEEK_SET)
+                    msvcrt.locking(self.fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined,unused-ignore]
+                except OSError:
+                    pass
+            os.close(self.fd)  # drops the lock with it
             self.fd = -1
 
 
 def _try_lock(fd: int) -> None:
     """Take an exclusive lock on ``fd`` or raise at once (BlockingIOError:
-    another holder; Windows: PermissionError)."""
+    another holder; Windows: OSError, EACCES or EDEADLOCK)."""
     if _platform.WINDOWS:
         import msvcrt
 
+        os.lseek(fd, 0, os.SEEK_SET)  # msvcrt locks from the file position
         msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined,unused-ignore]
     else:
         import fcntl
