@@ -11,6 +11,11 @@ Rules of this module:
   status (a root that knows it reports it: ``shutdownbus run`` does), so it
   watches the tree until every process is gone, and escalates past the
   deadline like a parent would.
+* Its report is the truth whatever happens to the root: the tree is taken
+  before the stop is sent; a root that dies before its tree is gone is
+  ``failed``, and what it left is watched (and escalated at the deadline)
+  by the admin, each process that then ends on its own ``lost``.  A
+  process not seen ending is never ``stopped``.
 * The tree gets the stop's timeout; the root itself gets `ESCALATION_MARGIN`
   more, the time it needs to escalate its own children at their deadline,
   and, once nothing below it runs, `ROOT_EXIT_GRACE` to report and exit,
@@ -230,6 +235,14 @@ def _root_left_its_tree(tree: Tree, root: psutil.Process) -> float | None:
 
     From here on the tree is walked down from those processes, not from the
     root's pid, which may be another process's by now.
+
+    Args:
+        tree: The root's tree, taken before the stop was sent.
+        root: The root.
+
+    Returns:
+        Its exit time (`time.monotonic`; now, if its exit was not seen as it
+        happened), or None.
     """
     tree.note_exits()
     left = [m for m in tree.alive() if not m.companion]
@@ -242,7 +255,13 @@ def _root_left_its_tree(tree: Tree, root: psutil.Process) -> float | None:
 
 def _watch_the_orphans(tree: Tree, deadline: float, progress: Callable[[int, int], None] | None) -> None:
     """Wait until the processes of a root that is gone are gone too, or the
-    deadline passed, looking for processes they start meanwhile."""
+    deadline passed, looking for processes they start meanwhile.
+
+    Args:
+        tree: The root's tree (walked down from its members now).
+        deadline: When to stop waiting (`time.monotonic`).
+        progress: Called with (processes gone, processes in all) now and then.
+    """
     looked = 0.0
     while (remaining := deadline - time.monotonic()) > 0:
         if not tree.wait_gone(min(remaining, LOOK_EVERY)):
@@ -260,7 +279,15 @@ def _seen_ending(tree: Tree, entries: list[ReportEntry]) -> list[ReportEntry]:
     """``entries``, with ``unchecked`` for each process still running: one
     that the admin did not see end is never reported ``stopped``.  A
     companion still running is left out (it ends on its own once its owner
-    is gone, as `_tree.OwnDescendants.finish` leaves it out too)."""
+    is gone, as `_tree.OwnDescendants.finish` leaves it out too).
+
+    Args:
+        tree: The tree the entries are of.
+        entries: `Tree.entries` of it.
+
+    Returns:
+        The entries to report.
+    """
     running = {m.pid: m.companion for m in tree.alive()}
     out = []
     for e in entries:

@@ -13,10 +13,19 @@ Rules of this module:
   the reader).
 * ``list`` and ``send-stop`` read it on every call: this module imports
   no more than they need (``tempfile`` only for the last-resort place).
-* A corrupt or truncated entry is reported and skipped; an entry whose
-  process is gone is removed, but only by a process
-  that can tell: one in the same PID namespace (a root in a container that
-  shares the directory has pids that mean other processes outside it).
+* Every file read is checked field by field (shape, types, ranges): a
+  broken one (`BrokenEntry`) affects its own name only, is reported with
+  what to do, and is never removed behind the user's back.  An entry whose
+  process is gone is removed, but only by a process that can tell: one in
+  the same PID namespace (a root in a container that shares the directory
+  has pids that mean other processes outside it).
+* A name is checked and taken under the registry's lock (`_Lock`, an
+  advisory lock the kernel drops with its holder), and a dead root's entry
+  is pruned under it: one tree per name.
+* The record of a stop (``NAME.stop``) helps admins join it; the stop never
+  depends on it (`RecordNotKept`), and a record that says "finished" counts
+  only once its root is gone.  Records and temporary files left over are
+  removed a minute later (`_sweep`).
 """
 
 from __future__ import annotations
