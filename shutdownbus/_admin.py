@@ -204,6 +204,7 @@ def _lead(
                 if not root_left:  # companions of the dead end on their own
                     tree.roots = [m.pid for m in tree.alive()]
                 escalate([tree], [head], companions=root_left)
+                _see_the_killed_end(tree, head, time.monotonic() + KILLED_WAIT)
             else:
                 if root_left:
                     outcome = Outcome.UNCHECKED  # still running, and not ours to signal
@@ -227,6 +228,26 @@ def _lead(
         return StopReport(reason, entries, round(seconds, 6), tuple(sorted(tree.unchecked)))
     finally:
         ctx.destroy(linger=0)
+
+
+def _see_the_killed_end(tree: Tree, head: _RootHead, until: float) -> None:
+    """Wait (up to ``until``) to see the processes that escalation killed end:
+    a loaded machine may take longer than `_deadlines.KILL_WAIT` to end a big process,
+    and one not seen ending would be reported ``unchecked``.
+
+    Args:
+        tree: The escalated tree (the root is watched in its watch too).
+        head: The root.
+        until: `time.monotonic` to give up at.
+    """
+    while time.monotonic() < until:
+        killed = [m for m in tree.alive() if m.outcome == Outcome.KILLED]
+        if not killed and (head.escalated != Outcome.KILLED or head.gone()):
+            return
+        if tree.watch.watching():
+            tree.watch.wait(min(until - time.monotonic(), LOOK_EVERY))
+        else:
+            time.sleep(0.005)  # nothing to wait on: look again (as `escalate` does)
 
 
 def _root_left_its_tree(tree: Tree, root: psutil.Process) -> float | None:
@@ -418,6 +439,11 @@ def _our_init_is_done(root: psutil.Process, reported: list[ReportEntry]) -> bool
     """
     return root.pid == 1 and any(e.pid == root.pid for e in reported)
 
+
+#: How much longer the admin waits to see killed processes end, before it
+#: reports them ``unchecked`` (SIGKILL cannot be ignored, but a process in an
+#: uninterruptible wait outlives it; see `_see_the_killed_end`).
+KILLED_WAIT = 2.0
 
 #: How often the admin looks at the tree while it waits.
 LOOK_EVERY = 0.25
