@@ -225,12 +225,14 @@ def _target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
     """The registry entry that ``NAME`` or ``--pid N`` names (exactly one of them).
 
     Raises:
+        ShutdownBusError: neither or both were given (a usage error: exit 2).
         RegistryError: none matches (see `_registry.find`).
     """
     from . import _registry
 
     if (args.target is None) == (args.pid is None):
-        parser.error(f"{args.command} needs a NAME or --pid N (one of them)")
+        what = "a NAME or --pid N" if args.target is None else "a NAME or --pid N, not both"
+        raise ShutdownBusError(f"{args.command} needs {what}; see 'shutdownbus {args.command} --help'")
     return _registry.find(args.target) if args.pid is None else _registry.find_pid(args.pid)
 
 
