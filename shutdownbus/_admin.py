@@ -315,7 +315,7 @@ def _seen_ending(tree: Tree, entries: list[ReportEntry]) -> list[ReportEntry]:
         if e.pid not in running:
             out.append(e)
         elif not running[e.pid]:
-            out.append(ReportEntry(e.pid, e.name, Outcome.UNCHECKED, e.returncode, None, e.member))
+            out.append(e.replace(outcome=Outcome.UNCHECKED, seconds=None))
     return out
 
 
