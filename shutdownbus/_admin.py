@@ -11,6 +11,11 @@ Rules of this module:
   status (a root that knows it reports it: ``shutdownbus run`` does), so it
   watches the tree until every process is gone, and escalates past the
   deadline like a parent would.
+* Its report is the truth whatever happens to the root: the tree is taken
+  before the stop is sent; a root that dies before its tree is gone is
+  ``failed``, and what it left is watched (and escalated at the deadline)
+  by the admin, each process that then ends on its own ``lost``.  A
+  process not seen ending is never ``stopped``.
 * The tree gets the stop's timeout; the root itself gets `ESCALATION_MARGIN`
   more, the time it needs to escalate its own children at their deadline,
   and, once nothing below it runs, `ROOT_EXIT_GRACE` to report and exit,
@@ -72,19 +77,29 @@ def send_stop(
     Returns:
         The report, or None without ``wait``.
 
+    The stop never depends on the disk: when its record cannot be written
+    (a full file system), it is sent and waited for all the same, and a
+    warning says that the record could not be kept.
+
     Raises:
         AuthenticationError: the root refused the credential.
         ChannelError: the root's channel cannot be reached.
-        RegistryError: the stop cannot be recorded.
+        RegistryError: the record of the stop keeps changing under us.
     """
-    under_way = _registry.begin_stop(entry, timeout)
+    recorded = True
+    try:
+        under_way = _registry.begin_stop(entry, timeout)
+    except _registry.RecordNotKept as exc:
+        _log.warning("shutdownbus: %s", exc)
+        under_way, recorded = None, False
     if under_way is not None:
         return _join(entry, under_way) if wait else None
     report = None
     try:
         report = _lead(entry, reason, timeout, wait, progress)
     finally:
-        _registry.finish_stop(entry, None if report is None else report.to_dict())
+        if recorded:
+            _registry.finish_stop(entry, None if report is None else report.to_dict())
     return report
 
 
@@ -104,7 +119,9 @@ def _join(entry: _registry.Entry, under_way: _registry.StopRecord) -> StopReport
         # exited is read below, not taken for a leader gone without one.
         running = looked is not None and _registry.leader_running(looked)
         record = _registry.read_stop(entry)
-        if record is not None and record.report is not None:
+        # A report counts once the root is gone (see `_registry.begin_stop`);
+        # our own namespace's init waits for us to leave before it exits.
+        if record is not None and record.report is not None and (entry.pid == 1 or entry.alive() is not True):
             return StopReport.from_dict(record.report)
         if not running or time.monotonic() > deadline:
             raise ChannelError(
@@ -170,25 +187,136 @@ def _lead(
             reported += _wait(sock, channel, root, tree, time.monotonic() + ROOT_EXIT_GRACE, progress)
         head = _RootHead(root)
         outcome = Outcome.STOPPED
-        if is_running(root) and not _our_init_is_done(root, reported):
+        own_word = any(e.pid == entry.pid for e in reported)  # `run` reports its own exit status last
+        abandoned_at = None
+        if not is_running(root) and not _our_init_is_done(root, reported):
+            abandoned_at = _root_left_its_tree(tree, root)
+            if abandoned_at is not None:
+                # Killed or crashed before its tree was stopped: what it
+                # started is watched, and escalated, as the root would have.
+                _watch_the_orphans(tree, t0 + timeout + ESCALATION_MARGIN, progress)
+                if not own_word:
+                    outcome = Outcome.FAILED
+        root_left = is_running(root) and not _our_init_is_done(root, reported)
+        orphans_left = abandoned_at is not None and any(not m.companion for m in tree.alive())
+        if root_left or orphans_left:
             if tied:
-                escalate([tree], [head])
+                if not root_left:  # companions of the dead end on their own
+                    tree.roots = [m.pid for m in tree.alive()]
+                escalate([tree], [head], companions=root_left)
+                _see_the_killed_end(tree, head, time.monotonic() + KILLED_WAIT)
             else:
-                outcome = Outcome.UNCHECKED  # still running, and not ours to signal
+                if root_left:
+                    outcome = Outcome.UNCHECKED  # still running, and not ours to signal
                 _log.warning(
-                    "shutdownbus: %r is still running past its deadline; pid %d could not be tied to its channel,"
+                    "shutdownbus: %s %r is still running past its deadline; pid %d could not be tied to its channel,"
                     " so nothing was signalled",
+                    "the root of" if root_left else "the tree of",
                     entry.name,
                     entry.pid,
                 )
         end = time.monotonic()
         status = next((e.returncode for e in reported if e.pid == entry.pid), None)
-        own = ReportEntry(entry.pid, entry.name, head.escalated or outcome, status, round(end - t0, 6), True)
-        others = tree.entries(t0)
+        root_went = tree.watch.exits.get(root.pid)
+        own_seconds = round((end if root_went is None else root_went) - t0, 6)
+        own = ReportEntry(entry.pid, entry.name, head.escalated or outcome, status, own_seconds, True)
+        others = _seen_ending(tree, tree.entries(t0, lost_after=abandoned_at))
         entries = merge_entries([[own], reported, others])
-        return StopReport(reason, entries, round(end - t0, 6), tuple(sorted(tree.unchecked)))
+        # Rows that the root timed from a stop it had before ours (ours then
+        # joined it) may be longer than ours: the total is never shorter than a row.
+        seconds = max([end - t0, *(e.seconds for e in entries if e.seconds is not None)])
+        return StopReport(reason, entries, round(seconds, 6), tuple(sorted(tree.unchecked)))
     finally:
         ctx.destroy(linger=0)
+
+
+def _see_the_killed_end(tree: Tree, head: _RootHead, until: float) -> None:
+    """Wait (up to ``until``) to see the processes that escalation killed end:
+    a loaded machine may take longer than `_deadlines.KILL_WAIT` to end a big process,
+    and one not seen ending would be reported ``unchecked``.
+
+    Args:
+        tree: The escalated tree (the root is watched in its watch too).
+        head: The root.
+        until: `time.monotonic` to give up at.
+    """
+    while time.monotonic() < until:
+        killed = [m for m in tree.alive() if m.outcome == Outcome.KILLED]
+        if not killed and (head.escalated != Outcome.KILLED or head.gone()):
+            return
+        if tree.watch.watching():
+            tree.watch.wait(min(until - time.monotonic(), LOOK_EVERY))
+        else:
+            time.sleep(0.005)  # nothing to wait on: look again (as `escalate` does)
+
+
+def _root_left_its_tree(tree: Tree, root: psutil.Process) -> float | None:
+    """When the root, seen gone, left processes of its tree running (so it
+    was killed or crashed before its stop was done); None if it did not.
+
+    From here on the tree is walked down from those processes, not from the
+    root's pid, which may be another process's by now.
+
+    Args:
+        tree: The root's tree, taken before the stop was sent.
+        root: The root.
+
+    Returns:
+        Its exit time (`time.monotonic`; now, if its exit was not seen as it
+        happened), or None.
+    """
+    tree.note_exits()
+    left = [m for m in tree.alive() if not m.companion]
+    if not left:
+        return None
+    tree.roots = [m.pid for m in tree.alive()]
+    when = tree.watch.exits.get(root.pid)
+    return time.monotonic() if when is None else when
+
+
+def _watch_the_orphans(tree: Tree, deadline: float, progress: Callable[[int, int], None] | None) -> None:
+    """Wait until the processes of a root that is gone are gone too, or the
+    deadline passed, looking for processes they start meanwhile.
+
+    Args:
+        tree: The root's tree (walked down from its members now).
+        deadline: When to stop waiting (`time.monotonic`).
+        progress: Called with (processes gone, processes in all) now and then.
+    """
+    looked = 0.0
+    while (remaining := deadline - time.monotonic()) > 0:
+        if not tree.wait_gone(min(remaining, LOOK_EVERY)):
+            break
+        if time.monotonic() - looked >= LOOK_EVERY:
+            looked = time.monotonic()
+            tree.roots = [m.pid for m in tree.alive()]
+            tree.refresh()
+            if progress is not None:
+                total = len(tree.members) + 1
+                progress(total - len(tree.alive()), total)
+
+
+def _seen_ending(tree: Tree, entries: list[ReportEntry]) -> list[ReportEntry]:
+    """``entries``, with ``unchecked`` for each process still running: one
+    that the admin did not see end is never reported ``stopped``.  A
+    companion still running is left out (it ends on its own once its owner
+    is gone, as `_tree.OwnDescendants.finish` leaves it out too).
+
+    Args:
+        tree: The tree the entries are of.
+        entries: `Tree.entries` of it.
+
+    Returns:
+        The entries to report.
+    """
+    running = {m.pid: m.companion for m in tree.alive()}
+    out = []
+    for e in entries:
+        if e.pid not in running:
+            out.append(e)
+        elif not running[e.pid]:
+            out.append(e.replace(outcome=Outcome.UNCHECKED, seconds=None))
+    return out
 
 
 def _the_root_holds_its_channel(entry: _registry.Entry) -> bool:
@@ -311,6 +439,11 @@ def _our_init_is_done(root: psutil.Process, reported: list[ReportEntry]) -> bool
     """
     return root.pid == 1 and any(e.pid == root.pid for e in reported)
 
+
+#: How much longer the admin waits to see killed processes end, before it
+#: reports them ``unchecked`` (SIGKILL cannot be ignored, but a process in an
+#: uninterruptible wait outlives it; see `_see_the_killed_end`).
+KILLED_WAIT = 2.0
 
 #: How often the admin looks at the tree while it waits.
 LOOK_EVERY = 0.25

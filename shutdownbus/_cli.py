@@ -47,6 +47,7 @@ EPILOG = """examples:
   shutdownbus run --name web -- python server.py     # run a stoppable tree named 'web'
   shutdownbus send-stop web                          # stop it from another terminal
   shutdownbus send-stop web --timeout 5 --json       # ... with a deadline, report as JSON
+  shutdownbus send-stop --pid 4242                   # the tree whose root has pid 4242
   shutdownbus list                                   # the running trees
   shutdownbus tree web                               # the processes of one tree
 
@@ -169,15 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     stop = sub.add_parser(
         "send-stop",
-        help="stop a running tree by name or pid",
+        help="stop a running tree by name (or --pid)",
         description="Send an authenticated stop to a registered tree and wait until every process of it is gone;"
         " print what happened to each. On a terminal, a line on stderr says what the stop waits for while it"
         " takes more than a second (the processes left, the slowest by name[pid], the time before escalation).",
-        epilog="examples:\n  shutdownbus send-stop web\n  shutdownbus send-stop 4242 --timeout 3 --json\n"
+        epilog="examples:\n  shutdownbus send-stop web\n  shutdownbus send-stop --pid 4242 --timeout 3 --json\n"
         "  shutdownbus send-stop web --no-wait --reason deploy",
         formatter_class=_Formatter,
     )
-    stop.add_argument("target", metavar="TARGET", help="a registered name or the root's pid")
+    stop.add_argument("target", nargs="?", metavar="NAME", help="a registered name (a number is a name too)")
+    stop.add_argument("--pid", type=_pid, metavar="N", help="the tree whose root has pid N, instead of NAME")
     stop.add_argument(
         "--timeout", type=_seconds, metavar="S", help="seconds before escalation (default: the root's --stop-timeout)"
     )
@@ -199,10 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
         "tree",
         help="show the live process tree under a root",
         description="Show the processes under a registered root: pid, name, whether it was started on the bus, state.",
-        epilog="examples:\n  shutdownbus tree web\n  shutdownbus tree 4242",
+        epilog="examples:\n  shutdownbus tree web\n  shutdownbus tree --pid 4242",
         formatter_class=_Formatter,
     )
-    tree.add_argument("target", metavar="TARGET", help="a registered name or the root's pid")
+    tree.add_argument("target", nargs="?", metavar="NAME", help="a registered name (a number is a name too)")
+    tree.add_argument("--pid", type=_pid, metavar="N", help="the tree whose root has pid N, instead of NAME")
     return parser
 
 
@@ -210,6 +213,27 @@ def build_parser() -> argparse.ArgumentParser:
 #: (not imported: it loads the platform layer, which ``--help`` does without;
 #: tests/test_operators.py checks that the two agree).
 MAX_SECONDS = 7 * 24 * 3600.0
+
+
+def _pid(text: str) -> int:
+    if not (text.isdigit() and 0 < int(text) < 2**31):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a pid")
+    return int(text)
+
+
+def _target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
+    """The registry entry that ``NAME`` or ``--pid N`` names (exactly one of them).
+
+    Raises:
+        ShutdownBusError: neither or both were given (a usage error: exit 2).
+        RegistryError: none matches (see `_registry.find`).
+    """
+    from . import _registry
+
+    if (args.target is None) == (args.pid is None):
+        what = "a NAME or --pid N" if args.target is None else "a NAME or --pid N, not both"
+        raise ShutdownBusError(f"{args.command} needs {what}; see 'shutdownbus {args.command} --help'")
+    return _registry.find(args.target) if args.pid is None else _registry.find_pid(args.pid)
 
 
 def _seconds(text: str) -> float:
@@ -544,10 +568,9 @@ def _exit_status(rc: int | None) -> int:
 
 def cmd_send_stop(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``shutdownbus send-stop``."""
-    from . import _registry
     from ._admin import send_stop
 
-    entry = _registry.find(args.target)
+    entry = _target(args, parser)
     progress = None if args.no_wait else _Progress.on_terminal(entry.name, json=args.json)
     try:
         timeout = entry.stop_timeout if args.timeout is None else args.timeout
@@ -557,9 +580,15 @@ def cmd_send_stop(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             progress.clear()
     if report is None:
         print(f"stop sent to {entry.name!r} (pid {entry.pid})")
-        return EXIT_OK
-    print(report.to_json(indent=2) if args.json else report.format_table())
-    return EXIT_OK if report.ok else EXIT_NOT_CLEAN
+    else:
+        print(report.to_json(indent=2) if args.json else report.format_table())
+    sys.stdout.flush()
+    # Housekeeping, once the stop is done: the ipc directories of processes
+    # that were killed (and so could not remove theirs), a killed root's among them.
+    from ._transport import runtime_base, sweep_stale_runtime_dirs
+
+    sweep_stale_runtime_dirs(runtime_base())
+    return EXIT_OK if report is None or report.ok else EXIT_NOT_CLEAN
 
 
 class _Progress:
@@ -627,9 +656,9 @@ def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``shutdownbus list``."""
     from . import _registry
 
-    live, problems = _registry.entries()
-    for problem in problems:
-        print(f"shutdownbus: {problem}", file=sys.stderr)
+    live, broken = _registry.entries()
+    for problem in broken:  # each affects its own name only
+        print(f"shutdownbus: {problem.message()}", file=sys.stderr)
     rows = [_describe(entry) for entry in live]
     if args.json:
         import json
@@ -641,6 +670,8 @@ def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # A root in another PID namespace: its pid means another process here.
         pid, procs = (str(r["pid"]), str(r["processes"])) if r["here"] else (f"{r['pid']}*", "?")
         table.append((r["name"], pid, _duration(r["uptime"]), procs, r["command"]))
+    for problem in broken:
+        table.append((problem.name, "?", "?", "?", "(broken registry entry: see above)"))
     _print_table(table)
     if not all(r["here"] for r in rows):
         print("* in another PID namespace (a container?): stop it from there")
@@ -665,9 +696,7 @@ def _describe(entry: Any) -> dict[str, Any]:
 
 def cmd_tree(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``shutdownbus tree``."""
-    from . import _registry
-
-    entry = _registry.find(args.target)
+    entry = _target(args, parser)
     rows = live_view(entry.pid)
     if rows is None:
         return _fail(f"the tree {entry.name!r} is gone")

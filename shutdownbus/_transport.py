@@ -14,7 +14,10 @@ Rules of this module:
   disconnected.
 * Endpoints: ``ipc://`` in a private 0700 runtime directory on POSIX,
   ``tcp://127.0.0.1`` with a random port on Windows or when
-  ``SHUTDOWNBUS_TRANSPORT=tcp`` is set.
+  ``SHUTDOWNBUS_TRANSPORT=tcp`` is set.  A runtime directory is named for
+  its owner (an ``owner`` file in it) and removed at its exit; one that a
+  killed process left is removed later, once its owner is provably dead
+  (`sweep_stale_runtime_dirs`, which ``shutdownbus send-stop`` calls).
 * pyzmq is imported by the functions that use it, not by this module:
   ``shutdownbus list`` reads the variables' names here (through the
   registry and the process trees) and has no socket to make.  Whatever
@@ -188,7 +191,7 @@ class RuntimeDir:
         """
         import tempfile  # only a process that spawns needs it
 
-        base = os.environ.get(ENV_RUNTIME_DIR) or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+        base = runtime_base()
         # Make a new directory if the setting changed, or if ours was removed
         # under us (tmp cleaners remove old directories in /tmp).
         if self.path is None or self._base != base or not os.path.isdir(self.path):
@@ -196,6 +199,7 @@ class RuntimeDir:
             try:
                 self.path = tempfile.mkdtemp(prefix="sb-", dir=base)
                 self._made.append(self.path)
+                _sign(self.path)
             except OSError as exc:
                 raise ChannelError(
                     f"cannot create a runtime directory under {base!r} ({exc.strerror}); set"
@@ -220,6 +224,147 @@ class RuntimeDir:
             shutil.rmtree(path, ignore_errors=True)
         self._made.clear()
         self.path = None
+
+
+def runtime_base() -> str:
+    """Where runtime directories are made: ``$SHUTDOWNBUS_RUNTIME_DIR``, else
+    ``$XDG_RUNTIME_DIR``, else the system temp directory."""
+    import tempfile
+
+    return os.environ.get(ENV_RUNTIME_DIR) or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+
+
+#: The file in a `RuntimeDir` that names its owner: ``PID NS START`` (see `_sign`).
+OWNER_FILE = "owner"
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Linux: when process ``pid`` started, in clock ticks since boot (field 22
+    of /proc/PID/stat: exact, unlike a time of day, which moves with the
+    clock); None if it is gone or a zombie.
+
+    Raises:
+        OSError: it cannot be told (no descriptor left, say).
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def _owner_line(pid: int) -> str | None:
+    """``PID NS START`` of process ``pid`` (its PID namespace, `_start_ticks`);
+    None where that cannot be told (not Linux)."""
+    if not _platform.LINUX:
+        return None
+    try:
+        ticks = _start_ticks(pid)
+    except OSError:
+        return None
+    return None if ticks is None else f"{pid} {_platform.pid_namespace() or '-'} {ticks}"
+
+
+def _sign(path: str) -> None:
+    """Write who made the runtime directory ``path`` into it (`OWNER_FILE`),
+    so that one left by a killed process can be told stale
+    (`sweep_stale_runtime_dirs`).  Best effort: a directory left unsigned (a
+    full disk) is never swept, which is safe."""
+    line = _owner_line(os.getpid())
+    if line is None:
+        return
+    try:
+        fd = os.open(os.path.join(path, OWNER_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return
+    try:
+        os.write(fd, line.encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def sweep_stale_runtime_dirs(base: str) -> list[str]:
+    """Remove the `RuntimeDir` directories in ``base`` whose owner is provably
+    dead: a SIGKILLed process cannot remove its own.  Linux only, where a
+    process's start time can be read; never raises.
+
+    A directory is removed only if all of these hold: it is named ``sb-*``,
+    a directory (not a link) of ours, holding an `OWNER_FILE` (a regular
+    file of ours) that names a process of our own PID namespace (a pid of
+    another namespace means another process here); and no process with that
+    pid runs now (a zombie counts as gone), or the one that does started at
+    another clock tick since boot (the pid was reused).  Anything else (directories of older versions, of other users,
+    of other namespaces, unsigned ones) is left alone.  The removal itself
+    never follows a link (`_remove_flat_directory`).
+
+    Args:
+        base: The directory the runtime directories are made in.
+
+    Returns:
+        The directories removed.
+    """
+    import stat
+
+    if not _platform.LINUX:
+        return []
+    namespace = _platform.pid_namespace() or "-"
+    removed = []
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.startswith("sb-"):
+            continue
+        path = os.path.join(base, entry)
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            fd = os.open(os.path.join(path, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            try:
+                owner = os.fstat(fd)
+                text = os.read(fd, 256) if stat.S_ISREG(owner.st_mode) and owner.st_uid == os.getuid() else b""
+            finally:
+                os.close(fd)
+            fields = text.decode("ascii", "replace").split()
+            if len(fields) != 3 or not (fields[0].isdigit() and fields[2].isdigit()) or fields[1] != namespace:
+                continue
+            if fields[0] == str(os.getpid()) or _start_ticks(int(fields[0])) == int(fields[2]):
+                continue  # its owner runs
+            _remove_flat_directory(path)
+            removed.append(path)
+        except (OSError, ValueError, OverflowError):
+            continue  # not provably stale, or not removable: left alone
+    return removed
+
+
+def _remove_flat_directory(path: str) -> None:
+    """Remove ``path``, a directory of files only (a `RuntimeDir`: sockets
+    and its owner file), through a descriptor of it: a link in it is removed,
+    never followed.  Without shutil, whose import (with bz2 and lzma) would
+    cost ``send-stop`` milliseconds.
+
+    Raises:
+        OSError: it cannot be removed, or holds a directory (not ours then).
+    """
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for name in os.listdir(fd):
+            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                raise IsADirectoryError(f"{path}/{name}")
+            os.unlink(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(path)
 
 
 def new_socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int) -> zmq.Socket[bytes]:

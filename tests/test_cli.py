@@ -91,7 +91,7 @@ def test_run_and_send_stop_by_name(tmp_path: Path, runs: list[Run]) -> None:
 
 def test_send_stop_by_pid_with_json(tmp_path: Path, runs: list[Run]) -> None:
     runs.append(run := Run(tmp_path / "log", "--name", "api"))
-    done = cli("send-stop", str(run.proc.pid), "--json", "--reason", "deploy")
+    done = cli("send-stop", "--pid", str(run.proc.pid), "--json", "--reason", "deploy")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["ok"] is True and report["reason"] == "deploy"
@@ -232,11 +232,12 @@ def test_unknown_target_stale_and_corrupt_entries(runtime_dir: str) -> None:
     (registry / "bad.json").write_text('{"format": 1, "name": "bad", "pid"')
     listed = cli("list")
     assert listed.returncode == 0
-    assert "corrupt registry entry bad.json" in listed.stderr and "Traceback" not in listed.stderr
+    assert "the registry entry of 'bad' is broken (not JSON)" in listed.stderr and "Traceback" not in listed.stderr
     assert not (registry / "old.json").exists()  # the stale entry was pruned
-    for target in ("old", "bad"):
-        done = cli("send-stop", target)
-        assert done.returncode == 2 and "no running tree named" in done.stderr
+    done = cli("send-stop", "old")
+    assert done.returncode == 2 and "no running tree named" in done.stderr
+    done = cli("send-stop", "bad")
+    assert done.returncode == 2 and f"is broken (not JSON): remove {registry / 'bad.json'}" in done.stderr
 
 
 @pytest.mark.skipif(WINDOWS, reason="mode bits: on Windows the registry's privacy is its NTFS ACL (docs/security.md)")

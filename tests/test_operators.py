@@ -77,7 +77,8 @@ def test_a_bad_timeout_says_what_a_good_one_looks_like(value: str, says: str) ->
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (("send-stop",), "the following arguments are required: TARGET; see 'shutdownbus send-stop --help'"),
+        (("send-stop",), "send-stop needs a NAME or --pid N; see 'shutdownbus send-stop --help'"),
+        (("send-stop", "web", "--pid", "1"), "send-stop needs a NAME or --pid N, not both; see"),
         (("frob",), "invalid choice: 'frob'"),
         (("run",), "run needs a command: shutdownbus run [options] -- CMD [ARG...]; see 'shutdownbus run --help'"),
         (("run", "--"), "run needs a command"),
