@@ -169,6 +169,7 @@ def _lead(
         tree = Tree([entry.pid])
         tree.watch.add(root.pid, lambda: not is_running(root))
         sock.send(channel.send(Stop(reason, timeout)))
+        sent = round(time.monotonic() - t0, 6)
         progress = None
         if watcher is not None:
             top = (root.pid, entry.name)
@@ -219,7 +220,9 @@ def _lead(
         status = next((e.returncode for e in reported if e.pid == entry.pid), None)
         root_went = tree.watch.exits.get(root.pid)
         own_seconds = round((end if root_went is None else root_went) - t0, 6)
-        own = ReportEntry(entry.pid, entry.name, head.escalated or outcome, status, own_seconds, True)
+        own = ReportEntry(
+            entry.pid, entry.name, head.escalated or outcome, status, own_seconds, True, request="stop", requested=sent
+        )
         others = _seen_ending(tree, tree.entries(t0, lost_after=abandoned_at))
         entries = merge_entries([[own], reported, others])
         # Rows that the root timed from a stop it had before ours (ours then

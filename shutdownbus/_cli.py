@@ -378,7 +378,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         check_name(args.name)  # --name '' is refused, not taken for the default
     name = args.name or os.path.basename(cmd[0])
-    _register(name, fast_exit=True, wrapper=True, stop_timeout=args.stop_timeout)
+    _register(name, fast_exit=True, wrapper=True, stop_timeout=args.stop_timeout, policy=policy.describe())
     interrupted = threading.Event()  # Ctrl-C (SIGINT) reached run
     stopping = threading.Event()  # a SIGTERM started a stop
     finished = threading.Event()  # the command has exited
@@ -665,13 +665,13 @@ def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    table = [("NAME", "PID", "UPTIME", "PROCS", "COMMAND")]
+    table = [("NAME", "PID", "UPTIME", "PROCS", "STOP", "COMMAND")]
     for r in rows:
         # A root in another PID namespace: its pid means another process here.
         pid, procs = (str(r["pid"]), str(r["processes"])) if r["here"] else (f"{r['pid']}*", "?")
-        table.append((r["name"], pid, _duration(r["uptime"]), procs, r["command"]))
+        table.append((r["name"], pid, _duration(r["uptime"]), procs, r["stop_policy"] or "-", r["command"]))
     for problem in broken:
-        table.append((problem.name, "?", "?", "?", "(broken registry entry: see above)"))
+        table.append((problem.name, "?", "?", "?", "?", "(broken registry entry: see above)"))
     _print_table(table)
     if not all(r["here"] for r in rows):
         print("* in another PID namespace (a container?): stop it from there")
@@ -690,6 +690,7 @@ def _describe(entry: Any) -> dict[str, Any]:
         "uptime": round(_registry.uptime(entry), 3),
         "processes": tree_size(entry.pid) if here else None,
         "stop_timeout": entry.stop_timeout,
+        "stop_policy": entry.policy or None,
         "command": " ".join(entry.argv),
     }
 
@@ -702,6 +703,8 @@ def cmd_tree(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return _fail(f"the tree {entry.name!r} is gone")
     table = [("PID", "NAME", "MEMBER", "STATE", "COMMAND")]
     for pid, depth, name, member, state, command in rows:
+        if depth == 1 and member != "yes" and entry.policy:  # run's command: how a stop asks it to go
+            member = f"{member} ({entry.policy})"
         table.append((str(pid), "  " * depth + name, member, state, command))
     _print_table(table)
     return EXIT_OK

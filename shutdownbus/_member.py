@@ -262,7 +262,9 @@ def register(name: str | None = None, *, fast_exit: bool = True) -> str:
     return _register(name, fast_exit=fast_exit, wrapper=False)
 
 
-def _register(name: str | None, *, fast_exit: bool, wrapper: bool, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> str:
+def _register(
+    name: str | None, *, fast_exit: bool, wrapper: bool, stop_timeout: float = DEFAULT_STOP_TIMEOUT, policy: str = ""
+) -> str:
     """`register`; with ``wrapper``, for ``shutdownbus run``, whose command gets its whole deadline
     (whoever stops it gives it `ESCALATION_MARGIN` on top to escalate the command, see `_admin`)."""
     from . import _registry
@@ -294,6 +296,7 @@ def _register(name: str | None, *, fast_exit: bool, wrapper: bool, stop_timeout:
             argv=tuple(getattr(sys, "orig_argv", sys.argv)),
             pid_namespace=_platform.pid_namespace(),
             stop_timeout=stop_timeout,
+            policy=policy,
         )
         _registry.write(entry)
         _state.upstream = up

@@ -68,10 +68,10 @@ class StopPolicy(FrozenValue):
         return cls(joins, request, stop_as_group)
 
     def describe(self) -> str:
-        """One phrase for ``list`` and ``tree``: ``member``, ``member or SIGTERM``
+        """One word for ``list`` and ``tree``: ``member``, ``member/SIGTERM``
         (it may join; else its request after the join grace), or the request
-        of a non-member (``SIGQUIT``, ``SIGQUIT to its group``)."""
+        of a non-member (``SIGQUIT``, ``SIGQUIT:group`` for its whole group)."""
         if self.joins:
             return "member"
-        asked = f"{self.request} to its group" if self.group else self.request
-        return f"member or {asked}" if self.joins is None else asked
+        asked = f"{self.request}:group" if self.group else self.request
+        return f"member/{asked}" if self.joins is None else asked

@@ -69,9 +69,13 @@ class Entry(FrozenValue):
             empty where there is none to tell).
         stop_timeout: The stop timeout the root was started with: the
             default of ``send-stop``.
+        policy: How the root's command is asked to go if it does not join
+            (`_policy.StopPolicy.describe`: ``member or SIGTERM``, ``SIGQUIT``,
+            ...), for ``list`` and ``tree``; empty for a root that registered
+            itself (it has no command).
     """
 
-    __slots__ = ("name", "pid", "started", "endpoint", "secret", "argv", "pid_namespace", "stop_timeout")
+    __slots__ = ("name", "pid", "started", "endpoint", "secret", "argv", "pid_namespace", "stop_timeout", "policy")
     _hidden = ("secret",)
     name: str
     pid: int
@@ -81,6 +85,7 @@ class Entry(FrozenValue):
     argv: tuple[str, ...]
     pid_namespace: str
     stop_timeout: float
+    policy: str
 
     def __init__(
         self,
@@ -92,8 +97,9 @@ class Entry(FrozenValue):
         argv: tuple[str, ...] = (),
         pid_namespace: str = "",
         stop_timeout: float = 10.0,
+        policy: str = "",
     ) -> None:
-        self._init(name, pid, started, endpoint, secret, argv, pid_namespace, stop_timeout)
+        self._init(name, pid, started, endpoint, secret, argv, pid_namespace, stop_timeout, policy)
 
     def here(self) -> bool:
         """Whether the root's pid means the same process here (same PID namespace)."""
@@ -799,7 +805,10 @@ def _parse(path: str, name: str) -> Entry:
         argv=tuple(argv),
         pid_namespace=_text(data, "pid_namespace", ""),
         stop_timeout=_number(data, "stop_timeout", float, 0.0, MAX_BUDGET, 10.0),
+        policy=_text(data, "policy", ""),
     )
+    if len(entry.policy) > 64:
+        raise Broken("'policy' is too long")
     if not entry.endpoint.startswith(("ipc://", "tcp://")):
         raise Broken("'endpoint' is not ipc:// or tcp://")
     if not re.fullmatch(r"[0-9a-f]{64}", entry.secret):

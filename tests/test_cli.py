@@ -106,10 +106,11 @@ def test_list_and_tree(tmp_path: Path, runs: list[Run]) -> None:
     listed = cli("list")
     assert listed.returncode == 0, listed.stderr
     header, row = listed.stdout.splitlines()
-    assert header.split() == ["NAME", "PID", "UPTIME", "PROCS", "COMMAND"]
-    assert row.split()[:2] == ["svc", str(run.proc.pid)] and row.split()[3] == "3"
+    assert header.split() == ["NAME", "PID", "UPTIME", "PROCS", "STOP", "COMMAND"]
+    assert row.split()[:2] == ["svc", str(run.proc.pid)] and row.split()[3:5] == ["3", "member/SIGTERM"]
     (entry,) = json.loads(cli("list", "--json").stdout)
     assert entry["name"] == "svc" and entry["processes"] == 3 and "run --name svc" in entry["command"]
+    assert entry["stop_policy"] == "member/SIGTERM"  # it may join; if not, SIGTERM after the join grace
     tree = cli("tree", "svc")
     assert tree.returncode == 0, tree.stderr
     rows = [line.split() for line in tree.stdout.splitlines()]

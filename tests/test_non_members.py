@@ -91,7 +91,7 @@ def test_a_child_that_may_join_gets_the_grace_and_then_its_request() -> None:
         report = child.stop()
     (entry,) = report.entries
     assert (entry.outcome, entry.request) == ("stopped", _platform.default_request()), report
-    assert child.stop_policy.describe() == f"member or {_platform.default_request()}"
+    assert child.stop_policy.describe() == f"member/{_platform.default_request()}"
 
 
 @posix
@@ -124,7 +124,7 @@ def test_stop_as_group_reaches_what_the_child_started(tmp_path: Path) -> None:
     assert marker.read_text() == "cleaned up after SIGTERM\n"
     assert report.ok, report
     assert report.entries[0].request == "SIGTERM"
-    assert child.stop_policy.describe() == "SIGTERM to its group"
+    assert child.stop_policy.describe() == "SIGTERM:group"
 
 
 @pytest.mark.parametrize(
@@ -156,3 +156,23 @@ def test_run_refuses_a_stop_signal_that_does_not_exist_with_one_line() -> None:
     assert done.returncode == 2
     assert "--stop-signal: no stop signal 'NOPE'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@posix
+def test_list_and_tree_show_how_runs_command_is_asked_to_go(tmp_path: Path) -> None:
+    marker = tmp_path / "cleaned"
+    cmd = [sys.executable, str(PROGRAMS / "quits_gracefully.py"), "SIGQUIT", str(marker)]
+    run = subprocess.Popen(
+        [*SCRIPT, "run", "--name", "quits", "--stop-signal", "QUIT", "--", *cmd], stdout=subprocess.PIPE
+    )
+    with reaped(run, descendants=True):
+        assert run.stdout is not None and run.stdout.readline() == b"up\n"
+        listed = subprocess.run([*SCRIPT, "list"], capture_output=True, text=True, timeout=60)
+        (row,) = listed.stdout.splitlines()[1:]
+        assert row.split()[4] == "SIGQUIT", listed.stdout
+        tree = subprocess.run([*SCRIPT, "tree", "quits"], capture_output=True, text=True, timeout=60)
+        command_row = tree.stdout.splitlines()[2]
+        assert "no (SIGQUIT)" in command_row, tree.stdout
+        stopped = subprocess.run([*SCRIPT, "send-stop", "quits"], capture_output=True, text=True, timeout=60)
+        assert stopped.returncode == 0 and run.wait(60) == 0, stopped.stdout + stopped.stderr
+    assert marker.read_text() == "cleaned up after SIGQUIT\n"
