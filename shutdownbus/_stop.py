@@ -331,6 +331,17 @@ def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], obj
     _sweep_leftovers(mine)
 
 
+def _asked_with_the_group(tree: Tree, group: int) -> None:
+    """Record on the processes of process group ``group`` that its polite
+    request reached them too (they are not ``lost`` when they go after it)."""
+    for m in tree.alive():
+        try:
+            if os.getpgid(m.pid) == group:
+                m.outcome = m.outcome or Outcome.STOPPED
+        except OSError:
+            pass  # gone meanwhile
+
+
 def _returned(child: Child) -> bool:
     """Whether ``child`` has exited and its status was collected (`Popen.poll`)."""
     return child.poll() is not None
@@ -375,6 +386,8 @@ def _wait_and_escalate(
                     signal_members(st.tree.alive(), Outcome.STOPPED)
                 if _platform.send_request(st.child, policy.request, group=policy.group):
                     st.requested_at = time.monotonic()
+                    if policy.group and st.tree is not None:
+                        _asked_with_the_group(st.tree, st.child.pid)
                 st.polite_sent = True
             else:
                 wake_at = min(wake_at, grace_end)

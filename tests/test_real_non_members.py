@@ -60,6 +60,18 @@ def nginx_cmd(tmp_path: Path, port: int) -> tuple[list[str], Path]:
     return [NGINX, "-p", str(tmp_path), "-c", str(conf), "-e", str(log)], log
 
 
+def nginx_workers(pid: int) -> list[psutil.Process]:
+    """The processes below ``pid`` that took nginx's worker title."""
+    workers = []
+    for proc in psutil.Process(pid).children(recursive=True):
+        try:
+            if proc.cmdline()[:1] == ["nginx: worker process"]:
+                workers.append(proc)
+        except psutil.Error:
+            pass
+    return workers
+
+
 def send_stop(name: str) -> tuple[int, shutdownbus.StopReport]:
     done = subprocess.run([*SCRIPT, "send-stop", name, "--json"], capture_output=True, text=True, timeout=60)
     assert done.stdout, done.stderr
@@ -89,6 +101,8 @@ def test_nginx_stops_gracefully_on_sigquit_and_its_workers_go_with_it(tmp_path: 
         proc = shutdownbus.spawn(cmd, stop_signal="QUIT")
     with reaped(proc, descendants=True):
         wait_for(lambda: answers(port), 60, "nginx answers")
+        # One worker may answer while the other is still being started: wait for both.
+        wait_for(lambda: len(nginx_workers(proc.pid)) == 2, 60, "nginx's two workers run")
         tree = psutil.Process(proc.pid).children(recursive=True)
         report, master = stop(proc, "nginx" if with_run else None)
         assert wait_gone(tree, 30) == []
