@@ -112,4 +112,70 @@ def test_vectors_command_bad_usage_is_one_line(argv: list[str]) -> None:
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stdout == ""
 
 
-_ = PROGRAMS  # used by the runner's tests below
+# -- the runner ---------------------------------------------------------------------
+
+PYTHON_MEMBER = [sys.executable, "-m", "shutdownbus.conformance.member"]
+
+
+def run_conformance(member: list[str], *cases: str) -> tuple[int, dict[str, tuple[str, str]], str]:
+    """Run the runner on ``member``; return its status, ``{case: (PASS|FAIL, detail)}`` and its stderr."""
+    options = [arg for case in cases for arg in ("--case", case)]
+    out = subprocess.run(
+        [sys.executable, "-m", "shutdownbus.conformance", *options, "--", *member],
+        capture_output=True, text=True, check=False, timeout=120,
+    )
+    rows = {}
+    for line in out.stdout.splitlines()[1:]:
+        name, result, detail = [*line.split(None, 2), "", ""][:3]
+        rows[name] = (result, detail)
+    return out.returncode, rows, out.stderr
+
+
+def test_runner_passes_the_python_member() -> None:
+    status, rows, stderr = run_conformance(PYTHON_MEMBER)
+    failed = {name: row for name, row in rows.items() if row[0] != "PASS"}
+    assert (status, failed, stderr) == (0, {}, "")
+    assert {"handshake", "stop-forwarded", "parent-lost", "bad-challenge-proof", "replay", "oversized-frame",
+            "budget-out-of-range", "frame-before-handshake", "bad-tag"} <= set(rows)
+
+
+def test_runner_fails_a_member_that_skips_the_hmac_check() -> None:
+    cases = ("handshake", "bad-challenge-proof", "bad-tag", "replay", "reflected")
+    status, rows, _ = run_conformance([sys.executable, str(PROGRAMS / "broken_no_hmac.py")], *cases)
+    assert status == 1
+    assert rows["handshake"][0] == "PASS"  # it speaks the protocol; it just believes everything
+    assert rows["bad-challenge-proof"] == ("FAIL", rows["bad-challenge-proof"][1])
+    assert "forged" in rows["bad-challenge-proof"][1]
+    for case in ("bad-tag", "replay", "reflected"):
+        assert rows[case][0] == "FAIL" and "acted on the hostile input" in rows[case][1], rows[case]
+
+
+def test_runner_fails_a_member_that_ignores_its_budget() -> None:
+    status, rows, _ = run_conformance([sys.executable, str(PROGRAMS / "broken_budget.py")], "stop-forwarded")
+    assert status == 1
+    assert rows["stop-forwarded"][0] == "FAIL" and "after its deadline" in rows["stop-forwarded"][1]
+
+
+def test_runner_fails_a_member_that_hands_its_children_its_whole_budget() -> None:
+    status, rows, _ = run_conformance([sys.executable, str(PROGRAMS / "broken_forward.py")], "stop-forwarded")
+    assert status == 1
+    assert rows["stop-forwarded"][0] == "FAIL" and "its child got budget 3" in rows["stop-forwarded"][1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "no member command"),
+        (["--"], "no member command"),
+        (["--case", "nope", "--", "true"], "no case named nope"),
+        (["--bogus", "--", "true"], "unknown option"),
+        (["--", "/nonexistent/member"], "cannot run"),
+    ],
+)
+def test_runner_bad_usage_is_one_line(argv: list[str], message: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "shutdownbus.conformance", *argv],
+        capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert out.returncode == 2, out
+    assert message in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
