@@ -11,7 +11,7 @@ endif
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test programs test-windows lint typecheck bench bench-quick fuzz stress clean
+.PHONY: help demo test programs test-windows lint typecheck bench bench-quick fuzz stress clean node-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,9 +25,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP) ## Run the A->B->C demo: A stops B's subtree through the bus
 	$(PY) examples/abc.py term
 
+# The Node.js member (node/): its locked dependencies, where node is installed (its tests skip otherwise).
+NODE_STAMP := node/node_modules/.installed
+$(NODE_STAMP): node/package.json node/package-lock.json
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+		cd node && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "node or npm is not installed: the Node.js member's tests are skipped"; fi
+
+node-deps: $(NODE_STAMP) ## Install the Node.js member's dependencies (npm ci in node/)
+
 # `make test ARGS="tests/test_cli.py -k foo"`: pytest with those arguments instead of the
 # whole suite, and nothing else (lint, type checks and the stress run are for the whole suite).
-test: $(STAMP) programs ## Lint, type checks, a small stress run and the whole suite (ARGS="tests/test_cli.py -k foo": those tests only)
+test: $(STAMP) programs node-deps ## Lint, type checks, a small stress run and the whole suite (ARGS="tests/test_cli.py -k foo": those tests only)
 ifeq ($(ARGS),)
 	$(PY) -m ruff check shutdownbus tests examples benchmarks
 	$(PY) -m mypy

@@ -1,9 +1,11 @@
 """``python -m shutdownbus.conformance.member``: the Python member program of the conformance contract.
 
 It follows docs/conformance.md: it joins, spawns one child of itself when
-``SHUTDOWNBUS_CONFORMANCE_CHILD`` is ``1``, calls ready, and on its stop
-writes ``PID stop BUDGET REASON`` and ``PID cleanup`` to the events file.
-The broken members of the tests reuse `main` with one defect each.
+``SHUTDOWNBUS_CONFORMANCE_CHILD`` is a positive number N (that child gets
+N - 1), calls ready, and on its stop writes ``PID stop BUDGET REASON`` and
+``PID cleanup`` to the events file.  With ``--child CMD ARGS...`` the child is
+``CMD ARGS...`` instead (the mixed trees of the tests).  The broken members
+of the tests reuse `main` with one defect each.
 """
 
 from __future__ import annotations
@@ -60,9 +62,12 @@ def main(cleanup: Callable[[], None] | None = None, command: list[str] | None = 
         return 2
     shutdownbus.on_stop(_on_stop)
     try:
-        if os.environ.get(ENV_CHILD) == "1":
-            env = dict(os.environ, **{ENV_CHILD: "0"})
+        depth = os.environ.get(ENV_CHILD, "0")
+        if depth.isdigit() and int(depth) > 0:
+            env = dict(os.environ, **{ENV_CHILD: str(int(depth) - 1)})
             cmd = command or [sys.executable, "-m", "shutdownbus.conformance.member"]
+            if "--child" in sys.argv:
+                cmd = sys.argv[sys.argv.index("--child") + 1 :]
             child = shutdownbus.spawn(cmd, env=env, ready_timeout=30, name="conformance-child")
             log(f"spawned {child.pid}")
         shutdownbus.ready()

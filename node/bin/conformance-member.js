@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict'
 // The Node.js member program of the conformance contract (docs/conformance.md): join; with
-// SHUTDOWNBUS_CONFORMANCE_CHILD=1 spawn one child of itself; ready; on the stop log
+// SHUTDOWNBUS_CONFORMANCE_CHILD=N (N > 0) spawn one child of itself, which gets N - 1; ready; on the stop log
 // "PID stop BUDGET REASON", clean up, log "PID cleanup", exit 0.
 // With --child CMD ARGS..., the child is CMD ARGS instead of this program (mixed trees in the tests).
 
@@ -34,10 +34,11 @@ async function main () {
     log('cleanup')
     member.exit(0)
   })
-  if (process.env.SHUTDOWNBUS_CONFORMANCE_CHILD === '1') {
+  const depth = Number(process.env.SHUTDOWNBUS_CONFORMANCE_CHILD || '0')
+  if (Number.isInteger(depth) && depth > 0) {
     const i = process.argv.indexOf('--child')
     const [cmd, ...args] = i >= 0 ? process.argv.slice(i + 1) : [process.execPath, __filename]
-    const env = { ...process.env, SHUTDOWNBUS_CONFORMANCE_CHILD: '0' }
+    const env = { ...process.env, SHUTDOWNBUS_CONFORMANCE_CHILD: String(depth - 1) }
     const child = await shutdownbus.spawn(cmd, args, { env, name: 'conformance-child' })
     await child.ready
     log(`spawned ${child.pid}`)

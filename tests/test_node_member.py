@@ -1,0 +1,112 @@
+"""The Node.js member (node/): its own unit tests, the conformance runner, and mixed trees.
+
+Skipped, with the reason, where ``node`` is not installed or node/'s
+dependencies are not (``make test`` installs them: ``npm ci`` in node/).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import SCRIPT, alive, reaped, wait_for
+from test_conformance import run_conformance
+
+from shutdownbus import _deadlines
+
+NODE_DIR = Path(__file__).parent.parent / "node"
+NODE = shutil.which("node")
+MEMBER_JS = str(NODE_DIR / "bin" / "conformance-member.js")
+PYTHON_MEMBER = [sys.executable, "-m", "shutdownbus.conformance.member"]
+
+pytestmark = [
+    pytest.mark.skipif(NODE is None, reason="node is not installed: the Node.js member cannot be tested"),
+    pytest.mark.skipif(
+        NODE is not None and not (NODE_DIR / "node_modules" / "zeromq").is_dir(),
+        reason="node/'s dependencies are not installed: run `make node-deps` (make test does)",
+    ),
+]
+
+
+def node_member(*child: str) -> list[str]:
+    assert NODE is not None
+    return [NODE, MEMBER_JS, *(("--child", *child) if child else ())]
+
+
+def test_node_unit_tests_against_the_vectors() -> None:
+    assert NODE is not None
+    done = subprocess.run([NODE, "--test", "test/"], cwd=NODE_DIR, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "# fail 0" in done.stdout and "# pass " in done.stdout
+
+
+def test_node_member_passes_the_conformance_runner() -> None:
+    status, rows, stderr = run_conformance(node_member())
+    failed = {name: row for name, row in rows.items() if row[0] != "PASS"}
+    assert (status, failed, stderr) == (0, {}, "")
+    assert len(rows) >= 13
+
+
+def test_node_member_with_a_python_child_passes_the_forwarding_cases() -> None:
+    status, rows, _ = run_conformance(node_member(*PYTHON_MEMBER), "stop-forwarded", "parent-lost")
+    assert status == 0, rows
+
+
+def test_python_member_with_a_node_child_passes_the_forwarding_cases() -> None:
+    status, rows, _ = run_conformance([*PYTHON_MEMBER, "--child", *node_member()], "stop-forwarded", "parent-lost")
+    assert status == 0, rows
+
+
+def events(path: Path) -> list[tuple[int, str, str]]:
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        pid, event, *rest = line.split(" ", 2)
+        out.append((int(pid), event, rest[0] if rest else ""))
+    return out
+
+
+def test_mixed_tree_stops_level_by_level_with_a_right_report(tmp_path: Path) -> None:
+    """shutdownbus run (Python) -> Node member -> Python member -> Node member; send-stop reaches every level."""
+    log = tmp_path / "events"
+    env = dict(os.environ, SHUTDOWNBUS_CONFORMANCE_EVENTS=str(log), SHUTDOWNBUS_CONFORMANCE_CHILD="2")
+    cmd = [*SCRIPT, "run", "--name", "mixed", "--stop-timeout", "5", "--",
+           *node_member(*PYTHON_MEMBER, "--child", *node_member())]
+    with reaped(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL), descendants=True) as run:
+        # The top member logs 'spawned' once its child is ready, which is once the whole tree is.
+        wait_for(lambda: sum(e == "spawned" for _, e, _ in events(log)) == 2, 60, "the mixed tree to start")
+        spawned = {pid: int(child) for pid, e, child in events(log) if e == "spawned"}
+        top = next(pid for pid in spawned if pid not in spawned.values())
+        levels = [top, spawned[top], spawned[spawned[top]]]
+        programs = [psutil.Process(pid).cmdline()[:3] for pid in levels]
+        assert [cmd[1] for cmd in programs] == [MEMBER_JS, "-m", MEMBER_JS], programs
+        assert programs[1][2] == "shutdownbus.conformance.member"
+        done = subprocess.run([*SCRIPT, "send-stop", "mixed", "--json"], capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        assert run.wait(30) == 0
+    report = json.loads(done.stdout)
+    assert report["ok"] is True
+    rows = {e["pid"]: e for e in report["entries"]}
+    assert set(rows) == {run.pid, *levels}, report
+    for pid in (run.pid, *levels):
+        assert rows[pid]["outcome"] == "stopped", rows[pid]
+        assert rows[pid]["returncode"] == 0, rows[pid]
+        assert 0 <= rows[pid]["seconds"] <= 5, rows[pid]
+    for pid in levels:
+        assert rows[pid]["member"] is True, rows[pid]
+    assert all(rows[pid]["seconds"] >= rows[deeper]["seconds"] for pid, deeper in itertools.pairwise(levels))
+    stops = {pid: (float(rest.split(" ", 1)[0]), rest.split(" ", 1)[1]) for pid, e, rest in events(log) if e == "stop"}
+    cleanups = {pid for pid, e, _ in events(log) if e == "cleanup"}
+    assert set(stops) == set(levels) and cleanups == set(levels)
+    assert {reason for _, reason in stops.values()} == {"stop"}
+    for upper, lower in itertools.pairwise(levels):  # each level hands the next child_budget of its own
+        assert stops[lower][0] <= _deadlines.child_budget(stops[upper][0]) + 0.01, stops
+    assert alive(levels) == []
