@@ -6,6 +6,7 @@ dependencies are not (``make test`` installs them: ``npm ci`` in node/).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -110,3 +111,47 @@ def test_mixed_tree_stops_level_by_level_with_a_right_report(tmp_path: Path) -> 
     for upper, lower in itertools.pairwise(levels):  # each level hands the next child_budget of its own
         assert stops[lower][0] <= _deadlines.child_budget(stops[upper][0]) + 0.01, stops
     assert alive(levels) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX terminal (pty)")
+def test_ctrl_c_in_a_terminal_reaches_every_process_of_a_mixed_tree(tmp_path: Path) -> None:
+    """Node -> Python -> Node in a terminal: Ctrl-C reaches each process natively, each cleans up once.
+
+    A member whose parent took its Ctrl-C first may get that parent's stop
+    ('parent-exit', its exit path) before its own SIGINT is handled: either
+    way it cleans up once.  The top member has no parent that could.
+    """
+    import pty
+
+    from test_ctrl_c import read_until
+
+    log = tmp_path / "events"
+    env = dict(os.environ, SHUTDOWNBUS_CONFORMANCE_EVENTS=str(log), SHUTDOWNBUS_CONFORMANCE_CHILD="2")
+    cmd = [*SCRIPT, "run", "--name", "mixed-tty", "--", *node_member(*PYTHON_MEMBER, "--child", *node_member())]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the root of the tree, in the new terminal's foreground group
+        os.execve(cmd[0], cmd, env)
+    try:
+        wait_for(lambda: sum(e == "spawned" for _, e, _ in events(log)) == 2, 60, "the mixed tree to start")
+        tree = psutil.Process(pid).children(recursive=True)
+        os.write(fd, b"\x03")  # what the terminal turns into SIGINT for its foreground group
+        out = read_until(fd, None, 60)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    spawned = {p: int(c) for p, e, c in events(log) if e == "spawned"}
+    top = next(p for p in spawned if p not in spawned.values())
+    levels = [top, spawned[top], spawned[spawned[top]]]
+    seen = events(log)
+    interrupted = {p for p, e, _ in seen if e == "interrupted"}
+    stopped = {p for p, e, rest in seen if e == "stop" and rest.endswith(" parent-exit")}
+    cleanups = [p for p, e, _ in seen if e == "cleanup"]
+    assert sorted(cleanups) == sorted(levels), f"{seen} {out!r}"
+    assert levels[0] in interrupted and set(levels) <= interrupted | stopped, f"{seen} {out!r}"
+    assert b"Traceback" not in out, out
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    _, still = psutil.wait_procs(tree, timeout=10)
+    assert still == []

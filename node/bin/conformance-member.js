@@ -4,6 +4,7 @@
 // SHUTDOWNBUS_CONFORMANCE_CHILD=N (N > 0) spawn one child of itself, which gets N - 1; ready; on the stop log
 // "PID stop BUDGET REASON", clean up, log "PID cleanup", exit 0.
 // With --child CMD ARGS..., the child is CMD ARGS instead of this program (mixed trees in the tests).
+// Ctrl-C (SIGINT) logs "PID interrupted", then the cleanup, and exits 0.
 
 const fs = require('node:fs')
 const { performance } = require('node:perf_hooks')
@@ -28,11 +29,21 @@ async function main () {
     console.error('conformance member: not started on a channel (run it under python -m shutdownbus.conformance)')
     process.exit(2)
   }
+  let cleaned = false
+  const cleanup = () => {
+    if (cleaned) return
+    cleaned = true
+    log('cleanup')
+    member.exit(0)
+  }
+  process.on('SIGINT', () => { // Ctrl-C in a terminal: it reaches every process natively
+    log('interrupted')
+    cleanup()
+  })
   member.on('stop', ({ reason, deadline }) => {
     const left = Math.max(0, deadline - performance.now() / 1000)
     log(`stop ${left.toFixed(3)} ${reason}`)
-    log('cleanup')
-    member.exit(0)
+    cleanup()
   })
   const depth = Number(process.env.SHUTDOWNBUS_CONFORMANCE_CHILD || '0')
   if (Number.isInteger(depth) && depth > 0) {

@@ -4,7 +4,8 @@ It follows docs/conformance.md: it joins, spawns one child of itself when
 ``SHUTDOWNBUS_CONFORMANCE_CHILD`` is a positive number N (that child gets
 N - 1), calls ready, and on its stop writes ``PID stop BUDGET REASON`` and
 ``PID cleanup`` to the events file.  With ``--child CMD ARGS...`` the child is
-``CMD ARGS...`` instead (the mixed trees of the tests).  The broken members
+``CMD ARGS...`` instead (the mixed trees of the tests).  Ctrl-C (a plain
+KeyboardInterrupt) writes ``PID interrupted`` before the cleanup.  The broken members
 of the tests reuse `main` with one defect each.
 """
 
@@ -75,6 +76,8 @@ def main(cleanup: Callable[[], None] | None = None, command: list[str] | None = 
             time.sleep(3600)
     except shutdownbus.StopRequested:
         pass
+    except KeyboardInterrupt:  # Ctrl-C in a terminal: it reaches every process natively
+        log("interrupted")
     finally:
         log("cleanup")
         if cleanup is not None:
