@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import SCRIPT, alive, reaped, wait_for
+from conftest import MEMBER, SCRIPT, alive, reaped, wait_for
 from test_conformance import run_conformance
 
 from shutdownbus import _deadlines
@@ -28,6 +28,7 @@ MEMBER_JS = str(NODE_DIR / "bin" / "conformance-member.js")
 PYTHON_MEMBER = [sys.executable, "-m", "shutdownbus.conformance.member"]
 
 pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="the Node.js member has been run on Linux only so far"),
     pytest.mark.skipif(NODE is None, reason="node is not installed: the Node.js member cannot be tested"),
     pytest.mark.skipif(
         NODE is not None and not (NODE_DIR / "node_modules" / "zeromq").is_dir(),
@@ -64,6 +65,28 @@ def test_node_member_with_a_python_child_passes_the_forwarding_cases() -> None:
 def test_python_member_with_a_node_child_passes_the_forwarding_cases() -> None:
     status, rows, _ = run_conformance([*PYTHON_MEMBER, "--child", *node_member()], "stop-forwarded", "parent-lost")
     assert status == 0, rows
+
+
+def test_a_node_parent_escalates_a_child_that_ignores_its_stop(tmp_path: Path) -> None:
+    """A Node.js root (not a member) spawns a Python member that ignores its stop: SIGTERM at the deadline."""
+    assert NODE is not None
+    log = tmp_path / "log"
+    script = f"""
+    const sb = require({str(NODE_DIR)!r})
+    ;(async () => {{
+      const child = await sb.spawn({sys.executable!r}, {[MEMBER, "--log", str(log), "--on-stop", "ignore"]!r})
+      await child.ready
+      const entries = await child.stop({{ timeout: 1 }})
+      console.log(JSON.stringify(entries))
+      process.exit(0)
+    }})()
+    """
+    done = subprocess.run([NODE, "-e", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    (entry,) = json.loads(done.stdout)
+    assert entry["outcome"] == "terminated" and entry["member"] is True, entry
+    assert 1.0 <= entry["seconds"] < 1.0 + 1.0, entry
+    assert "m got stop stop" in log.read_text()
 
 
 def events(path: Path) -> list[tuple[int, str, str]]:

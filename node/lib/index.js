@@ -332,7 +332,14 @@ class Child extends EventEmitter {
   }
 
   _kill (sig) {
-    try { this.process.kill(sig) } catch {}
+    // The child and its descendants, deepest first (7.4); Windows: taskkill's tree kill.
+    if (process.platform === 'win32') {
+      try { childProcess.execFileSync('taskkill', ['/T', '/F', '/PID', String(this.pid)], { stdio: 'ignore' }) } catch {}
+      return
+    }
+    for (const pid of [...descendants(this.pid).reverse(), this.pid]) {
+      try { process.kill(pid, sig) } catch {}
+    }
   }
 
   close () {
@@ -346,6 +353,29 @@ class Child extends EventEmitter {
   }
 
   [Symbol.for('nodejs.util.inspect.custom')] () { return `<Child ${this.name} pid=${this.pid} joined=${this.joined}>` }
+}
+
+/** The descendants of ``pid`` (POSIX, from ps), parents before children. */
+function descendants (pid) {
+  let table
+  try {
+    table = childProcess.execFileSync('ps', ['-A', '-o', 'pid=,ppid='], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+  } catch {
+    return []
+  }
+  const children = new Map()
+  for (const line of table.split('\n')) {
+    const [p, pp] = line.trim().split(/\s+/).map(Number)
+    if (!Number.isInteger(p) || !Number.isInteger(pp)) continue
+    if (!children.has(pp)) children.set(pp, [])
+    children.get(pp).push(p)
+  }
+  const out = []
+  const queue = [pid]
+  while (queue.length) {
+    for (const c of children.get(queue.shift()) || []) { out.push(c); queue.push(c) }
+  }
+  return out
 }
 
 /**
