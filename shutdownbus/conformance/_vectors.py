@@ -409,6 +409,8 @@ def _boundaries() -> list[dict[str, Any]]:
         ("reason-256-four-byte-code-points", lambda: _stop_body(reason="\U0001f600" * 256)),
         ("reason-empty", lambda: _stop_body(reason="")),
         ("fields-reordered", lambda: _pack([1, "stop", {"budget": 1.5, "reason": "stop"}])),
+        # A repeated key counts once, with its last value (protocol.md 4.2).
+        ("key-repeated", lambda: b"\x93\x01\xa4stop\x83\xa6reason\xa1x\xa6reason\xa4stop\xa6budget\x01"),
     ]
     for name, build in cases:
         child = _receiver("child", "established")
