@@ -131,8 +131,8 @@ def test_mixed_tree_stops_level_by_level_with_a_right_report(tmp_path: Path) -> 
     cleanups = {pid for pid, e, _ in events(log) if e == "cleanup"}
     assert set(stops) == set(levels) and cleanups == set(levels)
     assert {reason for _, reason in stops.values()} == {"stop"}
-    for upper, lower in itertools.pairwise(levels):  # each level hands the next child_budget of its own
-        assert stops[lower][0] <= _deadlines.child_budget(stops[upper][0]) + 0.01, stops
+    for upper, lower in itertools.pairwise(levels):  # each level keeps a share of its own time (protocol.md 7.1)
+        assert stops[lower][0] <= _deadlines.children_deadline(stops[upper][0], 0.0) + 0.01, stops
     assert alive(levels) == []
 
 

@@ -11,7 +11,7 @@
 //
 // Rules of this module:
 // * One member per process (`join` a second time returns the same one); one link per spawned child.
-// * A stop is acted on once: forwarded to every child at once with child_budget of it (7.1), then the
+// * A stop is acted on once: forwarded to every child at once, keeping a share of the time (7.1), then the
 //   'stop' event and the AbortSignal. With no 'stop' listener the member runs its exit path and exits 0.
 // * The parent's end closing (a monitor event) is a stop with reason 'parent-lost' (7.6).
 // * A bad frame is dropped with one warning per kind of error; it never ends a channel.
@@ -292,15 +292,17 @@ class Child extends EventEmitter {
       clearTimeout(timer)
       if (this.exitStatus === undefined && !this.joined) this._kill('SIGTERM') // not a member: the OS request (7.2)
       await this._until(this.stopDeadline)
+      // Over by escalationEnd: no later than our own deadline when we stop too (graces cut in proportion, 7.4).
+      const span = protocol.escalationEnd(this.stopDeadline, member && member.stopDeadline !== null ? member.stopDeadline : null) - this.stopDeadline
       if (this.exitStatus === undefined) {
         this.escalated = 'terminated'
         this._kill('SIGTERM')
-        await this._until(now() + protocol.TERM_GRACE)
+        await this._until(now() + span * protocol.TERM_GRACE / protocol.ESCALATION_MARGIN)
       }
       if (this.exitStatus === undefined) {
         this.escalated = 'killed'
         this._kill('SIGKILL')
-        await this._until(now() + protocol.KILL_WAIT)
+        await this._until(now() + span * protocol.KILL_WAIT / protocol.ESCALATION_MARGIN)
       }
     }
     await this.exited
@@ -392,8 +394,7 @@ async function spawn (command, args = [], options = {}) {
   await child.started
   if (member && member.stopDeadline !== null) {
     // Spawned while this process stops: its stop at once, queued until it joins (7.1).
-    const left = Math.max(0, member.stopDeadline - now())
-    child.stop({ reason: member.stopReason, deadline: now() + protocol.childBudget(left) })
+    child.stop({ reason: member.stopReason, deadline: member.childrenDeadline })
   }
   return child
 }
@@ -463,7 +464,8 @@ class Member extends EventEmitter {
     const arrival = now()
     this.stopReason = reason
     this.stopDeadline = arrival + budget
-    const childDeadline = arrival + protocol.childBudget(budget)
+    this.childrenDeadline = protocol.childrenDeadline(this.stopDeadline, arrival)
+    const childDeadline = this.childrenDeadline
     const children = theBus ? [...theBus.links] : []
     const stops = children.map((c) => c.stop({ reason, deadline: childDeadline }))
     if (stops.length) {
@@ -503,7 +505,7 @@ class Member extends EventEmitter {
     this.exiting = true
     const reason = this.stopReason ?? 'parent-exit'
     const running = theBus ? [...theBus.links].filter((c) => c.stopDeadline === null) : []
-    const late = running.map((c) => c.stop({ reason, deadline: this.stopDeadline !== null ? now() + protocol.childBudget(Math.max(0, this.stopDeadline - now())) : undefined }))
+    const late = running.map((c) => c.stop({ reason, deadline: this.stopDeadline !== null ? this.childrenDeadline : undefined }))
     if (this.reporting) await this.reporting
     if (late.length) {
       const entries = (await Promise.all(late)).flat()

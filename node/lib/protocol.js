@@ -19,7 +19,7 @@ const MAX_BUDGET = 7 * 24 * 3600
 const TERM_GRACE = 0.2
 const KILL_WAIT = 0.2
 const ESCALATION_MARGIN = TERM_GRACE + KILL_WAIT
-const CHILD_SHARE = 0.8
+const LEVEL_SHARE = 0.02
 const OUTCOMES = ['stopped', 'terminated', 'killed', 'exited', 'failed', 'lost', 'unchecked']
 const ENTRY_FIELDS = ['pid', 'name', 'outcome', 'returncode', 'seconds', 'member']
 const LABEL = Buffer.from('shutdownbus/1 ')
@@ -34,8 +34,15 @@ class AuthenticationError extends ProtocolError {
 const PARENT_SENDS = { accept: [], stop: ['reason', 'budget'], ack: [] }
 const CHILD_SENDS = { ready: [], report: ['entries'] }
 
-function childBudget (budget) {
-  return Math.max(0, CHILD_SHARE * (budget - ESCALATION_MARGIN))
+/** The deadline a member that must be gone by `ownDeadline` gives its children (7.1); times in seconds. */
+function childrenDeadline (ownDeadline, now) {
+  return ownDeadline - Math.min(ESCALATION_MARGIN, LEVEL_SHARE * Math.max(0, ownDeadline - now))
+}
+
+/** By when the escalation of a child whose deadline passed is over (7.4); ownDeadline null: not stopping itself. */
+function escalationEnd (deadline, ownDeadline) {
+  const end = deadline + ESCALATION_MARGIN
+  return ownDeadline === null ? end : Math.max(deadline, Math.min(end, ownDeadline))
 }
 
 function hmac (key, ...parts) {
@@ -369,14 +376,15 @@ module.exports = {
   TERM_GRACE,
   KILL_WAIT,
   ESCALATION_MARGIN,
-  CHILD_SHARE,
+  LEVEL_SHARE,
   OUTCOMES,
   ENTRY_FIELDS,
   State,
   Channel,
   ProtocolError,
   AuthenticationError,
-  childBudget,
+  childrenDeadline,
+  escalationEnd,
   checkEntry,
   knock,
   hmac

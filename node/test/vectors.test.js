@@ -58,7 +58,7 @@ test('constants', () => {
   assert.equal(c.max_text_length, protocol.MAX_TEXT_LENGTH)
   assert.equal(c.max_budget, protocol.MAX_BUDGET)
   assert.equal(c.escalation_margin, protocol.ESCALATION_MARGIN)
-  assert.equal(c.child_share, protocol.CHILD_SHARE)
+  assert.equal(c.level_share, protocol.LEVEL_SHARE)
   assert.deepEqual(c.outcomes, protocol.OUTCOMES)
   assert.deepEqual(c.entry_fields, protocol.ENTRY_FIELDS)
   assert.equal(c.knock, protocol.knock().toString('hex'))
@@ -117,8 +117,13 @@ test('every established-phase message, byte for byte', () => {
   assert.equal(p.send({ kind: 'ack' }).toString('hex'), byName['ack-2'].frame)
 })
 
-test('child budgets', () => {
-  for (const { budget, child_budget: want } of V.child_budgets) assert.ok(Math.abs(protocol.childBudget(budget) - want) < 1e-12, `${budget}`)
+test("the children's budgets and the escalation's end", () => {
+  for (const { budget, children_budget: want } of V.children_budgets) {
+    assert.ok(Math.abs(protocol.childrenDeadline(budget, 0) - want) < 1e-9, `${budget}`)
+  }
+  for (const { deadline, own_deadline: own, escalation_end: want } of V.escalation_ends) {
+    assert.ok(Math.abs(protocol.escalationEnd(deadline, own) - want) < 1e-9, `${deadline} ${own}`)
+  }
 })
 
 for (const edge of V.accepted_edges) {

@@ -50,6 +50,11 @@ SLACK = 0.15  # what the runner allows for its own observation of an exit
 BUDGET_SLACK = 0.5  # how much smaller than sent a member may log its budget (its own start of the stop)
 
 
+def children_budget(budget: float) -> float:
+    """The budget a member that got ``budget`` hands its children (protocol.md 7.1), forwarding at once."""
+    return _deadlines.children_deadline(budget, 0.0)
+
+
 class CaseFailed(Exception):
     """A check of a case failed; the message says which and why."""
 
@@ -431,7 +436,7 @@ def case_stop_forwarded(runner: Runner) -> str:
         rc = s.wait_exit(sent_at + STOP_BUDGET, f"a stop of {STOP_BUDGET:g} s")
         took = (s.exited_at or sent_at) - sent_at
         _check_stop_lines(s, s.member_pid(), GENUINE, STOP_BUDGET, "the member")
-        _check_stop_lines(s, child, GENUINE, _deadlines.child_budget(STOP_BUDGET), "its child")
+        _check_stop_lines(s, child, GENUINE, children_budget(STOP_BUDGET), "its child")
         cleanups = {pid for pid, event, _ in s.events() if event == "cleanup"}
         if not {s.member_pid(), child} <= cleanups:
             raise CaseFailed("a cleanup did not run: " + ", ".join(
@@ -479,7 +484,7 @@ def case_parent_lost(runner: Runner) -> str:
         took = (s.exited_at or lost_at) - lost_at
         _check_stop_lines(s, s.member_pid(), "parent-lost", LOST_BUDGET, "the member")
         if child is not None:
-            _check_stop_lines(s, child, "parent-lost", _deadlines.child_budget(LOST_BUDGET), "its child")
+            _check_stop_lines(s, child, "parent-lost", children_budget(LOST_BUDGET), "its child")
         elif runner.children:
             raise CaseFailed(f"no 'spawned' line: the program did not start a child ({ENV_CHILD}=1)")
         return f"stopped itself ('parent-lost'), forwarded, exit in {took:.2f} s"

@@ -37,7 +37,7 @@ def log(line: str) -> None:
 
 
 def _on_stop(reason: str) -> None:
-    deadline = _member.stop_deadline()
+    deadline = _member._state.stop_deadline  # set before the callbacks run
     left = 0.0 if deadline is None else max(0.0, deadline - time.monotonic())
     log(f"stop {left:.3f} {reason}")
 

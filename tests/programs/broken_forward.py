@@ -1,4 +1,4 @@
-"""A deliberately broken member: it hands its children its whole budget instead of `child_budget` of it.
+"""A deliberately broken member: it hands its children its own deadline, keeping no time for itself.
 
 The conformance runner must fail it (tests/test_conformance.py).  Otherwise
 it is the contract's Python member.
@@ -12,9 +12,9 @@ from shutdownbus import _member
 from shutdownbus.conformance import member
 
 
-def _whole(budget: float) -> float:
-    return budget
+def _whole(own_deadline: float, now: float) -> float:
+    return own_deadline
 
 
-_member.children_budget = _whole  # the defect: no time kept for the escalation and its own cleanup
+_member.children_deadline = _whole  # type: ignore[attr-defined]  # the defect: no time kept for the escalation and its own exit
 sys.exit(member.main(command=[sys.executable, __file__]))
