@@ -89,6 +89,24 @@ def test_a_node_parent_escalates_a_child_that_ignores_its_stop(tmp_path: Path) -
     assert "m got stop stop" in log.read_text()
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "not started on a channel"),
+        ({"SHUTDOWNBUS_ENDPOINT": "ipc:///nonexistent/1"}, "only part of the shutdownbus variables"),
+        ({"SHUTDOWNBUS_ENDPOINT": "ipc:///nonexistent/1", "SHUTDOWNBUS_SECRET": "ab" * 31}, "does not hold a valid"),
+        ({"SHUTDOWNBUS_ENDPOINT": "udp://x", "SHUTDOWNBUS_SECRET": "ab" * 32}, "is not a shutdownbus endpoint"),
+    ],
+)
+def test_node_member_refuses_a_bad_hand_over_in_one_line(env: dict[str, str], message: str) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SHUTDOWNBUS_")}
+    done = subprocess.run(node_member(), env={**clean, **env}, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2, done
+    assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert "ab" * 31 not in done.stderr
+
+
 def events(path: Path) -> list[tuple[int, str, str]]:
     out = []
     for line in path.read_text().splitlines() if path.exists() else []:
@@ -126,6 +144,8 @@ def test_mixed_tree_stops_level_by_level_with_a_right_report(tmp_path: Path) -> 
         assert 0 <= rows[pid]["seconds"] <= 5, rows[pid]
     for pid in levels:
         assert rows[pid]["member"] is True, rows[pid]
+    names = [rows[pid]["name"] for pid in (run.pid, *levels)]
+    assert names == ["mixed", "conformance-member", "conformance-child", "conformance-child"], names
     assert all(rows[pid]["seconds"] >= rows[deeper]["seconds"] for pid, deeper in itertools.pairwise(levels))
     stops = {pid: (float(rest.split(" ", 1)[0]), rest.split(" ", 1)[1]) for pid, e, rest in events(log) if e == "stop"}
     cleanups = {pid for pid, e, _ in events(log) if e == "cleanup"}
