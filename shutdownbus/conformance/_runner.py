@@ -26,7 +26,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
 
 import msgpack
 import psutil
@@ -38,6 +37,10 @@ from .._errors import ProtocolError
 from .._hmac import hmac_sha256
 from .._protocol import Channel, Established, Ready, Report, Role
 from .member import ENV_CHILD, ENV_EVENTS
+
+TYPE_CHECKING = False  # not typing's: see the package's __init__
+if TYPE_CHECKING:
+    from typing import Any
 
 LABEL = b"shutdownbus/1 "
 JOIN_TIMEOUT = 15.0  # a member's start (an interpreter, zeromq) on a busy machine

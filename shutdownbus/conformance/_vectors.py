@@ -23,7 +23,6 @@ import json
 import math
 import types
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import msgpack
 
@@ -32,6 +31,10 @@ from .._errors import ProtocolError
 from .._hmac import hmac_sha256
 from .._outcome import OUTCOMES
 from .._protocol import Ack, Channel, Ready, Report, Role, State, Stop
+
+TYPE_CHECKING = False  # not typing's: see the package's __init__
+if TYPE_CHECKING:
+    from typing import Any
 
 #: The inputs of docs/protocol.md's examples (sections 3.3 and 5.5).
 SECRET = bytes(range(32))
