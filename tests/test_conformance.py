@@ -137,7 +137,7 @@ def run_conformance(member: list[str], *cases: str) -> tuple[int, dict[str, tupl
 def test_runner_passes_the_python_member() -> None:
     status, rows, stderr = run_conformance(PYTHON_MEMBER)
     failed = {name: row for name, row in rows.items() if row[0] != "PASS"}
-    assert (status, failed, stderr) == (0, {}, "")
+    assert (status, stderr) == (0, "") and not failed, f"{failed} {stderr}"
     assert {"handshake", "stop-forwarded", "parent-lost", "bad-challenge-proof", "replay", "oversized-frame",
             "budget-out-of-range", "frame-before-handshake", "bad-tag"} <= set(rows)
 

@@ -53,7 +53,7 @@ def test_node_unit_tests_against_the_vectors() -> None:
 def test_node_member_passes_the_conformance_runner() -> None:
     status, rows, stderr = run_conformance(node_member())
     failed = {name: row for name, row in rows.items() if row[0] != "PASS"}
-    assert (status, failed, stderr) == (0, {}, "")
+    assert (status, stderr) == (0, "") and not failed, f"{failed} {stderr}"
     assert len(rows) >= 13
 
 
