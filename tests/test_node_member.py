@@ -78,7 +78,7 @@ def test_a_node_parent_escalates_a_child_that_ignores_its_stop(tmp_path: Path) -
       await child.ready
       const entries = await child.stop({{ timeout: 1 }})
       console.log(JSON.stringify(entries))
-      process.exit(0)
+      sb.close() // and the event loop ends on its own
     }})()
     """
     done = subprocess.run([NODE, "-e", script], capture_output=True, text=True, timeout=60, check=False)

@@ -605,4 +605,15 @@ async function join (options = {}) {
   return m
 }
 
-module.exports = { join, spawn, Member, Child, ShutdownbusError, protocol, DEFAULT_STOP_TIMEOUT }
+/**
+ * Close this process's bus: its channels to its children (which then stop on their own, 'parent-lost') and the
+ * ZAP handler, so that a process that is not a member can end when its work is done. A member calls exit() instead.
+ */
+function close () {
+  if (theBus !== null) {
+    theBus.close()
+    theBus = null
+  }
+}
+
+module.exports = { join, spawn, close, Member, Child, ShutdownbusError, protocol, DEFAULT_STOP_TIMEOUT }
