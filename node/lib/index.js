@@ -172,6 +172,8 @@ class Child extends EventEmitter {
     this.stopRequestedAt = null
     this.stopSentAt = null
     this.escalated = null
+    this.request = null // how we asked it to go (6.5), and when
+    this.requestedAt = null
     this.outcome = null
     this.closed = false
     let readyResolve, readyReject
@@ -247,7 +249,9 @@ class Child extends EventEmitter {
       } else {
         const shift = this.stopSentAt !== null ? this.stopSentAt - this.stopRequestedAt : 0
         for (const e of event.entries.slice(0, MAX_REPORTED - this.entries.length)) {
-          this.entries.push({ ...e, seconds: e.seconds === null ? null : e.seconds + shift })
+          const shifted = { ...e, seconds: e.seconds === null ? null : e.seconds + shift }
+          if (typeof e.requested === 'number') shifted.requested = e.requested + shift
+          this.entries.push(shifted)
         }
       }
       if (this.channel.established) this.send(this.channel.send({ kind: 'ack' }))
@@ -258,7 +262,10 @@ class Child extends EventEmitter {
     const budget = Math.min(protocol.MAX_BUDGET, Math.max(0, this.stopDeadline - now()))
     const sentAt = now()
     this.send(this.channel.send({ kind: 'stop', reason: this.stopReason, budget })).then((ok) => {
-      if (ok) this.stopSentAt = sentAt
+      if (ok) {
+        this.stopSentAt = sentAt
+        if (this.request === null) { this.request = 'stop'; this.requestedAt = sentAt }
+      }
     })
   }
 
@@ -290,7 +297,11 @@ class Child extends EventEmitter {
       const joinedOrGrace = new Promise((resolve) => { timer = setTimeout(resolve, Math.max(0, graceEnd - now()) * 1000) })
       await Promise.race([this.exited, joinedOrGrace])
       clearTimeout(timer)
-      if (this.exitStatus === undefined && !this.joined) this._kill('SIGTERM') // not a member: the OS request (7.2)
+      if (this.exitStatus === undefined && !this.joined) { // not a member: the OS request (7.2)
+        this.request = 'SIGTERM'
+        this.requestedAt = now()
+        this._kill('SIGTERM')
+      }
       await this._until(this.stopDeadline)
       // Over by escalationEnd: no later than our own deadline when we stop too (graces cut in proportion, 7.4).
       const span = protocol.escalationEnd(this.stopDeadline, member && member.stopDeadline !== null ? member.stopDeadline : null) - this.stopDeadline
@@ -320,6 +331,10 @@ class Child extends EventEmitter {
       returncode: returncode !== null && returncode >= -(2 ** 31) && returncode < 2 ** 32 ? returncode : null,
       seconds: wasRunning ? Math.max(0, this.exitedAt - this.stopRequestedAt) : null,
       member: this.joined
+    }
+    if (wasRunning && this.request !== null) {
+      own.request = this.request
+      own.requested = Math.max(0, this.requestedAt - this.stopRequestedAt)
     }
     return [own, ...this.entries]
   }

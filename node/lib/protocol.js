@@ -22,6 +22,8 @@ const ESCALATION_MARGIN = TERM_GRACE + KILL_WAIT
 const LEVEL_SHARE = 0.02
 const OUTCOMES = ['stopped', 'terminated', 'killed', 'exited', 'failed', 'lost', 'unchecked']
 const ENTRY_FIELDS = ['pid', 'name', 'outcome', 'returncode', 'seconds', 'member']
+const OPTIONAL_ENTRY_FIELDS = ['request', 'requested']
+const MAX_REQUEST_LENGTH = 32
 const LABEL = Buffer.from('shutdownbus/1 ')
 
 class ProtocolError extends Error {
@@ -134,8 +136,17 @@ function checkBudget (value) {
 function checkEntry (entry) {
   const map = entry instanceof Map ? entry : (entry && typeof entry === 'object' ? new Map(Object.entries(entry)) : null)
   if (map === null) throw new ProtocolError("'report' message: each entry must be a map")
-  checkFields('report', map, ENTRY_FIELDS)
+  const required = new Map([...map].filter(([k]) => !OPTIONAL_ENTRY_FIELDS.includes(k)))
+  checkFields('report', required, ENTRY_FIELDS)
   const e = Object.fromEntries(map)
+  const request = e.request === undefined ? null : e.request
+  if (request !== null && (typeof request !== 'string' || codePoints(request) < 1 || codePoints(request) > MAX_REQUEST_LENGTH)) {
+    throw new ProtocolError(`'report' message: 'request' must be a string of 1 to ${MAX_REQUEST_LENGTH} characters`)
+  }
+  const requested = e.requested === undefined || e.requested === null ? null : numberOf(e.requested)
+  if (requested === undefined || (requested !== null && (!Number.isFinite(requested) || requested < 0))) {
+    throw new ProtocolError("'report' message: 'requested' must be a non-negative number or nil")
+  }
   checkPid('report', e.pid)
   checkText('report', 'name', e.name)
   if (!OUTCOMES.includes(e.outcome)) throw new ProtocolError(`'report' message: 'outcome' must be one of ${OUTCOMES.join(', ')}`)
@@ -144,7 +155,10 @@ function checkEntry (entry) {
   const sec = e.seconds === null ? null : numberOf(e.seconds)
   if (e.seconds !== null && (sec === undefined || !Number.isFinite(sec) || sec < 0)) throw new ProtocolError("'report' message: 'seconds' must be a non-negative number or nil")
   if (typeof e.member !== 'boolean') throw new ProtocolError("'report' message: 'member' must be a boolean")
-  return { pid: e.pid, name: e.name, outcome: e.outcome, returncode: rc, seconds: sec, member: e.member }
+  const out = { pid: e.pid, name: e.name, outcome: e.outcome, returncode: rc, seconds: sec, member: e.member }
+  if (map.has('request')) out.request = request
+  if (map.has('requested')) out.requested = requested
+  return out
 }
 
 function encode (kind, fields) {
@@ -235,7 +249,9 @@ class Channel {
     if (this.role === 'child' && kind === 'report') {
       const entries = (message.entries || []).map((e) => {
         const c = checkEntry(e.name && typeof e.name === 'string' ? { ...e, name: cut(e.name) } : e)
-        return { ...c, seconds: c.seconds === null ? null : new msgpack.Float(c.seconds) }
+        const wire = { ...c, seconds: c.seconds === null ? null : new msgpack.Float(c.seconds) }
+        if (typeof c.requested === 'number') wire.requested = new msgpack.Float(c.requested)
+        return wire
       })
       return this._tagged('report', { entries })
     }
@@ -379,6 +395,8 @@ module.exports = {
   LEVEL_SHARE,
   OUTCOMES,
   ENTRY_FIELDS,
+  OPTIONAL_ENTRY_FIELDS,
+  MAX_REQUEST_LENGTH,
   State,
   Channel,
   ProtocolError,

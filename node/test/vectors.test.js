@@ -61,6 +61,8 @@ test('constants', () => {
   assert.equal(c.level_share, protocol.LEVEL_SHARE)
   assert.deepEqual(c.outcomes, protocol.OUTCOMES)
   assert.deepEqual(c.entry_fields, protocol.ENTRY_FIELDS)
+  assert.deepEqual(c.optional_entry_fields, protocol.OPTIONAL_ENTRY_FIELDS)
+  assert.equal(c.max_request_length, protocol.MAX_REQUEST_LENGTH)
   assert.equal(c.knock, protocol.knock().toString('hex'))
 })
 
@@ -114,8 +116,23 @@ test('every established-phase message, byte for byte', () => {
   assert.equal(c.receive(ack).event.kind, 'ack')
   const empty = c.send({ kind: 'report', entries: [] })
   assert.equal(empty.toString('hex'), byName['report-empty'].frame)
+  assert.deepEqual(p.receive(empty).event, { kind: 'report', entries: [] })
   assert.equal(p.send({ kind: 'ack' }).toString('hex'), byName['ack-2'].frame)
+  const withRequest = byName['report-with-request'].value[2].entries[0]
+  const report2 = c.send({ kind: 'report', entries: [withRequest] })
+  assert.equal(report2.toString('hex'), byName['report-with-request'].frame)
+  assert.deepEqual(p.receive(report2).event, { kind: 'report', entries: [withRequest] })
+  assert.equal(p.send({ kind: 'ack' }).toString('hex'), byName['ack-3'].frame)
 })
+
+for (const edge of V.accepted_entries) {
+  test(`accepted entry: ${edge.name}`, () => {
+    const p = receiver(edge.receiver, edge.start)
+    const { event } = p.receive(hex(edge.frame))
+    assert.equal(event.kind, 'report')
+    assert.deepEqual(event.entries, edge.entries)
+  })
+}
 
 test("the children's budgets and the escalation's end", () => {
   for (const { budget, children_budget: want } of V.children_budgets) {

@@ -452,6 +452,8 @@ def case_stop_forwarded(runner: Runner) -> str:
             raise CaseFailed(f"the child's report entry is wrong: {row!r}")
         if row["seconds"] is not None and not 0 <= row["seconds"] <= STOP_BUDGET:
             raise CaseFailed(f"the child's report entry has seconds {row['seconds']!r}")
+        if row.get("request") not in (None, "stop"):  # optional (6.5): a member is asked with the stop
+            raise CaseFailed(f"the child's report entry says it was asked with {row['request']!r}, not 'stop'")
         if rc != 0:
             raise CaseFailed(f"it exited with status {rc} after a stop")
         return f"forwarded, reported ({len(s.reports)} report entries), exit in {took:.2f} s"

@@ -300,6 +300,12 @@ def _cases() -> list[_Case]:
     add("proof-short", "parent", "await-proof", "5.4", "a proof of 31 bytes: the parent forgets the handshake",
         ("hostile", _pack([1, "proof", {"proof": k.p2[:31]}])), ("probe", frames["hello"]))
     entry_bad = {
+        "report-request-empty": {**ENTRY, "request": ""},
+        "report-request-too-long": {**ENTRY, "request": "S" * (_protocol.MAX_REQUEST_LENGTH + 1)},
+        "report-request-int": {**ENTRY, "request": 15},
+        "report-requested-negative": {**ENTRY, "request": "SIGTERM", "requested": -0.1},
+        "report-requested-str": {**ENTRY, "request": "SIGTERM", "requested": "0.1"},
+        "report-extra-field": {**ENTRY, "signal": "SIGTERM"},
         "report-outcome-unknown": {**ENTRY, "outcome": "vanished"},
         "report-pid-zero": {**ENTRY, "pid": 0},
         "report-returncode-too-big": {**ENTRY, "returncode": 1 << 32},
@@ -398,6 +404,9 @@ def _messages() -> list[dict[str, Any]]:
     record("ack", "parent", 2, "kpc", parent.send(Ack()), child)
     record("report-empty", "child", 2, "kcp", child.send(Report(())), parent)
     record("ack-2", "parent", 3, "kpc", parent.send(Ack()), child)
+    entry = {**ENTRY, "request": "stop", "requested": 0.001}
+    record("report-with-request", "child", 3, "kcp", child.send(Report((entry,))), parent)
+    record("ack-3", "parent", 4, "kpc", parent.send(Ack()), child)
     return out
 
 
@@ -421,6 +430,30 @@ def _boundaries() -> list[dict[str, Any]]:
         outcome = _feed(child, frame)
         assert outcome["result"] == "accepted", (name, outcome)
         out.append({"name": name, "receiver": "child", "start": "established", "frame": frame.hex(), **outcome})
+    return out
+
+
+def _entry_edges() -> list[dict[str, Any]]:
+    """Report entries at the edges of what is valid (6.5), each accepted by a fresh established parent."""
+    out = []
+    edges: list[tuple[str, dict[str, Any]]] = [
+        ("entry-optional-fields", {**ENTRY, "request": "stop", "requested": 0.001}),
+        ("entry-optional-nil", {**ENTRY, "request": None, "requested": None}),
+        ("entry-request-only", {**ENTRY, "request": "SIGTERM"}),
+        ("entry-request-32-code-points", {**ENTRY, "request": "\U0001f600" * _protocol.MAX_REQUEST_LENGTH}),
+        ("entry-nil-returncode-and-seconds", {**ENTRY, "returncode": None, "seconds": None, "member": False}),
+        ("entry-returncode-extremes", {**ENTRY, "returncode": -(1 << 31), "outcome": "killed"}),
+        ("entry-seconds-int", {**ENTRY, "seconds": 3}),
+    ]
+    for name, entry in edges:
+        parent = _receiver("parent", "established")
+        frame = _tag(KEYS.kcp, 0, _pack([1, "report", {"entries": [entry]}]))
+        outcome = _feed(parent, frame)
+        assert outcome["result"] == "accepted", (name, outcome)
+        out.append({
+            "name": name, "receiver": "parent", "start": "established", "frame": frame.hex(),
+            "entries": _json_value([entry]), **outcome,
+        })
     return out
 
 
@@ -461,6 +494,8 @@ def generate() -> dict[str, Any]:
             "default_stop_timeout": 10.0,
             "outcomes": list(OUTCOMES),
             "entry_fields": list(_protocol.ENTRY_FIELDS),
+            "optional_entry_fields": list(_protocol.OPTIONAL_ENTRY_FIELDS),
+            "max_request_length": _protocol.MAX_REQUEST_LENGTH,
             "environment": {
                 "endpoint": _environment.ENV_ENDPOINT,
                 "secret": _environment.ENV_SECRET,
@@ -507,6 +542,7 @@ def generate() -> dict[str, Any]:
             for d, own in ((10.0, None), (10.0, 10.2), (10.0, 10.4), (10.0, 11.0), (10.0, 9.0))
         ],
         "accepted_edges": _boundaries(),
+        "accepted_entries": _entry_edges(),
         "refusals": [_run_case(case) for case in _cases()],
         "states": [*STARTS, State.IDLE.value],
     }
