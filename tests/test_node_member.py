@@ -107,6 +107,40 @@ def test_node_member_refuses_a_bad_hand_over_in_one_line(env: dict[str, str], me
     assert "ab" * 31 not in done.stderr
 
 
+SPAWNER = """
+import sys, shutdownbus
+child = shutdownbus.spawn(sys.argv[1:], ready_timeout=60, stop_timeout=3)
+print("ready", child.pid, flush=True)
+shutdownbus.wait_for_stop()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+def test_node_member_whose_spawner_is_killed_stops_itself_with_parent_lost(tmp_path: Path) -> None:
+    """A Python spawner dies (SIGKILL): the kernel sends its Node member the parent-death signal (SIGTERM),
+    which the member must take as the loss of its parent, not die of: it stops itself and its child."""
+    log = tmp_path / "events"
+    env = dict(os.environ, SHUTDOWNBUS_CONFORMANCE_EVENTS=str(log), SHUTDOWNBUS_CONFORMANCE_CHILD="1")
+    cmd = [sys.executable, "-c", SPAWNER, *node_member(*PYTHON_MEMBER)]
+    with reaped(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True), descendants=True) as spawner:
+        assert spawner.stdout is not None
+        line = spawner.stdout.readline()
+        assert line.startswith("ready "), line
+        member = int(line.split()[1])
+        wait_for(lambda: any(e == "spawned" for _, e, _ in events(log)), 60, "the member's child")
+        child = next(int(c) for p, e, c in events(log) if e == "spawned")
+        tree = [psutil.Process(member), psutil.Process(child)]
+        spawner.kill()
+        spawner.wait()
+        _, still = psutil.wait_procs(tree, timeout=30)
+        assert still == []
+    seen = events(log)
+    stops = {p: rest.split(" ", 1) for p, e, rest in seen if e == "stop"}
+    assert stops[member][1] == "parent-lost" and abs(float(stops[member][0]) - 3.0) < 0.5, seen
+    assert stops[child][1] == "parent-lost", seen
+    assert {p for p, e, _ in seen if e == "cleanup"} == {member, child}, seen
+
+
 def events(path: Path) -> list[tuple[int, str, str]]:
     out = []
     for line in path.read_text().splitlines() if path.exists() else []:

@@ -616,8 +616,29 @@ async function join (options = {}) {
     m.close()
     throw new ShutdownbusError(`could not join the parent's shutdownbus channel: ${failure || `no answer from the parent within ${timeout / 1000} s`}`)
   }
+  watchParentDeathSignal(m)
   member = m
   return m
+}
+
+/**
+ * A parent on Linux starts its children with a parent-death signal (PR_SET_PDEATHSIG, its polite request,
+ * SIGTERM by default: protocol 2.5). A member must not die of it, and Node cannot clear it (no prctl): a
+ * SIGTERM that comes once the parent is gone (the parent pid changed) is the loss of the parent (7.6).
+ * Any other SIGTERM keeps its default action, unless the program listens for SIGTERM itself.
+ */
+function watchParentDeathSignal (m) {
+  if (process.platform !== 'linux') return
+  const parent = process.ppid
+  const onTerm = () => {
+    if (process.ppid !== parent) {
+      m._onParentLost()
+      return
+    }
+    process.removeListener('SIGTERM', onTerm)
+    if (process.listenerCount('SIGTERM') === 0) process.kill(process.pid, 'SIGTERM')
+  }
+  process.on('SIGTERM', onTerm)
 }
 
 /**
