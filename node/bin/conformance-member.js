@@ -7,7 +7,6 @@
 // Ctrl-C (SIGINT) logs "PID interrupted", then the cleanup, and exits 0.
 
 const fs = require('node:fs')
-const { performance } = require('node:perf_hooks')
 const shutdownbus = require('..')
 
 function log (line) {
@@ -40,9 +39,8 @@ async function main () {
     log('interrupted')
     cleanup()
   })
-  member.on('stop', ({ reason, deadline }) => {
-    const left = Math.max(0, deadline - performance.now() / 1000)
-    log(`stop ${left.toFixed(3)} ${reason}`)
+  member.on('stop', ({ reason, budget }) => {
+    log(`stop ${budget.toFixed(3)} ${reason}`)
     cleanup()
   })
   const depth = Number(process.env.SHUTDOWNBUS_CONFORMANCE_CHILD || '0')

@@ -40,6 +40,8 @@ const CURVE_OVERHEAD = 64
 const REPORT_CHUNK = 48
 const MAX_REPORTED = 20000
 const ZAP_ENDPOINT = 'inproc://zeromq.zap.01'
+// How long a SIGTERM waits to tell the parent-death signal from a polite request (well within TERM_GRACE).
+const PARENT_DEATH_WINDOW_MS = 50
 
 class ShutdownbusError extends Error {
   constructor (message) { super(message); this.name = 'ShutdownbusError' }
@@ -624,19 +626,30 @@ async function join (options = {}) {
 /**
  * A parent on Linux starts its children with a parent-death signal (PR_SET_PDEATHSIG, its polite request,
  * SIGTERM by default: protocol 2.5). A member must not die of it, and Node cannot clear it (no prctl): a
- * SIGTERM that comes once the parent is gone (the parent pid changed) is the loss of the parent (7.6).
- * Any other SIGTERM keeps its default action, unless the program listens for SIGTERM itself.
+ * SIGTERM after which the parent is gone (the parent pid changes, or the channel closes, within
+ * PARENT_DEATH_WINDOW_MS) is the loss of the parent (7.6). Any other SIGTERM keeps its default action (that
+ * late), unless the program listens for SIGTERM itself.
  */
 function watchParentDeathSignal (m) {
   if (process.platform !== 'linux') return
   const parent = process.ppid
   const onTerm = () => {
-    if (process.ppid !== parent) {
-      m._onParentLost()
-      return
+    // The kernel sends the signal when the thread that spawned us exits, which can be a moment before the rest
+    // of a dying parent (our parent pid then changes only when its last thread is gone): look again for a while.
+    const since = Date.now()
+    const check = () => {
+      if (m.lost || process.ppid !== parent) {
+        m._onParentLost()
+        return
+      }
+      if (Date.now() - since < PARENT_DEATH_WINDOW_MS) {
+        setTimeout(check, 5)
+        return
+      }
+      process.removeListener('SIGTERM', onTerm)
+      if (process.listenerCount('SIGTERM') === 0) process.kill(process.pid, 'SIGTERM')
     }
-    process.removeListener('SIGTERM', onTerm)
-    if (process.listenerCount('SIGTERM') === 0) process.kill(process.pid, 'SIGTERM')
+    check()
   }
   process.on('SIGTERM', onTerm)
 }

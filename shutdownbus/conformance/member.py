@@ -37,9 +37,10 @@ def log(line: str) -> None:
 
 
 def _on_stop(reason: str) -> None:
-    deadline = _member._state.stop_deadline  # set before the callbacks run
-    left = 0.0 if deadline is None else max(0.0, deadline - time.monotonic())
-    log(f"stop {left:.3f} {reason}")
+    # The budget of the stop acted on: from its arrival to this process's deadline (both set before the callbacks).
+    deadline, arrival = _member._state.stop_deadline, _member._state.stop_received_at
+    budget = 0.0 if deadline is None or arrival is None else deadline - arrival
+    log(f"stop {budget:.3f} {reason}")
 
 
 def main(cleanup: Callable[[], None] | None = None, command: list[str] | None = None) -> int:
