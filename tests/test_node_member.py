@@ -107,6 +107,26 @@ def test_node_member_refuses_a_bad_hand_over_in_one_line(env: dict[str, str], me
     assert "ab" * 31 not in done.stderr
 
 
+def test_a_node_parent_stops_a_non_member_with_the_os_request_after_the_join_grace() -> None:
+    """7.2: a child that never joins gets SIGTERM once the join grace (1 s) is over; reported as a non-member."""
+    assert NODE is not None
+    sleeper = [str(Path(__file__).parent / "programs" / "sleep.py"), "600"]
+    script = f"""
+    const sb = require({str(NODE_DIR)!r})
+    ;(async () => {{
+      const child = await sb.spawn({sys.executable!r}, {sleeper!r})
+      const entries = await child.stop({{ timeout: 5 }})
+      console.log(JSON.stringify(entries))
+      sb.close()
+    }})()
+    """
+    done = subprocess.run([NODE, "-e", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    (entry,) = json.loads(done.stdout)
+    assert (entry["outcome"], entry["member"], entry["request"]) == ("stopped", False, "SIGTERM"), entry
+    assert 0.9 <= entry["requested"] <= entry["seconds"] < 2.5, entry
+
+
 SPAWNER = """
 import sys, shutdownbus
 child = shutdownbus.spawn(sys.argv[1:], ready_timeout=60, stop_timeout=3)
