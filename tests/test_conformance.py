@@ -11,6 +11,7 @@ tests/programs.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -185,12 +186,14 @@ def test_runner_stops_after_a_failed_handshake() -> None:
         (["--case", "nope", "--", "true"], "no case named nope"),
         (["--bogus", "--", "true"], "unknown option"),
         (["--", "/nonexistent/member"], "cannot run"),
+        (["--", "bogus-transport"], "SHUTDOWNBUS_TRANSPORT must be"),
     ],
 )
 def test_runner_bad_usage_is_one_line(argv: list[str], message: str) -> None:
+    env = dict(os.environ, SHUTDOWNBUS_TRANSPORT="bogus") if "bogus-transport" in argv else None
     out = subprocess.run(
         [sys.executable, "-m", "shutdownbus.conformance", *argv],
-        capture_output=True, text=True, check=False, timeout=60,
+        capture_output=True, text=True, check=False, timeout=60, env=env,
     )
     assert out.returncode == 2, out
     assert message in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr

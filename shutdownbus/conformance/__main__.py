@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     usage = "usage: python -m shutdownbus.conformance [--case NAME]... -- CMD [ARGS...]"
     options, command = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else ([], args)
     only: list[str] = []
+    from .._errors import ShutdownBusError
     from ._runner import CASES, run
 
     while options:
@@ -42,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         ok = run(command, only=only or None, out=lambda line: print(line, flush=True))
     except OSError as exc:
         print(f"conformance: cannot run {command[0]!r}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ShutdownBusError as exc:  # no channel can be made here (a bad setting, no CURVE): one line
+        print(f"conformance: {exc}", file=sys.stderr)
         return 2
     return 0 if ok else 1
 
