@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import MEMBER, SCRIPT, alive, reaped, wait_for
+from conftest import MEMBER, PROGRAMS, SCRIPT, alive, reaped, wait_for
 from test_conformance import run_conformance
 
 from shutdownbus import _deadlines
@@ -125,6 +125,26 @@ def test_a_node_parent_stops_a_non_member_with_the_os_request_after_the_join_gra
     (entry,) = json.loads(done.stdout)
     assert (entry["outcome"], entry["member"], entry["request"]) == ("stopped", False, "SIGTERM"), entry
     assert 0.9 <= entry["requested"] <= entry["seconds"] < 2.5, entry
+
+
+def test_a_node_parent_drops_what_a_lying_member_reports() -> None:
+    """6.5: reports sent unasked, and an entry for a process outside the child's subtree, are dropped."""
+    assert NODE is not None
+    script = f"""
+    const sb = require({str(NODE_DIR)!r})
+    ;(async () => {{
+      const child = await sb.spawn({sys.executable!r}, [{str(PROGRAMS / "liar.py")!r}, String(process.pid)])
+      await child.ready
+      const entries = await child.stop({{ timeout: 5 }})
+      console.log(JSON.stringify(entries))
+      sb.close()
+    }})()
+    """
+    done = subprocess.run([NODE, "-e", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    entries = json.loads(done.stdout)
+    assert [e["member"] for e in entries] == [True], entries  # the liar's own entry only
+    assert "unasked" in done.stderr and "outside the child's subtree" in done.stderr, done.stderr
 
 
 SPAWNER = """

@@ -250,13 +250,27 @@ class Child extends EventEmitter {
         warnOnce('report', 'shutdownbus: dropped a report a child sent unasked or past the limit')
       } else {
         const shift = this.stopSentAt !== null ? this.stopSentAt - this.stopRequestedAt : 0
-        for (const e of event.entries.slice(0, MAX_REPORTED - this.entries.length)) {
+        const ours = event.entries.filter((e) => this._mayBeIn(e.pid))
+        if (ours.length < event.entries.length) warnOnce('outside', 'shutdownbus: dropped report entries for processes outside the child\'s subtree')
+        for (const e of ours.slice(0, MAX_REPORTED - this.entries.length)) {
           const shifted = { ...e, seconds: e.seconds === null ? null : e.seconds + shift }
           if (typeof e.requested === 'number') shifted.requested = e.requested + shift
           this.entries.push(shifted)
         }
       }
       if (this.channel.established) this.send(this.channel.send({ kind: 'ack' }))
+    }
+  }
+
+  /** Whether a reported pid may be of this child's subtree (6.5): seen in it, or gone; never one running elsewhere. */
+  _mayBeIn (pid) {
+    if (pid === this.pid || (this.subtree && this.subtree.has(pid))) return true
+    if (pid === process.pid) return false
+    try {
+      process.kill(pid, 0)
+      return false // it runs, and not in the subtree we saw
+    } catch (err) {
+      return err.code !== 'EPERM'
     }
   }
 
@@ -285,6 +299,7 @@ class Child extends EventEmitter {
     this.stopReason = options.reason ?? 'stop'
     this.stopDeadline = deadline
     this.stopRequestedAt = now()
+    this.subtree = process.platform === 'win32' ? null : new Set(descendants(this.pid)) // what its reports may name
     this.done = this._stop()
     return this.done
   }
