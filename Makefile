@@ -11,7 +11,7 @@ endif
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test programs test-windows lint typecheck bench bench-quick fuzz stress clean
+.PHONY: help demo test programs test-windows lint typecheck bench bench-quick fuzz stress clean node-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,9 +25,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP) ## Run the A->B->C demo: A stops B's subtree through the bus
 	$(PY) examples/abc.py term
 
+# The Node.js member (node/): its locked dependencies, where node is installed (its tests skip otherwise).
+NODE_STAMP := node/node_modules/.installed
+$(NODE_STAMP): node/package.json node/package-lock.json
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+		cd node && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "node or npm is not installed: the Node.js member's tests are skipped"; fi
+
+node-deps: $(NODE_STAMP) ## Install the Node.js member's dependencies (npm ci in node/)
+
 # `make test ARGS="tests/test_cli.py -k foo"`: pytest with those arguments instead of the
 # whole suite, and nothing else (lint, type checks and the stress run are for the whole suite).
-test: $(STAMP) programs ## Lint, type checks, a small stress run and the whole suite (ARGS="tests/test_cli.py -k foo": those tests only)
+test: $(STAMP) programs node-deps ## Lint, type checks, a small stress run and the whole suite (ARGS="tests/test_cli.py -k foo": those tests only)
 ifeq ($(ARGS),)
 	$(PY) -m ruff check shutdownbus tests examples benchmarks
 	$(PY) -m mypy
@@ -47,13 +56,15 @@ test-windows: $(STAMP) ## The suite with a Windows CPython 3.12 under wine (sets
 	HOST_PYTHON=$(PY) tools/windows/setup.sh
 	tools/windows/run-tests.sh $(ARGS)
 
-bench: $(STAMP) ## Benchmarks against signal-based stops and tini (Linux; a few minutes)
+bench: $(STAMP) node-deps ## Benchmarks against signal-based stops and tini (Linux; a few minutes)
 	@command -v tini >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get install -y -q tini >/dev/null; } || echo "tini is not installed: section 7 is skipped"
 	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/bench_node.py
 
-bench-quick: $(STAMP) ## A fast smoke run of the benchmarks (under a minute)
+bench-quick: $(STAMP) node-deps ## A fast smoke run of the benchmarks (under a minute)
 	$(PY) benchmarks/bench.py --quick
+	$(PY) benchmarks/bench_node.py --quick
 
 stress: $(STAMP) ## 20 rounds of a 111-process tree and 1000 spawn/stop cycles: nothing may be left
 	$(PY) benchmarks/stress.py

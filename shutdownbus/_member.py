@@ -108,6 +108,9 @@ class _State:
         self.own: OwnDescendants | None = None
         self.own_watcher: threading.Thread | None = None
         self.own_watch_done = threading.Event()
+        # The pids our children's stop reports listed: the exit path's sweep leaves them out (a bus
+        # child that just exited is a zombie whose environment, the mark of a bus child, cannot be read).
+        self.reported: set[int] = set()
 
 
 _state = _State()
@@ -384,7 +387,9 @@ def report_own_exit(returncode: int) -> bool:
 
 def record_reports(reports: list[StopReport]) -> None:
     """Send the stop reports of children up at once, if our parent asked us to stop."""
-    _send_up(tuple(e.to_wire() for report in reports for e in report.entries))
+    entries = tuple(e.to_wire() for report in reports for e in report.entries)
+    _state.reported.update(e["pid"] for e in entries)
+    _send_up(entries)
 
 
 def _send_up(entries: tuple[dict[str, Any], ...]) -> bool:
@@ -770,7 +775,8 @@ def _at_exit() -> None:
             _state.own_watch_done.set()
             _state.own_watcher.join()
         if _state.own is not None:
-            swept = _state.own.finish(_state.stop_received_at, _state.stop_deadline)
+            swept = [e for e in _state.own.finish(_state.stop_received_at, _state.stop_deadline)
+                     if e.pid not in _state.reported]  # each process once in one stop's reports (protocol 6.5)
         _stop_log.done(reason, _state.name, time.monotonic() - _state.stop_received_at)
         if up is not None and up.joined.is_set() and not up.lost.is_set():
             _send_up(tuple(e.to_wire() for e in swept))
