@@ -492,7 +492,7 @@ class Bus:
         links = [link for link in self.links.values() if not link.closed]
         orders = sorted({link.stop_order for link in links})
         if len(orders) > 1:
-            deadline = level_deadline(time.monotonic(), deadline, 0, len(orders))
+            deadline = min(deadline, level_deadline(time.monotonic(), deadline, 0, len(orders)))
             links = [link for link in links if link.stop_order == orders[0]]
         for link in links:
             self._request_stop(link, reason, deadline)

@@ -107,10 +107,12 @@ class Child(subprocess.Popen[Any]):
         self.stop_timeout = float(stop_timeout)
         self._given_name = name
         policy = self.stop_policy
-        # Linux: the child does not outlive us (its polite request when we
-        # die; a member clears it when it joins, and stops on 'parent-lost').
+        # Linux: a child that may not join does not outlive us (its polite
+        # request when we die; a member clears it when it joins, and stops on
+        # 'parent-lost').  A declared member needs none of it, and keeps
+        # CPython's fast start (vfork: see docs/lifecycle.md).
         popen_kwargs["preexec_fn"] = _platform.child_preparation(
-            policy.request, own_group=policy.group, then=popen_kwargs.get("preexec_fn")
+            None if policy.joins else policy.request, own_group=policy.group, then=popen_kwargs.get("preexec_fn")
         )
         if flags := _platform.creation_flags(policy.request):
             popen_kwargs["creationflags"] = popen_kwargs.get("creationflags", 0) | flags

@@ -355,7 +355,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from ._child import spawn
     from ._member import _register, on_stop, report_own_exit, stop_requested, wait_for_stop
-    from ._platform import WINDOWS, SignalsHeld, send_request, start_orphan_reaper, wait_alone_in_namespace
+    from ._platform import CTRL_BREAK, WINDOWS, SignalsHeld, send_request, start_orphan_reaper, wait_alone_in_namespace
     from ._policy import StopPolicy
     from ._sdnotify import Notifier
 
@@ -386,9 +386,10 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     shown: list[_Progress] = []  # the progress lines of run's own stop, on a terminal
 
     def on_interrupt(signum: int, frame: object) -> None:
-        if policy.group and spawned:
-            # A group of its own does not get the terminal's Ctrl-C: run passes it on.
-            send_request(spawned[0], "SIGINT", group=True)
+        if spawned and (policy.group or policy.request == CTRL_BREAK):
+            # A group of its own does not get the terminal's (console's) Ctrl-C:
+            # run passes it on, as SIGINT to the group (POSIX) or Ctrl-Break (Windows).
+            send_request(spawned[0], policy.request if policy.request == CTRL_BREAK else "SIGINT", group=True)
         if interrupted.is_set():
             return
         interrupted.set()
@@ -418,9 +419,9 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 stop_signal=policy.request if policy.joins is False else None,
                 stop_as_group=policy.group,
             )
+            spawned.append(child)  # before the held signals come: a Ctrl-C among them is passed on
     except OSError as exc:
         return _cannot_run(cmd[0], exc)
-    spawned.append(child)
     # As a subreaper (and as a container's init) we adopt orphans: reap them.
     start_orphan_reaper(child.pid, lambda: stopping.is_set() or stop_requested())
     if hasattr(signal, "SIGTERM") and not WINDOWS:

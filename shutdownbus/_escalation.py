@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import _stop_log
+from . import _platform, _stop_log
 from ._deadlines import KILL_WAIT, TERM_GRACE
 from ._outcome import Outcome
 from ._processes import marker_of
@@ -59,7 +59,7 @@ def signal_members(members: Iterable[Member], outcome: Outcome) -> None:
                 m.proc.kill()
             else:
                 m.proc.terminate()
-            m.outcome = outcome
+            _record(m, outcome)
         except psutil.Error:
             pass
         except OSError:
@@ -73,9 +73,18 @@ def signal_members(members: Iterable[Member], outcome: Outcome) -> None:
             kill = outcome == Outcome.KILLED and hasattr(signal, "SIGKILL")
             try:
                 os.kill(m.pid, signal.SIGKILL if kill else signal.SIGTERM)
-                m.outcome = outcome
+                _record(m, outcome)
             except OSError:
                 pass
+
+
+def _record(m: Member, outcome: Outcome) -> None:
+    """What was done to ``m``: the outcome of escalation, or, for the polite
+    request that is a non-member's stop (``stopped``), the request and when."""
+    if outcome == Outcome.STOPPED:
+        m.ask(_platform.default_request())
+    else:
+        m.outcome = outcome
 
 
 #: Past a deadline: the polite request, `TERM_GRACE` seconds, the kill, then

@@ -199,9 +199,6 @@ def join(
                 "only part of the shutdownbus variables are set; start this process with shutdownbus.spawn()"
             )
         keys = _transport.ChannelKeys.from_encoded(encoded)
-        # Started by `shutdownbus run`, which set it: the loss of our parent
-        # is a stop ('parent-lost'), with our cleanup, not a SIGTERM.
-        _platform.clear_parent_death_signal()
         _state.own_marker = endpoint
         _state.stop_timeout = _parse_timeout(stop_timeout)
         _state.name = (name or _default_name())[:256]
@@ -229,6 +226,18 @@ def join(
                 _state.upstream = None
             raise ChannelError(f"could not join the parent's shutdownbus channel: {why}")
     subreaper.wait(max(0.0, end - time.monotonic()))
+    # Joined: the loss of our parent is now a stop ('parent-lost'), with our
+    # cleanup, not the parent-death signal spawn set (Linux).  Only now: a
+    # process that failed to join keeps it, and dies with its parent.  The
+    # setting is the main thread's (the one that exec'd), which only it can clear.
+    if threading.current_thread() is threading.main_thread():
+        _platform.clear_parent_death_signal()
+    elif _platform.LINUX:
+        _log.warning(
+            "shutdownbus: join() ran outside the main thread, which alone can clear the parent-death signal"
+            " set at spawn: if the parent dies, this process gets its polite request instead of stopping with"
+            " 'parent-lost'; call join() from the main thread"
+        )
     return True
 
 

@@ -206,7 +206,8 @@ def _asked(entry: ReportEntry) -> str:
     """The ASKED column: the request, and when it was sent (``SIGQUIT@0.000``)."""
     if entry.request is None:
         return "-"
-    return entry.request if entry.requested is None else f"{printable(entry.request)}@{entry.requested:.3f}"
+    asked = printable(entry.request)  # a member's claim: never raw to a terminal
+    return asked if entry.requested is None else f"{asked}@{entry.requested:.3f}"
 
 
 def merge_entries(groups: Iterable[Iterable[ReportEntry]]) -> tuple[ReportEntry, ...]:

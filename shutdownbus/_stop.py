@@ -263,7 +263,6 @@ def stop_children(
                 mine.append(st)
             waits.append(st)
     if mine:
-        _stop_log.sent(reason, [(st.child.pid, st.child.name) for st in mine], min(st.deadline for st in mine) - now)
         orders = sorted({c.stop_order for c in children})
         try:
             for level, order in enumerate(orders):
@@ -274,6 +273,9 @@ def stop_children(
                     for st in group:
                         st.deadline = min(st.deadline, level_deadline(now, deadline, level, len(orders)))
                 if group:
+                    _stop_log.sent(
+                        reason, [(st.child.pid, st.child.name) for st in group], min(st.deadline for st in group) - now
+                    )
                     _run(group, progress)
                     _finish_all(group)
                 # Stops of this group that another thread leads (Child.stop): the next group waits for them too.
@@ -331,13 +333,13 @@ def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], obj
     _sweep_leftovers(mine)
 
 
-def _asked_with_the_group(tree: Tree, group: int) -> None:
+def _asked_with_the_group(tree: Tree, group: int, request: str) -> None:
     """Record on the processes of process group ``group`` that its polite
     request reached them too (they are not ``lost`` when they go after it)."""
     for m in tree.alive():
         try:
             if os.getpgid(m.pid) == group:
-                m.outcome = m.outcome or Outcome.STOPPED
+                m.ask(request)
         except OSError:
             pass  # gone meanwhile
 
@@ -366,8 +368,12 @@ def _wait_and_escalate(
         if not pending:
             return
         now = time.monotonic()
-        for st in pending:  # our own parent's stop may have brought a deadline forward
-            st.deadline = min(st.deadline, st.link.stop_deadline or st.deadline)
+        # Our own parent's stop may have brought a deadline forward: the one it
+        # forwarded (the first group's), or ours for our children (every group:
+        # a later group's link gets no deadline until its turn).
+        ours = _the_relay().own_stop()
+        for st in pending:
+            st.deadline = min(st.deadline, st.link.stop_deadline or st.deadline, ours[2] if ours else st.deadline)
         # Wake at least every quarter second, to see such a change.
         wake_at = min(now + 0.25, *(st.deadline for st in pending))
         for st in pending:
@@ -387,7 +393,7 @@ def _wait_and_escalate(
                 if _platform.send_request(st.child, policy.request, group=policy.group):
                     st.requested_at = time.monotonic()
                     if policy.group and st.tree is not None:
-                        _asked_with_the_group(st.tree, st.child.pid)
+                        _asked_with_the_group(st.tree, st.child.pid, policy.request)
                 st.polite_sent = True
             else:
                 wake_at = min(wake_at, grace_end)

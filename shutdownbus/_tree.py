@@ -69,6 +69,8 @@ class Member:
         "outcome",
         "seen_at",
         "unchecked",
+        "request",
+        "requested_at",
     )
 
     def __init__(
@@ -86,6 +88,8 @@ class Member:
         self.outcome: Outcome | None = None
         self.seen_at = seen_at  # when first seen (`time.monotonic`)
         self.unchecked = False  # its state could not be read at the last look
+        self.request: str | None = None  # the polite request it was sent, if any (`ask`)
+        self.requested_at: float | None = None  # `time.monotonic` when
 
     def __repr__(self) -> str:
         state = f"gone, {self.outcome or 'on its own'}" if self.gone else "running"
@@ -105,6 +109,13 @@ class Member:
         """Record that it is gone (``when``: its exit time, if known)."""
         if not self.gone:
             self.gone, self.gone_at, self.seen_gone_at = True, when, now
+
+    def ask(self, request: str) -> None:
+        """Record that the polite request ``request`` was sent to it, now (the
+        first one counts: the report says when it was first asked)."""
+        if self.request is None:
+            self.request, self.requested_at = request, time.monotonic()
+        self.outcome = self.outcome or Outcome.STOPPED
 
     def checked(self) -> bool:
         """Whether it runs, recording on it whether that could be checked
@@ -350,7 +361,19 @@ class Tree:
             else:
                 outcome = Outcome.STOPPED
             seconds = None if m.gone_at is None else round(max(0.0, m.gone_at - t0), 6)
-            out.append(ReportEntry(m.pid, m.name, outcome, self.returncodes.get(m.pid), seconds, m.pid == member_pid))
+            requested = None if m.requested_at is None else round(max(0.0, m.requested_at - t0), 6)
+            out.append(
+                ReportEntry(
+                    m.pid,
+                    m.name,
+                    outcome,
+                    self.returncodes.get(m.pid),
+                    seconds,
+                    m.pid == member_pid,
+                    request=m.request,
+                    requested=requested,
+                )
+            )
         return out
 
 

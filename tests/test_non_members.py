@@ -178,3 +178,42 @@ def test_list_and_tree_show_how_runs_command_is_asked_to_go(tmp_path: Path) -> N
         stopped = subprocess.run([*SCRIPT, "send-stop", "quits"], capture_output=True, text=True, timeout=60)
         assert stopped.returncode == 0 and run.wait(60) == 0, stopped.stdout + stopped.stderr
     assert marker.read_text() == "cleaned up after SIGQUIT\n"
+
+
+@linux
+def test_a_child_spawned_from_a_thread_gets_that_threads_signal_mask() -> None:
+    """The children of non-main threads are forked by one lasting thread: each
+    still starts with the mask of the thread that spawned it (a mask survives
+    exec: a child with SIGTERM blocked would ignore its polite request)."""
+    import signal
+
+    def blocked(pid: int) -> int:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+
+    spawned: dict[str, shutdownbus.Child] = {}
+
+    def spawn_with(mask: set[int], key: str) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, mask)
+        spawned[key] = shutdownbus.spawn(sleep_cmd(), joins=False)
+
+    # The first thread to spawn off the main thread blocks SIGTERM (as worker
+    # threads often do), and so would the thread kept for spawning; the second blocks nothing.
+    for key, mask in (("blocking", {signal.SIGTERM}), ("plain", set())):
+        thread = threading.Thread(target=spawn_with, args=(mask, key))
+        thread.start()
+        thread.join()
+    with reaped(spawned["blocking"]), reaped(spawned["plain"]):
+        assert blocked(spawned["blocking"].pid) == 1 << (signal.SIGTERM - 1)
+        assert blocked(spawned["plain"].pid) == 0
+        report = spawned["plain"].stop()
+        assert report.ok, report  # its SIGTERM was heeded
+        spawned["blocking"].kill()
+
+
+def test_a_request_name_from_a_member_is_printed_harmlessly() -> None:
+    """A member's report is its claim: a request with terminal escapes in it
+    must not reach the operator's terminal raw."""
+    entry = shutdownbus.ReportEntry(1, "x", shutdownbus.Outcome.STOPPED, request="\x1b]0;owned\x07\x1b[2J")
+    table = shutdownbus.StopReport("stop", (entry,)).format_table()
+    assert "\x1b" not in table

@@ -11,11 +11,11 @@ Rules of this module:
 
 from __future__ import annotations
 
+import _thread
 import os
 import time
 from collections.abc import Callable, Iterable
 
-from .._threads import call_on
 from ._os import LINUX, WINDOWS, prctl
 from ._procfs import PROC
 from ._windows import parent_pids
@@ -125,6 +125,7 @@ class SignalsHeld:
 
 
 _spawner: list[Any] = []  # [queue, thread], once started
+_spawner_lock = _thread.allocate_lock()
 
 
 def in_a_lasting_thread(start: Callable[[], T]) -> T:
@@ -135,30 +136,47 @@ def in_a_lasting_thread(start: Callable[[], T]) -> T:
     would get it when that thread ends.  The main thread lives as long as the
     process, so there ``start()`` simply runs; from any other thread it runs
     on one thread kept for this (``shutdownbus-spawner``, started on first
-    use, never ended), and its exception, if any, is raised here.  Every
-    other OS: ``start()`` runs in the calling thread.
+    use, never ended), with the calling thread's signal mask (a child
+    inherits the mask of the thread that forks it, through its exec), and
+    its exception, if any, is raised here.  Every other OS: ``start()`` runs
+    in the calling thread.
     """
+    import signal
     import threading
+
+    from .._threads import call_on
 
     if not LINUX or threading.current_thread() is threading.main_thread():
         return start()
     import queue
 
-    if not _spawner:
-        jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+    with _spawner_lock:
+        if not _spawner:
+            jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
 
-        def serve() -> None:
-            while True:
-                jobs.get()()
+            def serve() -> None:
+                while True:
+                    jobs.get()()
 
-        thread = threading.Thread(target=serve, name="shutdownbus-spawner", daemon=True)
-        thread.start()
-        _spawner[:] = [jobs, thread]
-    return call_on(_spawner[0].put, start)
+            thread = threading.Thread(target=serve, name="shutdownbus-spawner", daemon=True)
+            thread.start()
+            _spawner[:] = [jobs, thread]
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())  # the caller's, unchanged
+
+    def with_the_callers_mask() -> T:
+        previous = signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        try:
+            return start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    return call_on(_spawner[0].put, with_the_callers_mask)
 
 
 def _forget_the_spawner() -> None:
+    global _spawner_lock
     _spawner.clear()  # a forked child has no such thread
+    _spawner_lock = _thread.allocate_lock()
 
 
 if hasattr(os, "register_at_fork"):
