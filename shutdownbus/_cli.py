@@ -147,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--stop-as-group",
         action="store_true",
-        help="send the stop signal to CMD's whole process group (POSIX; CMD then leads a group of its own, and"
-        " run forwards Ctrl-C to it)",
+        help="send the stop signal to CMD's whole process group (POSIX; CMD then leads a group of its own, out of"
+        " the terminal's foreground: run forwards Ctrl-C to it, and it must not read the terminal, for services)",
     )
     run.add_argument(
         "--no-join",
