@@ -117,10 +117,10 @@ def test_each_platform_function_says_what_it_does_on_each_os() -> None:
     modules names Windows (or says "every OS"/"every other OS"/"elsewhere")."""
     import inspect
 
-    from shutdownbus._platform import _exits, _init_duties, _os, _pipes, _procfs, _requests, _waking
+    from shutdownbus._platform import _console, _exits, _init_duties, _jobs, _os, _pipes, _procfs, _requests, _waking
 
     silent = []
-    for module in (_exits, _init_duties, _os, _pipes, _procfs, _requests, _waking):
+    for module in (_console, _exits, _init_duties, _jobs, _os, _pipes, _procfs, _requests, _waking):
         for name, obj in vars(module).items():
             if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
                 continue

@@ -1,0 +1,104 @@
+"""Console control events: the one polite request a Windows program can be sent.
+
+Rules of this module:
+
+* Windows: a child declared not to join is started in a process group of its
+  own (`new_process_group_flag`), the only way ``CTRL_BREAK_EVENT`` can be
+  aimed at it and not at our whole console; its stop is that event
+  (`send_ctrl_break`: ``SIGBREAK`` in Python, ``SIGBREAK`` in Node.js, the
+  console handler of any program).  Such a group no longer gets the console's
+  Ctrl-C (Windows starts it with Ctrl-C ignored), so a member that gets
+  Ctrl-C passes it on as ``CTRL_BREAK_EVENT`` to those groups
+  (`break_process_groups`).  The event reaches only processes attached to
+  the sender's console: with no console (``pythonw``, a service, a child
+  started with ``DETACHED_PROCESS``) the call fails, and the caller
+  escalates.  Under wine the call fails too (WinError 12 with pipes as the
+  streams, WinError 6 in a console of its own): see docs/security.md.
+* Every other OS: there are no consoles; `new_process_group_flag` is 0,
+  `send_ctrl_break` raises ``OSError`` without sending anything and
+  `break_process_groups` sends nothing.  POSIX process groups are
+  ``start_new_session``'s business.
+* ``signal`` and ``ctypes`` are loaded by the functions, on Windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ._os import WINDOWS
+
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+
+
+def new_process_group_flag() -> int:
+    """The creation flag that starts a child in a console process group of its
+    own, so that `send_ctrl_break` can reach it alone.
+
+    Windows: ``CREATE_NEW_PROCESS_GROUP`` (the child starts with Ctrl-C
+    ignored, see `break_process_groups`).  Every other OS: 0.
+    """
+    return CREATE_NEW_PROCESS_GROUP if WINDOWS else 0
+
+
+def has_console() -> bool:
+    """Whether this process is attached to a console, so that a console
+    control event it sends can reach anyone.
+
+    Windows: ``GetConsoleProcessList`` counts at least this process
+    (``pythonw``, a service, a process started detached or with its streams
+    all pipes under wine: False).  Every other OS: False.
+    """
+    if not WINDOWS:
+        return False
+    import ctypes
+
+    kernel32 = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined,unused-ignore]
+    buffer = (ctypes.c_uint32 * 1)()
+    return bool(kernel32.GetConsoleProcessList(buffer, 1) > 0)
+
+
+def send_ctrl_break(pid: int) -> None:
+    """Send ``CTRL_BREAK_EVENT`` to the console process group that ``pid``
+    leads (a child started with `new_process_group_flag`).
+
+    Windows: ``GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, pid)`` (what
+    ``os.kill(pid, signal.CTRL_BREAK_EVENT)`` calls).  Every process of that
+    group attached to our console gets it; a Python program sees
+    ``SIGBREAK`` (its default handler exits at once, with
+    STATUS_CONTROL_C_EXIT).  Every other OS: raises ``OSError``, sends nothing.
+
+    Raises:
+        OSError: the event could not be sent: no console here (`has_console`),
+            ``pid`` leads no group on it, or wine (which fails it with
+            WinError 12 or 6).
+    """
+    if not WINDOWS:
+        raise OSError("console control events exist on Windows only")
+    import os
+    import signal
+
+    os.kill(pid, signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined,unused-ignore]
+
+
+def break_process_groups(pids: Iterable[int]) -> dict[int, OSError]:
+    """Pass a Ctrl-C this process got on to children that lead process groups
+    of their own, which the console's Ctrl-C no longer reaches.
+
+    Windows: `send_ctrl_break` to each pid, in order; a failure does not stop
+    the others.  Every other OS: sends nothing (a terminal's Ctrl-C reaches
+    its foreground process group; a child that left it is the caller's to
+    signal), and returns ``{}``.
+
+    Returns:
+        The pids it could not reach, with the error of each (the caller
+        escalates those: its stop's polite request failed).
+    """
+    failed: dict[int, OSError] = {}
+    if not WINDOWS:
+        return failed
+    for pid in pids:
+        try:
+            send_ctrl_break(pid)
+        except OSError as e:
+            failed[pid] = e
+    return failed
