@@ -173,6 +173,12 @@ class Child(subprocess.Popen[Any]):
             except OSError:
                 pass  # then our death ends it at once, as a non-member's
 
+    @property
+    def job(self) -> _platform.ChildJob | None:
+        """Windows: the child's Job Object (None if it could not be made).
+        Elsewhere: None."""
+        return self._job
+
     # -- identity --
 
     @property
