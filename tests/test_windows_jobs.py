@@ -17,11 +17,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import PROGRAMS, UNDER_WINE, WINDOWS, logged, reaped, started_pids, wait_for, wait_gone
 
 import shutdownbus
 from shutdownbus import _platform
-
-from conftest import PROGRAMS, UNDER_WINE, WINDOWS, logged, reaped, started_pids, wait_for, wait_gone
 
 pytestmark = pytest.mark.skipif(not WINDOWS, reason="Job Objects and console control events are Windows'")
 
@@ -121,7 +120,8 @@ def test_escalation_ends_the_subtree_with_the_job_also_what_no_walk_finds(tmp_pa
     """A member that ignores its stop, with an orphan that is nobody's child
     and carries no marker: at the deadline TerminateJobObject ends both."""
     log = tmp_path / "log"
-    with shutdownbus.spawn([sys.executable, str(PROGRAMS / "orphan_maker.py"), str(log), "--join", "--ignore-stop"]) as child:
+    maker = [sys.executable, str(PROGRAMS / "orphan_maker.py"), str(log), "--join", "--ignore-stop"]
+    with shutdownbus.spawn(maker) as child:
         wait_for(lambda: bool(logged(log, "up")), 60, "orphan_maker.py up")
         (orphan,) = (psutil.Process(int(pid)) for _, pid in logged(log, "orphan"))
         assert orphan.pid not in {p.pid for p in descendants(child.pid)}

@@ -25,9 +25,11 @@ Rules of this module:
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._os import WINDOWS
+
+TYPE_CHECKING = False  # not typing's: see the package's __init__
+if TYPE_CHECKING:
+    from typing import Any
 
 CREATE_SUSPENDED = 0x00000004
 JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x00002000
