@@ -130,3 +130,20 @@ def test_each_platform_function_says_what_it_does_on_each_os() -> None:
             if not any(word in doc for word in ("windows", "every os", "every other os", "elsewhere")):
                 silent.append(f"{module.__name__}.{name}")
     assert silent == []
+
+
+@pytest.mark.skipif(_platform.WINDOWS, reason="Windows does all of it: tests/test_windows_jobs.py")
+def test_jobs_and_console_events_do_nothing_where_there_are_none() -> None:
+    """_jobs and _console: "Every other OS: ... 0 ... raises OSError without
+    sending anything ... sends nothing": spawn() adds no creation flag there
+    and a child has no job."""
+    assert _platform.suspended_creation_flag() == 0
+    assert _platform.new_process_group_flag() == 0
+    assert not _platform.has_console()
+    with pytest.raises(OSError):
+        _platform.contain(0, os.getpid())
+    with pytest.raises(OSError):
+        _platform.resume_process(0, os.getpid())
+    with pytest.raises(OSError):
+        _platform.send_ctrl_break(os.getpid())
+    assert _platform.break_process_groups([os.getpid()]) == {}
