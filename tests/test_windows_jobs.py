@@ -196,3 +196,34 @@ def test_ctrl_break_reaches_a_non_member_in_its_own_group(tmp_path: Path, send: 
             assert failed == {}
             assert child.wait(30) == 0
             assert marker.read_text() == "cleaned up"
+
+
+def test_a_ctrl_c_is_passed_on_as_ctrl_break_to_a_childs_process_group(tmp_path: Path) -> None:
+    """A console of its own (hidden), a user's Ctrl-C in it: the parent's
+    forwarder sends CTRL_BREAK_EVENT to its child's process group, which the
+    console's Ctrl-C does not reach, and the parent still gets its
+    KeyboardInterrupt.  Windows: the child's SIGBREAK handler cleans up.
+    Wine fails the CTRL_BREAK call: the forwarder reports it, and the child,
+    untouched, is ended by its job when the parent stops it."""
+    marker = tmp_path / "cleaned"
+    hidden = subprocess.STARTUPINFO(dwFlags=subprocess.STARTF_USESHOWWINDOW, wShowWindow=0)  # type: ignore[attr-defined]
+    driver = subprocess.Popen(
+        [sys.executable, str(PROGRAMS / "ctrl_c_forwarding.py"), str(marker)],
+        creationflags=subprocess.CREATE_NEW_CONSOLE,  # type: ignore[attr-defined]
+        startupinfo=hidden,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    with reaped(driver, descendants=True):
+        out, _ = driver.communicate(timeout=120)
+    assert "parent got KeyboardInterrupt" in out, out
+    assert "Traceback" not in out, out
+    if UNDER_WINE:
+        assert "not passed on to " in out, out
+        assert "child exit status 1" in out, out
+        assert not marker.exists()
+    else:
+        assert "not passed on" not in out, out
+        assert "child exit status 0" in out, out
+        assert marker.read_text() == "cleaned up"

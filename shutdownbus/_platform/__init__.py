@@ -26,7 +26,13 @@ Rules of this package:
 
 from __future__ import annotations
 
-from ._console import break_process_groups, has_console, new_process_group_flag, send_ctrl_break
+from ._console import (
+    break_process_groups,
+    has_console,
+    install_ctrl_c_forwarder,
+    new_process_group_flag,
+    send_ctrl_break,
+)
 from ._exits import ExitWatch, exit_fd
 from ._init_duties import (
     SignalsHeld,
@@ -102,6 +108,7 @@ __all__ = [
     "has_console",
     "has_exited",
     "in_a_lasting_thread",
+    "install_ctrl_c_forwarder",
     "install_main_thread_waker",
     "interrupted_returncode",
     "join_grace",

@@ -12,7 +12,8 @@ Rules of this module:
   (`break_process_groups`).  The event reaches only processes attached to
   the sender's console: with no console (``pythonw``, a service, a child
   started with ``DETACHED_PROCESS``) the call fails, and the caller
-  escalates.  Under wine the call fails too (WinError 12 with pipes as the
+  escalates.  `install_ctrl_c_forwarder` does the passing on by itself, from a
+  console control handler.  Under wine the call fails too (WinError 12 with pipes as the
   streams, WinError 6 in a console of its own): see docs/security.md.
 * Every other OS: there are no consoles; `new_process_group_flag` is 0,
   `send_ctrl_break` raises ``OSError`` without sending anything and
@@ -23,9 +24,13 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ._os import WINDOWS
+
+TYPE_CHECKING = False  # not typing's: see the package's __init__
+if TYPE_CHECKING:
+    from typing import Any
 
 CREATE_NEW_PROCESS_GROUP = 0x00000200
 
@@ -102,3 +107,61 @@ def break_process_groups(pids: Iterable[int]) -> dict[int, OSError]:
         except OSError as e:
             failed[pid] = e
     return failed
+
+
+#: The console control handler `install_ctrl_c_forwarder` registered (kept
+#: alive: Windows calls it), and what it calls.
+_forwarder: Any = None
+_forward_to: tuple[Callable[[], Iterable[int]], Callable[[dict[int, OSError]], object] | None] | None = None
+
+
+def install_ctrl_c_forwarder(
+    pids: Callable[[], Iterable[int]], failed: Callable[[dict[int, OSError]], object] | None = None
+) -> bool:
+    """Pass every Ctrl-C this process gets on to the process groups ``pids()``
+    names, as ``CTRL_BREAK_EVENT`` (`break_process_groups`).
+
+    Windows: registers a console control handler (``SetConsoleCtrlHandler``)
+    that, on ``CTRL_C_EVENT``, calls ``pids()`` and sends each the event, on
+    the thread Windows starts for it, then returns FALSE: the handlers
+    registered before it still run (CPython's, which raises
+    ``KeyboardInterrupt`` in the main thread), so this process takes its
+    Ctrl-C as usual.  ``failed`` gets the pids it could not reach, with
+    their errors.  Registered once per process; a later call replaces
+    ``pids`` and ``failed``.  Ctrl-Break needs no forwarding (the console
+    sends it to every process group).  Every other OS: nothing is
+    registered (a terminal's Ctrl-C reaches its whole foreground group).
+
+    Returns:
+        Whether the handler is registered.
+    """
+    global _forwarder, _forward_to
+    if not WINDOWS:
+        return False
+    _forward_to = (pids, failed)
+    if _forwarder is not None:
+        return True
+    import ctypes
+    from ctypes import wintypes
+
+    def handler(ctrl_type: int) -> bool:
+        if ctrl_type != 0 or _forward_to is None:  # CTRL_C_EVENT only
+            return False
+        get_pids, on_failure = _forward_to
+        try:
+            failures = break_process_groups(list(get_pids()))
+            if failures and on_failure is not None:
+                on_failure(failures)
+        except Exception:  # noqa: S110 - nothing may escape into the system's thread; Ctrl-C still reaches us
+            pass
+        return False
+
+    prototype = ctypes.WINFUNCTYPE(wintypes.BOOL, wintypes.DWORD)  # type: ignore[attr-defined,unused-ignore]
+    callback = prototype(handler)
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined,unused-ignore]
+    kernel32.SetConsoleCtrlHandler.argtypes = [ctypes.c_void_p, wintypes.BOOL]
+    kernel32.SetConsoleCtrlHandler.restype = wintypes.BOOL
+    if not kernel32.SetConsoleCtrlHandler(ctypes.cast(callback, ctypes.c_void_p), True):
+        return False
+    _forwarder = callback
+    return True
