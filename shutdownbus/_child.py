@@ -133,6 +133,9 @@ class Child(subprocess.Popen[Any]):
             del env  # holds the secret; drop it as soon as possible
         if suspended:
             self._contain(resume=not asked_suspended)  # Windows only
+        if policy.request == _platform.CTRL_BREAK:
+            # Windows: its process group no longer gets the console's Ctrl-C; we pass ours on.
+            _platform.install_ctrl_c_forwarder(_ctrl_break_groups, _not_passed_on)
         _stop.track(self, link, _member.RELAY)
         if first:
             # psutil (some 15 ms to import) is needed once a stop comes: load
@@ -312,6 +315,19 @@ class Child(subprocess.Popen[Any]):
             self.stop(reason="stop")
         finally:
             super().__exit__(exc_type, exc, tb)
+
+
+def _ctrl_break_groups() -> list[int]:
+    """Windows: our children still running that lead a process group of their
+    own (stop policy ``CTRL_BREAK``), which the console's Ctrl-C does not reach."""
+    return [
+        c.pid for c in _stop.live_children() if c.stop_policy.request == _platform.CTRL_BREAK and c.returncode is None
+    ]
+
+
+def _not_passed_on(failures: dict[int, OSError]) -> None:
+    for pid, error in failures.items():
+        _log.warning("shutdownbus: could not pass Ctrl-C on to pid %d as CTRL_BREAK (%s)", pid, error)
 
 
 def spawn(

@@ -138,7 +138,6 @@ def test_jobs_and_console_events_do_nothing_where_there_are_none() -> None:
     sending anything ... sends nothing": spawn() adds no creation flag there
     and a child has no job."""
     assert _platform.suspended_creation_flag() == 0
-    assert _platform.new_process_group_flag() == 0
     assert not _platform.has_console()
     with pytest.raises(OSError):
         _platform.contain(0, os.getpid())

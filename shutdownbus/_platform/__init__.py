@@ -30,7 +30,6 @@ from ._console import (
     break_process_groups,
     has_console,
     install_ctrl_c_forwarder,
-    new_process_group_flag,
     send_ctrl_break,
 )
 from ._exits import ExitWatch, exit_fd
@@ -115,7 +114,6 @@ __all__ = [
     "joined_the_bus",
     "make_child_subreaper",
     "mark_member",
-    "new_process_group_flag",
     "pid_namespace",
     "polite_returncode",
     "raise_in_main_thread",

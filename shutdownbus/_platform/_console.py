@@ -2,23 +2,25 @@
 
 Rules of this module:
 
-* Windows: a child declared not to join is started in a process group of its
-  own (`new_process_group_flag`), the only way ``CTRL_BREAK_EVENT`` can be
+* Windows: a child whose stop policy is ``CTRL_BREAK`` is started in a
+  process group of its own (`_requests.creation_flags`:
+  ``CREATE_NEW_PROCESS_GROUP``), the only way ``CTRL_BREAK_EVENT`` can be
   aimed at it and not at our whole console; its stop is that event
-  (`send_ctrl_break`: ``SIGBREAK`` in Python, ``SIGBREAK`` in Node.js, the
-  console handler of any program).  Such a group no longer gets the console's
-  Ctrl-C (Windows starts it with Ctrl-C ignored), so a member that gets
-  Ctrl-C passes it on as ``CTRL_BREAK_EVENT`` to those groups
-  (`break_process_groups`).  The event reaches only processes attached to
-  the sender's console: with no console (``pythonw``, a service, a child
-  started with ``DETACHED_PROCESS``) the call fails, and the caller
-  escalates.  `install_ctrl_c_forwarder` does the passing on by itself, from a
-  console control handler.  Under wine the call fails too (WinError 12 with pipes as the
-  streams, WinError 6 in a console of its own): see docs/security.md.
-* Every other OS: there are no consoles; `new_process_group_flag` is 0,
-  `send_ctrl_break` raises ``OSError`` without sending anything and
-  `break_process_groups` sends nothing.  POSIX process groups are
-  ``start_new_session``'s business.
+  (`send_ctrl_break`: ``SIGBREAK`` in Python and in Node.js, the console
+  handler of any program).  Such a group no longer gets the console's
+  Ctrl-C (Windows starts it with Ctrl-C ignored), so the process that
+  spawned it passes a Ctrl-C it gets on as ``CTRL_BREAK_EVENT`` to those
+  groups (`break_process_groups`, from the console control handler of
+  `install_ctrl_c_forwarder`).  The event reaches only processes attached
+  to the sender's console: with no console (``pythonw``, a service, a child
+  started with ``DETACHED_PROCESS``) the call fails, and the caller ends the
+  child's job instead.  Under wine the call fails too (WinError 12 with
+  pipes as the streams, WinError 6 in a console of its own): see
+  docs/security.md.
+* Every other OS: there are no consoles; `send_ctrl_break` raises
+  ``OSError`` without sending anything, `break_process_groups` sends
+  nothing and `install_ctrl_c_forwarder` installs nothing.  POSIX process
+  groups are ``start_new_session``'s business.
 * ``signal`` and ``ctypes`` are loaded by the functions, on Windows.
 """
 
@@ -31,18 +33,6 @@ from ._os import WINDOWS
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     from typing import Any
-
-CREATE_NEW_PROCESS_GROUP = 0x00000200
-
-
-def new_process_group_flag() -> int:
-    """The creation flag that starts a child in a console process group of its
-    own, so that `send_ctrl_break` can reach it alone.
-
-    Windows: ``CREATE_NEW_PROCESS_GROUP`` (the child starts with Ctrl-C
-    ignored, see `break_process_groups`).  Every other OS: 0.
-    """
-    return CREATE_NEW_PROCESS_GROUP if WINDOWS else 0
 
 
 def has_console() -> bool:
@@ -64,7 +54,7 @@ def has_console() -> bool:
 
 def send_ctrl_break(pid: int) -> None:
     """Send ``CTRL_BREAK_EVENT`` to the console process group that ``pid``
-    leads (a child started with `new_process_group_flag`).
+    leads (a child started with ``CREATE_NEW_PROCESS_GROUP``).
 
     Windows: ``GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, pid)`` (what
     ``os.kill(pid, signal.CTRL_BREAK_EVENT)`` calls).  Every process of that
