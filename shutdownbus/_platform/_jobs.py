@@ -40,7 +40,10 @@ _PROCESS_DUP_HANDLE = 0x0040
 _PROCESS_QUERY_INFORMATION = 0x0400  # wine's IsProcessInJob refuses PROCESS_QUERY_LIMITED_INFORMATION
 _THREAD_SUSPEND_RESUME = 0x0002
 _TH32CS_SNAPTHREAD = 0x00000004
-_DUPLICATE_SAME_ACCESS = 0x00000002
+#: The access a member's own handle to its job gets: only to query it.  Any
+#: handle keeps the job alive; this one cannot change its limits (drop
+#: KILL_ON_JOB_CLOSE), assign processes to it or terminate it.
+_JOB_OBJECT_QUERY = 0x0004
 #: The exit code of the processes a job ends: that of ``Popen.terminate()``
 #: (TerminateProcess with 1), so a return code reads the same either way.
 TERMINATED_EXIT_CODE = 1
@@ -132,7 +135,7 @@ class ChildJob:
     def share_with(self, pid: int) -> bool:
         """Windows: give the process ``pid``, if it runs in this job, a handle
         of its own to the job (DuplicateHandle, not inheritable, never told
-        to it): the job then lives as long as that process does, even if this
+        to it, with the right to query the job only): the job then lives as long as that process does, even if this
         one dies, and ends what is left in it when that process exits.  Called
         for a child that joined the bus, so that its parent's death lets it
         stop gracefully first.  Elsewhere: no instance exists.
@@ -160,9 +163,9 @@ class ChildJob:
                     self._handle,
                     process,
                     ctypes.byref(remote),
-                    0,
+                    _JOB_OBJECT_QUERY,
                     False,
-                    _DUPLICATE_SAME_ACCESS,
+                    0,
                 )
             )
         finally:
