@@ -82,6 +82,26 @@ def test_spawn_puts_each_child_into_a_job_of_its_own(tmp_path: Path) -> None:
     assert [e.outcome for e in report.entries] == ["stopped"]
 
 
+BREAKAWAY = """
+import subprocess, sys
+try:
+    subprocess.Popen([sys.executable, "-c", "pass"], creationflags=0x01000000).wait()  # CREATE_BREAKAWAY_FROM_JOB
+    print("broke away", flush=True)
+except OSError as e:
+    print("refused", e.winerror, flush=True)
+"""
+
+
+def test_a_child_cannot_break_away_from_its_job() -> None:
+    """The jobs allow no breakaway (docs/lifecycle.md, "Limits"): a program
+    that asks for CREATE_BREAKAWAY_FROM_JOB gets ERROR_ACCESS_DENIED."""
+    with shutdownbus.spawn([sys.executable, "-c", BREAKAWAY], joins=False, stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        out = child.stdout.read()
+        assert child.wait(60) == 0
+    assert out == "refused 5\n"
+
+
 def test_a_hard_killed_spawner_leaves_nothing_and_its_members_stop_first(tmp_path: Path) -> None:
     """The spawner is ended by TerminateProcess with, below it, a member M
     (with a member child M.0 and a plain subprocess) and a non-member with a
