@@ -114,6 +114,8 @@ class Link:
         self.opened_at = time.monotonic()  # about when the child was spawned
         self.stop_order = 0  # `spawn`'s stop_order: the lower, the earlier a stop of several children reaches it
         self.closed = False
+        #: Called by the bus thread once the child joined (Windows: shares its job with it).
+        self.on_joined: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Link {self.endpoint} joined={self.joined.is_set()} stop={self.stop_reason!r}>"
@@ -543,6 +545,8 @@ class Bus:
                 link.member_pid, link.member_name = event.peer_pid, event.peer_name
                 _transport.stop_listening(link.endpoint)
                 link.joined.set()
+                if link.on_joined is not None:
+                    link.on_joined()
                 if link.stop_deadline is not None:
                     self._send_stop(link)  # a stop issued before the child joined
             elif isinstance(event, Ready):

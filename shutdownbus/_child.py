@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from types import TracebackType
 from typing import Any  # at run time (Child's base); a spawning process has it from pyzmq anyway
 
-from . import _environment, _member, _platform, _processes, _stop
+from . import _environment, _log, _member, _platform, _processes, _stop
 from ._deadlines import MAX_BUDGET
 from ._errors import ChildExited
 from ._names import describe
@@ -116,6 +116,12 @@ class Child(subprocess.Popen[Any]):
         )
         if flags := _platform.creation_flags(policy.request):
             popen_kwargs["creationflags"] = popen_kwargs.get("creationflags", 0) | flags
+        self._job: _platform.ChildJob | None = None
+        # Windows: created suspended, so that it is in its job before it runs.
+        suspended = _platform.suspended_creation_flag()
+        asked_suspended = bool(popen_kwargs.get("creationflags", 0) & suspended)
+        if suspended:
+            popen_kwargs["creationflags"] = popen_kwargs.get("creationflags", 0) | suspended
         try:
             # From a thread that lives as long as this process: the kernel's
             # parent-death signal follows the thread that started the child.
@@ -127,6 +133,11 @@ class Child(subprocess.Popen[Any]):
             raise
         finally:
             del env  # holds the secret; drop it as soon as possible
+        if suspended:
+            self._contain(resume=not asked_suspended)  # Windows only
+        if policy.request == _platform.CTRL_BREAK:
+            # Windows: its process group no longer gets the console's Ctrl-C; we pass ours on.
+            _platform.install_ctrl_c_forwarder(_ctrl_break_groups, _not_passed_on)
         _stop.track(self, link, _member.RELAY)
         if first:
             # psutil (some 15 ms to import) is needed once a stop comes: load
@@ -134,6 +145,44 @@ class Child(subprocess.Popen[Any]):
             # on a thread of its own, which could still be importing when the
             # exit path runs (see `_member._at_exit`).
             _processes.load()
+
+    def _contain(self, resume: bool) -> None:
+        """Windows: put the child, created suspended, into a Job Object of its
+        own, then let it run (see `_platform.contain`).  Once it joins, it
+        holds the job too (`_share_job`)."""
+        handle = int(vars(self)["_handle"])
+        try:
+            self._job = _platform.contain(handle, self.pid, resume=False)
+        except OSError as e:
+            _log.warning("shutdownbus: pid %d is in no job of its own (%s); its tree is walked instead", self.pid, e)
+        else:
+            self._link.on_joined = self._share_job  # before it runs: it may join at once
+        if not resume:
+            return
+        try:
+            _platform.resume_process(handle, self.pid)
+        except OSError:
+            super().kill()
+            super().wait()
+            _member.get_bus().close_link(self._link)
+            raise
+
+    def _share_job(self) -> None:
+        """Windows, on the bus thread, once the child joined: give the member its
+        own handle to the job, so that our death lets it stop gracefully
+        (``parent-lost``) before the job ends what is left of its subtree."""
+        job, member = self._job, self._link.member_pid
+        if job is not None and member is not None:
+            try:
+                job.share_with(member)
+            except OSError:
+                pass  # then our death ends it at once, as a non-member's
+
+    @property
+    def job(self) -> _platform.ChildJob | None:
+        """Windows: the child's Job Object (None if it could not be made).
+        Elsewhere: None."""
+        return self._job
 
     # -- identity --
 
@@ -268,6 +317,19 @@ class Child(subprocess.Popen[Any]):
             self.stop(reason="stop")
         finally:
             super().__exit__(exc_type, exc, tb)
+
+
+def _ctrl_break_groups() -> list[int]:
+    """Windows: our children still running that lead a process group of their
+    own (stop policy ``CTRL_BREAK``), which the console's Ctrl-C does not reach."""
+    return [
+        c.pid for c in _stop.live_children() if c.stop_policy.request == _platform.CTRL_BREAK and c.returncode is None
+    ]
+
+
+def _not_passed_on(failures: dict[int, OSError]) -> None:
+    for pid, error in failures.items():
+        _log.warning("shutdownbus: could not pass Ctrl-C on to pid %d as CTRL_BREAK (%s)", pid, error)
 
 
 def spawn(

@@ -388,12 +388,24 @@ def _wait_and_escalate(
                 # Not a member: the OS-native polite request is its stop.  Where
                 # that request ends a process outright, it cannot stop its own
                 # children (a server its workers): they get it too, deepest first.
-                if _platform.request_is_final(policy.request) and st.tree is not None:
-                    signal_members(st.tree.alive(), Outcome.STOPPED)
-                if _platform.send_request(st.child, policy.request, group=policy.group):
+                # Windows: where that request ends a process outright
+                # (TERMINATE), the child's job ends it and its whole subtree at
+                # once, also what no walk finds (see `_end_job`).
+                final = _platform.request_is_final(policy.request)
+                if final and _end_job(st, Outcome.STOPPED):
                     st.requested_at = time.monotonic()
-                    if policy.group and st.tree is not None:
-                        _asked_with_the_group(st.tree, st.child.pid, policy.request)
+                else:
+                    if final and st.tree is not None:
+                        signal_members(st.tree.alive(), Outcome.STOPPED)
+                    if _platform.send_request(st.child, policy.request, group=policy.group):
+                        st.requested_at = time.monotonic()
+                        if policy.group and st.tree is not None:
+                            _asked_with_the_group(st.tree, st.child.pid, policy.request)
+                    elif _end_job(st, Outcome.TERMINATED):
+                        # Windows: CTRL_BREAK could not be sent (no console:
+                        # pythonw, a service; wine): no polite request can reach
+                        # it, so its job ends it now, not at its deadline.
+                        st.escalated = Outcome.TERMINATED
                 st.polite_sent = True
             else:
                 wake_at = min(wake_at, grace_end)
@@ -446,14 +458,54 @@ def _own_deadline() -> float | None:
 
 
 def _escalate(overdue: list[StopState]) -> None:
-    """Terminate, then kill, each overdue child and all its descendants, deepest first."""
+    """Terminate, then kill, each overdue child and all its descendants, deepest first.
+
+    Windows: each child's job ends its whole subtree first (`_end_job`); the
+    walk then finds only what escaped the job.
+    """
     until = escalation_end(max(st.deadline for st in overdue), _own_deadline())
     _stop_log.deadline_passed((st.child.pid, st.child.name) for st in overdue)
+    for st in overdue:
+        if _end_job(st, Outcome.TERMINATED):
+            st.escalated = Outcome.TERMINATED
     escalate([st.tree for st in overdue if st.tree is not None], [_ChildHead(st) for st in overdue], until=until)
     for st in overdue:
         if st.child.poll() is None:
             st.gave_up = True
             _log.warning("shutdownbus: pid %d survived SIGKILL (uninterruptible?); giving up on it", st.child.pid)
+
+
+# -- Windows: the job of each child (see _platform.contain) ----------------------
+
+
+def _end_job(st: StopState, outcome: Outcome) -> bool:
+    """Windows: end the child and its whole subtree at once with its Job
+    Object (TerminateJobObject): what the walk sees and what it cannot (a
+    process whose parent exited is nobody's child there, and one that dropped
+    the marker from its environment is not recognised).  The processes of the
+    tree still running get ``outcome``.  Elsewhere, or a child with no job,
+    or one that exited: False, nothing done."""
+    job = st.child.job
+    if job is None or st.child.poll() is not None:
+        return False
+    alive = []
+    if st.tree is not None:
+        st.tree.refresh()
+        alive = st.tree.alive()
+    if not job.terminate():
+        return False
+    for m in alive:
+        m.outcome = m.outcome or outcome
+    return True
+
+
+def _end_leftover_jobs(mine: list[StopState]) -> None:
+    """Windows: once a stop is over, end what is still in each child's job:
+    processes the walk could not see (see `_end_job`).  Elsewhere: nothing."""
+    for st in mine:
+        job = st.child.job
+        if job is not None and job.active_processes():
+            job.terminate()
 
 
 def _sweep_leftovers(mine: list[StopState]) -> None:
@@ -492,6 +544,7 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
             tree.wait_gone(max(0.0, deadline - time.monotonic()))
         # However many rounds it takes, the escalations of one stop end together.
         escalate([tree for _, tree in leftover], until=escalation_end(deadline, _own_deadline()))
+    _end_leftover_jobs(mine)
     for _, tree in trees:
         tree.returncodes.update(_platform.reap_adopted(tree.members))
 

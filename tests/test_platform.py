@@ -117,10 +117,10 @@ def test_each_platform_function_says_what_it_does_on_each_os() -> None:
     modules names Windows (or says "every OS"/"every other OS"/"elsewhere")."""
     import inspect
 
-    from shutdownbus._platform import _exits, _init_duties, _os, _pipes, _procfs, _requests, _waking
+    from shutdownbus._platform import _console, _exits, _init_duties, _jobs, _os, _pipes, _procfs, _requests, _waking
 
     silent = []
-    for module in (_exits, _init_duties, _os, _pipes, _procfs, _requests, _waking):
+    for module in (_console, _exits, _init_duties, _jobs, _os, _pipes, _procfs, _requests, _waking):
         for name, obj in vars(module).items():
             if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
                 continue
@@ -130,3 +130,19 @@ def test_each_platform_function_says_what_it_does_on_each_os() -> None:
             if not any(word in doc for word in ("windows", "every os", "every other os", "elsewhere")):
                 silent.append(f"{module.__name__}.{name}")
     assert silent == []
+
+
+@pytest.mark.skipif(_platform.WINDOWS, reason="Windows does all of it: tests/test_windows_jobs.py")
+def test_jobs_and_console_events_do_nothing_where_there_are_none() -> None:
+    """_jobs and _console: "Every other OS: ... 0 ... raises OSError without
+    sending anything ... sends nothing": spawn() adds no creation flag there
+    and a child has no job."""
+    assert _platform.suspended_creation_flag() == 0
+    assert not _platform.has_console()
+    with pytest.raises(OSError):
+        _platform.contain(0, os.getpid())
+    with pytest.raises(OSError):
+        _platform.resume_process(0, os.getpid())
+    with pytest.raises(OSError):
+        _platform.send_ctrl_break(os.getpid())
+    assert _platform.break_process_groups([os.getpid()]) == {}

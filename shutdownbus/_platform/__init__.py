@@ -12,7 +12,9 @@ Rules of this package:
   `_waking` (the main thread, the bus thread), `_exits` (exit watching),
   `_requests` (the polite request and return codes), `_procfs` (reading
   /proc), `_init_duties` (parent death, subreaper, reaping), `_pipes`,
-  `_windows` (Win32 through ctypes), `_os` (the flags).  The rest of the
+  `_jobs` (Windows Job Objects: never orphaned), `_console` (Windows
+  console control events: CTRL_BREAK), `_windows` (Win32 through ctypes),
+  `_os` (the flags).  The rest of the
   package uses the names below, so that moving a function between these
   modules changes no call site.
 * ``list`` loads this package: at their top the modules import only what
@@ -24,6 +26,12 @@ Rules of this package:
 
 from __future__ import annotations
 
+from ._console import (
+    break_process_groups,
+    has_console,
+    install_ctrl_c_forwarder,
+    send_ctrl_break,
+)
 from ._exits import ExitWatch, exit_fd
 from ._init_duties import (
     SignalsHeld,
@@ -36,6 +44,7 @@ from ._init_duties import (
     start_orphan_reaper,
     wait_alone_in_namespace,
 )
+from ._jobs import ChildJob, contain, resume_process, suspended_creation_flag
 from ._os import LINUX, WINDOWS
 from ._pipes import read_available
 from ._procfs import (
@@ -81,19 +90,24 @@ __all__ = [
     "TERMINATE",
     "WINDOWS",
     "CaughtSignals",
+    "ChildJob",
     "ExitWatch",
     "ProcUnavailable",
     "SignalsHeld",
     "WakeChannel",
+    "break_process_groups",
     "child_pids",
     "child_preparation",
     "clear_parent_death_signal",
+    "contain",
     "creation_flags",
     "default_request",
     "exit_fd",
     "has_children",
+    "has_console",
     "has_exited",
     "in_a_lasting_thread",
+    "install_ctrl_c_forwarder",
     "install_main_thread_waker",
     "interrupted_returncode",
     "join_grace",
@@ -108,10 +122,13 @@ __all__ = [
     "request_is_final",
     "request_name",
     "request_returncode",
+    "resume_process",
+    "send_ctrl_break",
     "send_request",
     "start_orphan_reaper",
     "started_at",
     "stopped_returncodes",
+    "suspended_creation_flag",
     "wait_alone_in_namespace",
     "wake_main_thread",
     "wake_signal",

@@ -1,0 +1,98 @@
+"""A spawner killed hard: how long its non-member descendants outlive it.
+
+    .venv/bin/python benchmarks/hard_killed_spawner.py [--rounds N]
+    tools/windows/run-python.sh benchmarks/hard_killed_spawner.py    (the same under wine)
+
+Each round starts tests/programs/hard_killed_spawner.py (a member M with a
+member child and a plain subprocess, and a non-member with a grandchild
+below it), waits until all of them run, kills the spawner (SIGKILL;
+Windows: TerminateProcess) and takes two times from the kill: until the
+last non-member descendant is gone, and until every descendant is gone (the
+members stop on ``parent-lost`` with their cleanup first).  A process still
+running 10 s after the kill is counted as left (and killed).  Prints the
+median and the maximum of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+PROGRAMS = Path(__file__).resolve().parent.parent / "tests" / "programs"
+LEFT_AFTER = 10.0
+
+
+def gone_by(procs: list[psutil.Process], t0: float) -> tuple[float | None, list[psutil.Process]]:
+    """Seconds from ``t0`` until the last of ``procs`` is gone, or None and those still running."""
+    _, alive = psutil.wait_procs(procs, timeout=max(0.0, t0 + LEFT_AFTER - time.monotonic()))
+    return (None, alive) if alive else (time.monotonic() - t0, [])
+
+
+def one_round(log: str) -> tuple[float | None, float | None]:
+    spawner = subprocess.Popen(
+        [sys.executable, str(PROGRAMS / "hard_killed_spawner.py"), log],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    below: list[psutil.Process] = []
+    try:
+        assert spawner.stdout is not None and spawner.stdout.readline() == "ready\n"
+        members = {int(line.split()[2]) for line in Path(log).read_text().splitlines() if " started " in line}
+        plain = {int(line.split()[2]) for line in Path(log).read_text().splitlines() if " plain " in line}
+        below = psutil.Process(spawner.pid).children(recursive=True)
+        non_members = [p for p in below if p.pid not in members | plain]
+        t0 = time.monotonic()
+        spawner.kill()
+        spawner.wait()
+        non_member_time, _ = gone_by(non_members, t0)
+        all_time, _ = gone_by(below, t0)
+        return non_member_time, all_time
+    finally:
+        for p in below:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        if spawner.poll() is None:
+            spawner.kill()
+        spawner.wait()
+        for stream in (spawner.stdin, spawner.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def describe(times: list[float | None]) -> str:
+    done = [t for t in times if t is not None]
+    left = len(times) - len(done)
+    text = f"median {statistics.median(done) * 1000:.0f} ms, max {max(done) * 1000:.0f} ms" if done else "-"
+    return text + (f", LEFT RUNNING in {left}/{len(times)} rounds" if left else "")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--rounds", type=int, default=10)
+    args = p.parse_args()
+    non_members: list[float | None] = []
+    everyone: list[float | None] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.rounds):
+            log = os.path.join(tmp, f"log{i}")
+            a, b = one_round(log)
+            non_members.append(a)
+            everyone.append(b)
+    print(f"{sys.platform}, {args.rounds} rounds; from the spawner's kill until gone:")
+    print(f"  the last non-member descendant: {describe(non_members)}")
+    print(f"  every descendant (members stop on parent-lost first): {describe(everyone)}")
+
+
+if __name__ == "__main__":
+    main()
