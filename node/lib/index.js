@@ -389,8 +389,34 @@ class Child extends EventEmitter {
   [Symbol.for('nodejs.util.inspect.custom')] () { return `<Child ${this.name} pid=${this.pid} joined=${this.joined}>` }
 }
 
-/** The descendants of ``pid`` (POSIX, from ps), parents before children. */
+/** The children of ``pid`` from Linux's /proc (its threads' lists), or null where /proc does not list them. */
+function childrenFromProc (pid) {
+  try {
+    const out = []
+    for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+      for (const word of fs.readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(/\s+/)) {
+        if (word) out.push(Number(word))
+      }
+    }
+    return out
+  } catch {
+    return null
+  }
+}
+
+/**
+ * The descendants of ``pid``, parents before children: from /proc on Linux (starting no process: a ``ps`` of
+ * our own would be a child of ours, and show up in our parent's report), else from ps.
+ */
 function descendants (pid) {
+  if (childrenFromProc(process.pid) !== null) {
+    const out = []
+    const queue = [pid]
+    while (queue.length) {
+      for (const c of childrenFromProc(queue.shift()) || []) { out.push(c); queue.push(c) }
+    }
+    return out
+  }
   let table
   try {
     table = childProcess.execFileSync('ps', ['-A', '-o', 'pid=,ppid='], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
