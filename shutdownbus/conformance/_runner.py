@@ -369,6 +369,13 @@ class Runner:
 # -- the cases ----------------------------------------------------------------
 
 
+def _genuine_stop(s: Session) -> str:
+    """Send the genuine stop (`PROBE_BUDGET`) and check what the member did with it (`_check_genuine_stop`)."""
+    sent_at = time.monotonic()
+    s.send(s.tagged(_stop(GENUINE, PROBE_BUDGET)))
+    return _check_genuine_stop(s, PROBE_BUDGET, sent_at)
+
+
 def _check_genuine_stop(s: Session, budget: float, sent_at: float) -> str:
     """After hostile input: the member acts on the genuine stop only, and exits by its deadline."""
     rc = s.wait_exit(sent_at + budget, f"a stop of {budget:g} s")
@@ -398,9 +405,7 @@ def _hostile_established(frames: Callable[[Session], list[bytes]]) -> Callable[[
         try:
             for frame in frames(s):
                 s.send(frame)
-            sent_at = time.monotonic()
-            s.send(s.tagged(_stop(GENUINE, PROBE_BUDGET)))
-            return "refused; " + _check_genuine_stop(s, PROBE_BUDGET, sent_at)
+            return "refused; " + _genuine_stop(s)
         finally:
             s.close()
 
@@ -512,9 +517,7 @@ def case_bad_challenge(runner: Runner) -> str:
             raise CaseFailed(f"it answered a challenge whose proof was forged ({exc})") from None
         s.send(s.accept)
         s.await_ready()
-        sent_at = time.monotonic()
-        s.send(s.tagged(_stop(GENUINE, PROBE_BUDGET)))
-        return _check_genuine_stop(s, PROBE_BUDGET, sent_at)
+        return _genuine_stop(s)
     finally:
         s.close()
 
@@ -531,9 +534,7 @@ def case_stop_before_handshake(runner: Runner) -> str:
         s.await_proof()
         s.send(s.accept)
         s.await_ready()
-        sent_at = time.monotonic()
-        s.send(s.tagged(_stop(GENUINE, PROBE_BUDGET)))
-        return _check_genuine_stop(s, PROBE_BUDGET, sent_at)
+        return _genuine_stop(s)
     finally:
         s.close()
 
@@ -549,9 +550,7 @@ def case_stop_instead_of_accept(runner: Runner) -> str:
         s.send(s.tagged(_stop(HOSTILE, 0.5)))
         s.send(s.tagged(_pack([1, "accept", {}])))
         s.await_ready()
-        sent_at = time.monotonic()
-        s.send(s.tagged(_stop(GENUINE, PROBE_BUDGET)))
-        return _check_genuine_stop(s, PROBE_BUDGET, sent_at)
+        return _genuine_stop(s)
     finally:
         s.close()
 
