@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import shutil
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import PROGRAMS, WINDOWS, reaped
+from conftest import LINUX, PROGRAMS, WINDOWS, reaped
 
 ABC = str(Path(__file__).parent.parent / "examples" / "abc.py")
 
@@ -111,6 +112,31 @@ def test_ctrl_c_in_a_terminal_runs_every_cleanup_and_leaves_nothing() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     _, still = psutil.wait_procs(tree, timeout=10)
     assert still == []
+
+
+@pytest.mark.skipif(not LINUX, reason="the program tells that its main thread sleeps from Linux's /proc")
+def test_a_ctrl_c_caught_just_before_a_parent_blocks_still_interrupts_it() -> None:
+    """The terminal test's rare hang (issue 22, item 7): A, a parent that did
+    not join, caught the SIGINT just before its ``time.sleep(60)`` began, and
+    CPython ran the handler only when the sleep ended.  Made for sure here:
+    the program has the SIGINT caught while its main thread already sleeps."""
+    proc = subprocess.Popen(
+        [sys.executable, str(PROGRAMS / "ctrl_c_before_a_block.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with reaped(proc, descendants=True):
+        try:
+            out, err = proc.communicate(timeout=60)  # it would sleep 120 s
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"the SIGINT did not end the sleep; its output:\n{out}\n{err}")
+    assert proc.returncode == 0, (out, err)
+    result = json.loads(out.splitlines()[-1])
+    assert result["interrupted"] is True, (out, err)
+    assert result["seconds"] < 30, (out, err)
 
 
 @pytest.mark.skipif(not WINDOWS, reason="a Windows console; POSIX has its terminal test above")
