@@ -54,6 +54,10 @@ def holders(pid: int) -> str:
     for proc in procs:
         try:
             lines.append(f"{proc.pid} {proc.status()} {' '.join(proc.cmdline())[:100]}")
+            with open(f"/proc/{proc.pid}/status") as status:  # signals pending, blocked, ignored, caught
+                masks = [x for x in status.read().splitlines() if x.startswith(("Sig", "ShdPnd"))]
+                lines.append("    " + " ".join(masks))
+            before = _cpu_ticks(proc.pid), time.monotonic()
             for tid in os.listdir(f"/proc/{proc.pid}/task"):
                 task = f"/proc/{proc.pid}/task/{tid}"
                 with open(f"{task}/comm") as comm, open(f"{task}/wchan") as wchan, open(f"{task}/stat") as stat:
@@ -64,11 +68,24 @@ def holders(pid: int) -> str:
                         lines.append(f"      {name}: {info.read().strip()}")
             if shutil.which("gdb"):  # a thread that runs with no Python frame: where in C
                 with contextlib.suppress(OSError, subprocess.SubprocessError):
-                    bt = ["gdb", "-p", str(proc.pid), "-batch", "-ex", "thread apply all bt"]
+                    # is_tripped and SIGINT's tripped flag set, with the main thread
+                    # blocked: a signal whose Python handler waits for the call
+                    # to return (CPython's own symbols; an error line without them).
+                    tripped = ["-ex", "p is_tripped", "-ex", "p Handlers[2].tripped"]
+                    bt = ["gdb", "-p", str(proc.pid), "-batch", *tripped, "-ex", "thread apply all bt"]
                     lines.append(subprocess.run(bt, capture_output=True, text=True, timeout=60).stdout[-6000:])
+            # State R is not a spin unless the process burns its time slice.
+            ticks = _cpu_ticks(proc.pid) - before[0]
+            lines.append(f"    cpu: {ticks} clock ticks in the last {time.monotonic() - before[1]:.1f} s")
         except (psutil.Error, OSError) as exc:
             lines.append(f"{proc.pid} ({exc})")
     return "\n".join(lines)
+
+
+def _cpu_ticks(pid: int) -> int:
+    """The user and system time of every thread of ``pid`` (clock ticks)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return sum(int(x) for x in stat.read().rsplit(")", 1)[1].split()[11:13])
 
 
 @pytest.mark.skipif(WINDOWS, reason="a POSIX terminal (pty); Windows has its console test below")
@@ -85,7 +102,9 @@ def test_ctrl_c_in_a_terminal_runs_every_cleanup_and_leaves_nothing() -> None:
         assert len(tree) == 2
         os.write(fd, b"\x03")  # what the terminal turns into SIGINT for its foreground group
         try:
-            out += read_until(fd, None, 60)
+            # Well short of A's time.sleep(60): a Ctrl-C that A did not take
+            # shows A still asleep here, not waking up as the wait ends.
+            out += read_until(fd, None, 30)
         except TimeoutError as exc:
             states = holders(pid)
             for proc in [*tree, psutil.Process(pid)]:
