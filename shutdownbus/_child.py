@@ -89,6 +89,9 @@ class Child(subprocess.Popen[Any]):
     def _start(self, args: Any, stop_timeout: float, name: str | None, popen_kwargs: dict[str, Any]) -> None:
         global _subreaper_done
         bus = _member.get_bus()
+        # A Ctrl-C must reach this process as surely as its children (a no-op
+        # after the first time, and off the main thread).
+        _member.watch_caught_signals_of_a_parent()
         first = not _subreaper_done
         if first:
             # Before the first child starts, so nothing it starts can escape.

@@ -91,6 +91,7 @@ class _State:
         self.raised = False
         self.pending_ran = False  # the main thread ran _raise_pending since the stop came
         self.caught: _platform.CaughtSignals | None = None
+        self.parent_watches = False  # watch_caught_signals_of_a_parent ran on the main thread
         self.exiting = False
         self.deferring = 0  # > 0 while the main thread must not be interrupted
         self.handlers = 0  # > 0 while the program handles stops itself (aio.stopped)
@@ -584,7 +585,34 @@ def _install_main_thread_waker() -> None:
     descriptor of caught signals, and the quiet exit after a stop."""
     _state.interruptible = _platform.install_main_thread_waker(_raise_pending)
     _quiet_after_a_stop()
-    if _state.interruptible and _state.caught is None:
+    if _state.interruptible:
+        _watch_caught_signals()
+
+
+def watch_caught_signals_of_a_parent() -> None:
+    """Main thread, at a spawn: the wake signal's handler and the descriptor
+    of caught signals, also in a process that did not join (a root).
+
+    A Ctrl-C reaches the parent with its children, and the parent must take
+    it too: caught by its main thread just before that thread blocks
+    (``time.sleep``, a read, a wait), its handler would wait for the call to
+    return, as in a member (see `_platform.CaughtSignals`).  Seen as a root
+    that slept out its ``time.sleep(60)`` after Ctrl-C while its children
+    had long cleaned up (issue 22, item 7).  The waker's handler raises only
+    in a process that asked stops to interrupt it (`_stop_to_raise`).
+    Elsewhere than POSIX: nothing (no `CaughtSignals` there).
+    """
+    if _state.parent_watches or _platform.WINDOWS or threading.current_thread() is not threading.main_thread():
+        return
+    _state.parent_watches = True  # once: `CaughtSignals.start` swaps the program's own descriptor for a moment
+    if _platform.install_main_thread_waker(_raise_pending):
+        _watch_caught_signals()
+
+
+def _watch_caught_signals() -> None:
+    """Main thread, once a waker is installed: have the bus thread nudge the
+    main thread when a Python handler caught a signal (`_on_caught_signals`)."""
+    if _state.caught is None:
         caught = _platform.CaughtSignals.start()
         if caught is not None:
             _state.caught = caught
@@ -643,7 +671,9 @@ def _stop_to_raise(*, in_the_main_thread: bool) -> str | None:
 
     The one set of guards, wherever the stop is raised from: not before a
     stop came, not twice, not while the process exits, not inside a
-    `deferred_stop` block (which raises it when it ends); and not in the
+    `deferred_stop` block (which raises it when it ends), not in a process
+    whose stops must not interrupt its main thread (``join(interrupt_main=False)``,
+    ``run``: its waker runs for the nudges after caught signals); and not in the
     middle of a Ctrl-C's cleanup, which a second interruption would cut
     short: a KeyboardInterrupt being handled (seen from the main thread
     itself, or in its frames from another thread), or ``asyncio.run``
@@ -652,6 +682,8 @@ def _stop_to_raise(*, in_the_main_thread: bool) -> str | None:
     reason = _state.stop_reason
     if _state.raised or _state.exiting or _state.deferring or reason is None:
         return None
+    if not _state.interrupt_main:
+        return None  # the program handles stops itself; the waker ran for a caught signal's nudge
     if in_the_main_thread:
         if isinstance(sys.exc_info()[1], KeyboardInterrupt):
             return None

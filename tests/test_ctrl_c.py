@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import shutil
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import PROGRAMS, WINDOWS, reaped
+from conftest import LINUX, PROGRAMS, WINDOWS, reaped
 
 ABC = str(Path(__file__).parent.parent / "examples" / "abc.py")
 
@@ -53,6 +54,10 @@ def holders(pid: int) -> str:
     for proc in procs:
         try:
             lines.append(f"{proc.pid} {proc.status()} {' '.join(proc.cmdline())[:100]}")
+            with open(f"/proc/{proc.pid}/status") as status:  # signals pending, blocked, ignored, caught
+                masks = [x for x in status.read().splitlines() if x.startswith(("Sig", "ShdPnd"))]
+                lines.append("    " + " ".join(masks))
+            before = _cpu_ticks(proc.pid), time.monotonic()
             for tid in os.listdir(f"/proc/{proc.pid}/task"):
                 task = f"/proc/{proc.pid}/task/{tid}"
                 with open(f"{task}/comm") as comm, open(f"{task}/wchan") as wchan, open(f"{task}/stat") as stat:
@@ -63,11 +68,24 @@ def holders(pid: int) -> str:
                         lines.append(f"      {name}: {info.read().strip()}")
             if shutil.which("gdb"):  # a thread that runs with no Python frame: where in C
                 with contextlib.suppress(OSError, subprocess.SubprocessError):
-                    bt = ["gdb", "-p", str(proc.pid), "-batch", "-ex", "thread apply all bt"]
+                    # is_tripped and SIGINT's tripped flag set, with the main thread
+                    # blocked: a signal whose Python handler waits for the call
+                    # to return (CPython's own symbols; an error line without them).
+                    tripped = ["-ex", "p is_tripped", "-ex", "p Handlers[2].tripped"]
+                    bt = ["gdb", "-p", str(proc.pid), "-batch", *tripped, "-ex", "thread apply all bt"]
                     lines.append(subprocess.run(bt, capture_output=True, text=True, timeout=60).stdout[-6000:])
+            # State R is not a spin unless the process burns its time slice.
+            ticks = _cpu_ticks(proc.pid) - before[0]
+            lines.append(f"    cpu: {ticks} clock ticks in the last {time.monotonic() - before[1]:.1f} s")
         except (psutil.Error, OSError) as exc:
             lines.append(f"{proc.pid} ({exc})")
     return "\n".join(lines)
+
+
+def _cpu_ticks(pid: int) -> int:
+    """The user and system time of every thread of ``pid`` (clock ticks)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return sum(int(x) for x in stat.read().rsplit(")", 1)[1].split()[11:13])
 
 
 @pytest.mark.skipif(WINDOWS, reason="a POSIX terminal (pty); Windows has its console test below")
@@ -84,7 +102,9 @@ def test_ctrl_c_in_a_terminal_runs_every_cleanup_and_leaves_nothing() -> None:
         assert len(tree) == 2
         os.write(fd, b"\x03")  # what the terminal turns into SIGINT for its foreground group
         try:
-            out += read_until(fd, None, 60)
+            # Well short of A's time.sleep(60): a Ctrl-C that A did not take
+            # shows A still asleep here, not waking up as the wait ends.
+            out += read_until(fd, None, 30)
         except TimeoutError as exc:
             states = holders(pid)
             for proc in [*tree, psutil.Process(pid)]:
@@ -111,6 +131,31 @@ def test_ctrl_c_in_a_terminal_runs_every_cleanup_and_leaves_nothing() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     _, still = psutil.wait_procs(tree, timeout=10)
     assert still == []
+
+
+@pytest.mark.skipif(not LINUX, reason="the program tells that its main thread sleeps from Linux's /proc")
+def test_a_ctrl_c_caught_just_before_a_parent_blocks_still_interrupts_it() -> None:
+    """The terminal test's rare hang (issue 22, item 7): A, a parent that did
+    not join, caught the SIGINT just before its ``time.sleep(60)`` began, and
+    CPython ran the handler only when the sleep ended.  Made for sure here:
+    the program has the SIGINT caught while its main thread already sleeps."""
+    proc = subprocess.Popen(
+        [sys.executable, str(PROGRAMS / "ctrl_c_before_a_block.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with reaped(proc, descendants=True):
+        try:
+            out, err = proc.communicate(timeout=60)  # it would sleep 120 s
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"the SIGINT did not end the sleep; its output:\n{out}\n{err}")
+    assert proc.returncode == 0, (out, err)
+    result = json.loads(out.splitlines()[-1])
+    assert result["interrupted"] is True, (out, err)
+    assert result["seconds"] < 30, (out, err)
 
 
 @pytest.mark.skipif(not WINDOWS, reason="a Windows console; POSIX has its terminal test above")
