@@ -558,8 +558,15 @@ def _watch_own_descendants(own_descendants: type[OwnDescendants]) -> None:
         _state.own = own = own_descendants(_state.own_marker)
         own.wait(_state.own_watch_done)
 
-    _state.own_watcher = threading.Thread(target=watch, name="shutdownbus-own", daemon=True)
-    _state.own_watcher.start()
+    # Started, then published, under the lock the exit path takes first: the
+    # exit path either finds a started thread to join, or no thread at all
+    # (found in a full suite: it once joined a thread not yet started).
+    with _state.lock:
+        if _state.exiting:
+            return
+        watcher = threading.Thread(target=watch, name="shutdownbus-own", daemon=True)
+        watcher.start()
+        _state.own_watcher = watcher
 
 
 def _on_parent_lost() -> None:
