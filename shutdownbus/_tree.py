@@ -52,6 +52,8 @@ class Member:
         gone: It has been seen gone (or a zombie).
         gone_at: `time.monotonic` of its exit, when seen as it happened.
         seen_gone_at: `time.monotonic` when it was first seen gone.
+        running_at: When its exit time is unknown: the last `time.monotonic`
+            it was known to run (it ended between then and `seen_gone_at`).
         outcome: Set by the OS request that was sent to it: ``stopped``
             (the polite request, as its stop), ``terminated`` or ``killed``.
     """
@@ -66,6 +68,7 @@ class Member:
         "gone",
         "gone_at",
         "seen_gone_at",
+        "running_at",
         "outcome",
         "seen_at",
         "unchecked",
@@ -85,6 +88,7 @@ class Member:
         self.gone = False
         self.gone_at: float | None = None
         self.seen_gone_at: float | None = None
+        self.running_at: float | None = None
         self.outcome: Outcome | None = None
         self.seen_at = seen_at  # when first seen (`time.monotonic`)
         self.unchecked = False  # its state could not be read at the last look
@@ -100,15 +104,22 @@ class Member:
         return int(self.proc.pid)
 
     def went_after(self, moment: float) -> bool:
-        """Whether it was gone only after ``moment`` (by its exit time when
-        known, else by when it was seen gone)."""
-        when = self.gone_at if self.gone_at is not None else self.seen_gone_at
+        """Whether it is known to have gone only after ``moment``: by its exit
+        time when known, else by a look that saw it running after ``moment``.
+        Seen gone after ``moment`` is no proof: it may have ended before."""
+        when = self.gone_at if self.gone_at is not None else self.running_at
         return when is not None and when > moment + 0.001
 
-    def mark_gone(self, when: float | None, now: float) -> None:
-        """Record that it is gone (``when``: its exit time, if known)."""
+    def mark_gone(self, when: float | None, now: float, running_at: float | None = None) -> None:
+        """Record that it is gone.
+
+        Args:
+            when: Its exit time, if known.
+            now: When it was seen gone.
+            running_at: If ``when`` is unknown, the last moment it was known to run.
+        """
         if not self.gone:
-            self.gone, self.gone_at, self.seen_gone_at = True, when, now
+            self.gone, self.gone_at, self.seen_gone_at, self.running_at = True, when, now, running_at
 
     def ask(self, request: str) -> None:
         """Record that the polite request ``request`` was sent to it, now (the
@@ -308,7 +319,7 @@ class Tree:
         for pid, when in self.watch.exits.items():
             m = self.members.get(pid)
             if m is not None:
-                m.mark_gone(when, now)
+                m.mark_gone(when, now, self.watch.running_at.get(pid))
 
     def wait_gone(self, timeout: float, companions: bool = True) -> list[Member]:
         """Wait up to ``timeout`` seconds for every member to go; return the rest.

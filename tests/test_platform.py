@@ -7,6 +7,7 @@ import select
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -146,3 +147,35 @@ def test_jobs_and_console_events_do_nothing_where_there_are_none() -> None:
     with pytest.raises(OSError):
         _platform.send_ctrl_break(os.getpid())
     assert _platform.break_process_groups([os.getpid()]) == {}
+
+
+@pytest.mark.parametrize("pidfds", [True, False], ids=["pidfd-or-os-default", "polled"])
+def test_an_exit_seen_late_has_no_time_but_keeps_when_it_last_ran(pidfds: bool) -> None:
+    """Seen gone long after the look before is no proof of when it ended:
+    the exit time is None, and `running_at` says when it was last known to
+    run (a report's ``lost`` rests on that, never on when it was seen gone)."""
+    from shutdownbus._tree import Member
+
+    watch = _platform.ExitWatch()
+    watch.PRECISION = -1.0  # every exit not seen as it happened counts as seen late
+    if not pidfds:
+        watch.MAX_PIDFDS = 0
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        added = time.monotonic()
+        watch.add(proc.pid, lambda: proc.poll() is not None)
+        assert watch.wait(0) == []  # a look that sees it running
+        looked = time.monotonic()
+    finally:
+        proc.stdin.close()  # type: ignore[union-attr]
+        proc.wait(10)
+    ended = time.monotonic()
+    assert watch.wait(0) == [proc.pid]  # not waiting: seen late
+    assert watch.exits[proc.pid] is None
+    assert added <= watch.running_at[proc.pid] <= looked < ended
+    watch.close()
+
+    member = Member(psutil.Process(os.getpid()), 1, 1, "x")
+    member.mark_gone(None, ended + 5.0, watch.running_at[proc.pid])
+    assert member.went_after(added - 1.0)  # it ran after that moment
+    assert not member.went_after(looked)  # seen gone later, but it may have ended right then

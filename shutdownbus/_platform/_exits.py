@@ -7,7 +7,8 @@ Rules of this module:
   when a pidfd cannot be opened): the process is looked at every
   `ExitWatch.POLL_INTERVAL` seconds while a thread waits.
 * An exit time is recorded only when it was seen as it happened; otherwise
-  it is unknown (None), never guessed.
+  it is unknown (None), never guessed, and what is known is kept instead:
+  the last moment the process was seen running (`ExitWatch.running_at`).
 """
 
 from __future__ import annotations
@@ -62,8 +63,13 @@ class ExitWatch:
         self._asked: dict[int, Callable[[], bool]] = {}  # pid -> is_gone, for those without a pidfd
         self._poller = select.poll() if _PIDFDS else None
         self._last_look = time.monotonic()
+        self._last_look_began = self._last_look  # every process watched then was running at this moment
+        self._added: dict[int, float] = {}  # pid -> when `add` was told it runs
         #: pid -> `time.monotonic` when it was seen gone (None: unknown).
         self.exits: dict[int, float | None] = {}
+        #: pid -> the last `time.monotonic` it was known to run, for each exit
+        #: whose time is unknown: it ended between then and when it was seen gone.
+        self.running_at: dict[int, float] = {}
 
     def add(self, pid: int, is_gone: Callable[[], bool]) -> None:
         """Watch ``pid``, a process known to run now.
@@ -76,6 +82,7 @@ class ExitWatch:
 
         if pid in self.exits or pid in self._fds or pid in self._asked:
             return
+        self._added[pid] = time.monotonic()
         if self._poller is not None and len(self._fds) < self.MAX_PIDFDS:
             try:
                 fd = os.pidfd_open(pid)
@@ -107,6 +114,7 @@ class ExitWatch:
         return found
 
     def _look(self, block: float) -> list[int]:
+        began = time.monotonic()
         found: list[int] = []
         if self._fds and self._poller is not None:
             ready = self._poller.poll(math.ceil(block * 1000))
@@ -124,7 +132,7 @@ class ExitWatch:
             if is_gone():
                 self._seen_gone(pid, now, False)
                 found.append(pid)
-        self._last_look = now
+        self._last_look, self._last_look_began = now, began
         return found
 
     def _seen_gone(self, pid: int, now: float, exact: bool) -> None:
@@ -134,7 +142,11 @@ class ExitWatch:
             self._poller.unregister(fd)
             os.close(fd)
         self._asked.pop(pid, None)
+        added = self._added.pop(pid, now)
         self.exits[pid] = now if exact or now - self._last_look <= self.PRECISION else None
+        if self.exits[pid] is None:
+            # Not seen gone at the look before this one (or not watched yet then).
+            self.running_at[pid] = max(added, self._last_look_began)
 
     def __del__(self) -> None:
         self.close()
