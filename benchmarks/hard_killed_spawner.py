@@ -1,6 +1,6 @@
 """A spawner killed hard: how long its non-member descendants outlive it.
 
-    .venv/bin/python benchmarks/hard_killed_spawner.py [--rounds N]
+    .venv/bin/python benchmarks/hard_killed_spawner.py [--rounds N] [--spawned]
     tools/windows/run-python.sh benchmarks/hard_killed_spawner.py    (the same under wine)
 
 Each round starts tests/programs/hard_killed_spawner.py (a member M with a
@@ -11,11 +11,17 @@ last non-member descendant is gone, and until every descendant is gone (the
 members stop on ``parent-lost`` with their cleanup first).  A process still
 running 10 s after the kill is counted as left (and killed).  Prints the
 median and the maximum of each.
+
+With --spawned, this process starts the spawner with ``shutdownbus.spawn``
+(declared not to join) instead of ``subprocess.Popen``: it is then the
+nearest subreaper, to which the kernel re-parents what the dead spawner's
+children leave behind, and it ends those (Linux: ``_remains``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -36,8 +42,11 @@ def gone_by(procs: list[psutil.Process], t0: float) -> tuple[float | None, list[
     return (None, alive) if alive else (time.monotonic() - t0, [])
 
 
-def one_round(log: str) -> tuple[float | None, float | None]:
-    spawner = subprocess.Popen(
+def one_round(log: str, spawned: bool) -> tuple[float | None, float | None]:
+    import shutdownbus
+
+    start = functools.partial(shutdownbus.spawn, joins=False) if spawned else subprocess.Popen
+    spawner = start(
         [sys.executable, str(PROGRAMS / "hard_killed_spawner.py"), log],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -80,16 +89,18 @@ def describe(times: list[float | None]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--spawned", action="store_true", help="start the spawner with shutdownbus.spawn")
     args = p.parse_args()
     non_members: list[float | None] = []
     everyone: list[float | None] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
             log = os.path.join(tmp, f"log{i}")
-            a, b = one_round(log)
+            a, b = one_round(log, args.spawned)
             non_members.append(a)
             everyone.append(b)
-    print(f"{sys.platform}, {args.rounds} rounds; from the spawner's kill until gone:")
+    how = "spawned by this process" if args.spawned else "started with Popen"
+    print(f"{sys.platform}, {args.rounds} rounds, the spawner {how}; from its kill until gone:")
     print(f"  the last non-member descendant: {describe(non_members)}")
     print(f"  every descendant (members stop on parent-lost first): {describe(everyone)}")
 

@@ -307,6 +307,12 @@ class Bus:
 
         self.call(adopt)
 
+    def unwatch(self, fd: int) -> None:
+        """Stop watching ``fd`` (see `watch`); on the bus thread only (from a
+        callback of `watch`), before the caller closes it."""
+        if self._watched.pop(fd, None) is not None:
+            self._poller.unregister(fd)
+
     def send_upstream(self, event: Ready | Report) -> None:
         """Send ``Ready`` or ``Report`` to the parent (any thread).
 

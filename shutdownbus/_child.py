@@ -17,8 +17,8 @@ from collections.abc import Collection, Sequence
 from types import TracebackType
 from typing import Any  # at run time (Child's base); a spawning process has it from pyzmq anyway
 
-from . import _environment, _log, _member, _platform, _processes, _stop
-from ._deadlines import MAX_BUDGET
+from . import _environment, _log, _member, _platform, _processes, _remains, _stop
+from ._deadlines import DEFAULT_STOP_TIMEOUT, MAX_BUDGET
 from ._errors import ChildExited
 from ._names import describe
 from ._policy import StopPolicy
@@ -69,7 +69,7 @@ class Child(subprocess.Popen[Any]):
         self,
         args: Any,
         *,
-        stop_timeout: float = _member.DEFAULT_STOP_TIMEOUT,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         name: str | None = None,
         stop_policy: StopPolicy | None = None,
         clean_exits: Collection[int] = (),
@@ -142,6 +142,7 @@ class Child(subprocess.Popen[Any]):
             # Windows: its process group no longer gets the console's Ctrl-C; we pass ours on.
             _platform.install_ctrl_c_forwarder(_ctrl_break_groups, _not_passed_on)
         _stop.track(self, link, _member.RELAY)
+        _remains.watch(self, bus)  # Linux: if it is killed, what it leaves behind is ended
         if first:
             # psutil (some 15 ms to import) is needed once a stop comes: load
             # it now, while the child starts, not on the stop's path, and not
@@ -338,7 +339,7 @@ def _not_passed_on(failures: dict[int, OSError]) -> None:
 def spawn(
     args: str | bytes | os.PathLike[str] | Sequence[str | bytes | os.PathLike[str]],
     *,
-    stop_timeout: float = _member.DEFAULT_STOP_TIMEOUT,
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT,
     ready_timeout: float | None = None,
     name: str | None = None,
     joins: bool | None = None,
@@ -429,6 +430,11 @@ def spawn(
     return child
 
 
+def _at_exit(reason: str, deadline: float | None) -> None:
+    _stop.at_exit(reason, deadline)
+    _remains.at_exit(deadline)
+
+
 # From now on (the first spawn loads this module), our own stop and our exit
 # stop our children too.
-_member.set_children_hooks(_stop.stop_all, _stop.at_exit)
+_member.set_children_hooks(_stop.stop_all, _at_exit)

@@ -40,6 +40,19 @@ LEVEL_SHARE = 0.02
 #: The longest budget a stop may carry, and the longest stop timeout: a week
 #: (anything longer is a bug on the sender's side).
 MAX_BUDGET = 7 * 24 * 3600.0
+#: A child's stop timeout when its spawner gave none (`spawn`'s default).
+DEFAULT_STOP_TIMEOUT = 10.0
+
+
+def stop_timeout_from(text: str | None) -> float:
+    """The stop timeout a spawner wrote in its child's environment
+    (``SHUTDOWNBUS_STOP_TIMEOUT``); `DEFAULT_STOP_TIMEOUT` where it is
+    missing, not a number, or out of (0, `MAX_BUDGET`]."""
+    try:
+        value = float(text or "")
+    except ValueError:
+        return DEFAULT_STOP_TIMEOUT
+    return value if 0 < value <= MAX_BUDGET else DEFAULT_STOP_TIMEOUT
 
 
 def children_deadline(own_deadline: float, now: float) -> float:

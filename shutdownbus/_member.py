@@ -25,7 +25,6 @@ import atexit
 import contextlib
 import functools
 import gc
-import math
 import os
 import signal
 import sys
@@ -38,7 +37,7 @@ import zmq
 
 from . import _cpython, _environment, _log, _platform, _stop_log, _transport
 from ._bus import Bus, Upstream
-from ._deadlines import ESCALATION_MARGIN, children_deadline
+from ._deadlines import DEFAULT_STOP_TIMEOUT, ESCALATION_MARGIN, children_deadline, stop_timeout_from
 from ._errors import ChannelError, ShutdownBusError
 from ._outcome import Outcome
 from ._protocol import Ready, Report
@@ -52,7 +51,6 @@ if TYPE_CHECKING:
     from ._report import StopReport
 
 
-DEFAULT_STOP_TIMEOUT = 10.0
 ACK_WAIT = 1.0  # longest the exit path waits for the parent to take the report
 
 
@@ -201,7 +199,7 @@ def join(
             )
         keys = _transport.ChannelKeys.from_encoded(encoded)
         _state.own_marker = endpoint
-        _state.stop_timeout = _parse_timeout(stop_timeout)
+        _state.stop_timeout = stop_timeout_from(stop_timeout)
         _state.name = (name or _default_name())[:256]
         _state.interrupt_main = interrupt_main
         _state.fast_exit = fast_exit
@@ -241,13 +239,6 @@ def join(
         )
     return True
 
-
-def _parse_timeout(text: str | None) -> float:
-    try:
-        value = float(text or "")
-    except ValueError:
-        return DEFAULT_STOP_TIMEOUT
-    return value if math.isfinite(value) and value > 0 else DEFAULT_STOP_TIMEOUT
 
 
 def register(name: str | None = None, *, fast_exit: bool = True) -> str:

@@ -309,7 +309,6 @@ def sweep_stale_runtime_dirs(base: str) -> list[str]:
     Returns:
         The directories removed.
     """
-    import stat
 
     if not _platform.LINUX:
         return []
@@ -323,26 +322,48 @@ def sweep_stale_runtime_dirs(base: str) -> list[str]:
         if not entry.startswith("sb-"):
             continue
         path = os.path.join(base, entry)
-        try:
-            st = os.lstat(path)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-                continue
-            fd = os.open(os.path.join(path, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        if _owner_is_provably_dead(path, namespace):
             try:
-                owner = os.fstat(fd)
-                text = os.read(fd, 256) if stat.S_ISREG(owner.st_mode) and owner.st_uid == os.getuid() else b""
-            finally:
-                os.close(fd)
-            fields = text.decode("ascii", "replace").split()
-            if len(fields) != 3 or not (fields[0].isdigit() and fields[2].isdigit()) or fields[1] != namespace:
-                continue
-            if fields[0] == str(os.getpid()) or _start_ticks(int(fields[0])) == int(fields[2]):
-                continue  # its owner runs
-            _remove_flat_directory(path)
+                _remove_flat_directory(path)
+            except OSError:
+                continue  # not removable: left alone
             removed.append(path)
-        except (OSError, ValueError, OverflowError):
-            continue  # not provably stale, or not removable: left alone
     return removed
+
+
+def owner_is_dead(endpoint: str) -> bool:
+    """Whether the process that made ``endpoint`` (a spawn's ``ipc://``
+    endpoint, the marker its child's descendants carry) is provably dead, by
+    its `RuntimeDir`'s owner file, with `sweep_stale_runtime_dirs`' checks.
+
+    Linux only; False for anything that cannot be proven (a tcp endpoint,
+    a directory gone, unsigned, of another user or namespace): never raises.
+    """
+    if not _platform.LINUX or not endpoint.startswith("ipc://"):
+        return False
+    return _owner_is_provably_dead(os.path.dirname(endpoint[len("ipc://") :]), _platform.pid_namespace() or "-")
+
+
+def _owner_is_provably_dead(path: str, namespace: str) -> bool:
+    """`sweep_stale_runtime_dirs`' test of one directory ``path``."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            return False
+        fd = os.open(os.path.join(path, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            owner = os.fstat(fd)
+            text = os.read(fd, 256) if stat.S_ISREG(owner.st_mode) and owner.st_uid == os.getuid() else b""
+        finally:
+            os.close(fd)
+        fields = text.decode("ascii", "replace").split()
+        if len(fields) != 3 or not (fields[0].isdigit() and fields[2].isdigit()) or fields[1] != namespace:
+            return False
+        return fields[0] != str(os.getpid()) and _start_ticks(int(fields[0])) != int(fields[2])
+    except (OSError, ValueError, OverflowError):
+        return False  # not provably dead
 
 
 def _remove_flat_directory(path: str) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from . import _stop, testing
 from ._child import Child, spawn
-from ._member import DEFAULT_STOP_TIMEOUT
+from ._deadlines import DEFAULT_STOP_TIMEOUT
 from ._outcome import Outcome
 from ._report import StopReport
 from ._tree import ProcessTable, descendant_pids

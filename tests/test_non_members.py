@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -15,7 +16,7 @@ from conftest import LINUX, PROGRAMS, SCRIPT, WINDOWS, logged, reaped, sleep_cmd
 
 import shutdownbus
 from shutdownbus import _platform
-from shutdownbus._deadlines import JOIN_GRACE
+from shutdownbus._deadlines import ESCALATION_MARGIN, JOIN_GRACE
 
 linux = pytest.mark.skipif(not LINUX, reason="the kernel's parent-death signal is Linux's (docs/lifecycle.md)")
 posix = pytest.mark.skipif(WINDOWS, reason="POSIX signals")
@@ -41,6 +42,58 @@ def test_a_killed_spawner_leaves_no_child_of_any_kind(tmp_path: Path) -> None:
         assert wait_gone(procs, 30) == [], [p.cmdline() for p in procs if p.is_running()]
     assert logged(log, "got stop") == [("m", "parent-lost")]
     assert [name for name, _ in logged(log, "cleanup")] == ["m"]
+
+
+@linux
+def test_what_a_killed_spawnee_leaves_behind_is_ended_by_its_spawner(tmp_path: Path) -> None:
+    """A child of ours (spawned) is killed hard: the kernel asks its own
+    children to go (the parent-death signal), but a shell's background job
+    gets nothing and is re-parented to us, the nearest subreaper.  We end it,
+    as the dead child would have; the member among its children stops itself
+    on 'parent-lost' with its cleanup, not cut short by us.  Before, the job
+    ran on under us until our own stop (or for good, once we exited)."""
+    log = tmp_path / "log"
+    spawner = shutdownbus.spawn(
+        [sys.executable, str(PROGRAMS / "spawner.py"), str(log), "--shell"],
+        joins=False,
+        stop_timeout=2,  # how long we look for its remains once it is gone (and 0.4 s)
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    with reaped(spawner, descendants=True):
+        assert spawner.stdout is not None
+        pids = json.loads(spawner.stdout.readline())
+        job = psutil.Process(pids["job"])
+        procs = [psutil.Process(pid) for pid in pids.values()]
+        spawner.kill()
+        spawner.wait()
+        assert wait_gone(procs, 30) == [], [p.cmdline() for p in procs if p.is_running()]
+        assert not job.is_running() or job.status() == psutil.STATUS_ZOMBIE
+    assert logged(log, "got stop") == [("m", "parent-lost")]
+    assert [name for name, _ in logged(log, "cleanup")] == ["m"]
+
+
+@linux
+def test_what_a_live_spawner_left_is_not_taken_for_remains() -> None:
+    """A shell of ours that exits on its own leaves a background job, which
+    the kernel re-parents to us: its marker's owner (we) is alive, so the
+    look for remains leaves it alone; our own stop ends it, as before."""
+    from shutdownbus import _remains
+
+    spawned = time.monotonic()
+    shell = shutdownbus.spawn(["sh", "-c", "sleep 300 & echo $!"], joins=False, stop_timeout=1, stdout=subprocess.PIPE)
+    with reaped(shell, descendants=True):
+        assert shell.stdout is not None
+        job = psutil.Process(int(shell.stdout.readline()))
+        assert shell.wait(30) == 0
+        # The shell's exit was seen: a look is due until its stop timeout and the margin have passed.
+        wait_for(lambda: _remains._look_until >= spawned + 1 + ESCALATION_MARGIN, 30, "the look for remains started")
+        assert _remains._sweeper is not None
+        _remains._sweeper.join(30)  # every look due is done
+        assert not _remains._sweeper.is_alive()
+        assert job.is_running() and job.status() != psutil.STATUS_ZOMBIE and job.ppid() == os.getpid()
+        report = shell.stop()
+    assert wait_gone([job], 30) == [], report
 
 
 @linux

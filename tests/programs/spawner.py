@@ -1,16 +1,18 @@
 """A parent of every kind of child, for the tests of its sudden death.
 
-    spawner.py LOG
+    spawner.py LOG [--shell]
 
 Spawns a member (tests/programs/member.py, with a plain grandchild), a
 child that may join but never does (sleep.py), and a child declared not to
-join, from a thread that ends at once.  Prints their pids as one JSON line,
-then waits to be killed.
+join, from a thread that ends at once; with --shell, also a shell (declared
+not to join) with a background job.  Prints their pids as one JSON line
+(the job's as "job"), then waits to be killed.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -30,5 +32,11 @@ thread = threading.Thread(
 )
 thread.start()
 thread.join()
-print(json.dumps({"member": member.pid, "sleeper": sleeper.pid, "declared": declared[0].pid}), flush=True)
+pids = {"member": member.pid, "sleeper": sleeper.pid, "declared": declared[0].pid}
+if "--shell" in sys.argv:
+    job = [sys.executable, str(PROGRAMS / "sleep.py"), "300"]
+    shell = shutdownbus.spawn(["sh", "-c", '"$@" & echo $!; wait', "sh", *job], joins=False, stdout=subprocess.PIPE)
+    assert shell.stdout is not None
+    pids.update(shell=shell.pid, job=int(shell.stdout.readline()))
+print(json.dumps(pids), flush=True)
 sys.stdin.read()

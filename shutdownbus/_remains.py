@@ -1,0 +1,193 @@
+"""What a killed child leaves behind: the remains of a dead spawner (Linux).
+
+A child of ours that is killed (SIGKILL, the OOM killer, a crash) stops
+none of its own children.  Those that may not join get their polite request
+from the kernel (the parent-death signal that `spawn` sets up); their own
+children (a shell's background jobs, a server's workers) get nothing, and
+the kernel re-parents them to the nearest subreaper, which is this process:
+every process that spawns is one.  This module ends them, as the dead child
+would have.
+
+Rules of this module:
+
+* It acts on the exit of a child of ours that no stop of ours asked for (a
+  stop walks and escalates that child's tree itself), and looks for remains
+  from then until that child's stop timeout and the escalation margin have
+  passed: what the kernel re-parents later is left to our own stop.
+* It ends only processes re-parented to us that carry, in the environment
+  they started with, a spawn marker (``SHUTDOWNBUS_ENDPOINT``) whose owner
+  is provably dead (`_transport.owner_is_dead`): never a process of a live
+  spawner, such as a daemon that double-forked below a child that runs.
+* A member among them (`_platform.joined_the_bus`) is stopping itself on
+  'parent-lost': it is not asked to go.  Every other process gets its
+  polite request at once: a member that cannot be told from outside (one
+  in another language) got the parent-death signal a moment before, and
+  takes this one as it took that (protocol 7.6; the Node.js member does).
+* A marker's processes have its stop timeout (``SHUTDOWNBUS_STOP_TIMEOUT``,
+  as the dead child gave it) from when they were found; then what is left
+  is escalated, deepest first, and reaped.
+* Linux only (pidfds, subreapers); elsewhere nothing is watched: Windows'
+  Job Objects end a dead spawner's subtree, and macOS has no way
+  (docs/lifecycle.md).
+* One thread of its own, started by the first death, ending when its last
+  look is done; the bus thread only tells it of a death.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from . import _platform, _stop, _transport
+from ._deadlines import ESCALATION_MARGIN, stop_timeout_from
+from ._environment import ENV_ENDPOINT, ENV_STOP_TIMEOUT
+from ._escalation import escalate, signal_members
+from ._outcome import Outcome
+
+TYPE_CHECKING = False  # not typing's: see the package's __init__
+if TYPE_CHECKING:
+    from ._bus import Bus
+    from ._child import Child
+    from ._tree import Tree
+
+#: How often our children are looked at while remains may still come.
+LOOK_EVERY = 0.05
+
+_lock = threading.Lock()  # guards the two below
+_look_until = 0.0  # `time.monotonic` of the last look still due
+_sweeper: threading.Thread | None = None
+_looking = threading.Lock()  # one look at a time (the sweeper's, or the exit path's)
+
+
+def watch(child: Child, bus: Bus) -> None:
+    """Linux: when ``child`` exits with no stop of ours asked of it, look for
+    its remains (see the module's rules).  Every other OS: nothing."""
+    fd = _platform.exit_fd(child.pid)
+    if fd is None:
+        return
+
+    def on_exit() -> None:  # on the bus thread
+        bus.unwatch(fd)
+        os.close(fd)
+        if not _stop.stop_asked_of(child):
+            look_for_remains(child.stop_timeout + ESCALATION_MARGIN)
+
+    bus.watch(fd, on_exit)
+
+
+def look_for_remains(window: float) -> None:
+    """Look for the remains of dead spawners among our children from now until
+    ``window`` seconds have passed (longer if a look is due later already)."""
+    global _look_until, _sweeper
+    with _lock:
+        _look_until = max(_look_until, time.monotonic() + window)
+        if _sweeper is not None and _sweeper.is_alive():
+            return
+        _sweeper = threading.Thread(target=_sweep, name="shutdownbus-remains", daemon=True)
+        _sweeper.start()
+
+
+def at_exit(deadline: float | None) -> None:
+    """At this process's exit: end the remains found or due, by ``deadline``
+    (`time.monotonic`; None: by their own deadlines)."""
+    global _look_until
+    with _lock:
+        if _sweeper is None:
+            return  # no child of ours died on its own
+        _look_until = 0.0
+    with _looking:
+        _remains.look()
+        _remains.finish(deadline)
+
+
+def _sweep() -> None:
+    while True:
+        with _looking:
+            _remains.look()
+            with _lock:
+                if time.monotonic() >= _look_until and not _remains.pending:
+                    return
+        time.sleep(LOOK_EVERY)
+
+
+class _Remains:
+    """The remains found so far, each marker's with its own deadline."""
+
+    def __init__(self) -> None:
+        self.judged: dict[int, str | None] = {}  # pid of a child of ours -> its dead owner's marker, or None
+        self.spared: set[int] = set()  # pids not asked to go (members that joined)
+        self.pending: list[tuple[Tree, float]] = []  # (remains, deadline)
+
+    def look(self) -> None:
+        """One look at our children: take what is new, escalate what is due."""
+        found = self._new_remains()
+        if found:
+            self._take(found)
+        now = time.monotonic()
+        self._end([p for p in self.pending if p[1] <= now or not p[0].alive()])
+
+    def finish(self, deadline: float | None) -> None:
+        """Wait (up to ``deadline``, or each one's own) for the remains to go, and escalate the rest."""
+        for tree, own in list(self.pending):
+            end = own if deadline is None else min(own, deadline)
+            tree.wait_gone(max(0.0, end - time.monotonic()))
+        self._end(list(self.pending))
+
+    def _end(self, due: list[tuple[Tree, float]]) -> None:
+        for tree, deadline in due:
+            self.pending.remove((tree, deadline))
+            if tree.alive():
+                escalate([tree])
+            _platform.reap_adopted(tree.members)
+            tree.watch.close()
+        if not self.pending and self.spared:
+            _platform.reap_adopted(self.spared)
+
+    def _new_remains(self) -> dict[str, float]:
+        """Markers of dead owners carried by children of ours not seen before,
+        with their stop timeouts."""
+        from ._processes import environment_of, process
+
+        try:
+            children = _platform.child_pids(os.getpid())
+        except OSError:
+            return {}
+        ours = {c.pid for c in _stop.live_children()}
+        found: dict[str, float] = {}
+        for pid in children:
+            if pid in self.judged or pid in ours:
+                continue
+            proc = process(pid)
+            environ = environment_of(proc) if proc is not None else {}
+            if not environ:
+                continue  # a zombie, or in the middle of its exec: judged at a later look
+            marker = environ.get(ENV_ENDPOINT)
+            self.judged[pid] = None
+            if marker is None or not _transport.owner_is_dead(marker):
+                continue
+            self.judged[pid] = marker
+            found[marker] = stop_timeout_from(environ.get(ENV_STOP_TIMEOUT))
+        return found
+
+    def _take(self, markers: dict[str, float]) -> None:
+        from ._tree import Tree
+
+        tree = Tree([], markers=markers, not_ours=lambda: {c.pid for c in _stop.live_children()})
+        self.spared.update(m.pid for m in tree.alive() if _platform.joined_the_bus(m.pid))
+        signal_members([m for m in tree.alive() if m.pid not in self.spared], Outcome.STOPPED)
+        self.pending.append((tree, time.monotonic() + max(markers.values())))
+
+
+_remains = _Remains()
+
+
+def _forget_after_fork() -> None:
+    # A forked child has no sweeper thread, and the remains are its parent's.
+    global _remains, _sweeper, _look_until, _lock, _looking
+    _remains, _sweeper, _look_until = _Remains(), None, 0.0
+    _lock, _looking = threading.Lock(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
