@@ -47,11 +47,21 @@ MAX_REPORTED = 20_000
 _MONITORED = (
     zmq.EVENT_DISCONNECTED
     | zmq.EVENT_CLOSED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
 
+
+#: How many connections a child makes to its parent's endpoint when the
+#: transport handshake fails before it ever succeeded: a loaded parent
+#: answers a handshake late (its ZAP handler runs on a busy bus thread) and
+#: drops it after `_transport.HANDSHAKE_IVL_MS`.  A slow handshake is not a
+#: wrong credential; a wrong secret fails as many times, within a second.
+#: Only over ``ipc://`` (Linux, macOS) and while the parent is not provably
+#: dead: elsewhere a connection to a parent that is gone never fails, it waits.
+JOIN_ATTEMPTS = 3
 
 #: What each event of the parent's socket means for a child that joins (a
 #: failure is never said to be another: a slow handshake is not a wrong credential).
@@ -153,6 +163,9 @@ class Upstream:
         self.lock = threading.Lock()
         self.lost = threading.Event()
         self.failure: str | None = None
+        self.endpoint = ""  # the parent's, for a spawned member
+        self.attempts = 1  # connections made to it (`JOIN_ATTEMPTS`)
+        self.handshook = False  # a transport handshake with it succeeded
 
 
 class Bus:
@@ -272,6 +285,7 @@ class Bus:
         """Connect to the parent and start the handshake (any thread)."""
         sock, monitor = _transport.connect_child_socket(self.ctx, keys, endpoint, _MONITORED)
         up = Upstream(keys, sock, monitor, pid, name)
+        up.endpoint = endpoint
 
         def adopt() -> None:
             self.upstream = up
@@ -536,7 +550,12 @@ class Bus:
                 event = _transport.monitor_event(monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
-            if event in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                up.handshook = True
+            elif self._may_connect_again(up, event):
+                self._connect_again(up)
+                return  # the old monitor's events are gone with it
+            elif event in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
                 if not up.lost.is_set():
                     up.lost.set()
                     up.acked.set()  # nobody is left to acknowledge anything
@@ -544,6 +563,40 @@ class Bus:
                     self._on_parent_lost()
             else:
                 up.failure = _JOIN_FAILURES.get(event, up.failure)
+
+    def _may_connect_again(self, up: Upstream, event: int) -> bool:
+        """Whether a failure of the transport handshake with our parent may
+        have been only slow (see `JOIN_ATTEMPTS`)."""
+        return (
+            event in (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED)
+            and not up.handshook
+            and not up.channel.established
+            and up.attempts < JOIN_ATTEMPTS
+            and up.endpoint.startswith("ipc://")
+            and not _transport.owner_is_dead(up.endpoint)
+        )
+
+    def _connect_again(self, up: Upstream) -> None:
+        """Replace the channel to our parent with a fresh connection and
+        handshake.  Nothing of the first reached the parent's protocol (its
+        transport handshake never succeeded), so the parent still awaits a hello."""
+        assert up.monitor is not None
+        up.attempts += 1
+        for sock in (up.sock, up.monitor):
+            self._poller.unregister(sock)
+        up.sock.disable_monitor()
+        up.monitor.close(0)
+        up.sock.close(0)
+        try:
+            up.sock, up.monitor = _transport.connect_child_socket(self.ctx, up.keys, up.endpoint, _MONITORED)
+        except ChannelError as exc:
+            up.failure = str(exc)
+            up.monitor = None
+            return
+        up.channel = Channel(Role.CHILD, up.keys.secret, pid=up.pid, name=up.name)
+        self._poller.register(up.sock, zmq.POLLIN)
+        self._poller.register(up.monitor, zmq.POLLIN)
+        self._send(up.sock, up.channel.start())
 
     def _on_link_frames(self, link: Link) -> None:
         for event in self._events(link.sock, lambda: link.channel, "child"):
