@@ -56,15 +56,17 @@ test-windows: $(STAMP) ## The suite with a Windows CPython 3.12 under wine (sets
 	HOST_PYTHON=$(PY) tools/windows/setup.sh
 	tools/windows/run-tests.sh $(ARGS)
 
-bench: $(STAMP) node-deps ## Benchmarks against signal-based stops and tini (Linux; a few minutes)
+bench: $(STAMP) node-deps ## Benchmarks against signal-based stops, tini and the other supervisors (Linux; some minutes)
 	@command -v tini >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& apt-get install -y -q tini >/dev/null; } || echo "tini is not installed: section 7 is skipped"
+		&& apt-get install -y -q tini >/dev/null; } || echo "tini is not installed: section 7 and its row of section 10 are skipped"
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/bench_node.py
+	$(PY) benchmarks/bench_peers.py
 
 bench-quick: $(STAMP) node-deps ## A fast smoke run of the benchmarks (under a minute)
 	$(PY) benchmarks/bench.py --quick
 	$(PY) benchmarks/bench_node.py --quick
+	$(PY) benchmarks/bench_peers.py --quick
 
 stress: $(STAMP) ## 20 rounds of a 111-process tree and 1000 spawn/stop cycles: nothing may be left
 	$(PY) benchmarks/stress.py
