@@ -8,8 +8,10 @@ Rules of this module:
 * The thread blocks in ``poll()`` with no timeout: no periodic wake-ups.
 * It handles, in this order of importance: the upstream channel (our own
   parent), the downstream channels (children we spawned), the ZAP handler that
-  admits only each channel's own child, and the upstream socket's monitor,
-  which tells it when the parent's end went away.
+  admits only each channel's own child, the upstream socket's monitor,
+  which tells it when the parent's end went away, descriptors others asked
+  it to watch (`watch`), and a registered root's admin-socket monitor, which
+  counts connections so that a flood's memory is given back (`_AdminPeers`).
 * A bad frame is logged once and dropped; it never ends the thread.
 """
 
@@ -200,6 +202,7 @@ class Bus:
         self._running = True
         self._warned: set[str] = set()
         self._watched: dict[int, Callable[[], None]] = {}  # other descriptors: callback when readable
+        self._admin_peers: _AdminPeers | None = None  # a registered root's admin connections
         self.thread = threading.Thread(target=self._run, name="shutdownbus", daemon=True)
         self.thread.start()
 
@@ -225,13 +228,15 @@ class Bus:
         except NotRun:
             raise ChannelError("the shutdownbus thread did not respond; this is a bug, please report it") from None
 
-    def _bind(self, keys: _transport.ChannelKeys) -> tuple[zmq.Socket[bytes], str, bytes]:
+    def _bind(
+        self, keys: _transport.ChannelKeys, max_frame: int = _protocol.MAX_FRAME_SIZE
+    ) -> tuple[zmq.Socket[bytes], str, bytes]:
         """Bind a socket that the ZAP handler opens to ``keys``' client only."""
         self._ensure_zap()
         domain = f"sb{next(self._domains)}".encode()
         self._allowed[domain] = keys.client_public_raw()
         try:
-            sock, endpoint = _transport.bind_parent_socket(self.ctx, keys, domain.decode(), self.runtime)
+            sock, endpoint = _transport.bind_parent_socket(self.ctx, keys, domain.decode(), self.runtime, max_frame)
         except BaseException:
             self._allowed.pop(domain, None)
             raise
@@ -302,12 +307,21 @@ class Bus:
         Returns:
             The channel and the endpoint admins connect to.
         """
-        sock, endpoint, _ = self._bind(keys)
+        sock, endpoint, _ = self._bind(keys, _transport.MAX_ADMIN_FRAME_SIZE)
         up = Upstream(keys, sock, None, pid, name, admin=True)
+        try:
+            # Its connections are counted, so that what a flood of them made
+            # the C heap grow by is given back once they are gone (`_AdminPeers`).
+            monitor = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        except zmq.ZMQError:
+            monitor = None  # no descriptor for it: the channel works, uncounted
 
         def adopt() -> None:
             self.upstream = up
             self._poller.register(sock, zmq.POLLIN)
+            if monitor is not None:
+                self._admin_peers = _AdminPeers(monitor)
+                self._poller.register(monitor, zmq.POLLIN)
 
         self.call(adopt)
         return up, endpoint
@@ -388,6 +402,8 @@ class Bus:
                 up.monitor.close(0)
             up.sock.close(0)
             _forget_secret(up)
+        if self._admin_peers is not None:
+            self._admin_peers.close()
         if self._zap is not None:
             self._zap.close(0)
 
@@ -419,6 +435,8 @@ class Bus:
                     self._watched[fd]()
                 except Exception:
                     _log.exception("shutdownbus: internal error in the bus thread")
+            if self._admin_peers is not None and self._admin_peers.monitor in ready:
+                self._admin_peers.on_events()
             if self._zap is not None and self._zap in ready:
                 while self._zap.poll(0):
                     self._zap.send_multipart(_transport.zap_reply(self._zap.recv_multipart(), self._allowed))
@@ -620,6 +638,47 @@ class Bus:
                 else:
                     link.entries += event.entries[: MAX_REPORTED - len(link.entries)]
                 self._send(link.sock, link.channel.send(Ack()))
+
+
+class _AdminPeers:
+    """The connections to a registered root's admin channel, counted from its
+    socket's monitor, so that memory a flood of them took is given back.
+
+    Anyone on the machine may connect to a tcp admin port.  libzmq keeps
+    each connection (its buffers, and a frame of up to
+    `_transport.MAX_ADMIN_FRAME_SIZE`) until it authenticates or the
+    handshake interval drops it; the C heap keeps the pages it grew by after
+    that.  Once every connection is gone, after at least `FLOOD` of them, or
+    every `FLOOD` connections while they keep coming, the heap is trimmed
+    (`_platform.release_free_memory`).  The monitor drops events when it
+    falls behind: a count that goes wrong only trims early or late.
+    """
+
+    FLOOD = 256
+
+    def __init__(self, monitor: zmq.Socket[bytes]) -> None:
+        self.monitor = monitor
+        self.open = 0
+        self.since_release = 0
+
+    def on_events(self) -> None:
+        """Read the monitor's events (bounded work per wake-up; poll() brings us back)."""
+        for _ in range(1000):
+            try:
+                event = _transport.monitor_event(self.monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if event == zmq.EVENT_ACCEPTED:
+                self.open += 1
+                self.since_release += 1
+            elif event == zmq.EVENT_DISCONNECTED:
+                self.open = max(0, self.open - 1)
+            if self.since_release >= self.FLOOD and (self.open == 0 or self.since_release >= 4 * self.FLOOD):
+                _platform.release_free_memory()
+                self.since_release = 0
+
+    def close(self) -> None:
+        self.monitor.close(0)
 
 
 def _forget_secret(end: Link | Upstream) -> None:

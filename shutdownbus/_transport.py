@@ -48,6 +48,14 @@ CURVE_OVERHEAD = 64
 # longer.  The child connects once it has started, and its handshake takes
 # milliseconds.  libzmq reads it when the socket binds: it cannot change later.
 HANDSHAKE_IVL_MS = 1000
+#: The largest frame a registered root takes on its admin channel.  An admin
+#: plays the parent there and sends only small frames (a knock, the parent's
+#: handshake steps, a stop whose reason is at most `MAX_TEXT_LENGTH` code
+#: points, acknowledgements: about 1.2 KiB at most); reports go the other way.
+#: libzmq allocates a frame's whole size as soon as it reads its header, so
+#: this is also what a peer that never authenticates can make the root hold
+#: for its message: 4 KiB, not `MAX_FRAME_SIZE` (docs/security.md).
+MAX_ADMIN_FRAME_SIZE = 4 << 10
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 104 (macOS) or 108 (Linux) bytes
 
 
@@ -403,9 +411,9 @@ def new_socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int) -> zmq.Socket[byt
         raise ChannelError(why) from None
 
 
-def _channel_socket(ctx: zmq.Context[zmq.Socket[bytes]]) -> zmq.Socket[bytes]:
+def _channel_socket(ctx: zmq.Context[zmq.Socket[bytes]], max_frame: int = MAX_FRAME_SIZE) -> zmq.Socket[bytes]:
     """A PAIR socket with what both ends of a channel need: CURVE (checked),
-    no linger, and frames capped at `MAX_FRAME_SIZE`.
+    no linger, and frames capped at ``max_frame``.
 
     Raises:
         ChannelError: no CURVE here, or the socket cannot be made or set.
@@ -416,7 +424,7 @@ def _channel_socket(ctx: zmq.Context[zmq.Socket[bytes]]) -> zmq.Socket[bytes]:
     sock = new_socket(ctx, zmq.PAIR)
     try:
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE + CURVE_OVERHEAD)
+        sock.setsockopt(zmq.MAXMSGSIZE, max_frame + CURVE_OVERHEAD)
     except zmq.ZMQError as exc:
         sock.close(0)
         raise ChannelError(f"cannot set up a control channel ({exc})") from None
@@ -424,7 +432,11 @@ def _channel_socket(ctx: zmq.Context[zmq.Socket[bytes]]) -> zmq.Socket[bytes]:
 
 
 def bind_parent_socket(
-    ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys, domain: str, runtime: RuntimeDir
+    ctx: zmq.Context[zmq.Socket[bytes]],
+    keys: ChannelKeys,
+    domain: str,
+    runtime: RuntimeDir,
+    max_frame: int = MAX_FRAME_SIZE,
 ) -> tuple[zmq.Socket[bytes], str]:
     """Create and bind the parent's end of a new channel.
 
@@ -433,6 +445,8 @@ def bind_parent_socket(
         keys: The channel's keys.
         domain: The ZAP domain that identifies this channel to the ZAP handler.
         runtime: Where ipc endpoints live.
+        max_frame: The largest frame it takes (`MAX_ADMIN_FRAME_SIZE` for a
+            root's admin channel).
 
     Returns:
         The socket and the endpoint the child must connect to.
@@ -442,7 +456,7 @@ def bind_parent_socket(
     """
     import zmq
 
-    sock = _channel_socket(ctx)
+    sock = _channel_socket(ctx, max_frame)
     try:
         sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
         sock.curve_server = True

@@ -14,7 +14,7 @@ Rules of this package:
   /proc), `_init_duties` (parent death, subreaper, reaping), `_pipes`,
   `_jobs` (Windows Job Objects: never orphaned), `_console` (Windows
   console control events: CTRL_BREAK), `_windows` (Win32 through ctypes),
-  `_os` (the flags).  The rest of the
+  `_os` (the flags, prctl, the C heap).  The rest of the
   package uses the names below, so that moving a function between these
   modules changes no call site.
 * ``list`` loads this package: at their top the modules import only what
@@ -45,7 +45,7 @@ from ._init_duties import (
     wait_alone_in_namespace,
 )
 from ._jobs import ChildJob, contain, resume_process, suspended_creation_flag
-from ._os import LINUX, WINDOWS
+from ._os import LINUX, WINDOWS, release_free_memory
 from ._pipes import read_available
 from ._procfs import (
     KERNEL_LISTS_CHILDREN,
@@ -119,6 +119,7 @@ __all__ = [
     "raise_in_main_thread",
     "read_available",
     "reap_adopted",
+    "release_free_memory",
     "request_is_final",
     "request_name",
     "request_returncode",
