@@ -44,12 +44,13 @@ from ._deadlines import ESCALATION_MARGIN, stop_timeout_from
 from ._environment import ENV_ENDPOINT, ENV_STOP_TIMEOUT
 from ._escalation import escalate, signal_members
 from ._outcome import Outcome
+from ._processes import environment_of, process
+from ._tree import Tree
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     from ._bus import Bus
     from ._child import Child
-    from ._tree import Tree
 
 #: How often our children are looked at while remains may still come.
 LOOK_EVERY = 0.05
@@ -147,8 +148,6 @@ class _Remains:
     def _new_remains(self) -> dict[str, float]:
         """Markers of dead owners carried by children of ours not seen before,
         with their stop timeouts."""
-        from ._processes import environment_of, process
-
         try:
             children = _platform.child_pids(os.getpid())
         except OSError:
@@ -171,8 +170,6 @@ class _Remains:
         return found
 
     def _take(self, markers: dict[str, float]) -> None:
-        from ._tree import Tree
-
         tree = Tree([], markers=markers, not_ours=lambda: {c.pid for c in _stop.live_children()})
         self.spared.update(m.pid for m in tree.alive() if _platform.joined_the_bus(m.pid))
         signal_members([m for m in tree.alive() if m.pid not in self.spared], Outcome.STOPPED)
