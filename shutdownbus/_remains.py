@@ -19,10 +19,12 @@ Rules of this module:
   is provably dead (`_transport.owner_is_dead`): never a process of a live
   spawner, such as a daemon that double-forked below a child that runs.
 * A member among them (`_platform.joined_the_bus`) is stopping itself on
-  'parent-lost': it is not asked to go.  Every other process gets its
-  polite request at once: a member that cannot be told from outside (one
-  in another language) got the parent-death signal a moment before, and
-  takes this one as it took that (protocol 7.6; the Node.js member does).
+  'parent-lost': it is not asked to go.  Every other process gets SIGTERM
+  at once (a stop signal its dead spawner declared for a child is not
+  known here; that child got it from the kernel): a member that cannot be
+  told from outside (one in another language) got the parent-death signal
+  a moment before, and takes this one as it took that (protocol 7.6; the
+  Node.js member does).
 * A marker's processes have its stop timeout (``SHUTDOWNBUS_STOP_TIMEOUT``,
   as the dead child gave it) from when they were found; then what is left
   is escalated, deepest first, and reaped.
@@ -83,8 +85,8 @@ def look_for_remains(window: float) -> None:
     global _look_until, _sweeper
     with _lock:
         _look_until = max(_look_until, time.monotonic() + window)
-        if _sweeper is not None and _sweeper.is_alive():
-            return
+        if _sweeper is not None:
+            return  # it looks until then (it sets itself to None, under the lock, as it ends)
         _sweeper = threading.Thread(target=_sweep, name="shutdownbus-remains", daemon=True)
         _sweeper.start()
 
@@ -95,7 +97,7 @@ def at_exit(deadline: float | None) -> None:
     global _look_until
     with _lock:
         if _sweeper is None:
-            return  # no child of ours died on its own
+            return  # no look is due: no child of ours died on its own lately
         _look_until = 0.0
     with _looking:
         _remains.look()
@@ -103,11 +105,14 @@ def at_exit(deadline: float | None) -> None:
 
 
 def _sweep() -> None:
+    global _sweeper
     while True:
         with _looking:
             _remains.look()
             with _lock:
                 if time.monotonic() >= _look_until and not _remains.pending:
+                    _remains.forget()  # a pid judged now may be another process's by the next death
+                    _sweeper = None
                     return
         time.sleep(LOOK_EVERY)
 
@@ -119,6 +124,11 @@ class _Remains:
         self.judged: dict[int, str | None] = {}  # pid of a child of ours -> its dead owner's marker, or None
         self.spared: set[int] = set()  # pids not asked to go (members that joined)
         self.pending: list[tuple[Tree, float]] = []  # (remains, deadline)
+
+    def forget(self) -> None:
+        """Forget the processes judged and spared (none is pending)."""
+        self.judged.clear()
+        self.spared.clear()
 
     def look(self) -> None:
         """One look at our children: take what is new, escalate what is due."""
