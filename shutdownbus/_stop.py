@@ -483,14 +483,17 @@ def _end_job(st: StopState, outcome: Outcome) -> bool:
     Object (TerminateJobObject): what the walk sees and what it cannot (a
     process whose parent exited is nobody's child there, and one that dropped
     the marker from its environment is not recognised).  The processes of the
-    tree still running get ``outcome``.  Elsewhere, or a child with no job,
-    or one that exited: False, nothing done."""
+    tree still running, and those of the job that no walk found (taken into
+    the tree first, so that the report lists them), get ``outcome``.
+    Elsewhere, or a child with no job, or one that exited: False, nothing done."""
     job = st.child.job
     if job is None or st.child.poll() is not None:
         return False
     alive = []
     if st.tree is not None:
         st.tree.refresh()
+        # What the job holds and no walk found is ended too: the report says so.
+        st.tree.take_in(job.pids() or (), st.child.pid)
         alive = st.tree.alive()
     if not job.terminate():
         return False

@@ -278,6 +278,20 @@ class Tree:
             self.watch.add(pid, lambda: not member.checked())
         return True
 
+    def take_in(self, pids: Iterable[int], parent: int) -> None:
+        """Add processes found outside the walk, shown below ``parent``
+        (Windows: those in a child's Job Object that no walk reaches, a
+        process whose parent exited being nobody's child there).
+
+        Args:
+            pids: The processes; those already in the snapshot, or gone, are skipped.
+            parent: The process they are shown below (the child whose job holds them).
+        """
+        depth = self.members[parent].depth + 1 if parent in self.members else 1
+        for pid in pids:
+            if pid not in self.members and pid != parent:
+                self._add(pid, parent, depth)
+
     def _adopt(self, our_children: list[int]) -> list[int]:
         """Marked processes among our own children: members at depth 1; their pids."""
         import psutil

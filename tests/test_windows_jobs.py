@@ -149,6 +149,8 @@ def test_escalation_ends_the_subtree_with_the_job_also_what_no_walk_finds(tmp_pa
         report = child.stop(timeout=1)
     assert logged(log, "ignored"), "the stop reached the member"
     assert report.entries[0].outcome == "terminated"
+    # Listed, though no walk found it: the job held it (before, the report did not name it).
+    assert (orphan_entry := report.entry(orphan.pid)) is not None and orphan_entry.outcome == "terminated", report
     assert wait_gone([orphan], 30) == []
 
 
@@ -161,6 +163,7 @@ def test_an_undeclared_non_member_and_its_unseen_orphan_end_with_its_job(tmp_pat
         (orphan,) = (psutil.Process(int(pid)) for _, pid in logged(log, "orphan"))
         report = child.stop(timeout=30)
     assert report.entries[0].outcome == "stopped" and report.entries[0].returncode == 1
+    assert (orphan_entry := report.entry(orphan.pid)) is not None and orphan_entry.outcome == "stopped", report
     assert report.seconds < 30
     assert wait_gone([orphan], 30) == []
 
