@@ -624,14 +624,15 @@ def bench_venv() -> Path:
         shutil.rmtree(BENCH_VENV, ignore_errors=True)
         _quiet([PY, "-m", "venv", "--without-pip", str(BENCH_VENV)])
         install = ["install", "--disable-pip-version-check", "--no-warn-script-location", str(wheel), *pins]
-        _quiet([PY, "-m", "pip", "--python", str(python), *install])
+        # Without PYTHONPATH: a work tree on it holds shutdownbus's metadata, and pip would take that as installed.
+        _quiet([PY, "-m", "pip", "--python", str(python), *install], env={**os.environ, "PYTHONPATH": ""})
         stamp.write_text(digest.hexdigest())
     return python.parent
 
 
-def _quiet(cmd: list[str]) -> None:
+def _quiet(cmd: list[str], env: dict[str, str] | None = None) -> None:
     """Run ``cmd``; its output only if it fails."""
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         sys.stderr.write(done.stdout + done.stderr)
         raise SystemExit(f"bench: {' '.join(cmd[:5])} ... failed ({done.returncode})")
