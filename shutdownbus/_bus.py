@@ -648,18 +648,18 @@ class _AdminPeers:
     each connection (its buffers, and a frame of up to
     `_transport.MAX_ADMIN_FRAME_SIZE`) until it authenticates or the
     handshake interval drops it; the C heap keeps the pages it grew by after
-    that.  Once every connection is gone, after at least `FLOOD` of them, or
-    every `FLOOD` connections while they keep coming, the heap is trimmed
-    (`_platform.release_free_memory`).  The monitor drops events when it
-    falls behind: a count that goes wrong only trims early or late.
+    that.  Once every connection is gone after a burst of at least `FLOOD`
+    of them, the heap is trimmed (`_platform.release_free_memory`); during a
+    long flood, also every ``4 * FLOOD`` connections.
     """
 
     FLOOD = 256
 
     def __init__(self, monitor: zmq.Socket[bytes]) -> None:
         self.monitor = monitor
-        self.open = 0
-        self.since_release = 0
+        self.open = 0  # connections now
+        self.burst = 0  # connections since there were none
+        self.since_release = 0  # connections since the heap was last trimmed
 
     def on_events(self) -> None:
         """Read the monitor's events (bounded work per wake-up; poll() brings us back)."""
@@ -670,12 +670,17 @@ class _AdminPeers:
                 return
             if event == zmq.EVENT_ACCEPTED:
                 self.open += 1
+                self.burst += 1
                 self.since_release += 1
             elif event == zmq.EVENT_DISCONNECTED:
                 self.open = max(0, self.open - 1)
-            if self.since_release >= self.FLOOD and (self.open == 0 or self.since_release >= 4 * self.FLOOD):
+            if (self.open == 0 and self.burst >= self.FLOOD) or self.since_release >= 4 * self.FLOOD:
+                # A trim during the flood does not count as the one after it:
+                # what the last connections took is given back when they are gone.
                 _platform.release_free_memory()
                 self.since_release = 0
+            if self.open == 0:
+                self.burst = 0
 
     def close(self) -> None:
         self.monitor.close(0)

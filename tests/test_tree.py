@@ -134,8 +134,11 @@ def test_child_that_never_joins_gets_the_os_request(tmp_path: Path) -> None:
 
 
 def test_stop_issued_before_the_child_joined_is_delivered(tmp_path: Path) -> None:
+    """Declared a member, so that a loaded machine's slow start cannot make it
+    a non-member past the join grace (3 s under wine: it got TERMINATE, rc 1,
+    once in a suite run beside others): its stop waits for its join."""
     log = tmp_path / "log"
-    child = shutdownbus.spawn(member_cmd(log))
+    child = shutdownbus.spawn(member_cmd(log), joins=True)
     report = child.stop(timeout=30)  # right away: the child is still importing
     assert child.returncode == 0
     assert report.entries[0].outcome == "stopped"
