@@ -19,7 +19,9 @@ Rules of this module:
 * The tree gets the stop's timeout; the root itself gets `ESCALATION_MARGIN`
   more, the time it needs to escalate its own children at their deadline,
   and, once nothing below it runs, `ROOT_EXIT_GRACE` to report and exit,
-  before the admin escalates it.
+  before the admin escalates it.  A root that may not be signalled (not
+  tied to its channel) gets `UNTIED_ROOT_WAIT` instead, whatever still runs
+  below it, before it is reported ``unchecked``.
 """
 
 from __future__ import annotations
@@ -134,6 +136,10 @@ def _join(entry: _registry.Entry, under_way: _registry.StopRecord) -> StopReport
 #: What a root whose tree is gone by the deadline (plus `ESCALATION_MARGIN`)
 #: gets to report and exit, before the admin escalates it.
 ROOT_EXIT_GRACE = 0.5
+#: What a root still at work past the deadline gets to finish when it may not
+#: be signalled (its pid cannot be tied to its channel: Windows, say), before
+#: it and what runs below it are reported ``unchecked``.
+UNTIED_ROOT_WAIT = 2.0
 
 
 def _only_the_root_is_left(tree: Tree, root: psutil.Process) -> bool:
@@ -182,10 +188,16 @@ def _lead(
             sock.setsockopt(zmq.LINGER, 1000)  # let the stop leave before we close
             return None
         reported = _wait(sock, channel, root, tree, t0 + timeout + ESCALATION_MARGIN, progress)
-        if is_running(root) and not _our_init_is_done(root, reported) and _only_the_root_is_left(tree, root):
-            # Its tree is gone: the root is sending its report and exiting,
-            # which a loaded machine (or wine) may make last past the margin.
-            reported += _wait(sock, channel, root, tree, time.monotonic() + ROOT_EXIT_GRACE, progress)
+        if is_running(root) and not _our_init_is_done(root, reported):
+            if _only_the_root_is_left(tree, root):
+                # Its tree is gone: the root is sending its report and exiting,
+                # which a loaded machine (or wine) may make last past the margin.
+                reported += _wait(sock, channel, root, tree, time.monotonic() + ROOT_EXIT_GRACE, progress)
+            elif not tied:
+                # It may be escalating its tree itself (run does so at the
+                # deadline, within the margin, then reports and exits), and we
+                # may not signal it: waiting is all we can do before saying so.
+                reported += _wait(sock, channel, root, tree, time.monotonic() + UNTIED_ROOT_WAIT, progress)
         head = _RootHead(root)
         outcome = Outcome.STOPPED
         own_word = any(e.pid == entry.pid for e in reported)  # `run` reports its own exit status last
