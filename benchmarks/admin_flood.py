@@ -1,19 +1,22 @@
 """Flood a registered root's tcp admin port, as another local user can, and watch the root's memory.
 
     SHUTDOWNBUS_TRANSPORT=tcp shutdownbus run --name flooded -- sleep 1000 &
-    .venv/bin/python benchmarks/admin_flood.py flooded [--peers 12000] [--seconds 10] [--size 65536]
+    .venv/bin/python benchmarks/admin_flood.py flooded [--peers 12000] [--seconds 10] [--size 65536] [--json]
 
 For ``--seconds``, ``--peers`` connections are kept open at once (each one
 the root drops is opened again), each sending a CURVE greeting and a command
 frame that announces ``--size`` bytes, short by one byte: what libzmq holds
 until the handshake interval drops it.  Prints the root's RSS before, at the
-peak, and 1 s and 8 s after the flood (docs/security.md, known issue 5).
+peak, and 1 s and 8 s after the flood (docs/security.md, known issue 5);
+with ``--json``, one line ``{"before": B, "peak": B, "connections": N}``
+(bytes) as soon as the flood is over, for tests/test_hardening.py.
 Linux (RSS from /proc).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import selectors
 import socket
 import time
@@ -31,6 +34,7 @@ def main() -> None:
     parser.add_argument("--peers", type=int, default=12000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--size", type=int, default=65536, help="the frame size each peer announces")
+    parser.add_argument("--json", action="store_true", help="one JSON line of RSS in bytes, nothing after the flood")
     args = parser.parse_args()
     entry = _registry.find(args.name)
     if not entry.endpoint.startswith("tcp://"):
@@ -39,7 +43,9 @@ def main() -> None:
     root = psutil.Process(entry.pid)
     frame = GREETING + b"\x06" + args.size.to_bytes(8, "big") + b"\0" * (args.size - 1)
     mib = 2**20
-    print(f"before: {root.memory_info().rss / mib:.1f} MiB", flush=True)
+    before = root.memory_info().rss
+    if not args.json:
+        print(f"before: {before / mib:.1f} MiB", flush=True)
     sel = selectors.DefaultSelector()
     sent: dict[socket.socket, int] = {}
 
@@ -73,9 +79,12 @@ def main() -> None:
             except OSError:
                 close(s)
         peak = max(peak, root.memory_info().rss)
-    print(f"{made} connections in {args.seconds:g} s, {args.peers} at a time; peak {peak / mib:.1f} MiB", flush=True)
     for s in list(sent):
         close(s)
+    if args.json:
+        print(json.dumps({"before": before, "peak": max(peak, before), "connections": made}), flush=True)
+        return
+    print(f"{made} connections in {args.seconds:g} s, {args.peers} at a time; peak {peak / mib:.1f} MiB", flush=True)
     time.sleep(1)
     print(f"1 s after: {root.memory_info().rss / mib:.1f} MiB", flush=True)
     time.sleep(7)

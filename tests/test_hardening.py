@@ -16,7 +16,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +43,7 @@ NO_DESCRIPTOR_SPAWN = str(PROGRAMS / "no_descriptor_spawn.py")
 NO_DESCRIPTOR_RUN = str(PROGRAMS / "no_descriptor_run.py")
 INTRUDER = str(PROGRAMS / "intruder.py")
 LIAR = str(PROGRAMS / "liar.py")
+ADMIN_FLOOD = str(PROGRAMS.parent.parent / "benchmarks" / "admin_flood.py")
 POSIX = sys.platform != "win32"
 as_root = pytest.mark.skipif(not POSIX or os.geteuid() != 0, reason="plants another user's files: needs root")
 posix = pytest.mark.skipif(not POSIX, reason="POSIX modes and owners")
@@ -298,9 +298,9 @@ def test_unauthenticated_peers_make_a_parent_hold_little(tmp_path: Path, monkeyp
 
 
 @pytest.fixture
-def tcp_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[psutil.Process, str]]:
+def tcp_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[psutil.Process]:
     """``shutdownbus run --name flooded`` over tcp (a port anyone here may
-    connect to): the root's process and its admin endpoint."""
+    connect to): the root's process."""
     monkeypatch.setenv("SHUTDOWNBUS_TRANSPORT", "tcp")
     run = subprocess.Popen([*SCRIPT, "run", "--name", "flooded", "--", sys.executable, "-c", "input()"],
                            stdin=subprocess.PIPE)
@@ -308,62 +308,28 @@ def tcp_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[psutil.Process, 
         wait_for(lambda: any(e.name == "flooded" for e in _registry.entries()[0]), 60, "the root registered")
         entry = _registry.find("flooded")
         assert entry.endpoint.startswith("tcp://")
-        yield psutil.Process(entry.pid), entry.endpoint
+        yield psutil.Process(entry.pid)
 
 
-def _flood(endpoint: str, peers: int, announced: int, root: psutil.Process, seconds: float) -> int:
-    """A flood, as another user here can make one: for ``seconds``, ``peers``
-    connections open at once (each one the root closes is opened again), each
-    sending a CURVE greeting and a command frame that announces ``announced``
-    bytes, short by one byte, and holding it.  Returns the root's highest RSS
-    seen; every connection is closed on return."""
-    import selectors
-
-    host, port = endpoint[len("tcp://") :].rsplit(":", 1)
-    frame = _curve_greeting() + b"\x06" + announced.to_bytes(8, "big") + b"\0" * (announced - 1)
-    sel = selectors.DefaultSelector()
-    sent: dict[socket.socket, int] = {}
-
-    def close(s: socket.socket) -> None:
-        sel.unregister(s)
-        s.close()
-        del sent[s]
-
-    peak = root.memory_info().rss
-    end = time.monotonic() + seconds
-    try:
-        while time.monotonic() < end:
-            while len(sent) < peers:
-                s = socket.socket()
-                s.setblocking(False)
-                s.connect_ex((host, int(port)))
-                sent[s] = 0
-                sel.register(s, selectors.EVENT_WRITE)
-            for key, events in sel.select(0.05):
-                s = key.fileobj  # type: ignore[assignment]
-                try:
-                    if events & selectors.EVENT_READ:
-                        if not s.recv(4096):
-                            close(s)  # the root dropped it: open another
-                        continue
-                    sent[s] += s.send(frame[sent[s] :])
-                    if sent[s] >= len(frame):
-                        sel.modify(s, selectors.EVENT_READ)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    close(s)
-            peak = max(peak, root.memory_info().rss)
-    finally:
-        for s in list(sent):
-            close(s)
-        sel.close()
-    return peak
+def _flood(announced: int) -> int:
+    """2 s of benchmarks/admin_flood.py against the root: 2,000 connections
+    open at once, each holding a frame that announces ``announced`` bytes.
+    Returns the root's highest RSS seen."""
+    flood = ["--peers", "2000", "--seconds", "2", "--size", str(announced), "--json"]
+    done = subprocess.run(
+        [sys.executable, ADMIN_FLOOD, "flooded", *flood],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return int(json.loads(done.stdout)["peak"])
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="RSS from /proc")
 def test_a_flood_of_unauthenticated_peers_costs_a_root_little_and_leaves_nothing(
-    tcp_root: tuple[psutil.Process, str],
+    tcp_root: psutil.Process,
 ) -> None:
     """Issue 22, item 6.  Before: each connection to a tcp admin port could
     make the root hold a 64 KiB frame until the handshake interval dropped it
@@ -371,17 +337,17 @@ def test_a_flood_of_unauthenticated_peers_costs_a_root_little_and_leaves_nothing
     were gone (1.07 GB 8 s later).  An admin sends the root small frames only:
     one over `MAX_ADMIN_FRAME_SIZE` ends its connection at its header, and
     once a flood is gone the heap is trimmed."""
-    root, endpoint = tcp_root
+    root = tcp_root
     before = root.memory_info().rss
     big = MAX_FRAME_SIZE + _transport.CURVE_OVERHEAD
-    peak = _flood(endpoint, 2000, big, root, 2.0)
+    peak = _flood(big)
     print(f"2 s of 2000 peers with {big} B frames: +{(peak - before) / 2**20:.1f} MiB at most")
     assert peak - before < 16 << 20, f"+{(peak - before) / 2**20:.1f} MiB"  # before: hundreds of MiB
 
     # Frames under the cap are held until the handshake interval; their memory goes back once they are gone.
     small = _transport.MAX_ADMIN_FRAME_SIZE
     for _ in range(5):  # a loaded machine floods more slowly: until the heap grew (some 30 MiB in 2 s, idle)
-        peak = _flood(endpoint, 2000, small, root, 2.0)
+        peak = _flood(small)
         if peak - before > 16 << 20:
             break
     print(f"2000 peers with {small} B frames: +{(peak - before) / 2**20:.1f} MiB at most")
