@@ -168,16 +168,7 @@ def test_an_undeclared_non_member_and_its_unseen_orphan_end_with_its_job(tmp_pat
     assert wait_gone([orphan], 30) == []
 
 
-SIGBREAK_CLEANUP = """
-import signal, sys, time
-def cleanup(signum, frame):
-    open(sys.argv[1], "w").write("cleaned up")
-    sys.exit(0)
-signal.signal(signal.SIGBREAK, cleanup)
-print("up", flush=True)
-while True:
-    time.sleep(0.05)  # SIGBREAK's handler runs between the sleeps
-"""
+SIGBREAK_CLEANUP = str(PROGRAMS / "sigbreak_cleanup.py")
 
 
 @pytest.mark.parametrize("send", ["send_ctrl_break", "break_process_groups", "stop"])
@@ -191,7 +182,7 @@ def test_ctrl_break_reaches_a_non_member_in_its_own_group(tmp_path: Path, send: 
     checked; the child, untouched, is ended by its job (by the stop at once,
     not at its deadline)."""
     marker = tmp_path / "cleaned"
-    cmd = [sys.executable, "-c", SIGBREAK_CLEANUP, str(marker)]
+    cmd = [sys.executable, SIGBREAK_CLEANUP, str(marker)]
     child = shutdownbus.spawn(cmd, stop_signal="CTRL_BREAK", stdout=subprocess.PIPE, text=True)
     no_event = UNDER_WINE or not _platform.has_console()
     with reaped(child):

@@ -15,28 +15,20 @@ its job, if it is still running), and the driver ``exit status N``.
 """
 
 import ctypes
+import os
 import subprocess
 import sys
 import time
 
 CTRL_C_EVENT = 0
-CHILD = """
-import signal, sys, time
-def cleanup(signum, frame):
-    open(sys.argv[1], "w").write("cleaned up")
-    sys.exit(0)
-signal.signal(signal.SIGBREAK, cleanup)
-print("up", flush=True)
-while True:
-    time.sleep(0.05)
-"""
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sigbreak_cleanup.py")
 
 
 def parent(marker: str) -> None:
     import shutdownbus
 
     child = shutdownbus.spawn(
-        [sys.executable, "-c", CHILD, marker], stop_signal="CTRL_BREAK", stdout=subprocess.PIPE, text=True
+        [sys.executable, CHILD, marker], stop_signal="CTRL_BREAK", stdout=subprocess.PIPE, text=True
     )
     assert child.stdout is not None and child.stdout.readline() == "up\n"
     try:

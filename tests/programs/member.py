@@ -17,15 +17,9 @@ import sys
 import threading
 import time
 
+from _event_log import log
+
 import shutdownbus
-
-
-def log(path: str, line: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
 
 
 def main() -> None:

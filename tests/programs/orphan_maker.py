@@ -18,20 +18,14 @@ import subprocess
 import sys
 import time
 
+from _event_log import log
+
 SLEEPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sleep.py")
 INTERMEDIATE = """
 import os, subprocess, sys
 env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SHUTDOWNBUS")}
 print(subprocess.Popen([sys.executable, sys.argv[1], "600"], env=env).pid, flush=True)
 """
-
-
-def log(path: str, line: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
 
 
 def main() -> None:
