@@ -28,15 +28,26 @@ LOOSE = 10.0  # bound against hangs on a loaded machine
 
 
 def start_slow_tree(
-    log: Path, name: str, *args: str, stop_timeout: float = 6.0
+    log: Path, name: str, *args: str, stop_timeout: float = 6.0, own_session: bool = False
 ) -> tuple[subprocess.Popen[str], int, list[int]]:
     """``shutdownbus run --name NAME -- python slow_tree.py LOG ARGS``, once its tree is up.
+
+    ``own_session``: ``run`` leads a session of its own.  A test that stops
+    it with SIGSTOP needs this: in a process group that is orphaned (the
+    suite started in the background by a shell without job control, nohup),
+    the kernel sends every stopped process SIGHUP then SIGCONT when another
+    process's exit leaves the group orphaned, and a ``run`` that ignores
+    SIGHUP (nohup again) then simply goes on.  In a session of its own, no
+    process's parent is in another group of that session: nothing can set
+    that off.
 
     Returns:
         The ``run`` process, the top member's pid and its three members' pids.
     """
     cmd = [*SCRIPT, "run", "--name", name, "--stop-timeout", str(stop_timeout), "--", sys.executable, SLOW, str(log)]
-    proc = subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=own_session
+    )
     try:
         line = readline(proc.stdout, 60)
     except TimeoutError:
@@ -61,7 +72,7 @@ def test_a_root_killed_or_hung_during_send_stop_leaves_a_true_report(tmp_path: P
     each process as it ended.  A root that hangs (SIGSTOP) mid-stop is
     escalated at the deadline."""
     log = tmp_path / "log"
-    run, top_pid, members = start_slow_tree(log, "slow", "--top", top)
+    run, top_pid, members = start_slow_tree(log, "slow", "--top", top, own_session=fault == "hung")
     with reaped(run, descendants=True):
         admin = subprocess.Popen([*SCRIPT, "send-stop", "slow", "--json"], stdout=subprocess.PIPE, text=True)
         with reaped(admin):
