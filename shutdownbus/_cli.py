@@ -401,15 +401,33 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 threading.Thread(target=watch, name="shutdownbus-progress", daemon=True).start()
             except RuntimeError:  # no thread to be had: no line, and no exception in the main thread's wait
                 pass
+
+    def stop_on_sigterm(signum: int, frame: object) -> None:
+        # Whoever sends us SIGTERM (a service manager, kill, a container
+        # runtime) means "stop the tree": do it gracefully, through the bus,
+        # instead of dying and orphaning the tree.
+        if spawned and not stopping.is_set():
+            stopping.set()
+            if notifier is not None:
+                notifier.notify(STOPPING=1, STATUS=f"{name}: stopping (SIGTERM)")
+            watching = _Progress.on_terminal(name)
+            shown.extend([watching] if watching is not None else [])
+            stop = functools.partial(spawned[0].stop, "SIGTERM", progress=watching)
+            threading.Thread(target=stop, name="shutdownbus-sigterm").start()
+
     try:
         # If run is killed, its command gets its polite request (Linux: spawn's
         # parent-death signal) rather than serve on with nobody able to stop
         # it; a member undoes this when it joins.  The signals run handles are
-        # held back while the command starts (see `_platform.SignalsHeld`).
+        # held back while the command starts (see `_platform.SignalsHeld`),
+        # and their handlers are in place before they are let through: a
+        # SIGTERM the moment the command is up stops it, never kills run.
         with SignalsHeld(_forwarded()) as hand_back:
             # Ctrl-C reaches the command from the terminal; here it is only
             # noted (and, on a terminal, what the command's exit waits for shown).
             signal.signal(signal.SIGINT, on_interrupt)
+            if hasattr(signal, "SIGTERM") and not WINDOWS:
+                signal.signal(signal.SIGTERM, stop_on_sigterm)
             child = spawn(
                 cmd,
                 stop_timeout=args.stop_timeout,
@@ -424,21 +442,6 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return _cannot_run(cmd[0], exc)
     # As a subreaper (and as a container's init) we adopt orphans: reap them.
     start_orphan_reaper(child.pid, lambda: stopping.is_set() or stop_requested())
-    if hasattr(signal, "SIGTERM") and not WINDOWS:
-        # Whoever sends us SIGTERM (a service manager, kill, a container
-        # runtime) means "stop the tree": do it gracefully, through the bus,
-        # instead of dying and orphaning the tree.
-        def stop_on_sigterm(signum: int, frame: object) -> None:
-            if not stopping.is_set():
-                stopping.set()
-                if notifier is not None:
-                    notifier.notify(STOPPING=1, STATUS=f"{name}: stopping (SIGTERM)")
-                watching = _Progress.on_terminal(name)
-                shown.extend([watching] if watching is not None else [])
-                stop = functools.partial(child.stop, "SIGTERM", progress=watching)
-                threading.Thread(target=stop, name="shutdownbus-sigterm").start()
-
-        signal.signal(signal.SIGTERM, stop_on_sigterm)
     if notifier is not None:
         notifier.notify(MAINPID=os.getpid(), STATUS=f"{name}: starting {os.path.basename(cmd[0])} (pid {child.pid})")
         def stopping_now(reason: str) -> None:

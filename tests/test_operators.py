@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import PROGRAMS, SCRIPT, WINDOWS, reaped
+from conftest import LINUX, PROGRAMS, SCRIPT, WINDOWS, reaped
 from test_ctrl_c import read_until
 
 import shutdownbus
@@ -177,6 +177,19 @@ def test_clean_exit_after_sigterm_to_run_and_a_command_that_dies_of_it() -> None
             run.send_signal(signal.SIGTERM)
             _, err = run.communicate(timeout=60)
         assert run.returncode == status, err
+
+
+@pytest.mark.skipif(not LINUX, reason="reads run's signal dispositions in /proc")
+def test_run_catches_sigterm_before_its_command_starts() -> None:
+    """A SIGTERM the moment the command is up stops the tree; it never kills
+    run.  Before, run installed its handler only after the command started
+    (and its reaper thread too): under load a SIGTERM sent once the command
+    printed ``up`` found the default disposition, and run died of it (-15),
+    as its command sees here: SIGTERM not among run's caught signals."""
+    command = ["sh", "-c", "grep SigCgt /proc/$PPID/status"]  # at once: a shell starts in a millisecond
+    done = subprocess.run([*SCRIPT, "run", "--", *command], capture_output=True, text=True, timeout=60)
+    caught = int(done.stdout.split()[1], 16)
+    assert caught & (1 << (signal.SIGTERM - 1)), done.stdout + done.stderr
 
 
 def test_clean_exit_does_not_hide_a_crash_with_no_stop() -> None:
