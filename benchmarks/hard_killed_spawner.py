@@ -12,10 +12,12 @@ members stop on ``parent-lost`` with their cleanup first).  A process still
 running 10 s after the kill is counted as left (and killed).  Prints the
 median and the maximum of each.
 
-With --spawned, this process starts the spawner with ``shutdownbus.spawn``
-(declared not to join) instead of ``subprocess.Popen``: it is then the
-nearest subreaper, to which the kernel re-parents what the dead spawner's
-children leave behind, and it ends those (Linux: ``_remains``).
+Started with ``subprocess.Popen``, the spawner has no spawner of ours above
+it: its guard process ends what its children leave behind (Linux:
+``_guard``).  With --spawned, this process starts the spawner with
+``shutdownbus.spawn`` (declared not to join) instead: it is then the
+nearest subreaper, to which the kernel re-parents those remains, and it
+ends them itself (Linux: ``_remains``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from types import TracebackType
 from typing import Any  # at run time (Child's base); a spawning process has it from pyzmq anyway
 
-from . import _environment, _log, _member, _platform, _processes, _remains, _stop
+from . import _environment, _guard, _log, _member, _platform, _processes, _remains, _stop
 from ._deadlines import DEFAULT_STOP_TIMEOUT, MAX_BUDGET
 from ._errors import ChildExited
 from ._names import describe
@@ -94,6 +94,8 @@ class Child(subprocess.Popen[Any]):
         _member.watch_caught_signals_of_a_parent()
         first = not _subreaper_done
         if first:
+            # Before we become a subreaper, so that the guard is not our child.
+            _guard.start_if_unwatched()  # Linux: ends our children's remains if we are killed
             # Before the first child starts, so nothing it starts can escape.
             _subreaper_done = True
             _platform.make_child_subreaper()
@@ -136,6 +138,8 @@ class Child(subprocess.Popen[Any]):
             raise
         finally:
             del env  # holds the secret; drop it as soon as possible
+        if not policy.joins:
+            _guard.tell(self.pid)  # the kernel asks it to go at our death: the guard does not ask again
         if suspended:
             self._contain(resume=not asked_suspended)  # Windows only
         if policy.request == _platform.CTRL_BREAK:

@@ -51,6 +51,8 @@ from ._tree import Tree
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._bus import Bus
     from ._child import Child
 
@@ -117,11 +119,60 @@ def _sweep() -> None:
         time.sleep(LOOK_EVERY)
 
 
-class _Remains:
-    """The remains found so far, each marker's with its own deadline."""
+def end_what_a_dead_spawner_left(spawner: int, asked: Callable[[int], bool]) -> None:
+    """A guard's work (`_guard`), once the process it guards, ``spawner``, is
+    dead: end every process of this user that carries one of its markers, as
+    `look_for_remains` does for our children, and return when they are gone.
 
-    def __init__(self) -> None:
-        self.judged: dict[int, str | None] = {}  # pid of a child of ours -> its dead owner's marker, or None
+    Args:
+        spawner: The dead spawner's pid (its runtime directory's owner file names it).
+        asked: Whether a pid is one that got a request from the kernel at its
+            death (its parent-death signal): it is not asked again, only
+            escalated at its deadline.
+    """
+    remains = _Remains(
+        candidates=_platform.pids_of_this_user,
+        belongs=lambda marker: _transport.owner_is_dead(marker, owner=spawner),
+        asked=asked,
+    )
+    # Unlike our children, they all carry the marker from their start: what
+    # is there is found at once (or at a later look, if in the middle of an
+    # exec), and what they start meanwhile is found below them.
+    look_until = time.monotonic() + FIRST_LOOKS
+    while True:
+        remains.look()
+        if time.monotonic() >= look_until and not remains.pending:
+            return
+        time.sleep(LOOK_EVERY)
+
+
+#: How long a guard looks for remains that are not all there at once (a
+#: process in the middle of its exec, whose environment cannot be read yet).
+FIRST_LOOKS = 0.25
+
+
+def _our_children() -> list[int]:
+    return _platform.child_pids(os.getpid())
+
+
+class _Remains:
+    """The remains found so far, each marker's with its own deadline.
+
+    Args:
+        candidates: The pids to look among (our children, by default).
+        belongs: Whether a marker is one whose carriers are remains (its owner
+            is provably dead, by default).
+        asked: Whether a pid already got a request from the kernel (none, by default).
+    """
+
+    def __init__(
+        self,
+        candidates: Callable[[], list[int]] = _our_children,
+        belongs: Callable[[str], bool] = _transport.owner_is_dead,
+        asked: Callable[[int], bool] = lambda pid: False,
+    ) -> None:
+        self.candidates, self.belongs, self.asked = candidates, belongs, asked
+        self.judged: dict[int, str | None] = {}  # pid of a candidate -> its dead owner's marker, or None
         self.spared: set[int] = set()  # pids not asked to go (members that joined)
         self.pending: list[tuple[Tree, float]] = []  # (remains, deadline)
 
@@ -131,10 +182,10 @@ class _Remains:
         self.spared.clear()
 
     def look(self) -> None:
-        """One look at our children: take what is new, escalate what is due."""
-        found = self._new_remains()
+        """One look at the candidates: take what is new, escalate what is due."""
+        found, carriers = self._new_remains()
         if found:
-            self._take(found)
+            self._take(found, carriers)
         now = time.monotonic()
         self._end([p for p in self.pending if p[1] <= now or not p[0].alive()])
 
@@ -155,17 +206,21 @@ class _Remains:
         if not self.pending and self.spared:
             _platform.reap_adopted(self.spared)
 
-    def _new_remains(self) -> dict[str, float]:
-        """Markers of dead owners carried by children of ours not seen before,
-        with their stop timeouts."""
+    def _new_remains(self) -> tuple[dict[str, float], list[int]]:
+        """Markers of dead owners carried by candidates not seen before, with
+        their stop timeouts; and those candidates."""
         try:
-            children = _platform.child_pids(os.getpid())
+            candidates = self.candidates()
         except OSError:
-            return {}
+            return {}, []
         ours = {c.pid for c in _stop.live_children()}
         found: dict[str, float] = {}
-        for pid in children:
+        carriers = []
+        for pid in candidates:
             if pid in self.judged or pid in ours:
+                continue
+            if any(pid in tree.members for tree, _ in self.pending):
+                self.judged[pid] = None  # re-parented from remains already taken: not asked twice
                 continue
             proc = process(pid)
             environ = environment_of(proc) if proc is not None else {}
@@ -173,16 +228,19 @@ class _Remains:
                 continue  # a zombie, or in the middle of its exec: judged at a later look
             marker = environ.get(ENV_ENDPOINT)
             self.judged[pid] = None
-            if marker is None or not _transport.owner_is_dead(marker):
+            if marker is None or not self.belongs(marker):
                 continue
             self.judged[pid] = marker
             found[marker] = stop_timeout_from(environ.get(ENV_STOP_TIMEOUT))
-        return found
+            carriers.append(pid)
+        return found, carriers
 
-    def _take(self, markers: dict[str, float]) -> None:
-        tree = Tree([], markers=markers, not_ours=lambda: {c.pid for c in _stop.live_children()})
+    def _take(self, markers: dict[str, float], carriers: list[int]) -> None:
+        tree = Tree(
+            [], markers=markers, not_ours=lambda: {c.pid for c in _stop.live_children()}, adopt_from=lambda: carriers
+        )
         self.spared.update(m.pid for m in tree.alive() if _platform.joined_the_bus(m.pid))
-        signal_members([m for m in tree.alive() if m.pid not in self.spared], Outcome.STOPPED)
+        signal_members([m for m in tree.alive() if m.pid not in self.spared and not self.asked(m.pid)], Outcome.STOPPED)
         self.pending.append((tree, time.monotonic() + max(markers.values())))
 
 

@@ -339,21 +339,27 @@ def sweep_stale_runtime_dirs(base: str) -> list[str]:
     return removed
 
 
-def owner_is_dead(endpoint: str) -> bool:
+def owner_is_dead(endpoint: str, owner: int | None = None) -> bool:
     """Whether the process that made ``endpoint`` (a spawn's ``ipc://``
     endpoint, the marker its child's descendants carry) is provably dead, by
     its `RuntimeDir`'s owner file, with `sweep_stale_runtime_dirs`' checks.
 
     Linux only; False for anything that cannot be proven (a tcp endpoint,
     a directory gone, unsigned, of another user or namespace): never raises.
+
+    Args:
+        endpoint: The marker.
+        owner: If given, also False unless the owner file names this pid.
     """
     if not _platform.LINUX or not endpoint.startswith("ipc://"):
         return False
-    return _owner_is_provably_dead(os.path.dirname(endpoint[len("ipc://") :]), _platform.pid_namespace() or "-")
+    path = os.path.dirname(endpoint[len("ipc://") :])
+    return _owner_is_provably_dead(path, _platform.pid_namespace() or "-", owner)
 
 
-def _owner_is_provably_dead(path: str, namespace: str) -> bool:
-    """`sweep_stale_runtime_dirs`' test of one directory ``path``."""
+def _owner_is_provably_dead(path: str, namespace: str, owner: int | None = None) -> bool:
+    """`sweep_stale_runtime_dirs`' test of one directory ``path`` (and, if
+    ``owner`` is given, that its owner file names that pid)."""
     import stat
 
     try:
@@ -362,12 +368,14 @@ def _owner_is_provably_dead(path: str, namespace: str) -> bool:
             return False
         fd = os.open(os.path.join(path, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         try:
-            owner = os.fstat(fd)
-            text = os.read(fd, 256) if stat.S_ISREG(owner.st_mode) and owner.st_uid == os.getuid() else b""
+            signed = os.fstat(fd)
+            text = os.read(fd, 256) if stat.S_ISREG(signed.st_mode) and signed.st_uid == os.getuid() else b""
         finally:
             os.close(fd)
         fields = text.decode("ascii", "replace").split()
         if len(fields) != 3 or not (fields[0].isdigit() and fields[2].isdigit()) or fields[1] != namespace:
+            return False
+        if owner is not None and fields[0] != str(owner):
             return False
         return fields[0] != str(os.getpid()) and _start_ticks(int(fields[0])) != int(fields[2])
     except (OSError, ValueError, OverflowError):

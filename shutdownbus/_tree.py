@@ -166,6 +166,8 @@ class Tree:
         prune: Returns True for a process that, with its descendants, is not part of this tree.
         watch: The watch to record exits in (one can serve several trees and
             the children they belong to); a new one if None.
+        adopt_from: Returns the pids to look among for marked processes,
+            instead of our own children (a guard's: processes that are not).
     """
 
     def __init__(
@@ -176,10 +178,12 @@ class Tree:
         table: ProcessTable | None = None,
         prune: Callable[[psutil.Process], bool] | None = None,
         watch: _platform.ExitWatch | None = None,
+        adopt_from: Callable[[], Iterable[int]] | None = None,
     ) -> None:
         self.roots = list(roots)
         self.markers = frozenset(markers)
         self.not_ours = not_ours
+        self.adopt_from = adopt_from
         self.prune = prune
         self.watch = watch if watch is not None else _platform.ExitWatch()
         self.members: dict[int, Member] = {}
@@ -237,7 +241,7 @@ class Tree:
         added = 0
         roots = list(self.roots)
         if self.markers:
-            roots += self._adopt(table.children(os.getpid()))
+            roots += self._adopt(list(self.adopt_from()) if self.adopt_from else table.children(os.getpid()))
         for root in roots:
             depth_of = {root: 0}
             queue = [root]

@@ -19,7 +19,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._processes import is_running, process
+from ._guard import is_a_guard
+from ._processes import cmdline, is_running, process
 from ._tree import descendant_pids
 
 if TYPE_CHECKING:
@@ -89,8 +90,11 @@ def kill(procs: list[psutil.Process], timeout: float = 5.0) -> None:
 
 
 def _descendants() -> list[psutil.Process]:
+    """Our descendants, but for the guards of top-level spawners we started
+    (re-parented to us, a subreaper): each ends on its own once its spawner
+    is gone and what that one left is ended (see shutdownbus/_guard.py)."""
     found = (process(pid) for pid in descendant_pids(os.getpid()))
-    return [p for p in found if p is not None]
+    return [p for p in found if p is not None and not is_a_guard(cmdline(p))]
 
 
 def _identity(p: psutil.Process) -> tuple[int, float]:

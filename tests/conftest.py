@@ -272,3 +272,17 @@ def alive(pids: list[int]) -> list[int]:
         except psutil.Error:
             pass
     return out
+
+
+def commands_of(pid: int, name: str = "sleep") -> list[psutil.Process]:
+    """The children of ``pid`` that run ``name`` (a process between its fork
+    and its exec runs its parent's program: the shell that starts a guard,
+    say, at run's first spawn)."""
+    found = []
+    for child in psutil.Process(pid).children():
+        try:
+            if child.name() == name:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found

@@ -17,6 +17,7 @@ from conftest import LINUX, PROGRAMS, SCRIPT, WINDOWS, logged, reaped, sleep_cmd
 import shutdownbus
 from shutdownbus import _platform
 from shutdownbus._deadlines import ESCALATION_MARGIN, JOIN_GRACE
+from shutdownbus._guard import is_a_guard
 
 linux = pytest.mark.skipif(not LINUX, reason="the kernel's parent-death signal is Linux's (docs/lifecycle.md)")
 posix = pytest.mark.skipif(WINDOWS, reason="POSIX signals")
@@ -24,24 +25,81 @@ posix = pytest.mark.skipif(WINDOWS, reason="POSIX signals")
 
 @linux
 def test_a_killed_spawner_leaves_no_child_of_any_kind(tmp_path: Path) -> None:
-    """A parent killed hard (SIGKILL, the OOM killer, a CI timeout): its member
-    stops itself with its cleanup, and every child that cannot hear the bus
-    gets its polite request from the kernel.  On 3d995bd the child that never
-    joined (sleep) was left running with PPID 1, for good."""
-    log = tmp_path / "log"
-    spawner = subprocess.Popen(
-        [sys.executable, str(PROGRAMS / "spawner.py"), str(log)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
+    """A parent killed hard (SIGKILL, the OOM killer, a CI timeout), with no
+    spawner of ours above it: its member stops itself with its cleanup,
+    every child that cannot hear the bus gets its polite request from the
+    kernel (the one that stops on SIGQUIT, that one, and nothing after it:
+    it cleans up for 1 s), and a shell's background job, which gets nothing
+    from the kernel, is ended by the spawner's guard.  On 3d995bd the child
+    that never joined (sleep) was left running with PPID 1, for good; before
+    the guard, the job was."""
+    log, quit_marker = tmp_path / "log", tmp_path / "quitter"
+    argv = [sys.executable, str(PROGRAMS / "spawner.py"), str(log), "--shell", "--quitter", str(quit_marker)]
+    spawner = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     with reaped(spawner, descendants=True):
         assert spawner.stdout is not None
         pids = json.loads(spawner.stdout.readline())
         (_, grandchild), = logged(log, "plain")  # the member's own plain subprocess
         procs = [psutil.Process(pid) for pid in [*pids.values(), int(grandchild)]]
+        guards = guards_of(spawner.pid)
+        assert len(guards) == 1, guards
         spawner.kill()
         spawner.wait()
         assert wait_gone(procs, 30) == [], [p.cmdline() for p in procs if p.is_running()]
+        assert wait_gone(guards, 30) == []  # its work done, the guard is gone too
     assert logged(log, "got stop") == [("m", "parent-lost")]
     assert [name for name, _ in logged(log, "cleanup")] == ["m"]
+    assert quit_marker.read_text() == "cleaned up after SIGQUIT\n"
+
+
+def guards_of(pid: int) -> list[psutil.Process]:
+    """The guard processes started by process ``pid`` (see shutdownbus/_guard.py)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        args = proc.info["cmdline"] or []
+        if is_a_guard(args) and args[-2] == str(pid) and not args[0].endswith("sh"):
+            found.append(proc)
+    return found
+
+
+@linux
+def test_a_top_level_spawner_has_one_guard_outside_its_tree_that_ends_with_it() -> None:
+    """The guard is started at the first spawn, is nobody's child here (no
+    walk, leak check or tree of the spawner meets it), and exits once its
+    spawner has exited normally, having found nothing to end."""
+    code = (
+        "import sys, shutdownbus\n"
+        "a = shutdownbus.spawn([sys.executable, '-c', 'import time; time.sleep(600)'], joins=False)\n"
+        "b = shutdownbus.spawn([sys.executable, '-c', 'import time; time.sleep(600)'], joins=False)\n"
+        "print(a.pid, b.pid, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    spawner = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with reaped(spawner, descendants=True):
+        assert spawner.stdout is not None and spawner.stdin is not None
+        children = [int(pid) for pid in spawner.stdout.readline().split()]
+        guards = guards_of(spawner.pid)
+        assert len(guards) == 1, guards
+        (guard,) = guards
+        assert guard.ppid() != spawner.pid
+        assert guard.pid not in {p.pid for p in psutil.Process(spawner.pid).children(recursive=True)}
+        assert "SHUTDOWNBUS_SECRET" not in guard.environ() and "SHUTDOWNBUS_ENDPOINT" not in guard.environ()
+        assert sorted(p.pid for p in psutil.Process(spawner.pid).children()) == sorted(children)
+        spawner.stdin.close()  # it exits normally, stopping its children
+        assert spawner.wait(60) == 0
+        assert wait_gone([guard], 30) == []
+
+
+@linux
+def test_a_spawner_that_its_spawner_watches_has_no_guard(tmp_path: Path) -> None:
+    """Below a spawner of ours, that spawner ends the remains (`_remains`): no guard."""
+    log = tmp_path / "log"
+    argv = [sys.executable, str(PROGRAMS / "spawner.py"), str(log)]
+    spawner = shutdownbus.spawn(argv, joins=False, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    with reaped(spawner, descendants=True):
+        assert spawner.stdout is not None
+        json.loads(spawner.stdout.readline())
+        assert guards_of(spawner.pid) == []
 
 
 @linux

@@ -31,6 +31,7 @@ from conftest import (
     UNDER_WINE,
     WINDOWS,
     WINE_EXECUTOR_HANG,
+    commands_of,
     log_lines,
     wait_for,
 )
@@ -344,7 +345,7 @@ def test_ctrl_c_on_run_exits_with_its_commands_status_every_time(tmp_path: Path)
     landed in Popen.wait between the command's exit and storing its status."""
     for i in range(10):
         proc = subprocess.Popen([*SCRIPT, "run", "--name", f"x{i}", "--", "sleep", "100"], start_new_session=True)
-        wait_for(lambda proc=proc: bool(psutil.Process(proc.pid).children()), 60, "run did not start sleep")  # type: ignore[misc]
+        wait_for(lambda proc=proc: commands_of(proc.pid) != [], 60, "run did not start sleep")  # type: ignore[misc]
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends its foreground group
         assert proc.wait(60) == 128 + signal.SIGINT
 

@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
-from conftest import MEMBER, SCRIPT, reaped, wait_for, wait_gone
+from conftest import MEMBER, SCRIPT, commands_of, reaped, wait_for, wait_gone
 
 import shutdownbus
 from shutdownbus import _registry
@@ -21,9 +20,8 @@ def test_a_killed_run_takes_its_non_member_command_with_it(tmp_path: Path) -> No
     """If run is SIGKILLed, its command gets the polite request (parent-death
     signal) rather than serve on with nobody able to stop it."""
     with reaped(subprocess.Popen([*SCRIPT, "run", "--name", "killed", "--", "sleep", "1000"])) as run:
-        wait_for(lambda: bool(psutil.Process(run.pid).children()), 60, "run did not start sleep")
-        [sleep] = psutil.Process(run.pid).children()
-        wait_for(lambda: sleep.name() == "sleep", 60, "sleep did not start")
+        wait_for(lambda: commands_of(run.pid) != [], 60, "run did not start sleep")
+        [sleep] = commands_of(run.pid)
         run.kill()
         assert run.wait(60) == -signal.SIGKILL
         assert wait_gone([sleep], 30) == []

@@ -55,7 +55,9 @@ from ._procfs import (
     has_exited,
     joined_the_bus,
     mark_member,
+    parent_of,
     pid_namespace,
+    pids_of_this_user,
     started_at,
 )
 from ._requests import (
@@ -114,7 +116,9 @@ __all__ = [
     "joined_the_bus",
     "make_child_subreaper",
     "mark_member",
+    "parent_of",
     "pid_namespace",
+    "pids_of_this_user",
     "polite_returncode",
     "raise_in_main_thread",
     "read_available",

@@ -122,6 +122,41 @@ def mark_member() -> None:
     prctl(pr_set_name, MEMBER_THREAD_NAME.encode())
 
 
+def parent_of(pid: int) -> int | None:
+    """Linux: the parent pid of ``pid`` (0 for the first process of a PID
+    namespace); None if it is gone.  Every other OS: raises `ProcUnavailable`.
+
+    Raises:
+        OSError: it could not be told (see `child_pids`).
+    """
+    _require_linux()
+    stat = _read_proc_file(f"{PROC}/{pid}/stat") or b""
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 else None
+
+
+def pids_of_this_user() -> list[int]:
+    """The pids of every process of this user (its real uid), from /proc.
+
+    Linux only: a guard looks among them for what a dead spawner left
+    (`_guard`).  Every other OS: raises `ProcUnavailable`.
+
+    Raises:
+        OSError: /proc cannot be read (`ProcUnavailable`: no /proc here).
+    """
+    _require_linux()
+    uid = os.getuid()
+    found = []
+    for name in os.listdir(PROC):
+        if name.isdigit():
+            try:
+                if os.stat(f"{PROC}/{name}").st_uid == uid:
+                    found.append(int(name))
+            except OSError:
+                continue  # gone meanwhile
+    return found
+
+
 def joined_the_bus(pid: int) -> bool | None:
     """Whether process ``pid`` joined the bus (see `mark_member`).
 

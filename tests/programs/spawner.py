@@ -1,12 +1,14 @@
 """A parent of every kind of child, for the tests of its sudden death.
 
-    spawner.py LOG [--shell]
+    spawner.py LOG [--shell] [--quitter MARKER]
 
 Spawns a member (tests/programs/member.py, with a plain grandchild), a
 child that may join but never does (sleep.py), and a child declared not to
 join, from a thread that ends at once; with --shell, also a shell (declared
-not to join) with a background job.  Prints their pids as one JSON line
-(the job's as "job"), then waits to be killed.
+not to join) with a background job; with --quitter, also
+quits_gracefully.py, declared to stop on SIGQUIT, which cleans up for 1 s
+and then writes MARKER (any other signal ends it at once).  Prints their
+pids as one JSON line (the job's as "job"), then waits to be killed.
 """
 
 from __future__ import annotations
@@ -38,5 +40,11 @@ if "--shell" in sys.argv:
     shell = shutdownbus.spawn(["sh", "-c", '"$@" & echo $!; wait', "sh", *job], joins=False, stdout=subprocess.PIPE)
     assert shell.stdout is not None
     pids.update(shell=shell.pid, job=int(shell.stdout.readline()))
+if "--quitter" in sys.argv:
+    marker = sys.argv[sys.argv.index("--quitter") + 1]
+    quitter = [sys.executable, str(PROGRAMS / "quits_gracefully.py"), "SIGQUIT", marker, "1"]
+    quits = shutdownbus.spawn(quitter, stop_signal="SIGQUIT", stdout=subprocess.PIPE)
+    assert quits.stdout is not None and quits.stdout.readline() == b"up\n"  # its handler is in place
+    pids["quitter"] = quits.pid
 print(json.dumps(pids), flush=True)
 sys.stdin.read()
