@@ -39,9 +39,25 @@ LEFT_AFTER = 10.0
 
 
 def gone_by(procs: list[psutil.Process], t0: float) -> tuple[float | None, list[psutil.Process]]:
-    """Seconds from ``t0`` until the last of ``procs`` is gone, or None and those still running."""
-    _, alive = psutil.wait_procs(procs, timeout=max(0.0, t0 + LEFT_AFTER - time.monotonic()))
+    """Seconds from ``t0`` until the last of ``procs`` is gone, or None and those still running.
+
+    A zombie has exited: it counts as gone.  (What is re-parented to init
+    becomes one, and an init that does not reap, as in some containers,
+    would keep it so: ``psutil.wait_procs`` waits for it to be reaped.)
+    """
+    alive = list(procs)
+    while alive and time.monotonic() < t0 + LEFT_AFTER:
+        alive = [p for p in alive if running(p)]
+        if alive:
+            time.sleep(0.001)
     return (None, alive) if alive else (time.monotonic() - t0, [])
+
+
+def running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def one_round(log: str, spawned: bool) -> tuple[float | None, float | None]:

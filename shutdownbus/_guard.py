@@ -160,8 +160,12 @@ def main() -> None:
     standard input the pipe from its spawner."""
     spawner, started = int(sys.argv[1]), float(sys.argv[2])
     asked: dict[int, float | None] = {}
-    _wait_for_the_death_of(spawner, started, asked)
+    # Loaded while the spawner lives: at its death every millisecond counts.
+    from ._processes import load
     from ._remains import end_what_a_dead_spawner_left
+
+    load()
+    _wait_for_the_death_of(spawner, started, asked)
 
     def was_asked(pid: int) -> bool:
         return pid in asked and asked[pid] == _started(pid)
