@@ -51,6 +51,10 @@ if TYPE_CHECKING:
     from ._report import StopReport
 
 
+# A member's exit path imports nothing (see `_at_exit`): what it needs of the
+# OS layer is loaded now.
+_platform.load_all()
+
 ACK_WAIT = 1.0  # longest the exit path waits for the parent to take the report
 
 
