@@ -355,8 +355,14 @@ def on_stop(callback: Callable[[str], None]) -> None:
 
 
 def stop_requested() -> bool:
-    """Whether a stop (from the parent, or the loss of the parent) has arrived."""
-    return _state.stopped.is_set()
+    """Whether a stop (from the parent, or the loss of the parent) has arrived.
+
+    True from the moment it arrives, while it is still being forwarded and
+    its ``on_stop`` callbacks have yet to run (`wait_for_stop` waits for
+    those): a child that exits because of it cannot be seen gone before
+    this is true.
+    """
+    return _state.stop_reason is not None
 
 
 def wait_for_stop(timeout: float | None = None) -> bool:

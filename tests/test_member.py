@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 import zmq
-from conftest import READY, member_cmd, python, use_transport
+from conftest import PROGRAMS, READY, member_cmd, python, reaped, use_transport
 
 import shutdownbus
 from shutdownbus import _transport
@@ -196,3 +196,17 @@ def test_join_with_a_wrong_secret_says_what_may_be_wrong() -> None:
         assert done.returncode != 0
         assert "this process's secret is not its spawn's, or it took over 1 s" in done.stderr, done.stderr
         holder.stop()
+
+
+def test_stop_requested_is_true_once_the_stop_arrived_even_while_callbacks_run() -> None:
+    """Before, it turned true only after the ``on_stop`` callbacks: a child
+    ended by the forwarded stop could be seen gone while it still said
+    False.  ``run`` asked it so, once its command had exited, to tell a
+    stopped command from one that exited on its own: under load it sent
+    systemd "exited" before "stopping", and took a 143 after a stop for a
+    failure."""
+    program = [sys.executable, str(PROGRAMS / "slow_callback.py")]
+    with reaped(shutdownbus.spawn(program, stdout=subprocess.PIPE, text=True)) as child:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        report = child.stop(timeout=30)
+        assert child.stdout.read() == "stop_requested() = True\n", report
