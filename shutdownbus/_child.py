@@ -12,6 +12,7 @@ import functools
 import math
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Collection, Sequence
 from types import TracebackType
@@ -31,12 +32,14 @@ if TYPE_CHECKING:
     from ._report import StopReport
 
 _subreaper_done = False
+_first_spawn = threading.Lock()  # the first spawn's duties, done once whatever the threads
 
 
 def _forget_after_fork() -> None:
-    # The subreaper attribute is not inherited across fork.
-    global _subreaper_done
+    # The subreaper attribute is not inherited across fork (nor is a guard).
+    global _subreaper_done, _first_spawn
     _subreaper_done = False
+    _first_spawn = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -92,13 +95,16 @@ class Child(subprocess.Popen[Any]):
         # A Ctrl-C must reach this process as surely as its children (a no-op
         # after the first time, and off the main thread).
         _member.watch_caught_signals_of_a_parent()
-        first = not _subreaper_done
-        if first:
-            # Before we become a subreaper, so that the guard is not our child.
-            _guard.start_if_unwatched()  # Linux: ends our children's remains if we are killed
-            # Before the first child starts, so nothing it starts can escape.
-            _subreaper_done = True
-            _platform.make_child_subreaper()
+        first = False
+        if not _subreaper_done:
+            with _first_spawn:  # two threads' first spawns: one does this, the other waits for it
+                first = not _subreaper_done
+                if first:
+                    # Before we become a subreaper, so that the guard is not our child.
+                    _guard.start_if_unwatched()  # Linux: ends our children's remains if we are killed
+                    # Before the first child starts, so nothing it starts can escape.
+                    _platform.make_child_subreaper()
+                    _subreaper_done = True
         link = bus.open_link()
         link.stop_order = self.stop_order
         env = popen_kwargs.pop("env", None)

@@ -1,4 +1,4 @@
-"""The guard of a spawner that no spawner of ours watches (Linux).
+"""The guard of a spawner at the top of its tree (Linux).
 
 A child of ours that is killed leaves its remains to us (`_remains`): they
 are re-parented to us, a subreaper, and carry its markers.  A spawner with
@@ -12,35 +12,39 @@ does (`_remains.end_what_a_dead_spawner_left`).
 
 Rules of this module:
 
-* At most one guard per process, started at its first spawn, and only by a
-  spawner at the top: one that started with no marker in its environment
-  (nothing of ours started it) and has no member among its ancestors.
-  Inside a tree of ours, the spawner above takes the remains (`_remains`),
-  or the member above ends what it started at its exit; a guard there would
-  only be one more process in that tree.  With tcp channels a marker names
-  no runtime directory, so nothing could be proven dead: no guard either.
+* At most one guard per process, started at its first spawn (`_child` holds
+  a lock around it), and only by a spawner at the top: one that started
+  with no marker in its environment (nothing of ours started it) and has no
+  member among its ancestors.  Inside a tree of ours, the spawner above
+  takes the remains (`_remains`), or the member above ends what it started
+  at its exit; a guard there would only be one more process in that tree.
+  With tcp channels a marker names no runtime directory, so nothing could
+  be proven dead: no guard either.
 * The guard is nobody's child in the tree: it is started, before this
   process becomes a subreaper, through ``/bin/sh``, which puts it in the
   background and exits at once, so it is re-parented to init (or the
   nearest subreaper above: a service manager, a test harness), in a session
-  of its own.  No stop, walk or ``shutdownbus tree`` of this process meets
-  it, and no signal to this process's group or terminal reaches it.  Its
-  command line says what it is (`is_a_guard`): the leak checks of
-  `shutdownbus.testing` leave it out.
-* It holds nothing of ours but the read end of one pipe, on which it hears
-  the pids of the children we start with a parent-death signal: those the
-  kernel asks to go when we die, which it does not ask again (it escalates
+  of its own, in ``/``.  No stop, walk or ``shutdownbus tree`` of this
+  process meets it, and no signal to this process's group or terminal
+  reaches it.  Its command line says what it is (`is_a_guard`): the leak
+  checks of `shutdownbus.testing` leave it out.
+* It holds nothing of ours but the read end of one pipe (its standard
+  input), on which it hears the pids of the children we start with a
+  parent-death signal: the kernel asks those to go when we die, and the
+  guard does not ask them again, nor what runs below them (it escalates
   them at their deadline).  Its environment has no per-spawn variable (no
-  secret, no marker).
-* It acts only once this process is gone (a pidfd), and only on processes
-  of this user that carry a marker whose runtime directory names this
-  process, provably dead.  A normal exit removes those directories: after
-  one it finds nothing and exits at once.
-* Linux only (pidfds, /proc, readable environments); elsewhere `start_if_unwatched`
-  does nothing: Windows' Job Objects end a dead spawner's subtree, macOS
-  offers no way (docs/lifecycle.md).  A guard that cannot be started (no
-  ``/bin/sh``, a frozen application, no process to be had) is logged once,
-  and the spawn goes on without it.
+  secret, no marker); its signal mask and dispositions are reset.
+* It acts only once this process is gone (a pidfd; it reads the pipe to
+  its end first), and only on processes of this user that carry a marker
+  whose runtime directory names this very process (pid and start time),
+  dead.  A normal exit removes those directories: after one it finds
+  nothing and exits at once.
+* Linux only (pidfds, /proc, readable environments); elsewhere
+  `start_if_unwatched` does nothing: Windows' Job Objects end a dead
+  spawner's subtree, macOS offers no way (docs/lifecycle.md).  A guard that
+  cannot be started (no ``/bin/sh``, no descriptor left) is logged once, and
+  the spawn goes on without it; a frozen application, or an embedding
+  program whose ``sys.executable`` is not a Python, starts none.
 """
 
 from __future__ import annotations
@@ -53,54 +57,62 @@ from ._environment import ENV_ENDPOINT, PER_SPAWN_VARIABLES
 
 #: The name the guard's ``/bin/sh`` runs it under ($0), as ``ps`` shows the shell.
 GUARD_NAME = "shutdownbus-guard"
+_GUARD_MAIN = "from shutdownbus._guard import main"
 
 _pipe: list[int] = []  # the write end of the guard's pipe, once started
 
 
 def start_if_unwatched() -> None:
     """Linux, at this process's first spawn, before it becomes a subreaper:
-    start its guard, unless a spawner of ours watches it.  Every other OS:
+    start its guard if it is at the top of its tree.  Every other OS:
     nothing (see the module's rules)."""
     # PID 1 (a container's, a namespace's init): the kernel ends every
     # process of its namespace when it dies.
-    if not _platform.LINUX or _pipe or os.getpid() == 1 or getattr(sys, "frozen", False) or not _at_the_top():
+    if not _platform.LINUX or _pipe or os.getpid() == 1 or not _runs_python() or not _at_the_top():
         return
     import subprocess
 
-    from ._transport import use_tcp
+    from ._transport import start_ticks, use_tcp
 
     if use_tcp():
         return
-
-    started = _platform.started_at(os.getpid())
-    read_end, write_end = os.pipe()
     top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = f"import sys; sys.path[0] = {top!r}; {_GUARD_MAIN}; main()"
-    # $@ in the background, its stdin the pipe (a background job's stdin
-    # would be /dev/null), and the shell exits: the guard is not our child.
-    script = f'"$@" <&{read_end} {read_end}<&- &'
     # The interpreter finds its modules as this process did (the same
-    # environment, less the per-spawn variables); -c's '' (the working
-    # directory) at the head of sys.path is replaced by where we are.
-    argv = ["/bin/sh", "-c", script, GUARD_NAME, sys.executable, "-c", code, str(os.getpid()), repr(started)]
+    # environment, less the per-spawn variables), with the directory of
+    # this very package first, and without -c's '' (the working directory).
+    code = f"import sys; sys.path[:] = [{top!r}, *filter(None, sys.path)]; {_GUARD_MAIN}; main()"
+    # The shell's stdin is the pipe: it hands it on as the guard's (a
+    # background job's stdin would be /dev/null) and exits at once.
+    script = 'exec 3<&0 0</dev/null; "$@" <&3 3<&- &'
+    argv = ["/bin/sh", "-c", script, GUARD_NAME, sys.executable, "-c", code, str(os.getpid())]
     env = {k: v for k, v in os.environ.items() if k not in PER_SPAWN_VARIABLES}
+    write_end = -1
     try:
-        shell = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            pass_fds=(read_end,),
-            start_new_session=True,
-            env=env,
-        )
-        shell.wait()
+        argv.append(str(start_ticks(os.getpid())))
+        read_end, write_end = os.pipe()
+        try:
+            shell = subprocess.Popen(
+                argv,
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd="/",
+                env=env,
+            )
+        finally:
+            os.close(read_end)
+        if shell.wait() != 0:
+            raise OSError(f"/bin/sh exited with status {shell.returncode}")
     except OSError as exc:
-        os.close(write_end)
+        if write_end >= 0:
+            os.close(write_end)
         _log.warning("no guard for this process's children's remains (%s): a kill leaves them to init", exc)
         return
-    finally:
-        os.close(read_end)
+    except BaseException:
+        if write_end >= 0:
+            os.close(write_end)
+        raise
     os.set_blocking(write_end, False)
     _pipe.append(write_end)
 
@@ -111,10 +123,7 @@ def tell(pid: int) -> None:
         try:
             os.write(_pipe[0], b"%d\n" % pid)
         except OSError:
-            pass  # a guard gone (or a full pipe): it escalates such a child instead of asking it first
-
-
-_GUARD_MAIN = "from shutdownbus._guard import main"
+            pass  # a guard gone (or a full pipe): it asks such a child too, then
 
 
 def is_a_guard(command_line: list[str]) -> bool:
@@ -123,11 +132,18 @@ def is_a_guard(command_line: list[str]) -> bool:
     return any(_GUARD_MAIN in arg for arg in command_line)
 
 
+def _runs_python() -> bool:
+    """Whether ``sys.executable`` can run the guard: not in a frozen
+    application, nor in a program that embeds Python (uWSGI's is itself)."""
+    name = os.path.basename(sys.executable or "").lower()
+    return not getattr(sys, "frozen", False) and ("python" in name or "pypy" in name)
+
+
 def _at_the_top() -> bool:
     """Whether this process started with no marker in its environment and
     has no member among its ancestors (see the module's rules)."""
     try:
-        with open(f"/proc/{os.getpid()}/environ", "rb") as f:
+        with open("/proc/self/environ", "rb") as f:
             if any(v.startswith(ENV_ENDPOINT.encode() + b"=") for v in f.read().split(b"\0")):
                 return False
         ancestor = os.getppid()
@@ -144,7 +160,7 @@ def _at_the_top() -> bool:
 
 def _forget_after_fork() -> None:
     # A forked child is another process: its guard is its own business.
-    if _pipe:
+    while _pipe:
         os.close(_pipe.pop())
 
 
@@ -156,55 +172,90 @@ if hasattr(os, "register_at_fork"):
 
 
 def main() -> None:
-    """The guard process: ``python -c ... SPAWNER_PID SPAWNER_START``, its
-    standard input the pipe from its spawner."""
-    spawner, started = int(sys.argv[1]), float(sys.argv[2])
-    asked: dict[int, float | None] = {}
-    # Loaded while the spawner lives: at its death every millisecond counts.
-    from ._processes import load
+    """The guard process: ``python -c ... SPAWNER_PID SPAWNER_START_TICKS``,
+    its standard input the pipe from its spawner."""
+    import signal
+
+    # Started from a spawn, maybe while ``run`` held SIGINT and SIGTERM
+    # back; and a background job of the shell ignores SIGINT and SIGQUIT.
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+    spawner = (int(sys.argv[1]), int(sys.argv[2]))
+    asked = _Asked()
+    _wait_for_the_death_of(spawner, asked)
     from ._remains import end_what_a_dead_spawner_left
 
-    load()
-    _wait_for_the_death_of(spawner, started, asked)
-
-    def was_asked(pid: int) -> bool:
-        return pid in asked and asked[pid] == _started(pid)
-
-    end_what_a_dead_spawner_left(spawner, asked=was_asked)
+    end_what_a_dead_spawner_left(spawner, asked=asked.__contains__)
 
 
-def _wait_for_the_death_of(spawner: int, started: float, asked: dict[int, float | None]) -> None:
-    """Return once ``spawner`` is gone, noting the children it tells of meanwhile."""
+class _Asked:
+    """The children the spawner told of, each with its start time (a pid
+    that another process took since is not one of them)."""
+
+    def __init__(self) -> None:
+        self._started: dict[int, int | None] = {}
+        self._pending = b""
+
+    def __contains__(self, pid: int) -> bool:
+        return pid in self._started and self._started[pid] == _ticks(pid)
+
+    def read(self, data: bytes) -> None:
+        """Take what the pipe gave."""
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        for line in lines:
+            if line.isdigit():
+                self._started[int(line)] = _ticks(int(line))
+        if len(self._started) > 1024:  # a long-lived spawner: forget those gone
+            self._started = {pid: t for pid, t in self._started.items() if t is not None and t == _ticks(pid)}
+
+
+def _wait_for_the_death_of(spawner: tuple[int, int], asked: _Asked) -> None:
+    """Return once ``spawner`` (pid, start ticks) is gone, having read on
+    the way every pid it told of (the pipe ends with it)."""
     import select
 
-    fd = _platform.exit_fd(spawner)
-    if _started(spawner) != started:
-        return  # gone already (or its pid is another process's now)
+    pid, started = spawner
+    fd = _platform.exit_fd(pid)
     poller = select.poll()
+    poller.register(0, select.POLLIN)
     if fd is not None:
         poller.register(fd, select.POLLIN)
-    poller.register(0, select.POLLIN)
-    pending = b""
-    while True:
+    # Loaded while the spawner lives: at its death every millisecond counts.
+    from ._processes import load
+
+    load()
+    # After the pidfd is open: a start time that still matches proves that
+    # the pidfd is the spawner's (its pid was not taken by another process).
+    while _ticks(pid) == started:
         # Without a pidfd (an old kernel), its start time is looked at now and then.
-        events = poller.poll(None if fd is not None else 100)
-        if fd is None and _started(spawner) != started:
-            return
-        for ready, _ in events:
-            if ready == fd:
-                return
-            data = os.read(0, 4096)
-            if not data:
-                poller.unregister(0)  # it exec'd or closed the pipe: it is still watched
-                continue
-            *lines, pending = (pending + data).split(b"\n")
-            for line in lines:
-                if line.isdigit():
-                    asked[int(line)] = _started(int(line))
+        events = dict(poller.poll(None if fd is not None else 100))
+        if events.get(0) and not _read_into(asked):
+            poller.unregister(0)  # the pipe's end: it died, or it exec'd (and is still watched)
+        if fd is not None and fd in events:
+            break
+    while _read_into(asked, timeout=0.5):
+        pass  # what it told just before its death
 
 
-def _started(pid: int) -> float | None:
+def _read_into(asked: _Asked, timeout: float = 0.0) -> bool:
+    """Read what the pipe has (waiting up to ``timeout`` for it); False at its end."""
+    import select
+
     try:
-        return _platform.started_at(pid)
+        if not select.select([0], [], [], timeout)[0]:
+            return False
+        data = os.read(0, 4096)
+    except OSError:
+        return False
+    asked.read(data)
+    return bool(data)
+
+
+def _ticks(pid: int) -> int | None:
+    from ._transport import start_ticks
+
+    try:
+        return start_ticks(pid)
     except OSError:
         return None

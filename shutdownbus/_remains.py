@@ -26,8 +26,9 @@ Rules of this module:
   a moment before, and takes this one as it took that (protocol 7.6; the
   Node.js member does).
 * A marker's processes have its stop timeout (``SHUTDOWNBUS_STOP_TIMEOUT``,
-  as the dead child gave it) from when they were found; then what is left
-  is escalated, deepest first, and reaped.
+  as the dead child gave it) and the escalation margin from when they were
+  found (a member among them stopping on 'parent-lost' escalates its own
+  by then); then what is left is escalated, deepest first, and reaped.
 * Linux only (pidfds, subreapers); elsewhere nothing is watched: Windows'
   Job Objects end a dead spawner's subtree, and macOS has no way
   (docs/lifecycle.md).
@@ -46,8 +47,8 @@ from ._deadlines import ESCALATION_MARGIN, stop_timeout_from
 from ._environment import ENV_ENDPOINT, ENV_STOP_TIMEOUT
 from ._escalation import escalate, signal_members
 from ._outcome import Outcome
-from ._processes import environment_of, process
-from ._tree import Tree
+from ._processes import environment_of, process, runs
+from ._tree import Member, Tree
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
@@ -119,16 +120,17 @@ def _sweep() -> None:
         time.sleep(LOOK_EVERY)
 
 
-def end_what_a_dead_spawner_left(spawner: int, asked: Callable[[int], bool]) -> None:
+def end_what_a_dead_spawner_left(spawner: tuple[int, int], asked: Callable[[int], bool]) -> None:
     """A guard's work (`_guard`), once the process it guards, ``spawner``, is
     dead: end every process of this user that carries one of its markers, as
     `look_for_remains` does for our children, and return when they are gone.
 
     Args:
-        spawner: The dead spawner's pid (its runtime directory's owner file names it).
+        spawner: The dead spawner's pid and start ticks (its runtime
+            directory's owner file names them).
         asked: Whether a pid is one that got a request from the kernel at its
-            death (its parent-death signal): it is not asked again, only
-            escalated at its deadline.
+            death (its parent-death signal): it is not asked again, nor what
+            runs below it; all are escalated at their deadline.
     """
     remains = _Remains(
         candidates=_platform.pids_of_this_user,
@@ -225,7 +227,9 @@ class _Remains:
             proc = process(pid)
             environ = environment_of(proc) if proc is not None else {}
             if not environ:
-                continue  # a zombie, or in the middle of its exec: judged at a later look
+                if proc is None or not runs(pid) or _older_than(pid, NEWBORN):
+                    self.judged[pid] = None  # gone, or none to read (a kernel thread): never one of ours
+                continue  # in the middle of its exec: judged at a later look
             marker = environ.get(ENV_ENDPOINT)
             self.judged[pid] = None
             if marker is None or not self.belongs(marker):
@@ -240,9 +244,40 @@ class _Remains:
             [], markers=markers, not_ours=lambda: {c.pid for c in _stop.live_children()}, adopt_from=lambda: carriers
         )
         self.spared.update(m.pid for m in tree.alive() if _platform.joined_the_bus(m.pid))
-        signal_members([m for m in tree.alive() if m.pid not in self.spared and not self.asked(m.pid)], Outcome.STOPPED)
-        self.pending.append((tree, time.monotonic() + max(markers.values())))
+        # A member stops its own children on 'parent-lost', each with its own
+        # request; a child the kernel asked takes what it started along (an
+        # nginx master its workers): neither they nor what runs below them
+        # is asked again.  All of it is escalated at the deadline.
+        left_to_others = {pid for pid in tree.members if pid in self.spared or self.asked(pid)}
+        signal_members([m for m in tree.alive() if not _below(m, left_to_others, tree)], Outcome.STOPPED)
+        self.pending.append((tree, time.monotonic() + max(markers.values()) + ESCALATION_MARGIN))
 
+
+def _below(member: Member, heads: set[int], tree: Tree) -> bool:
+    """Whether ``member`` is one of ``heads`` or runs below one, in ``tree``."""
+    seen = member
+    for _ in range(len(tree.members) + 1):
+        if seen.pid in heads:
+            return True
+        above = tree.members.get(seen.ppid)
+        if above is None:
+            return False
+        seen = above
+    return False
+
+
+def _older_than(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` started more than ``seconds`` ago (True if gone)."""
+    try:
+        started = _platform.started_at(pid)
+    except OSError:
+        return True
+    return started is None or time.time() - started > seconds
+
+
+#: A process without a readable environment this long after its start has
+#: none to read (a kernel thread), rather than being in the middle of an exec.
+NEWBORN = 1.0
 
 _remains = _Remains()
 

@@ -246,7 +246,7 @@ def runtime_base() -> str:
 OWNER_FILE = "owner"
 
 
-def _start_ticks(pid: int) -> int | None:
+def start_ticks(pid: int) -> int | None:
     """Linux: when process ``pid`` started, in clock ticks since boot (field 22
     of /proc/PID/stat: exact, unlike a time of day, which moves with the
     clock); None if it is gone or a zombie.
@@ -266,12 +266,12 @@ def _start_ticks(pid: int) -> int | None:
 
 
 def _owner_line(pid: int) -> str | None:
-    """``PID NS START`` of process ``pid`` (its PID namespace, `_start_ticks`);
+    """``PID NS START`` of process ``pid`` (its PID namespace, `start_ticks`);
     None where that cannot be told (not Linux)."""
     if not _platform.LINUX:
         return None
     try:
-        ticks = _start_ticks(pid)
+        ticks = start_ticks(pid)
     except OSError:
         return None
     return None if ticks is None else f"{pid} {_platform.pid_namespace() or '-'} {ticks}"
@@ -339,7 +339,7 @@ def sweep_stale_runtime_dirs(base: str) -> list[str]:
     return removed
 
 
-def owner_is_dead(endpoint: str, owner: int | None = None) -> bool:
+def owner_is_dead(endpoint: str, owner: tuple[int, int] | None = None) -> bool:
     """Whether the process that made ``endpoint`` (a spawn's ``ipc://``
     endpoint, the marker its child's descendants carry) is provably dead, by
     its `RuntimeDir`'s owner file, with `sweep_stale_runtime_dirs`' checks.
@@ -349,7 +349,8 @@ def owner_is_dead(endpoint: str, owner: int | None = None) -> bool:
 
     Args:
         endpoint: The marker.
-        owner: If given, also False unless the owner file names this pid.
+        owner: If given, ``(pid, start ticks)``: also False unless the owner
+            file names that very process (`start_ticks`).
     """
     if not _platform.LINUX or not endpoint.startswith("ipc://"):
         return False
@@ -357,9 +358,9 @@ def owner_is_dead(endpoint: str, owner: int | None = None) -> bool:
     return _owner_is_provably_dead(path, _platform.pid_namespace() or "-", owner)
 
 
-def _owner_is_provably_dead(path: str, namespace: str, owner: int | None = None) -> bool:
+def _owner_is_provably_dead(path: str, namespace: str, owner: tuple[int, int] | None = None) -> bool:
     """`sweep_stale_runtime_dirs`' test of one directory ``path`` (and, if
-    ``owner`` is given, that its owner file names that pid)."""
+    ``owner`` is given, that its owner file names that process)."""
     import stat
 
     try:
@@ -375,9 +376,9 @@ def _owner_is_provably_dead(path: str, namespace: str, owner: int | None = None)
         fields = text.decode("ascii", "replace").split()
         if len(fields) != 3 or not (fields[0].isdigit() and fields[2].isdigit()) or fields[1] != namespace:
             return False
-        if owner is not None and fields[0] != str(owner):
+        if owner is not None and (int(fields[0]), int(fields[2])) != owner:
             return False
-        return fields[0] != str(os.getpid()) and _start_ticks(int(fields[0])) != int(fields[2])
+        return fields[0] != str(os.getpid()) and start_ticks(int(fields[0])) != int(fields[2])
     except (OSError, ValueError, OverflowError):
         return False  # not provably dead
 

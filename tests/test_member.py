@@ -198,14 +198,14 @@ def test_join_with_a_wrong_secret_says_what_may_be_wrong() -> None:
         holder.stop()
 
 
-def test_stop_requested_is_true_once_the_stop_arrived_even_while_callbacks_run() -> None:
+def test_stop_requested_is_true_once_the_stop_arrived_even_while_callbacks_run(tmp_path: Path) -> None:
     """Before, it turned true only after the ``on_stop`` callbacks: a child
     ended by the forwarded stop could be seen gone while it still said
     False.  ``run`` asked it so, once its command had exited, to tell a
     stopped command from one that exited on its own: under load it sent
     systemd "exited" before "stopping", and took a 143 after a stop for a
     failure."""
-    program = [sys.executable, str(PROGRAMS / "slow_callback.py")]
+    program = [sys.executable, str(PROGRAMS / "slow_callback.py"), str(tmp_path / "log")]
     with reaped(shutdownbus.spawn(program, stdout=subprocess.PIPE, text=True)) as child:
         assert child.stdout is not None and child.stdout.readline() == "ready\n"
         report = child.stop(timeout=30)

@@ -33,8 +33,9 @@ def test_a_killed_spawner_leaves_no_child_of_any_kind(tmp_path: Path) -> None:
     from the kernel, is ended by the spawner's guard.  On 3d995bd the child
     that never joined (sleep) was left running with PPID 1, for good; before
     the guard, the job was."""
-    log, quit_marker = tmp_path / "log", tmp_path / "quitter"
+    log, quit_marker, member_quit_marker = tmp_path / "log", tmp_path / "quitter", tmp_path / "member's quitter"
     argv = [sys.executable, str(PROGRAMS / "spawner.py"), str(log), "--shell", "--quitter", str(quit_marker)]
+    argv += ["--member-quitter", str(member_quit_marker)]
     spawner = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     with reaped(spawner, descendants=True):
         assert spawner.stdout is not None
@@ -50,6 +51,9 @@ def test_a_killed_spawner_leaves_no_child_of_any_kind(tmp_path: Path) -> None:
     assert logged(log, "got stop") == [("m", "parent-lost")]
     assert [name for name, _ in logged(log, "cleanup")] == ["m"]
     assert quit_marker.read_text() == "cleaned up after SIGQUIT\n"
+    # A member's own child is the member's to stop (on 'parent-lost', with
+    # its SIGQUIT): the guard asks it nothing.
+    assert member_quit_marker.read_text() == "cleaned up after SIGQUIT\n"
 
 
 def guards_of(pid: int) -> list[psutil.Process]:
@@ -64,14 +68,25 @@ def guards_of(pid: int) -> list[psutil.Process]:
 
 @linux
 def test_a_top_level_spawner_has_one_guard_outside_its_tree_that_ends_with_it() -> None:
-    """The guard is started at the first spawn, is nobody's child here (no
-    walk, leak check or tree of the spawner meets it), and exits once its
-    spawner has exited normally, having found nothing to end."""
+    """The guard is started at the first spawn (one, though two threads make
+    their first spawn at once, and though the spawner holds many
+    descriptors: dash takes no descriptor above 9 in a redirection), is
+    nobody's child here (no walk, leak check or tree of the spawner meets
+    it), and exits once its spawner has exited normally, having found
+    nothing to end."""
     code = (
-        "import sys, shutdownbus\n"
-        "a = shutdownbus.spawn([sys.executable, '-c', 'import time; time.sleep(600)'], joins=False)\n"
-        "b = shutdownbus.spawn([sys.executable, '-c', 'import time; time.sleep(600)'], joins=False)\n"
-        "print(a.pid, b.pid, flush=True)\n"
+        "import sys, threading, shutdownbus\n"
+        "held = [open('/dev/null') for _ in range(20)]\n"
+        "start = threading.Barrier(2)\n"
+        "spawned = []\n"
+        "def spawn():\n"
+        "    start.wait()\n"
+        "    sleeper = [sys.executable, '-c', 'import time; time.sleep(600)']\n"
+        "    spawned.append(shutdownbus.spawn(sleeper, joins=False))\n"
+        "threads = [threading.Thread(target=spawn) for _ in range(2)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "print(*(c.pid for c in spawned), flush=True)\n"
         "sys.stdin.read()\n"
     )
     spawner = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -136,7 +136,10 @@ def parent_of(pid: int) -> int | None:
 
 
 def pids_of_this_user() -> list[int]:
-    """The pids of every process of this user (its real uid), from /proc.
+    """The pids of every process of this user, from /proc: those whose
+    /proc entry belongs to this process's effective uid (the kernel gives a
+    process's entry its effective uid; a non-dumpable one, such as a setuid
+    program, belongs to root and is not among them).
 
     Linux only: a guard looks among them for what a dead spawner left
     (`_guard`).  Every other OS: raises `ProcUnavailable`.
@@ -145,7 +148,7 @@ def pids_of_this_user() -> list[int]:
         OSError: /proc cannot be read (`ProcUnavailable`: no /proc here).
     """
     _require_linux()
-    uid = os.getuid()
+    uid = os.geteuid()
     found = []
     for name in os.listdir(PROC):
         if name.isdigit():

@@ -1,6 +1,6 @@
 """A member with a slow ``on_stop`` callback and a child that the stop ends.
 
-    slow_callback.py
+    slow_callback.py LOG
 
 Joins without being interrupted by its stop, spawns a member child
 (tests/programs/member.py: the stop, forwarded, ends it), registers an
@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 
 import shutdownbus
 
 shutdownbus.join(interrupt_main=False)
-log = os.path.join(tempfile.mkdtemp(), "log")
-child = shutdownbus.spawn([sys.executable, os.path.join(os.path.dirname(__file__), "member.py"), "--log", log])
+child = shutdownbus.spawn([sys.executable, os.path.join(os.path.dirname(__file__), "member.py"), "--log", sys.argv[1]])
 child.wait_ready(60)
 shutdownbus.on_stop(lambda reason: time.sleep(0.5))  # a callback that takes its time
 shutdownbus.ready()

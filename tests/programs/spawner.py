@@ -1,13 +1,15 @@
 """A parent of every kind of child, for the tests of its sudden death.
 
-    spawner.py LOG [--shell] [--quitter MARKER]
+    spawner.py LOG [--shell] [--quitter MARKER] [--member-quitter MARKER]
 
 Spawns a member (tests/programs/member.py, with a plain grandchild), a
 child that may join but never does (sleep.py), and a child declared not to
 join, from a thread that ends at once; with --shell, also a shell (declared
 not to join) with a background job; with --quitter, also
 quits_gracefully.py, declared to stop on SIGQUIT, which cleans up for 1 s
-and then writes MARKER (any other signal ends it at once).  Prints their
+and then writes MARKER (any other signal ends it at once); with
+--member-quitter, also a member with such a child of its own
+(member_with_quitter.py).  Prints their
 pids as one JSON line (the job's as "job"), then waits to be killed.
 """
 
@@ -46,5 +48,9 @@ if "--quitter" in sys.argv:
     quits = shutdownbus.spawn(quitter, stop_signal="SIGQUIT", stdout=subprocess.PIPE)
     assert quits.stdout is not None and quits.stdout.readline() == b"up\n"  # its handler is in place
     pids["quitter"] = quits.pid
+if "--member-quitter" in sys.argv:
+    marker = sys.argv[sys.argv.index("--member-quitter") + 1]
+    keeper = shutdownbus.spawn([sys.executable, str(PROGRAMS / "member_with_quitter.py"), marker], ready_timeout=60)
+    pids["member_with_quitter"] = keeper.pid
 print(json.dumps(pids), flush=True)
 sys.stdin.read()
