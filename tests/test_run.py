@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import MEMBER, SCRIPT, commands_of, reaped, wait_for, wait_gone
 
@@ -25,6 +26,20 @@ def test_a_killed_run_takes_its_non_member_command_with_it(tmp_path: Path) -> No
         run.kill()
         assert run.wait(60) == -signal.SIGKILL
         assert wait_gone([sleep], 30) == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the guard of a spawner at the top of its tree is Linux's")
+def test_a_killed_run_leaves_not_even_its_commands_background_job() -> None:
+    """run SIGKILLed: its command (a shell) gets its polite request from the
+    kernel, and the shell's background job, which gets nothing, is ended by
+    run's guard.  Before, the job ran on under init."""
+    command = ["sh", "-c", "sleep 1000 & echo $!; wait"]
+    with reaped(subprocess.Popen([*SCRIPT, "run", "--name", "jobs", "--", *command], stdout=subprocess.PIPE)) as run:
+        assert run.stdout is not None
+        job = psutil.Process(int(run.stdout.readline()))
+        run.kill()
+        assert run.wait(60) == -signal.SIGKILL
+        assert wait_gone([job], 30) == []
 
 
 def test_send_stop_takes_the_roots_stop_timeout_and_a_second_one_joins(tmp_path: Path) -> None:
