@@ -32,14 +32,16 @@ if TYPE_CHECKING:
     from ._report import StopReport
 
 _subreaper_done = False
-_first_spawn = threading.Lock()  # the first spawn's duties, done once whatever the threads
+# The first spawn's duties, done once whatever the threads; reentrant: a
+# signal handler may spawn while they wait for the guard's shell.
+_first_spawn = threading.RLock()
 
 
 def _forget_after_fork() -> None:
     # The subreaper attribute is not inherited across fork (nor is a guard).
     global _subreaper_done, _first_spawn
     _subreaper_done = False
-    _first_spawn = threading.Lock()
+    _first_spawn = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):

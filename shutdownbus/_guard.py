@@ -26,15 +26,17 @@ Rules of this module:
   nearest subreaper above: a service manager, a test harness), in a session
   of its own, in ``/``.  No stop, walk or ``shutdownbus tree`` of this
   process meets it, and no signal to this process's group or terminal
-  reaches it.  Its command line says what it is (`is_a_guard`): the leak
-  checks of `shutdownbus.testing` leave it out.
-* It holds nothing of ours but the read end of one pipe (its standard
+  reaches it.  Its name and command line say what it is (`is_a_guard`):
+  the leak checks of `shutdownbus.testing` leave it out.  If this process
+  execs another program, the line ends and the guard leaves (the new
+  program starts its own at its first spawn).
+* It holds nothing of ours but one end of a socket pair (its standard
   input), on which it hears the pids of the children we start with a
   parent-death signal: the kernel asks those to go when we die, and the
   guard does not ask them again, nor what runs below them (it escalates
   them at their deadline).  Its environment has no per-spawn variable (no
   secret, no marker); its signal mask and dispositions are reset.
-* It acts only once this process is gone (a pidfd; it reads the pipe to
+* It acts only once this process is gone (a pidfd; it reads the line to
   its end first), and only on processes of this user that carry a marker
   whose runtime directory names this very process (pid and start time),
   dead.  A normal exit removes those directories: after one it finds
@@ -42,24 +44,29 @@ Rules of this module:
 * Linux only (pidfds, /proc, readable environments); elsewhere
   `start_if_unwatched` does nothing: Windows' Job Objects end a dead
   spawner's subtree, macOS offers no way (docs/lifecycle.md).  A guard that
-  cannot be started (no ``/bin/sh``, no descriptor left) is logged once, and
-  the spawn goes on without it; a frozen application, or an embedding
-  program whose ``sys.executable`` is not a Python, starts none.
+  cannot be started (no ``/bin/sh``, no descriptor left), or is found gone
+  when we tell it of a child, is logged once, and the spawn goes on
+  without it; a frozen application, or an embedding program whose
+  ``sys.executable`` is not the interpreter running it, starts none.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 from . import _log, _platform
 from ._environment import ENV_ENDPOINT, PER_SPAWN_VARIABLES
 
-#: The name the guard's ``/bin/sh`` runs it under ($0), as ``ps`` shows the shell.
+#: The name the guard's ``/bin/sh`` runs it under ($0), and the guard's own
+#: process name (its ``comm``, which stays readable while it exits).
 GUARD_NAME = "shutdownbus-guard"
+_COMM = GUARD_NAME[:15]  # the kernel keeps 15 bytes
 _GUARD_MAIN = "from shutdownbus._guard import main"
 
-_pipe: list[int] = []  # the write end of the guard's pipe, once started
+_line: list[socket.socket] = []  # our end of the guard's line, once started
+_tried: list[bool] = []  # a start was tried in this process (once: see the rules)
 
 
 def start_if_unwatched() -> None:
@@ -68,7 +75,7 @@ def start_if_unwatched() -> None:
     nothing (see the module's rules)."""
     # PID 1 (a container's, a namespace's init): the kernel ends every
     # process of its namespace when it dies.
-    if not _platform.LINUX or _pipe or os.getpid() == 1 or not _runs_python() or not _at_the_top():
+    if not _platform.LINUX or _tried or os.getpid() == 1 or not _runs_python() or not _at_the_top():
         return
     import subprocess
 
@@ -76,67 +83,79 @@ def start_if_unwatched() -> None:
 
     if use_tcp():
         return
+    _tried.append(True)  # also for a spawn that a signal handler makes meanwhile
     top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # The interpreter finds its modules as this process did (the same
     # environment, less the per-spawn variables), with the directory of
     # this very package first, and without -c's '' (the working directory).
     code = f"import sys; sys.path[:] = [{top!r}, *filter(None, sys.path)]; {_GUARD_MAIN}; main()"
-    # The shell's stdin is the pipe: it hands it on as the guard's (a
-    # background job's stdin would be /dev/null) and exits at once.
+    # The shell's stdin is the guard's end of the line: it hands it on (a
+    # background job's stdin would be /dev/null) and exits at once.  A
+    # socket, not a pipe: we send with MSG_NOSIGNAL, so that a guard gone
+    # never kills us with SIGPIPE (a program may have its default back).
     script = 'exec 3<&0 0</dev/null; "$@" <&3 3<&- &'
     argv = ["/bin/sh", "-c", script, GUARD_NAME, sys.executable, "-c", code, str(os.getpid())]
     env = {k: v for k, v in os.environ.items() if k not in PER_SPAWN_VARIABLES}
-    write_end = -1
+    ours: socket.socket | None = None
     try:
         argv.append(str(start_ticks(os.getpid())))
-        read_end, write_end = os.pipe()
-        try:
+        ours, theirs = socket.socketpair()
+        with theirs:
             shell = subprocess.Popen(
                 argv,
-                stdin=read_end,
+                stdin=theirs.fileno(),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
                 cwd="/",
                 env=env,
             )
-        finally:
-            os.close(read_end)
         if shell.wait() != 0:
             raise OSError(f"/bin/sh exited with status {shell.returncode}")
     except OSError as exc:
-        if write_end >= 0:
-            os.close(write_end)
+        if ours is not None:
+            ours.close()
         _log.warning("no guard for this process's children's remains (%s): a kill leaves them to init", exc)
         return
     except BaseException:
-        if write_end >= 0:
-            os.close(write_end)
+        if ours is not None:
+            ours.close()
         raise
-    os.set_blocking(write_end, False)
-    _pipe.append(write_end)
+    ours.setblocking(False)
+    _line.append(ours)
 
 
 def tell(pid: int) -> None:
     """Tell the guard (if any) of a child started with a parent-death signal."""
-    if _pipe:
+    if _line:
         try:
-            os.write(_pipe[0], b"%d\n" % pid)
-        except OSError:
-            pass  # a guard gone (or a full pipe): it asks such a child too, then
+            _line[0].send(b"%d\n" % pid, socket.MSG_NOSIGNAL)
+        except BlockingIOError:
+            pass  # a full line (a guard that stopped reading): it asks such a child too, then
+        except OSError as exc:
+            _line.pop().close()
+            _log.warning("the guard of this process is gone (%s): a kill leaves its children's remains to init", exc)
 
 
-def is_a_guard(command_line: list[str]) -> bool:
-    """Whether a process with this command line is a guard (or the shell
-    that starts one, a moment before its exec)."""
-    return any(_GUARD_MAIN in arg for arg in command_line)
+def is_a_guard(name: str, command_line: list[str]) -> bool:
+    """Whether a process with this name (its ``comm``) and command line is a
+    guard (or the shell that starts one, a moment before its exec).  The
+    name answers also while it exits, when its command line reads empty."""
+    return name == _COMM or any(_GUARD_MAIN in arg for arg in command_line)
 
 
 def _runs_python() -> bool:
-    """Whether ``sys.executable`` can run the guard: not in a frozen
-    application, nor in a program that embeds Python (uWSGI's is itself)."""
-    name = os.path.basename(sys.executable or "").lower()
-    return not getattr(sys, "frozen", False) and ("python" in name or "pypy" in name)
+    """Whether ``sys.executable`` is the interpreter running us: not in a
+    frozen application, nor in a program that embeds Python (uWSGI's is
+    the program itself; Blender's another Python, without our
+    dependencies)."""
+    if getattr(sys, "frozen", False) or not sys.executable:
+        return False
+    try:
+        same = os.path.realpath(sys.executable) == os.path.realpath("/proc/self/exe")
+    except OSError:
+        return False
+    return same and "py" in os.path.basename(sys.executable).lower()
 
 
 def _at_the_top() -> bool:
@@ -160,8 +179,9 @@ def _at_the_top() -> bool:
 
 def _forget_after_fork() -> None:
     # A forked child is another process: its guard is its own business.
-    while _pipe:
-        os.close(_pipe.pop())
+    while _line:
+        _line.pop().close()
+    _tried.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -173,7 +193,7 @@ if hasattr(os, "register_at_fork"):
 
 def main() -> None:
     """The guard process: ``python -c ... SPAWNER_PID SPAWNER_START_TICKS``,
-    its standard input the pipe from its spawner."""
+    its standard input its end of the line from its spawner."""
     import signal
 
     # Started from a spawn, maybe while ``run`` held SIGINT and SIGTERM
@@ -181,12 +201,14 @@ def main() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
     for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)
+    with open("/proc/self/comm", "w") as comm:
+        comm.write(_COMM)  # `is_a_guard`, also while we exit
     spawner = (int(sys.argv[1]), int(sys.argv[2]))
     asked = _Asked()
-    _wait_for_the_death_of(spawner, asked)
-    from ._remains import end_what_a_dead_spawner_left
+    if _wait_for_the_death_of(spawner, asked):
+        from ._remains import end_what_a_dead_spawner_left
 
-    end_what_a_dead_spawner_left(spawner, asked=asked.__contains__)
+        end_what_a_dead_spawner_left(spawner, asked=asked.__contains__)
 
 
 class _Asked:
@@ -201,18 +223,24 @@ class _Asked:
         return pid in self._started and self._started[pid] == _ticks(pid)
 
     def read(self, data: bytes) -> None:
-        """Take what the pipe gave."""
+        """Take what the line gave."""
         *lines, self._pending = (self._pending + data).split(b"\n")
         for line in lines:
             if line.isdigit():
                 self._started[int(line)] = _ticks(int(line))
-        if len(self._started) > 1024:  # a long-lived spawner: forget those gone
+        if len(self._started) > self._kept * 2 + 1024:  # a long-lived spawner: forget those gone
             self._started = {pid: t for pid, t in self._started.items() if t is not None and t == _ticks(pid)}
+            self._kept = len(self._started)
+
+    _kept = 0  # how many were left by the last forgetting
 
 
-def _wait_for_the_death_of(spawner: tuple[int, int], asked: _Asked) -> None:
-    """Return once ``spawner`` (pid, start ticks) is gone, having read on
-    the way every pid it told of (the pipe ends with it)."""
+def _wait_for_the_death_of(spawner: tuple[int, int], asked: _Asked) -> bool:
+    """Wait until ``spawner`` (pid, start ticks) is gone, reading on the way
+    every pid it tells of (the line ends with it).  True: it died; False:
+    it exec'd another program (the line ended while it runs), whose own
+    guard, if it spawns, takes over (our list of what the kernel asks is
+    no longer its)."""
     import select
 
     pid, started = spawner
@@ -222,6 +250,7 @@ def _wait_for_the_death_of(spawner: tuple[int, int], asked: _Asked) -> None:
     if fd is not None:
         poller.register(fd, select.POLLIN)
     # Loaded while the spawner lives: at its death every millisecond counts.
+    from . import _remains  # noqa: F401
     from ._processes import load
 
     load()
@@ -231,15 +260,42 @@ def _wait_for_the_death_of(spawner: tuple[int, int], asked: _Asked) -> None:
         # Without a pidfd (an old kernel), its start time is looked at now and then.
         events = dict(poller.poll(None if fd is not None else 100))
         if events.get(0) and not _read_into(asked):
-            poller.unregister(0)  # the pipe's end: it died, or it exec'd (and is still watched)
+            # The end of the line: a death (a dying process closes its
+            # descriptors before the kernel counts it gone), or an exec.
+            return _gone_within(pid, started, fd, EXEC_OR_DEATH)
         if fd is not None and fd in events:
             break
     while _read_into(asked, timeout=0.5):
         pass  # what it told just before its death
+    return True
+
+
+#: How long a spawner whose end of the line closed may take to be counted
+#: gone before it is taken to have exec'd another program (a process is
+#: gone a moment after it closed its descriptors; longer on a loaded machine).
+EXEC_OR_DEATH = 5.0
+
+
+def _gone_within(pid: int, started: int, fd: int | None, timeout: float) -> bool:
+    """Whether process ``pid`` (with ``started`` start ticks, and pidfd
+    ``fd`` if any) is gone within ``timeout`` seconds."""
+    import select
+    import time
+
+    end = time.monotonic() + timeout
+    while _ticks(pid) == started:
+        left = end - time.monotonic()
+        if left <= 0:
+            return False
+        if fd is not None:
+            select.select([fd], [], [], left)
+        else:
+            time.sleep(min(0.05, left))
+    return True
 
 
 def _read_into(asked: _Asked, timeout: float = 0.0) -> bool:
-    """Read what the pipe has (waiting up to ``timeout`` for it); False at its end."""
+    """Read what the line has (waiting up to ``timeout`` for it); False at its end."""
     import select
 
     try:

@@ -129,6 +129,16 @@ def describe_process(proc: psutil.Process) -> tuple[str, bool]:
     return describe(args, fallback)
 
 
+def parent_pid(proc: psutil.Process) -> int | None:
+    """The pid of ``proc``'s parent now; None if it is gone."""
+    import psutil
+
+    try:
+        return int(proc.ppid())
+    except psutil.Error:
+        return None
+
+
 def cmdline(proc: psutil.Process) -> list[str]:
     """The command line of ``proc``; empty for a zombie, or when it cannot be read."""
     import psutil

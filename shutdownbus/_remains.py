@@ -43,12 +43,12 @@ import threading
 import time
 
 from . import _platform, _stop, _transport
-from ._deadlines import ESCALATION_MARGIN, stop_timeout_from
+from ._deadlines import ESCALATION_MARGIN, escalation_end, stop_timeout_from
 from ._environment import ENV_ENDPOINT, ENV_STOP_TIMEOUT
 from ._escalation import escalate, signal_members
 from ._outcome import Outcome
-from ._processes import environment_of, process, runs
-from ._tree import Member, Tree
+from ._processes import environment_of, parent_pid, process, runs
+from ._tree import Tree
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
@@ -177,6 +177,10 @@ class _Remains:
         self.judged: dict[int, str | None] = {}  # pid of a candidate -> its dead owner's marker, or None
         self.spared: set[int] = set()  # pids not asked to go (members that joined)
         self.pending: list[tuple[Tree, float]] = []  # (remains, deadline)
+        # Of each pending tree: the processes left to others (members that
+        # joined, children the kernel asked), and those not asked yet.
+        self.heads: dict[Tree, set[int]] = {}
+        self.unasked: dict[Tree, set[int]] = {}
 
     def forget(self) -> None:
         """Forget the processes judged and spared (none is pending)."""
@@ -184,25 +188,33 @@ class _Remains:
         self.spared.clear()
 
     def look(self) -> None:
-        """One look at the candidates: take what is new, escalate what is due."""
+        """One look at the candidates: take what is new, ask what its head
+        left, escalate what is due."""
         found, carriers = self._new_remains()
         if found:
             self._take(found, carriers)
+        for tree, _ in self.pending:
+            self._ask(tree)
         now = time.monotonic()
         self._end([p for p in self.pending if p[1] <= now or not p[0].alive()])
 
     def finish(self, deadline: float | None) -> None:
-        """Wait (up to ``deadline``, or each one's own) for the remains to go, and escalate the rest."""
+        """Wait (up to ``deadline``, or each one's own) for the remains to
+        go, and escalate the rest (by ``deadline``, if given: the escalation
+        then leaves part of it for that)."""
         for tree, own in list(self.pending):
             end = own if deadline is None else min(own, deadline)
             tree.wait_gone(max(0.0, end - time.monotonic()))
-        self._end(list(self.pending))
+        until = None if deadline is None else escalation_end(deadline, _stop.own_deadline())
+        self._end(list(self.pending), until=until)
 
-    def _end(self, due: list[tuple[Tree, float]]) -> None:
+    def _end(self, due: list[tuple[Tree, float]], until: float | None = None) -> None:
         for tree, deadline in due:
             self.pending.remove((tree, deadline))
+            self.heads.pop(tree, None)
+            self.unasked.pop(tree, None)
             if tree.alive():
-                escalate([tree])
+                escalate([tree], until=until)
             _platform.reap_adopted(tree.members)
             tree.watch.close()
         if not self.pending and self.spared:
@@ -247,23 +259,41 @@ class _Remains:
         # A member stops its own children on 'parent-lost', each with its own
         # request; a child the kernel asked takes what it started along (an
         # nginx master its workers): neither they nor what runs below them
-        # is asked again.  All of it is escalated at the deadline.
-        left_to_others = {pid for pid in tree.members if pid in self.spared or self.asked(pid)}
-        signal_members([m for m in tree.alive() if not _below(m, left_to_others, tree)], Outcome.STOPPED)
+        # is asked again while they run (what one leaves when it ends is
+        # asked then).  All of it is escalated at the deadline.
+        self.heads[tree] = {pid for pid in tree.members if pid in self.spared or self.asked(pid)}
+        self.unasked[tree] = set(tree.members)
+        self._ask(tree)
         self.pending.append((tree, time.monotonic() + max(markers.values()) + ESCALATION_MARGIN))
 
+    def _ask(self, tree: Tree) -> None:
+        """Ask to go what of ``tree`` was not asked yet and runs below no
+        live head (a head that died, a shell the kernel asked, leaves its
+        background jobs to us)."""
+        unasked = self.unasked.get(tree)
+        if not unasked:
+            return
+        alive = [m for m in tree.alive() if m.pid in unasked]
+        heads = {m.pid for m in alive if m.pid in self.heads[tree]}
+        parents = {m.pid: parent_pid(m.proc) for m in alive}  # now: a carrier is shown below us, not its parent
+        due = [m for m in alive if not _below(m.pid, heads, parents)]
+        signal_members(due, Outcome.STOPPED)
+        unasked.difference_update(m.pid for m in due)
+        unasked.intersection_update(m.pid for m in alive)
 
-def _below(member: Member, heads: set[int], tree: Tree) -> bool:
-    """Whether ``member`` is one of ``heads`` or runs below one, in ``tree``."""
-    seen = member
-    for _ in range(len(tree.members) + 1):
-        if seen.pid in heads:
-            return True
-        above = tree.members.get(seen.ppid)
-        if above is None:
+
+def _below(pid: int, heads: set[int], parents: dict[int, int | None]) -> bool:
+    """Whether ``pid`` is one of ``heads`` or runs below one, by ``parents``."""
+    seen: int | None = pid
+    for _ in range(len(parents) + 1):  # a bound, should the links loop (pids reused meanwhile)
+        if seen is None:
             return False
-        seen = above
+        if seen in heads:
+            return True
+        seen = parents.get(seen)
     return False
+
+
 
 
 def _older_than(pid: int, seconds: float) -> bool:

@@ -451,7 +451,7 @@ class _ChildHead:
         return self.st.child.poll() is not None
 
 
-def _own_deadline() -> float | None:
+def own_deadline() -> float | None:
     """This process's own deadline, when it is itself stopping (see `_deadlines.escalation_end`)."""
     ours = _the_relay().own_stop()
     return None if ours is None else ours[1]
@@ -463,7 +463,7 @@ def _escalate(overdue: list[StopState]) -> None:
     Windows: each child's job ends its whole subtree first (`_end_job`); the
     walk then finds only what escaped the job.
     """
-    until = escalation_end(max(st.deadline for st in overdue), _own_deadline())
+    until = escalation_end(max(st.deadline for st in overdue), own_deadline())
     _stop_log.deadline_passed((st.child.pid, st.child.name) for st in overdue)
     for st in overdue:
         if _end_job(st, Outcome.TERMINATED):
@@ -546,7 +546,7 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
         for _, tree in leftover:
             tree.wait_gone(max(0.0, deadline - time.monotonic()))
         # However many rounds it takes, the escalations of one stop end together.
-        escalate([tree for _, tree in leftover], until=escalation_end(deadline, _own_deadline()))
+        escalate([tree for _, tree in leftover], until=escalation_end(deadline, own_deadline()))
     _end_leftover_jobs(mine)
     for _, tree in trees:
         tree.returncodes.update(_platform.reap_adopted(tree.members))

@@ -94,7 +94,16 @@ def _descendants() -> list[psutil.Process]:
     (re-parented to us, a subreaper): each ends on its own once its spawner
     is gone and what that one left is ended (see shutdownbus/_guard.py)."""
     found = (process(pid) for pid in descendant_pids(os.getpid()))
-    return [p for p in found if p is not None and not is_a_guard(cmdline(p))]
+    return [p for p in found if p is not None and not is_a_guard(name_of(p), cmdline(p))]
+
+
+def name_of(proc: psutil.Process) -> str:
+    import psutil
+
+    try:
+        return str(proc.name())
+    except psutil.Error:
+        return ""
 
 
 def _identity(p: psutil.Process) -> tuple[int, float]:

@@ -46,11 +46,16 @@ def test_a_killed_spawner_leaves_no_child_of_any_kind(tmp_path: Path) -> None:
         assert len(guards) == 1, guards
         spawner.kill()
         spawner.wait()
+        # The job is asked once its shell is gone, not escalated at the
+        # deadline (the spawner's stop timeout, 10 s, and the margin).
+        assert wait_gone([psutil.Process(pids["job"])], 5) == []
         assert wait_gone(procs, 30) == [], [p.cmdline() for p in procs if p.is_running()]
         assert wait_gone(guards, 30) == []  # its work done, the guard is gone too
     assert logged(log, "got stop") == [("m", "parent-lost")]
     assert [name for name, _ in logged(log, "cleanup")] == ["m"]
     assert quit_marker.read_text() == "cleaned up after SIGQUIT\n"
+    # Nor what it started (nginx's workers): it passes its SIGQUIT on to them.
+    assert Path(f"{quit_marker}.worker").read_text() == "cleaned up after SIGQUIT\n"
     # A member's own child is the member's to stop (on 'parent-lost', with
     # its SIGQUIT): the guard asks it nothing.
     assert member_quit_marker.read_text() == "cleaned up after SIGQUIT\n"
@@ -61,7 +66,7 @@ def guards_of(pid: int) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         args = proc.info["cmdline"] or []
-        if is_a_guard(args) and args[-2] == str(pid) and not args[0].endswith("sh"):
+        if is_a_guard("", args) and args[-2] == str(pid) and not args[0].endswith("sh"):
             found.append(proc)
     return found
 

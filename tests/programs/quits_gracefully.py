@@ -1,22 +1,37 @@
 """A non-member that stops gracefully on the signal it is told, as nginx does on SIGQUIT.
 
-    quits_gracefully.py SIGNAL MARKER [SECONDS]
+    quits_gracefully.py SIGNAL MARKER [SECONDS [WORKER_MARKER]]
 
 Prints ``up``; on SIGNAL cleans up for SECONDS (default 0), writes MARKER
-and exits 0; any other signal keeps its default effect.
+and exits 0; any other signal keeps its default effect.  With
+WORKER_MARKER it first starts a worker (this program with WORKER_MARKER,
+a plain subprocess, as nginx's master starts its workers), and on SIGNAL
+passes SIGNAL on to it and waits for it before its own marker.
 """
 
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 from types import FrameType
 
+seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+worker = None
+if len(sys.argv) > 4:
+    argv = [sys.executable, __file__, sys.argv[1], sys.argv[4], str(seconds)]
+    worker = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    assert worker.stdout is not None and worker.stdout.readline() == b"up\n"  # its handler is in place
+
 
 def graceful(signum: int, frame: FrameType | None) -> None:
-    time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)  # the cleanup's own time
+    if worker is not None:
+        worker.send_signal(signum)
+    time.sleep(seconds)  # the cleanup's own time
+    if worker is not None:
+        worker.wait()
     Path(sys.argv[2]).write_text(f"cleaned up after {signal.Signals(signum).name}\n")
     sys.exit(0)
 

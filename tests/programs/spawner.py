@@ -6,8 +6,9 @@ Spawns a member (tests/programs/member.py, with a plain grandchild), a
 child that may join but never does (sleep.py), and a child declared not to
 join, from a thread that ends at once; with --shell, also a shell (declared
 not to join) with a background job; with --quitter, also
-quits_gracefully.py, declared to stop on SIGQUIT, which cleans up for 1 s
-and then writes MARKER (any other signal ends it at once); with
+quits_gracefully.py, declared to stop on SIGQUIT, with a worker of its own
+(MARKER.worker): each cleans up for 1 s and then writes its marker (any
+other signal ends it at once); with
 --member-quitter, also a member with such a child of its own
 (member_with_quitter.py).  Prints their
 pids as one JSON line (the job's as "job"), then waits to be killed.
@@ -44,7 +45,7 @@ if "--shell" in sys.argv:
     pids.update(shell=shell.pid, job=int(shell.stdout.readline()))
 if "--quitter" in sys.argv:
     marker = sys.argv[sys.argv.index("--quitter") + 1]
-    quitter = [sys.executable, str(PROGRAMS / "quits_gracefully.py"), "SIGQUIT", marker, "1"]
+    quitter = [sys.executable, str(PROGRAMS / "quits_gracefully.py"), "SIGQUIT", marker, "1", marker + ".worker"]
     quits = shutdownbus.spawn(quitter, stop_signal="SIGQUIT", stdout=subprocess.PIPE)
     assert quits.stdout is not None and quits.stdout.readline() == b"up\n"  # its handler is in place
     pids["quitter"] = quits.pid
