@@ -53,11 +53,14 @@ Rules of this module:
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 from . import _log, _platform
 from ._environment import ENV_ENDPOINT, PER_SPAWN_VARIABLES
+
+TYPE_CHECKING = False  # not typing's: see the package's __init__
+if TYPE_CHECKING:
+    import socket
 
 #: The name the guard's ``/bin/sh`` runs it under ($0), and the guard's own
 #: process name (its ``comm``, which stays readable while it exits).
@@ -84,6 +87,8 @@ def start_if_unwatched() -> None:
     if use_tcp():
         return
     _tried.append(True)  # also for a spawn that a signal handler makes meanwhile
+    import socket
+
     top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # The interpreter finds its modules as this process did (the same
     # environment, less the per-spawn variables), with the directory of
@@ -128,6 +133,8 @@ def start_if_unwatched() -> None:
 def tell(pid: int) -> None:
     """Tell the guard (if any) of a child started with a parent-death signal."""
     if _line:
+        import socket  # loaded by the start already
+
         try:
             _line[0].send(b"%d\n" % pid, socket.MSG_NOSIGNAL)
         except BlockingIOError:

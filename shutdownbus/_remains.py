@@ -294,8 +294,6 @@ def _below(pid: int, heads: set[int], parents: dict[int, int | None]) -> bool:
     return False
 
 
-
-
 def _older_than(pid: int, seconds: float) -> bool:
     """Whether process ``pid`` started more than ``seconds`` ago (True if gone)."""
     try:
