@@ -94,15 +94,16 @@ def _descendants() -> list[psutil.Process]:
     (re-parented to us, a subreaper): each ends on its own once its spawner
     is gone and what that one left is ended (see shutdownbus/_guard.py)."""
     found = (process(pid) for pid in descendant_pids(os.getpid()))
-    return [p for p in found if p is not None and not is_a_guard(name_of(p), cmdline(p))]
+    return [p for p in found if p is not None and not is_a_guard(_name_of(p), cmdline(p))]
 
 
-def name_of(proc: psutil.Process) -> str:
+def _name_of(proc: psutil.Process) -> str:
+    """``proc``'s name; empty where it cannot be read (psutil cannot under wine)."""
     import psutil
 
     try:
         return str(proc.name())
-    except psutil.Error:
+    except (psutil.Error, OSError):
         return ""
 
 
