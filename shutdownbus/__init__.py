@@ -8,8 +8,7 @@ returns a `StopReport` once the whole tree is gone.
 
 from __future__ import annotations
 
-import sys
-
+from . import _lazy
 from ._errors import (
     AuthenticationError,
     ChannelError,
@@ -74,14 +73,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    qualified = f"{__name__}.{module or name}"
-    __import__(qualified)  # not importlib: the command line does not load it otherwise
-    value = getattr(sys.modules[qualified], name) if module else sys.modules[qualified]
-    globals()[name] = value  # found without this function from now on
-    return value
+    return _lazy.load(__name__, globals(), _LAZY, name)
 
 
 def __dir__() -> list[str]:

@@ -30,6 +30,8 @@ Rules of this package:
 
 from __future__ import annotations
 
+from .. import _lazy
+
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     from ._console import (
@@ -149,12 +151,7 @@ _WHERE = {
 
 
 def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(__import__(f"{__name__}.{module}", fromlist=[name]), name)
-    globals()[name] = value  # the next use finds it at once
-    return value
+    return _lazy.load(__name__, globals(), _WHERE, name)
 
 
 def load_all() -> None:
