@@ -16,8 +16,11 @@ Rules of this module:
   passed: what the kernel re-parents later is left to our own stop.
 * It ends only processes re-parented to us that carry, in the environment
   they started with, a spawn marker (``SHUTDOWNBUS_ENDPOINT``) whose owner
-  is provably dead (`_transport.owner_is_dead`): never a process of a live
-  spawner, such as a daemon that double-forked below a child that runs.
+  is that dead child of ours, by pid and start time
+  (`_transport.owner_is_dead`): never a process of a live spawner, such as
+  a daemon that double-forked below a child that runs, nor what a stranger
+  (a top-level spawner we started with Popen) left to us as the nearest
+  subreaper: that is its guard's (`_guard`).
 * A member among them (`_platform.joined_the_bus`) is stopping itself on
   'parent-lost': it is not asked to go.  Every other process gets SIGTERM
   at once (a stop signal its dead spawner declared for a child is not
@@ -72,21 +75,33 @@ def watch(child: Child, bus: Bus) -> None:
     fd = _platform.exit_fd(child.pid)
     if fd is None:
         return
+    try:
+        # Its identity, as its runtime directory names it; not reaped yet,
+        # so readable even if it has exited already (a shell that started
+        # a background job and ended at once).
+        started = _transport.start_ticks(child.pid, zombie=True)
+    except OSError:
+        started = None
+    if started is None:
+        os.close(fd)
+        return  # it cannot be told: no marker can be proven its
 
     def on_exit() -> None:  # on the bus thread
         bus.unwatch(fd)
         os.close(fd)
         if not _stop.stop_asked_of(child):
-            look_for_remains(child.stop_timeout + ESCALATION_MARGIN)
+            look_for_remains(child.stop_timeout + ESCALATION_MARGIN, (child.pid, started))
 
     bus.watch(fd, on_exit)
 
 
-def look_for_remains(window: float) -> None:
-    """Look for the remains of dead spawners among our children from now until
-    ``window`` seconds have passed (longer if a look is due later already)."""
+def look_for_remains(window: float, dead: tuple[int, int]) -> None:
+    """Look for what the dead child ``dead`` (pid, start ticks) left behind
+    among our children from now until ``window`` seconds have passed (longer
+    if a look is due later already)."""
     global _look_until, _sweeper
     with _lock:
+        _remains.dead_children.add(dead)
         _look_until = max(_look_until, time.monotonic() + window)
         if _sweeper is not None:
             return  # it looks until then (it sets itself to None, under the lock, as it ends)
@@ -162,18 +177,24 @@ class _Remains:
 
     Args:
         candidates: The pids to look among (our children, by default).
-        belongs: Whether a marker is one whose carriers are remains (its owner
-            is provably dead, by default).
+        belongs: Whether a marker is one whose carriers are remains (by
+            default: its owner is one of our children that died on its own).
         asked: Whether a pid already got a request from the kernel (none, by default).
     """
 
     def __init__(
         self,
         candidates: Callable[[], list[int]] = _our_children,
-        belongs: Callable[[str], bool] = _transport.owner_is_dead,
+        belongs: Callable[[str], bool] | None = None,
         asked: Callable[[int], bool] = lambda pid: False,
     ) -> None:
-        self.candidates, self.belongs, self.asked = candidates, belongs, asked
+        self.candidates, self.asked = candidates, asked
+        self.belongs = belongs or self._of_a_dead_child
+        #: Our children that died on their own, (pid, start ticks): the
+        #: markers whose owners they are (and no other: a process that
+        #: someone else's spawner left to us, the nearest subreaper, is that
+        #: spawner's guard's business).
+        self.dead_children: set[tuple[int, int]] = set()
         self.judged: dict[int, str | None] = {}  # pid of a candidate -> its dead owner's marker, or None
         self.spared: set[int] = set()  # pids not asked to go (members that joined)
         self.pending: list[tuple[Tree, float]] = []  # (remains, deadline)
@@ -183,9 +204,13 @@ class _Remains:
         self.unasked: dict[Tree, set[int]] = {}
 
     def forget(self) -> None:
-        """Forget the processes judged and spared (none is pending)."""
+        """Forget the processes judged and spared, and the dead children (none is pending)."""
         self.judged.clear()
         self.spared.clear()
+        self.dead_children.clear()
+
+    def _of_a_dead_child(self, marker: str) -> bool:
+        return any(_transport.owner_is_dead(marker, owner=dead) for dead in list(self.dead_children))
 
     def look(self) -> None:
         """One look at the candidates: take what is new, ask what its head

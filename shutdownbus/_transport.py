@@ -246,10 +246,11 @@ def runtime_base() -> str:
 OWNER_FILE = "owner"
 
 
-def start_ticks(pid: int) -> int | None:
+def start_ticks(pid: int, zombie: bool = False) -> int | None:
     """Linux: when process ``pid`` started, in clock ticks since boot (field 22
     of /proc/PID/stat: exact, unlike a time of day, which moves with the
-    clock); None if it is gone or a zombie.
+    clock); None if it is gone, or a zombie (unless ``zombie``: a child of
+    ours that exited and is not reaped yet is still itself).
 
     Raises:
         OSError: it cannot be told (no descriptor left, say).
@@ -260,7 +261,7 @@ def start_ticks(pid: int) -> int | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     fields = data[data.rfind(b")") + 2 :].split()
-    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+    if len(fields) < 20 or fields[0] == b"X" or (fields[0] == b"Z" and not zombie):
         return None
     return int(fields[19])
 

@@ -61,6 +61,34 @@ def test_a_killed_spawner_leaves_no_child_of_any_kind(tmp_path: Path) -> None:
     assert member_quit_marker.read_text() == "cleaned up after SIGQUIT\n"
 
 
+@linux
+def test_what_a_strangers_spawner_left_to_us_is_its_guards_not_ours(tmp_path: Path) -> None:
+    """We are a spawner (a subreaper) looking for the remains of a child of
+    ours that just ended on its own; a top-level spawner we started with
+    Popen is killed, and its children are re-parented to us.  They are not
+    ours to end: its guard ends them, without asking again the one the
+    kernel asked (with SIGQUIT: 1 s of cleanup, any other signal ends it
+    without its marker).  Before, our look took them too, and sent SIGTERM
+    (seen as this file's first test failing beside another test's look)."""
+    from shutdownbus import _remains
+
+    ended = shutdownbus.spawn([sys.executable, "-c", "pass"], joins=False)
+    with reaped(ended):
+        assert ended.wait(30) == 0
+        wait_for(lambda: _remains._sweeper is not None, 30, "our look for the remains of a child that ended")
+    marker = tmp_path / "quitter"
+    argv = [sys.executable, str(PROGRAMS / "spawner.py"), str(tmp_path / "log"), "--quitter", str(marker)]
+    spawner = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    with reaped(spawner, descendants=True):
+        assert spawner.stdout is not None
+        pids = json.loads(spawner.stdout.readline())
+        quitter = psutil.Process(pids["quitter"])
+        spawner.kill()
+        spawner.wait()
+        assert wait_gone([quitter], 30) == []
+    assert marker.read_text() == "cleaned up after SIGQUIT\n"
+
+
 def guards_of(pid: int) -> list[psutil.Process]:
     """The guard processes started by process ``pid`` (see shutdownbus/_guard.py)."""
     found = []
