@@ -291,7 +291,9 @@ def test_gunicorn_under_run_stops_cleanly_and_the_report_tells_the_truth(
         # A server that has run longer than the join grace gets SIGTERM at once,
         # and so the whole second to stop its workers (a younger one gets it only
         # at half the budget, which a loaded machine can make too short for gunicorn).
-        born = min(p.create_time() for p in run.tree)
+        # From its youngest process (a worker, started after the master was
+        # spawned), not from run, which may have taken long to spawn it.
+        born = max(p.create_time() for p in run.tree)
         threading.Event().wait(max(0.0, born + JOIN_GRACE - time.time()))
     status, report = run.send_stop(*timeout)
     assert status == 0 and report.ok, f"{report}\n{run.output.read_text()}"
