@@ -312,7 +312,14 @@ class Bus:
         try:
             # Its connections are counted, so that what a flood of them made
             # the C heap grow by is given back once they are gone (`_AdminPeers`).
-            monitor = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+            # libzmq drops a monitor event that finds its queue full: with no
+            # limit on our side of it, none is lost in a flood (a lost
+            # DISCONNECTED kept the count above 0, and the heap untrimmed).
+            address = f"inproc://shutdownbus-admin-monitor-{id(sock)}"
+            sock.monitor(address, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+            monitor = sock.context.socket(zmq.PAIR)
+            monitor.rcvhwm = 0
+            monitor.connect(address)
         except zmq.ZMQError:
             monitor = None  # no descriptor for it: the channel works, uncounted
 

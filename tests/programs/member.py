@@ -82,6 +82,11 @@ def main() -> None:
             os.close(r)
             os.wait()
             log(args.log, f"{args.name} daemon {daemon_pid}")
+        # Started before ready(): a stop that came between ready() and this
+        # Popen would find no child to stop at this process's exit.
+        blocker = None
+        if args.block == "popen":
+            blocker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         shutdownbus.ready()
         if args.announce:
             print(f"ready {os.getpid()}", flush=True)
@@ -98,8 +103,8 @@ def main() -> None:
         elif args.block == "mp-wait":  # Windows: _winapi.WaitForMultipleObjects
             receiver, _sender = multiprocessing.Pipe(duplex=False)
             multiprocessing.connection.wait([receiver])
-        else:
-            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]).wait()
+        elif blocker is not None:
+            blocker.wait()
     except shutdownbus.StopRequested as exc:
         log(args.log, f"{args.name} stop-at {time.monotonic()}")
         log(args.log, f"{args.name} got stop {exc.reason}")
