@@ -174,3 +174,42 @@ def test_registry_is_private_and_the_admin_credential_is_never_printed(runtime_d
         out, err = root.communicate(timeout=60)
         check_clean(out + err, secrets, "the root's own output")
         assert not path.exists()  # the entry goes with its root
+
+
+def test_the_programs_event_log_keeps_every_line_of_writers_at_once(tmp_path: Path) -> None:
+    """The tests read what several processes of a tree logged at the same
+    moment (cleanups run together): not one line may be lost.  Windows'
+    ``O_APPEND`` lost lines (a child's cleanup missing from the log: the
+    suite failed once in CI under wine); tests/programs/_event_log.py."""
+    log = tmp_path / "log"
+    # Each writer says it is ready, then waits for the word to go: they write together.
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from _event_log import log\n"
+        "print('ready', flush=True); sys.stdin.readline()\n"
+        "for i in range(1000): log(sys.argv[2], f'{sys.argv[3]} line {i}')\n"
+    )
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(PROGRAMS), str(log), f"w{k}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(3)
+    ]
+    try:
+        for w in writers:
+            assert w.stdout is not None and w.stdout.readline() == "ready\n"
+        for w in writers:
+            assert w.stdin is not None
+            w.stdin.write("go\n")
+            w.stdin.close()
+        for w in writers:
+            assert w.wait(timeout=120) == 0
+    finally:
+        for w in writers:
+            w.kill()
+            w.wait()
+            if w.stdout is not None:
+                w.stdout.close()
+    assert sorted(log.read_text().splitlines()) == sorted(f"w{k} line {i}" for k in range(3) for i in range(1000))
