@@ -224,14 +224,32 @@ class RuntimeDir:
 
     def close(self) -> None:
         """Remove the directories made and whatever is left in them."""
-        if not self._made:
-            return  # and import nothing: this runs at exit (see _member._at_exit)
-        import shutil
-
         for path in self._made:
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_our_directory(path)
         self._made.clear()
         self.path = None
+
+
+def _remove_our_directory(path: str) -> None:
+    """Remove a runtime directory: what is left in it is the sockets and the
+    owner file that this process made, no subdirectory.  It runs at exit
+    (`Bus.close`, from `_member._at_exit`), so it imports nothing, and it
+    is a plain loop: ``shutil.rmtree``'s descriptor-relative walk cost a
+    chain of members 0.3 ms per level.  ``unlink`` never follows a link.
+    """
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(path, name))
+        except OSError:
+            pass  # gone already, or not ours to remove: the rmdir below says so
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass  # not empty: left as rmtree(ignore_errors=True) left what it could not remove
 
 
 def runtime_base() -> str:

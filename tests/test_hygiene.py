@@ -24,10 +24,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import PROGRAMS, READY, SCRIPT, WINDOWS, logged, python, reaped
+from conftest import PROGRAMS, READY, SCRIPT, WINDOWS, logged, member_cmd, python, reaped
 
 import shutdownbus
-from shutdownbus import _environment, _registry, _transport
+from shutdownbus import _environment, _member, _registry, _transport
 from shutdownbus._protocol import Channel, Role
 
 PER_SPAWN = set(_environment.PER_SPAWN_VARIABLES)
@@ -213,3 +213,17 @@ def test_the_programs_event_log_keeps_every_line_of_writers_at_once(tmp_path: Pa
             if w.stdout is not None:
                 w.stdout.close()
     assert sorted(log.read_text().splitlines()) == sorted(f"w{k} line {i}" for k in range(3) for i in range(1000))
+
+
+@pytest.mark.skipif(_transport.use_tcp(), reason="no ipc transport here: Windows uses tcp on loopback")
+def test_stopped_spawners_leave_no_runtime_directory(tmp_path: Path, runtime_dir: str) -> None:
+    """A member that spawned removes its ipc directory (its children's
+    sockets, its owner file) as it exits from a stop."""
+    log = tmp_path / "log"
+    child = shutdownbus.spawn(member_cmd(log, "--depth", "2", "--fanout", "2"), ready_timeout=READY)
+    with reaped(child):
+        ours = _member.get_bus().runtime.path
+        assert ours is not None
+        assert len(os.listdir(runtime_dir)) == 4  # ours, B's, B.0's and B.1's
+        assert child.stop().ok
+    assert os.listdir(runtime_dir) == [os.path.basename(ours)]
