@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import SCRIPT
 
 import shutdownbus
@@ -93,3 +94,29 @@ def test_public_api_is_exported() -> None:
     assert issubclass(shutdownbus.StopRequested, KeyboardInterrupt)
     assert issubclass(shutdownbus.AuthenticationError, shutdownbus.ShutdownBusError)
     assert issubclass(shutdownbus.ChildExited, shutdownbus.ShutdownBusError)
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "name"),
+    [
+        (["/usr/bin/python3.12", "-m", "http.server"], "http.server"),
+        (["python3.13t", "-X", "dev", "server.py", "--port", "1"], "server.py"),
+        (["C:/Python312/pythonw.exe", "app.py"], "app.py"),
+        (["PYPY3", "-u", "work.py"], "work.py"),
+        (["/usr/bin/python3", "-c", "from multiprocessing.resource_tracker import main;main(5)"],
+         "multiprocessing.resource_tracker"),
+        (["python", "-c", "pass"], "python -c"),
+        (["/usr/bin/python3-config", "x.py"], "python3-config"),
+        (["ipython", "x.py"], "ipython"),
+        (["pythonista", "x.py"], "pythonista"),
+        (["gunicorn: worker [app]"], "gunicorn: worker [app]"),
+        (["/usr/sbin/nginx", "-g", "daemon off;"], "nginx"),
+        ([], "comm"),
+    ],
+)
+def test_processes_are_named_as_ps_users_know_them(cmdline: list[str], name: str) -> None:
+    """A Python interpreter is named by what it runs (any version, build
+    letter, case, ``.exe``); anything else by its program."""
+    from shutdownbus._names import describe
+
+    assert describe(cmdline, "comm")[0] == name
