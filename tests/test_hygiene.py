@@ -210,8 +210,9 @@ def test_the_programs_event_log_keeps_every_line_of_writers_at_once(tmp_path: Pa
         for w in writers:
             w.kill()
             w.wait()
-            if w.stdout is not None:
-                w.stdout.close()
+            for pipe in (w.stdin, w.stdout):
+                if pipe is not None:
+                    pipe.close()
     assert sorted(log.read_text().splitlines()) == sorted(f"w{k} line {i}" for k in range(3) for i in range(1000))
 
 
@@ -227,3 +228,23 @@ def test_stopped_spawners_leave_no_runtime_directory(tmp_path: Path, runtime_dir
         assert len(os.listdir(runtime_dir)) == 4  # ours, B's, B.0's and B.1's
         assert child.stop().ok
     assert os.listdir(runtime_dir) == [os.path.basename(ours)]
+
+
+@pytest.mark.skipif(_transport.use_tcp(), reason="no ipc transport here: Windows uses tcp on loopback")
+def test_a_runtime_directory_replaced_by_a_link_is_not_followed(tmp_path: Path, runtime_dir: str) -> None:
+    """What stands where a runtime directory was (a link put there by
+    someone else) is left alone at exit, and so is what the link points at."""
+    runtime = _transport.RuntimeDir()
+    runtime.next_endpoint()
+    assert runtime.path is not None
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious").write_text("keep")
+    for name in os.listdir(runtime.path):
+        os.unlink(os.path.join(runtime.path, name))
+    os.rmdir(runtime.path)
+    link = runtime.path
+    os.symlink(elsewhere, link)
+    runtime.close()
+    assert (elsewhere / "precious").read_text() == "keep"
+    assert os.path.islink(link)
