@@ -47,6 +47,7 @@ def _is_python(exe: str) -> bool:
             return all(c in "0123456789." for c in version)
     return False
 
+
 _OPTIONS_WITH_VALUE = ("-W", "-X", "--check-hash-based-pycs")
 MAX_NAME = 64
 

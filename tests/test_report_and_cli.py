@@ -108,6 +108,8 @@ def test_public_api_is_exported() -> None:
         (["python", "-c", "pass"], "python -c"),
         (["/usr/bin/python3-config", "x.py"], "python3-config"),
         (["ipython", "x.py"], "ipython"),
+        (["PYTHON.EXE", "x.py"], "x.py"),
+        (["python3.exe.exe", "x.py"], "python3.exe.exe"),
         (["pythonista", "x.py"], "pythonista"),
         (["gunicorn: worker [app]"], "gunicorn: worker [app]"),
         (["/usr/sbin/nginx", "-g", "daemon off;"], "nginx"),
