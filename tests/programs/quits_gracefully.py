@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -26,7 +27,18 @@ if len(sys.argv) > 4:
     assert worker.stdout is not None and worker.stdout.readline() == b"up\n"  # its handler is in place
 
 
+#: Taken by the first run of the handler: the signal may come again while it
+#: runs (the kernel sends a parent-death signal once per thread of the dying
+#: parent that had the child), and a second run inside the first one's
+#: ``Popen`` call blocked on the lock that call held (``Popen.wait``'s lock
+#: is not reentrant): the program hung until its guard's deadline ended it.
+#: A graceful stop runs once, as nginx's does.
+_once = threading.Lock()
+
+
 def graceful(signum: int, frame: FrameType | None) -> None:
+    if not _once.acquire(blocking=False):  # one C call: no second run can slip in between
+        return
     if worker is not None:
         worker.send_signal(signum)
     time.sleep(seconds)  # the cleanup's own time
