@@ -122,6 +122,8 @@ def describe_process(proc: psutil.Process) -> tuple[str, bool]:
     import psutil
 
     args = cmdline(proc)  # a zombie has no command line left, but still its name
+    if args and args[0]:
+        return describe(args, "?")  # the OS's name is not needed: not read (a stop names every process it meets)
     try:
         fallback = str(proc.name())
     except (psutil.Error, OSError):
