@@ -1,5 +1,9 @@
 """One process of a benchmark tree: ``python _tree.py MODE DEPTH FANOUT [FLAGS]``.
 
+FANOUT is the number of children of every process above the leaves, or one
+number per level, comma-separated (``8,8,7``: 8 children, 8 grandchildren
+each, 7 great-grandchildren each; 521 processes).
+
 MODE:
   bus     a shutdownbus member: spawns its children on the bus, waits for them
           to be ready, calls ready(), sleeps; a stop ends the sleep, the
@@ -42,13 +46,15 @@ def tree_is_up(flags: set[str]) -> None:
 
 
 def main() -> None:
-    mode, depth, fanout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    mode, depth = sys.argv[1], int(sys.argv[2])
+    fanouts = [int(n) for n in sys.argv[3].split(",")]
+    fanout, theirs_below = fanouts[0], ",".join(map(str, fanouts[1:] or fanouts))
     flags = set(sys.argv[4].split(",")) if len(sys.argv) > 4 else set()
     stubborn = "stubborn" in flags and depth == 0
 
     def child_args(i: int) -> list[str]:
         theirs = "stubborn" if "stubborn" in flags and i == 0 else ""
-        return [sys.executable, __file__, mode, str(depth - 1), str(fanout), theirs]
+        return [sys.executable, __file__, mode, str(depth - 1), theirs_below, theirs]
 
     if mode == "bus":
         import shutdownbus
