@@ -318,8 +318,15 @@ def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], obj
         if st.tree is None:
             st.watch = watch
             watch.add(st.child.pid, functools.partial(_returned, st.child))
+            # A member watches and reports its own tree: we look at it once
+            # the member is gone, or at the deadline (`Tree`'s ``watched``).
             st.tree = Tree(
-                [st.child.pid], markers=[st.link.endpoint], not_ours=lambda: others, table=table, watch=watch
+                [st.child.pid],
+                markers=[st.link.endpoint],
+                not_ours=lambda: others,
+                table=table,
+                watch=watch,
+                watched=not (st.child.joined and st.link.member_pid in (None, st.child.pid)),
             )
     for st in mine:
         if not st.begun:

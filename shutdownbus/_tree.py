@@ -11,6 +11,11 @@ Rules of this module:
   to be such orphans.
 * An exit time is recorded when the exit was seen as it happened (see
   `_platform.ExitWatch`); otherwise it is unknown, never guessed.
+* A tree below a member (``watched=False``) is not watched while the member
+  lives: the member stops it and reports each exit.  It is looked at once
+  the member is gone, or when anyone asks what still runs (`alive`), and
+  from then on watched.  So a stop watches its children and what outlives
+  them, and its work grows with the processes, not with processes x depth.
 * Failing to read a process's state is never taken for its exit (fail
   closed): a process we could not check stays in the tree, counts as
   running, is signalled by pid if need be, and is reported ``unchecked``.
@@ -168,6 +173,9 @@ class Tree:
             the children they belong to); a new one if None.
         adopt_from: Returns the pids to look among for marked processes,
             instead of our own children (a guard's: processes that are not).
+        watched: False for the tree of a member, which watches and reports
+            it itself: its processes are taken in without a watch until
+            `alive` is first asked (see the rules above).
     """
 
     def __init__(
@@ -179,8 +187,11 @@ class Tree:
         prune: Callable[[psutil.Process], bool] | None = None,
         watch: _platform.ExitWatch | None = None,
         adopt_from: Callable[[], Iterable[int]] | None = None,
+        watched: bool = True,
     ) -> None:
         self.roots = list(roots)
+        self.watched = watched
+        self._unwatched: list[Member] = []  # taken in while not watched
         self.markers = frozenset(markers)
         self.not_ours = not_ours
         self.adopt_from = adopt_from
@@ -278,9 +289,26 @@ class Tree:
             # Seen first at a later look, it came and went meanwhile: not "exited".
             member.exited_early = self._first_look
             member.mark_gone(None, time.monotonic())
+        elif self.watched:
+            self.watch.add(pid, functools.partial(_gone, member))
         else:
-            self.watch.add(pid, lambda: not member.checked())
+            self._unwatched.append(member)
         return True
+
+    def _watch_the_rest(self) -> None:
+        """Watch from now on what was taken in unwatched: what still runs is
+        added to the watch; what is gone went at an unknown moment after it
+        was seen running."""
+        self.watched = True
+        taken, self._unwatched = self._unwatched, []
+        now = time.monotonic()
+        for m in taken:
+            if m.gone:
+                continue
+            if m.checked():
+                self.watch.add(m.pid, functools.partial(_gone, m))
+            else:
+                m.mark_gone(None, now, running_at=m.seen_at)
 
     def take_in(self, pids: Iterable[int], parent: int) -> None:
         """Add processes found outside the walk, shown below ``parent``
@@ -326,7 +354,12 @@ class Tree:
         return self._marked[proc.pid]
 
     def alive(self) -> list[Member]:
-        """Members still running (a zombie counts as gone), deepest first."""
+        """Members still running (a zombie counts as gone), deepest first.
+
+        A tree taken in unwatched is looked at now, and watched from then on.
+        """
+        if self._unwatched:
+            self._watch_the_rest()
         self.note_exits()
         return sorted((m for m in self.members.values() if not m.gone), key=lambda m: -m.depth)
 
@@ -404,6 +437,11 @@ class Tree:
                 )
             )
         return out
+
+
+def _gone(member: Member) -> bool:
+    """Whether ``member`` is gone (for `_platform.ExitWatch`: unreadable counts as running)."""
+    return not member.checked()
 
 
 def descendant_pids(pid: int, table: ProcessTable | None = None) -> list[int]:
