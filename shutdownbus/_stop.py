@@ -363,6 +363,11 @@ def _exit_noted(st: StopState) -> bool:
     if st.exit_seen is None:
         st.exit_seen = time.monotonic()
         _stop_log.child_exited(st.child.pid, st.child.name, st.child.returncode, st.exit_seen - st.started)
+        if st.tree is not None:
+            # A member's tree was its own to watch: what outlives it is ours
+            # from now on (seen ending, so that it can be told `lost`), not
+            # only once its siblings are done too.
+            st.tree.alive()
     return True
 
 

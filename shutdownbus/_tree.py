@@ -12,10 +12,13 @@ Rules of this module:
 * An exit time is recorded when the exit was seen as it happened (see
   `_platform.ExitWatch`); otherwise it is unknown, never guessed.
 * A tree below a member (``watched=False``) is not watched while the member
-  lives: the member stops it and reports each exit.  It is looked at once
-  the member is gone, or when anyone asks what still runs (`alive`), and
-  from then on watched.  So a stop watches its children and what outlives
-  them, and its work grows with the processes, not with processes x depth.
+  lives: the member stops it and reports each exit.  It is looked at when
+  anyone first asks what still runs (`alive`: the stop does once the member
+  is gone, and at the deadline; a progress callback does at once), and from
+  then on watched.  So a stop watches its children and what outlives them:
+  the descriptors it holds and the exits it waits on grow with the
+  processes, not with processes x depth (its walks still cover the tree).
+  Companions are watched all along: they outlive their owner by design.
 * Failing to read a process's state is never taken for its exit (fail
   closed): a process we could not check stays in the tree, counts as
   running, is signalled by pid if need be, and is reported ``unchecked``.
@@ -289,7 +292,7 @@ class Tree:
             # Seen first at a later look, it came and went meanwhile: not "exited".
             member.exited_early = self._first_look
             member.mark_gone(None, time.monotonic())
-        elif self.watched:
+        elif self.watched or companion:
             self.watch.add(pid, functools.partial(_gone, member))
         else:
             self._unwatched.append(member)
@@ -358,7 +361,7 @@ class Tree:
 
         A tree taken in unwatched is looked at now, and watched from then on.
         """
-        if self._unwatched:
+        if not self.watched:
             self._watch_the_rest()
         self.note_exits()
         return sorted((m for m in self.members.values() if not m.gone), key=lambda m: -m.depth)
