@@ -370,10 +370,12 @@ class Tree:
         """Mark the members that the watch has seen exit."""
         self.watch.wait(0)
         now = time.monotonic()
-        for pid, when in self.watch.exits.items():
-            m = self.members.get(pid)
-            if m is not None:
-                m.mark_gone(when, now, self.watch.running_at.get(pid))
+        # By our members, not by the watch's exits: one watch serves all the
+        # trees of a stop (a fan-out of 200 children: 200 trees, 200 exits).
+        exits = self.watch.exits
+        for m in self.members.values():
+            if not m.gone and m.pid in exits:
+                m.mark_gone(exits[m.pid], now, self.watch.running_at.get(m.pid))
 
     def wait_gone(self, timeout: float, companions: bool = True) -> list[Member]:
         """Wait up to ``timeout`` seconds for every member to go; return the rest.
