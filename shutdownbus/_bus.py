@@ -30,7 +30,7 @@ import zmq
 from . import _log, _platform, _protocol, _transport
 from ._deadlines import MAX_BUDGET, level_deadline
 from ._errors import ChannelError, ProtocolError
-from ._protocol import Ack, Channel, Established, Event, Ready, Report, Role, Stop, is_knock
+from ._protocol import Ack, Channel, Established, Event, Farewell, Ready, Report, Role, Stop, is_knock
 from ._threads import NotRun, call_on
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
@@ -46,6 +46,11 @@ REPORT_CHUNK = 48
 #: The most entries a parent keeps from one child's reports: a tree of
 #: that many processes is far beyond what one stop handles anyway.
 MAX_REPORTED = 20_000
+#: How long (ms) closing the channel to the parent may wait for a farewell
+#: still queued to be written: the parent is there (it acknowledged our
+#: reports a moment ago), so it is written at once; a farewell lost only
+#: makes the parent wait for our exit, as without one.
+FAREWELL_LINGER = 50
 _MONITORED = (
     zmq.EVENT_DISCONNECTED
     | zmq.EVENT_CLOSED
@@ -106,6 +111,8 @@ class Link:
             ``stop_requested_at``; ``stop_sent_at`` once the stop left.
         opened_at: About when the child was spawned (its join grace counts from it).
         closed: The link is closed (its secret overwritten); nothing more will be sent or received.
+        farewell_at: When the child said farewell during a stop we asked for
+            (`_protocol.Farewell`); ``on_farewell`` is called then, on the bus thread.
     """
 
     def __init__(self, keys: _transport.ChannelKeys, sock: zmq.Socket[bytes], endpoint: str, domain: bytes) -> None:
@@ -128,6 +135,8 @@ class Link:
         self.closed = False
         #: Called by the bus thread once the child joined (Windows: shares its job with it).
         self.on_joined: Callable[[], None] | None = None
+        self.farewell_at: float | None = None
+        self.on_farewell: Callable[[], None] | None = None  # wakes the stop's wait (`_stop._run`)
 
     def __repr__(self) -> str:
         return f"<Link {self.endpoint} joined={self.joined.is_set()} stop={self.stop_reason!r}>"
@@ -168,6 +177,7 @@ class Upstream:
         self.endpoint = ""  # the parent's, for a spawned member
         self.attempts = 1  # connections made to it (`JOIN_ATTEMPTS`)
         self.handshook = False  # a transport handshake with it succeeded
+        self.farewell_sent = False  # then its socket closes with `FAREWELL_LINGER`
 
 
 class Bus:
@@ -379,6 +389,18 @@ class Bus:
 
         self.call(send)
 
+    def send_farewell(self) -> None:
+        """Tell the parent that only this process's finalization is left (any thread)."""
+        up = self.upstream
+        if up is None or up.admin:
+            return
+
+        def send() -> None:
+            if up.channel.established and not up.lost.is_set() and self._send(up.sock, up.channel.send(Farewell())):
+                up.farewell_sent = True
+
+        self.call(send)
+
     def close(self, timeout: float = 1.0) -> None:
         """Stop the thread and close every socket and the context."""
         if not self._running:
@@ -407,7 +429,7 @@ class Bus:
             if up.monitor is not None:
                 up.sock.disable_monitor()
                 up.monitor.close(0)
-            up.sock.close(0)
+            up.sock.close(FAREWELL_LINGER if up.farewell_sent else 0)
             _forget_secret(up)
         if self._admin_peers is not None:
             self._admin_peers.close()
@@ -635,6 +657,11 @@ class Bus:
                     self._send_stop(link)  # a stop issued before the child joined
             elif isinstance(event, Ready):
                 link.ready.set()
+            elif isinstance(event, Farewell):
+                if link.stop_requested_at is not None and link.farewell_at is None:
+                    link.farewell_at = time.monotonic()
+                    if link.on_farewell is not None:
+                        link.on_farewell()
             elif isinstance(event, Report):
                 # A member reports each child's subtree as soon as it is
                 # stopped, and what is left at its exit: they add up.  Only

@@ -118,11 +118,18 @@ class Ack(Value):
     __slots__ = ()
 
 
-Event = Established | Stop | Ready | Report | Ack
+class Farewell(Value):
+    """Child to parent, last of a stop: everything this process had to stop
+    is gone and reported; only its interpreter's finalization is left."""
+
+    __slots__ = ()
+
+
+Event = Established | Stop | Ready | Report | Ack | Farewell
 
 # What each established-phase message may carry, per direction.
 _PARENT_SENDS = {"accept": (), "stop": ("reason", "budget"), "ack": ()}
-_CHILD_SENDS = {"ready": (), "report": ("entries",)}
+_CHILD_SENDS = {"ready": (), "report": ("entries",), "farewell": ()}
 ENTRY_FIELDS = ("pid", "name", "outcome", "returncode", "seconds", "member")
 #: The fields an entry may carry besides `ENTRY_FIELDS`: how the reporting
 #: process asked it to go, and when (docs/protocol.md, 6.5).
@@ -393,6 +400,8 @@ class Channel:
         if isinstance(event, Report) and self.role is Role.CHILD:
             entries = [check_entry(_cut_name(e)) for e in event.entries]
             return self._tagged("report", {"entries": entries})
+        if isinstance(event, Farewell) and self.role is Role.CHILD:
+            return self._tagged("farewell", {})
         raise ProtocolError(f"the {self.role.value} side cannot send {type(event).__name__}")
 
     def _tagged(self, kind: str, fields: dict[str, Any]) -> bytes:
@@ -511,6 +520,8 @@ class Channel:
             return Ack()
         if kind == "ready":
             return Ready()
+        if kind == "farewell":
+            return Farewell()
         if kind == "report":
             entries = fields["entries"]
             if not isinstance(entries, list):

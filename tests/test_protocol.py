@@ -42,6 +42,7 @@ from shutdownbus._protocol import (
     Ack,
     Channel,
     Established,
+    Farewell,
     Ready,
     Report,
     Role,
@@ -334,6 +335,9 @@ def test_full_handshake_and_round_trips() -> None:
     # Parent to child: ack.
     assert child.receive(parent.send(Ack())) == (Ack(), None)
 
+    # Child to parent: farewell, the last word of a stop (only its finalization is left).
+    assert parent.receive(child.send(Farewell())) == (Farewell(), None)
+
     # An empty report, an integer budget and several messages in a row keep working.
     assert parent.receive(child.send(Report())) == (Report(()), None)
     event, _ = child.receive(parent.send(Stop("again", 3)))
@@ -404,6 +408,7 @@ def test_wire_format_follows_the_documented_handshake() -> None:
     check_tagged(parent.send(Ack()), kpc, 2, [PROTOCOL_VERSION, "ack", {}])
     check_tagged(child.send(Ready()), kcp, 0, [PROTOCOL_VERSION, "ready", {}])
     check_tagged(child.send(Report((ENTRY_A,))), kcp, 1, [PROTOCOL_VERSION, "report", {"entries": [ENTRY_A]}])
+    check_tagged(child.send(Farewell()), kcp, 2, [PROTOCOL_VERSION, "farewell", {}])
 
     # The secret itself never goes on the wire.
     for frame in session.frames.values():
@@ -944,7 +949,9 @@ def test_bad_budget_is_refused_on_send_and_on_receipt(budget: float) -> None:
 
 def test_messages_in_the_wrong_direction_are_refused_on_receipt() -> None:
     parent, child = make_pair()
-    for kind, fields in (("ready", {}), ("report", {"entries": []}), ("accept", {}), ("hello", TEMPLATES["hello"])):
+    for kind, fields in (
+        ("ready", {}), ("report", {"entries": []}), ("farewell", {}), ("accept", {}), ("hello", TEMPLATES["hello"])
+    ):
         rejects(child, forge(parent, pack([PROTOCOL_VERSION, kind, fields])), match=kind, authentic=True)
     for kind, fields in (("stop", TEMPLATES["stop"]), ("ack", {}), ("accept", {}), ("proof", TEMPLATES["proof"])):
         rejects(parent, forge(child, pack([PROTOCOL_VERSION, kind, fields])), match=kind, authentic=True)
@@ -965,7 +972,7 @@ def test_child_awaiting_accept_refuses_other_tagged_messages() -> None:
 
 def test_each_side_sends_only_its_own_messages() -> None:
     parent, child = make_pair()
-    for event in (Ready(), Report(()), Report((ENTRY_A,)), Established()):
+    for event in (Ready(), Report(()), Report((ENTRY_A,)), Farewell(), Established()):
         refuses_send(parent, lambda e=event: parent.send(e), match="parent")
     for event in (Stop("x", 1.0), Ack(), Established()):
         refuses_send(child, lambda e=event: child.send(e), match="child")
@@ -977,7 +984,7 @@ def test_each_side_sends_only_its_own_messages() -> None:
 
 def test_send_before_established_is_refused() -> None:
     session = Session.new()
-    events: list[Any] = [Stop("x", 1.0), Ack(), Ready(), Report(())]
+    events: list[Any] = [Stop("x", 1.0), Ack(), Ready(), Report(()), Farewell()]
     for step in STEPS[:-1]:
         session.advance(step)
         for channel in (session.parent, session.child):
@@ -1182,7 +1189,11 @@ def test_property_report_round_trip(entries: list[dict[str, Any]]) -> None:
 
 
 @pytest.mark.fuzz
-@given(script=st.lists(st.sampled_from(["stop", "ack", "ready", "report", "junk-parent", "junk-child"]), max_size=30))
+@given(
+    script=st.lists(
+        st.sampled_from(["stop", "ack", "ready", "report", "farewell", "junk-parent", "junk-child"]), max_size=30
+    )
+)
 def test_property_interleaved_messages_stay_in_step(script: list[str]) -> None:
     parent, child = make_pair()
     for n, action in enumerate(script):
@@ -1195,6 +1206,8 @@ def test_property_interleaved_messages_stay_in_step(script: list[str]) -> None:
         elif action == "report":
             report = Report(({**ENTRY_A, "pid": n + 1},))
             assert parent.receive(child.send(report)) == (report, None)
+        elif action == "farewell":
+            assert parent.receive(child.send(Farewell())) == (Farewell(), None)
         elif action == "junk-parent":
             rejects(parent, RANDOM_JUNK[: n + 1])
         else:

@@ -34,7 +34,7 @@ class AuthenticationError extends ProtocolError {
 }
 
 const PARENT_SENDS = { accept: [], stop: ['reason', 'budget'], ack: [] }
-const CHILD_SENDS = { ready: [], report: ['entries'] }
+const CHILD_SENDS = { ready: [], report: ['entries'], farewell: [] }
 
 /** The deadline a member that must be gone by `ownDeadline` gives its children (7.1); times in seconds. */
 function childrenDeadline (ownDeadline, now) {
@@ -235,7 +235,7 @@ class Channel {
 
   /**
    * Encode an established-phase message: {kind:'stop', reason, budget} or {kind:'ack'} from a parent,
-   * {kind:'ready'} or {kind:'report', entries} from a child.
+   * {kind:'ready'}, {kind:'report', entries} or {kind:'farewell'} from a child.
    */
   send (message) {
     if (!this.established) throw new ProtocolError('the channel is not established yet')
@@ -246,6 +246,7 @@ class Channel {
     }
     if (this.role === 'parent' && kind === 'ack') return this._tagged('ack', {})
     if (this.role === 'child' && kind === 'ready') return this._tagged('ready', {})
+    if (this.role === 'child' && kind === 'farewell') return this._tagged('farewell', {})
     if (this.role === 'child' && kind === 'report') {
       const entries = (message.entries || []).map((e) => {
         const c = checkEntry(e.name && typeof e.name === 'string' ? { ...e, name: cut(e.name) } : e)
@@ -270,7 +271,7 @@ class Channel {
   /**
    * Feed one frame from the peer.
    * @returns {{event: object|null, reply: Buffer|null}} event: {kind:'established', peerPid, peerName},
-   *   {kind:'stop', reason, budget}, {kind:'ready'}, {kind:'report', entries}, {kind:'ack'}.
+   *   {kind:'stop', reason, budget}, {kind:'ready'}, {kind:'report', entries}, {kind:'ack'}, {kind:'farewell'}.
    * @throws {ProtocolError}
    */
   receive (frame) {
@@ -372,6 +373,7 @@ class Channel {
     if (kind === 'stop') return { kind: 'stop', reason: checkText('stop', 'reason', fields.get('reason')), budget: checkBudget(fields.get('budget')) }
     if (kind === 'ack') return { kind: 'ack' }
     if (kind === 'ready') return { kind: 'ready' }
+    if (kind === 'farewell') return { kind: 'farewell' }
     if (kind === 'report') {
       const entries = fields.get('entries')
       if (!Array.isArray(entries)) throw new ProtocolError("'report' message: 'entries' must be an array")

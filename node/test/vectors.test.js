@@ -123,6 +123,9 @@ test('every established-phase message, byte for byte', () => {
   assert.equal(report2.toString('hex'), byName['report-with-request'].frame)
   assert.deepEqual(p.receive(report2).event, { kind: 'report', entries: [withRequest] })
   assert.equal(p.send({ kind: 'ack' }).toString('hex'), byName['ack-3'].frame)
+  const farewell = c.send({ kind: 'farewell' })
+  assert.equal(farewell.toString('hex'), byName.farewell.frame)
+  assert.deepEqual(p.receive(farewell).event, { kind: 'farewell' })
 })
 
 for (const edge of V.accepted_entries) {

@@ -13,10 +13,11 @@ Rules of this module:
 
 from __future__ import annotations
 
+import _thread
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ._os import LINUX
 
@@ -33,6 +34,33 @@ def exit_fd(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except OSError:
         return None
+
+
+def wait_exited(pids: Iterable[int], timeout: float) -> None:
+    """Wait up to ``timeout`` seconds until each of ``pids`` has exited
+    entirely: the last of its threads is gone (a zombie's at once), and so
+    its own children are re-parented.
+
+    Linux: polls a pidfd of each (those that cannot be opened are gone, and
+    not waited for).  Every other OS: returns at once.
+    """
+    if not _PIDFDS:
+        return
+    import select
+
+    fds = [fd for fd in map(exit_fd, pids) if fd is not None]
+    try:
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        left, end = len(fds), time.monotonic() + timeout
+        while left and (remaining := end - time.monotonic()) > 0:
+            for fd, _ in poller.poll(math.ceil(remaining * 1000)):
+                poller.unregister(fd)
+                left -= 1
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 class ExitWatch:
@@ -62,6 +90,9 @@ class ExitWatch:
         self._pids: dict[int, int] = {}  # pidfd -> pid
         self._asked: dict[int, Callable[[], bool]] = {}  # pid -> is_gone, for those without a pidfd
         self._poller = select.poll() if _PIDFDS else None
+        self._wake_r = self._wake_w = -1  # see `make_wakeable`
+        self._wake_lock = _thread.allocate_lock()  # a wake never writes to a closed (reused) descriptor
+        self._woken = False
         self._last_look = time.monotonic()
         self._last_look_began = self._last_look  # every process watched then was running at this moment
         self._added: dict[int, float] = {}  # pid -> when `add` was told it runs
@@ -105,8 +136,9 @@ class ExitWatch:
         that happened before the call).
         """
         end = time.monotonic() + timeout
+        self._woken = False
         found = self._look(0.0)
-        while not found and self.watching():
+        while not found and not self._woken and self.watching():
             remaining = end - time.monotonic()
             if remaining <= 0:
                 break
@@ -116,12 +148,15 @@ class ExitWatch:
     def _look(self, block: float) -> list[int]:
         began = time.monotonic()
         found: list[int] = []
-        if self._fds and self._poller is not None:
+        if self._poller is not None:
             ready = self._poller.poll(math.ceil(block * 1000))
             now = time.monotonic()
             # A blocking look that returned early saw the exit as it happened.
             exact = block > 0
             for fd, _ in ready:
+                if fd == self._wake_r:
+                    self._drain_wakes()
+                    continue
                 pid = self._pids[fd]
                 self._seen_gone(pid, now, exact)
                 found.append(pid)
@@ -134,6 +169,38 @@ class ExitWatch:
                 found.append(pid)
         self._last_look, self._last_look_began = now, began
         return found
+
+    def make_wakeable(self) -> None:
+        """Linux: let `wake` end a `wait` at once (a pipe polled beside the
+        pidfds; without a descriptor for it, a `wait` sees a wake only when it
+        ends).  Elsewhere: nothing."""
+        import select
+
+        if self._poller is None or self._wake_r >= 0:
+            return
+        try:
+            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return  # no descriptor left
+        self._poller.register(self._wake_r, select.POLLIN)
+
+    def wake(self) -> None:
+        """Make a `wait` under way (or the next one) return at once, once
+        `make_wakeable` (any thread).  Elsewhere: nothing."""
+        with self._wake_lock:
+            if self._wake_w >= 0:
+                try:
+                    os.write(self._wake_w, b"\0")
+                except OSError:
+                    pass  # the pipe is full: woken already
+
+    def _drain_wakes(self) -> None:
+        self._woken = True
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except OSError:
+            pass  # empty
 
     def _seen_gone(self, pid: int, now: float, exact: bool) -> None:
         fd = self._fds.pop(pid, None)
@@ -160,3 +227,10 @@ class ExitWatch:
         self._fds.clear()
         self._pids.clear()
         self._asked.clear()
+        with self._wake_lock:
+            if self._wake_r >= 0:
+                if self._poller is not None:
+                    self._poller.unregister(self._wake_r)
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_r = self._wake_w = -1

@@ -264,6 +264,64 @@ def wait_alone_in_namespace(timeout: float) -> bool:
         time.sleep(0.01)
 
 
+def orphans_stay_in_the_tree() -> bool:
+    """Whether what is orphaned below a spawner comes to it (or to the
+    nearest spawner above that still runs), to be waited for and reaped.
+
+    Linux: True, every spawner being a subreaper (`make_child_subreaper`).
+    Every other OS: False (macOS gives orphans to launchd, and Windows
+    re-parents nothing).
+    """
+    return LINUX
+
+
+def is_unreaped_child(pid: int) -> bool:
+    """Whether ``pid`` is a child of ours, running or exited but not reaped:
+    its pid cannot be reused until we reap it.
+
+    POSIX: ``waitid(WNOHANG | WNOWAIT)``, which reaps nothing.  Windows:
+    False (nothing is reaped there).
+    """
+    if WINDOWS or not hasattr(os, "waitid"):
+        return False
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def exit_status_unreaped(pid: int, timeout: float | None) -> int | None:
+    """The exit status of our child ``pid``, waiting for it up to ``timeout``
+    seconds (None: as long as it takes; 0: a look), without reaping it: its
+    zombie stays for whoever collects it later (the stop's top, once it is
+    re-parented there: `_stop._reap`).
+
+    POSIX: ``waitid(WNOWAIT)``; the status as `subprocess` gives it (``-N``
+    for a death by signal N).  None if it still runs at the timeout, or is
+    not our child (reaped already).  Windows: None (see `is_unreaped_child`).
+    """
+    if WINDOWS or not hasattr(os, "waitid"):
+        return None
+    end = None if timeout is None else time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        blocking = end is None
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | (0 if blocking else os.WNOHANG))
+        except ChildProcessError:
+            return None
+        except InterruptedError:
+            continue
+        if info is not None and info.si_pid == pid:
+            return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+        if end is None or time.monotonic() >= end:
+            return None
+        # As `subprocess.Popen.wait` with a timeout does: short, then longer naps.
+        time.sleep(min(delay, max(0.0, end - time.monotonic())))
+        delay = min(delay * 2, 0.05)
+
+
 def make_child_subreaper() -> bool:
     """Linux: become a child subreaper (PR_SET_CHILD_SUBREAPER).
 

@@ -30,7 +30,7 @@ from .. import _deadlines, _environment, _protocol
 from .._errors import ProtocolError
 from .._hmac import hmac_sha256
 from .._outcome import OUTCOMES
-from .._protocol import Ack, Channel, Ready, Report, Role, State, Stop
+from .._protocol import Ack, Channel, Farewell, Ready, Report, Role, State, Stop
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
@@ -267,6 +267,7 @@ def _cases() -> list[_Case]:
         "stop-version-2": ("8.4.4", "version 2", _stop_body(version=2)),
         "accept-again": ("8.4.6", "accept once established", _pack([1, "accept", {}])),
         "ready-from-parent": ("8.4.5", "a child's kind from the parent", _pack([1, "ready", {}])),
+        "farewell-from-parent": ("8.4.5", "a child's kind from the parent", _pack([1, "farewell", {}])),
         "unknown-kind": ("8.4.5", "a kind nobody sends", _pack([1, "shutdown", {}])),
         "stop-trailing-byte": ("4.2", "one byte after the value", good_stop + b"\xc0"),
     }
@@ -318,6 +319,9 @@ def _cases() -> list[_Case]:
         add(name, "parent", "established", "6.5", "a bad entry: a good tag, so it is counted",
             ("hostile", _tag(k.kcp, 0, _pack([1, "report", {"entries": [entry]}]))),
             ("probe", _tag(k.kcp, 1, good_report)))
+    add("farewell-with-a-field", "parent", "established", "8.4.5", "a farewell carries no field: counted",
+        ("hostile", _tag(k.kcp, 0, _pack([1, "farewell", {"pid": CHILD_PID}]))),
+        ("probe", _tag(k.kcp, 1, _pack([1, "farewell", {}]))))
     add("stop-from-child", "parent", "established", "8.4.5", "a parent's kind from the child: counted",
         ("hostile", _tag(k.kcp, 0, good_stop)), ("probe", _tag(k.kcp, 1, _pack([1, "ready", {}]))))
     add("ready-reflected", "parent", "established", "9.3", "tagged with Kpc, the parent's own key",
@@ -407,6 +411,7 @@ def _messages() -> list[dict[str, Any]]:
     entry = {**ENTRY, "request": "stop", "requested": 0.001}
     record("report-with-request", "child", 3, "kcp", child.send(Report((entry,))), parent)
     record("ack-3", "parent", 4, "kpc", parent.send(Ack()), child)
+    record("farewell", "child", 4, "kcp", child.send(Farewell()), parent)
     return out
 
 
