@@ -69,6 +69,11 @@ class Child(subprocess.Popen[Any]):
     # Our stop reaches a Child too, so a `Popen.wait` that our own stop
     # interrupts keeps CPython's short wait for it (see `_member`).
     _shutdownbus_hears_stops = True
+    # Set (by `_stop`) once the child said farewell to a stop that this
+    # process passes on: its zombie is the stop's top's to reap, for the
+    # status it reports, so `poll`, `wait` and the garbage collector here
+    # look at its exit without reaping it.
+    _exit_left_to_the_top = False
 
     def __init__(
         self,
@@ -292,6 +297,12 @@ class Child(subprocess.Popen[Any]):
         join grace.  Calling it again, or while another thread stops the same
         child, returns the same report.
 
+        Linux, in a process that is itself stopping on its parent's stop: a
+        member child that said farewell (only its interpreter's shutdown
+        left) counts as stopped, with its exit status unknown here, and may
+        still be finishing when this returns; the stop's top waits for it,
+        reaps it and reports its status (docs/lifecycle.md, "Farewells").
+
         Args:
             reason: Why; reaches the child as `StopRequested.reason`.
             timeout: Seconds until escalation; None means `stop_timeout`.
@@ -312,16 +323,30 @@ class Child(subprocess.Popen[Any]):
         """`Popen.wait`; while a stop is in progress, it also enforces the stop's deadline."""
         if timeout is None and self.returncode is None and self._link.stop_deadline is not None:
             self.stop()
+        if self._exit_left_to_the_top and self.returncode is None:
+            self.returncode = _platform.exit_status_unreaped(self.pid, timeout)
+            if self.returncode is not None:
+                return self.returncode
+            if timeout is not None:
+                raise subprocess.TimeoutExpired(self.args, timeout)
         rc = super().wait(timeout)
         _stop.release_if_done(self)
         return rc
 
     def poll(self) -> int | None:
         """`Popen.poll`; also frees the channel of a child that exited on its own."""
+        if self._exit_left_to_the_top and self.returncode is None:
+            self.returncode = _platform.exit_status_unreaped(self.pid, 0)
+            return self.returncode
         rc = super().poll()
         if rc is not None:
             _stop.release_if_done(self)
         return rc
+
+    def __del__(self) -> None:
+        if self._exit_left_to_the_top:
+            return  # not reaped here: see `_exit_left_to_the_top`
+        super().__del__()
 
     def __enter__(self) -> Child:
         return self

@@ -15,7 +15,8 @@ Rules of this module:
   as that child is stopped, so the parent learns what happened even if this
   process is killed later.  The exit path (an atexit hook) stops the children
   still running, sweeps the other descendants, sends what is left (if
-  anything), waits for the parent's acknowledgements (bounded), and tears the
+  anything), waits for the parent's acknowledgements (bounded), says
+  farewell to a parent that spawned it (`_says_farewell`), and tears the
   bus down.
 """
 
@@ -419,6 +420,22 @@ def _send_up(entries: tuple[dict[str, Any], ...]) -> bool:
     return True
 
 
+def _says_farewell() -> bool:
+    """Whether this process ends its stop with a farewell to its parent
+    (`_protocol.Farewell`): where what outlives its parent stays in the tree,
+    for the stop's top to wait for and reap (Linux); on a stop from the
+    parent that spawned it (not an admin), which is still there to hear it."""
+    up = _state.upstream
+    return (
+        _platform.orphans_stay_in_the_tree()
+        and _state.stop_reason is not None
+        and up is not None
+        and not up.admin
+        and up.joined.is_set()
+        and not up.lost.is_set()
+    )
+
+
 # -- bus thread -----------------------------------------------------------------
 
 
@@ -513,6 +530,10 @@ class Relay:
         with _state.lock:
             reason, ours, theirs = _state.stop_reason, _state.stop_deadline, _state.children_deadline
         return None if reason is None or ours is None or theirs is None else (reason, ours, theirs)
+
+    def passes_farewells(self) -> bool:
+        """Whether this process will say farewell to its parent (`_says_farewell`)."""
+        return _says_farewell()
 
     def send_reports(self, reports: list[StopReport]) -> None:
         """Send children's reports up (`record_reports`)."""
@@ -834,6 +855,13 @@ def _at_exit() -> None:
             # sent none, and its parent learns its outcome from its exit.
             left = _state.stop_deadline - time.monotonic()
             up.acked.wait(min(ACK_WAIT, max(left, 0.1)))
+            if _says_farewell() and _state.reported:
+                # Only a process that stopped children of its own: a leaf's
+                # parent sees its exit a few ms later, and a parent of many
+                # leaves (a pool) waits for all of them anyway, so their
+                # farewells would cost it a message and a wake-up each
+                # (the 111-process tree of `make bench` was 8 % slower).
+                bus.send_farewell()
     finally:
         if _state.registered is not None and _state.unregister is not None:
             _state.unregister(_state.registered.name, _state.registered.pid)

@@ -23,6 +23,9 @@ Rules of this module:
   deadline plus `ESCALATION_MARGIN`, or this process's own deadline when it
   is itself stopping.  The escalation of the children and those of the
   descendants that outlived them share that end (`escalate`'s ``until``).
+  One exception, on a stop that this process passes on: a child that said
+  farewell (`_farewell_counts`) may still be finishing its exit, which the
+  stop's top waits for, escalates and reaps (docs/lifecycle.md, "Farewells").
 * psutil is used through `_processes`, `_tree` and `_escalation` only.  The
   snapshot of a child's tree is taken before the stop message leaves: a
   child that dies at once would take the knowledge of its subtree with it.
@@ -74,6 +77,7 @@ class StopState:
         "escalated",
         "exit_seen",
         "gave_up",
+        "farewelled",
         "report",
     )
 
@@ -93,6 +97,7 @@ class StopState:
         self.escalated: Outcome | None = None
         self.exit_seen: float | None = None
         self.gave_up = False
+        self.farewelled = False  # gone on at its farewell, its exit left to the stop's top
         self.report: StopReport | None = None
 
 
@@ -314,7 +319,9 @@ def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], obj
     table = ProcessTable()  # one look at the process table for all the trees
     # One watch for the children and their trees, so one wait sees every exit.
     watch = next((st.watch for st in mine if st.watch is not None), None) or _platform.ExitWatch()
+    watch.make_wakeable()  # a child's farewell wakes the wait (`_exit_noted`)
     for st in mine:
+        st.link.on_farewell = watch.wake
         if st.tree is None:
             st.watch = watch
             watch.add(st.child.pid, functools.partial(_returned, st.child))
@@ -357,10 +364,12 @@ def _returned(child: Child) -> bool:
 
 
 def _exit_noted(st: StopState) -> bool:
-    """Whether the child of ``st`` is gone (or given up on), noting when that was first seen."""
-    if st.child.poll() is None and not st.gave_up:
-        return False
-    if st.exit_seen is None:
+    """Whether the child of ``st`` is gone (or given up on, or said farewell
+    to a stop that we pass on: `_farewell_counts`), noting when that was first seen."""
+    if st.exit_seen is not None:
+        return True
+    farewell = st.link.farewell_at
+    if st.child.poll() is not None or st.gave_up:
         st.exit_seen = time.monotonic()
         _stop_log.child_exited(st.child.pid, st.child.name, st.child.returncode, st.exit_seen - st.started)
         if st.tree is not None:
@@ -368,7 +377,26 @@ def _exit_noted(st: StopState) -> bool:
             # from now on (seen ending, so that it can be told `lost`), not
             # only once its siblings are done too.
             st.tree.alive()
-    return True
+    elif farewell is not None and _farewell_counts(st):
+        st.farewelled, st.exit_seen = True, farewell
+        st.child._exit_left_to_the_top = True
+        _stop_log.child_said_farewell(st.child.pid, st.child.name, farewell - st.started)
+    return st.exit_seen is not None
+
+
+def _farewell_counts(st: StopState) -> bool:
+    """Whether the farewell of the child of ``st`` ends our wait for it: it
+    said it (only its finalization is left), it is the member itself (not a
+    wrapper's), and this process says farewell to its own parent, so that
+    the stop's top, which waits for every exit, waits for this one too."""
+    link = st.link
+    return (
+        link.farewell_at is not None
+        and st.child.joined
+        and link.member_pid in (None, st.child.pid)
+        and not st.child.clean_exits  # what only its parent knows is clean: its exit is waited for
+        and _the_relay().passes_farewells()
+    )
 
 
 def _wait_and_escalate(
@@ -536,7 +564,9 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
     in case the descriptors come back, and the report says what could not
     be checked.
     """
-    trees = [(st.deadline, st.tree) for st in mine if st.tree is not None]
+    # A child that said farewell has stopped its tree; its exit, and what is
+    # still finishing below it, are the stop's top's to wait for (and reap).
+    trees = [(st.deadline, st.tree) for st in mine if st.tree is not None and not st.farewelled]
     rounds = 0
     while True:
         # Looked at again each round: a process asked to go may fork as it
@@ -560,8 +590,32 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
         # However many rounds it takes, the escalations of one stop end together.
         escalate([tree for _, tree in leftover], until=escalation_end(deadline, own_deadline()))
     _end_leftover_jobs(mine)
-    for _, tree in trees:
-        tree.returncodes.update(_platform.reap_adopted(tree.members))
+    for st in mine:
+        if st.tree is not None and not st.farewelled:
+            _reap(st)
+
+
+def _reap(st: StopState) -> None:
+    """Collect the exit status of what of the tree of ``st`` was re-parented
+    to us (a subreaper): processes orphaned below it, and those that said
+    farewell (`Farewell`), whose parents went on without reaping them.
+
+    Linux: a zombie comes to us only once its parent has exited entirely
+    (all its threads), which may be a moment after that parent looked gone:
+    each process that said farewell and is not reaped yet is waited for
+    until it has exited entirely, so that, when they all have, every one of
+    them is ours to reap (none is left a zombie in this process).
+    """
+    tree = st.tree
+    assert tree is not None
+    tree.returncodes.update(_platform.reap_adopted(tree.members))
+    if not _platform.orphans_stay_in_the_tree():
+        return  # nothing says farewell there (`_member._says_farewell`)
+    farewelled = {e["pid"] for e in st.link.entries if e["member"] and e["returncode"] is None}
+    left = farewelled - tree.returncodes.keys() - {st.child.pid}
+    if left:
+        tree.wait_exited(left, escalation_end(st.deadline, own_deadline()) - time.monotonic())
+        tree.returncodes.update(_platform.reap_adopted(left))
 
 
 def _finish_all(mine: list[StopState]) -> None:
@@ -608,6 +662,8 @@ def _build_report(st: StopState, now: float) -> StopReport:
         outcome = Outcome.EXITED
     elif st.escalated:
         outcome = st.escalated
+    elif st.farewelled and rc is None:
+        outcome = Outcome.STOPPED  # its exit status is the top's to collect (`_reaped_here`)
     elif (
         rc == 0
         or (st.polite_sent and rc == _platform.request_returncode(c.stop_policy.request))
@@ -647,6 +703,8 @@ def _build_report(st: StopState, now: float) -> StopReport:
             entry = entry.replace(requested=round(entry.requested + shift, 6))
         if entry.pid in escalated:
             entry = entry.replace(outcome=escalated[entry.pid] or entry.outcome)
+        if entry.returncode is None and tree is not None and entry.pid in tree.returncodes:
+            entry = _reaped_here(entry, tree, t0)
         if entry.member and entry.request is None:  # it joined: its own parent's stop reached it over the bus
             entry = entry.replace(request="stop")
         reported.append(entry)
@@ -656,6 +714,21 @@ def _build_report(st: StopState, now: float) -> StopReport:
     unchecked = tuple(sorted(tree.unchecked)) if tree is not None else ()
     entries = merge_entries([[own], reported, others])
     return StopReport(reason=st.reason, entries=entries, seconds=round(end - t0, 6), unchecked=unchecked)
+
+
+def _reaped_here(entry: ReportEntry, tree: Tree, t0: float) -> ReportEntry:
+    """A member's entry for a process that said farewell to its parent
+    (`Farewell`): we reaped it, so its exit status, and when it was gone,
+    are ours to fill in.  A status that is not a stop's (0, or the signal of
+    one) makes it ``failed``: its parent declared no other clean exit for
+    it, or it would have waited for the exit itself (`_farewell_counts`)."""
+    rc = tree.returncodes[entry.pid]
+    member = tree.members.get(entry.pid)
+    if member is not None and member.gone_at is not None:
+        entry = entry.replace(seconds=round(max(0.0, member.gone_at - t0), 6))
+    if entry.outcome == Outcome.STOPPED and rc != 0 and rc not in _platform.stopped_returncodes():
+        entry = entry.replace(outcome=Outcome.FAILED)
+    return entry.replace(returncode=rc)
 
 
 def _may_be_in(pid: int, root: int, tree: Tree | None) -> bool:

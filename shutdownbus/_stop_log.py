@@ -77,6 +77,14 @@ def child_exited(pid: int, name: str, returncode: int | None, seconds: float) ->
     )
 
 
+def child_said_farewell(pid: int, name: str, seconds: float) -> None:
+    """A child of ours that was being stopped said farewell (only its finalization is left)."""
+    _log.info(
+        LOGGER, "child pid %d (%s) said farewell after %.3f s; its exit is left to the stop's top",
+        pid, printable(name), seconds,
+    )
+
+
 def deadline_passed(children: Iterable[tuple[int, str]]) -> None:
     """These children of ours were still running at their stop's deadline."""
     _log.info(LOGGER, "deadline passed, escalating: %s", _processes(children))

@@ -392,6 +392,22 @@ class Tree:
                 return alive
             self.watch.wait(remaining)
 
+    def wait_exited(self, pids: Iterable[int], timeout: float) -> None:
+        """Wait up to ``timeout`` seconds until each of ``pids`` that is still
+        there (a zombie counts) has exited entirely, all its threads: only
+        then are its own children re-parented (`_platform.wait_exited`).
+
+        A pid among the members is taken to be that member while it has its
+        start time; any other only while it is our own child, which keeps
+        its pid until we reap it.
+        """
+        mine = []
+        for pid in pids:
+            member = self.members.get(pid)
+            if member.proc.is_running() if member is not None else _platform.is_unreaped_child(pid):
+                mine.append(pid)
+        _platform.wait_exited(mine, timeout)
+
     def entries(
         self, t0: float, *, lost_after: float | None = None, member_pid: int | None = None, skip: Iterable[int] = ()
     ) -> list[ReportEntry]:

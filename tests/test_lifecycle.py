@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -22,6 +23,7 @@ from conftest import (
     log_lines,
     logged,
     member_cmd,
+    reaped,
     sleep_cmd,
     started_pids,
     wait_gone,
@@ -242,3 +244,60 @@ def test_fast_exit_freezes_the_collector_only_after_a_stop(
     assert child.stdout is not None
     assert child.stdout.read().decode().split() == ["frozen", str(frozen)]
     child.stdout.close()
+
+
+# -- farewells (Linux): a level goes on at its child's farewell; the top waits for every exit ---------------
+
+FAREWELL_CHAIN = str(PROGRAMS / "farewell_chain.py")
+
+
+def farewell_chain(ending: str, timeout: float) -> dict[str, Any]:
+    """Run tests/programs/farewell_chain.py (top -> mid -> last -> tail) and return what its top printed."""
+    cmd = [sys.executable, FAREWELL_CHAIN, "top", ending, repr(timeout)]
+    with reaped(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True), descendants=True) as top:
+        out, _ = top.communicate(timeout=timeout + 60)
+    assert top.returncode == 0, out
+    result: dict[str, Any] = json.loads(out)
+    result["by_name"] = {e["name"]: e for e in result["report"]["entries"]}
+    return result
+
+
+@pytest.mark.skipif(not LINUX, reason="farewells are said where orphans stay in the tree (Linux)")
+def test_a_level_goes_on_at_its_childs_farewell_and_the_top_waits_for_the_exit() -> None:
+    """last spends a second more in its own exit after its farewell: mid goes on
+    and exits at once (it waited for last's exit before), while top waits for
+    last, reaps it (its status is in the report) and leaves no zombie."""
+    result = farewell_chain("slow", 10.0)
+    mid, last, tail = (result["by_name"][name] for name in ("mid", "last", "tail"))
+    assert result["report"]["ok"], result
+    assert (mid["outcome"], last["outcome"], tail["outcome"]) == ("stopped", "stopped", "stopped")
+    assert (mid["returncode"], last["returncode"], tail["returncode"]) == (0, 0, 0)
+    assert last["seconds"] >= 1.0, result  # when it was gone: top saw it go
+    assert mid["seconds"] < last["seconds"] - 0.5, result  # mid did not wait for it
+    assert result["report"]["seconds"] >= last["seconds"]
+    assert result["running"] == [] and result["zombies"] == [], result
+
+
+@pytest.mark.skipif(not LINUX, reason="farewells are said where orphans stay in the tree (Linux)")
+def test_a_process_stuck_after_its_farewell_is_ended_by_the_tops_deadline() -> None:
+    """last never ends after its farewell: top, which waits for every exit,
+    escalates it at its own deadline; mid is not held up by it."""
+    timeout = 2.0
+    result = farewell_chain("hang", timeout)
+    mid, last = result["by_name"]["mid"], result["by_name"]["last"]
+    assert not result["report"]["ok"]
+    assert mid["outcome"] == "stopped" and mid["seconds"] < timeout, result
+    assert last["outcome"] in ("terminated", "killed"), result
+    assert timeout <= result["report"]["seconds"] < timeout + ESCALATION_MARGIN + LOOSE, result
+    assert result["running"] == [] and result["zombies"] == [], result
+
+
+@pytest.mark.skipif(not LINUX, reason="farewells are said where orphans stay in the tree (Linux)")
+def test_a_process_that_fails_after_its_farewell_is_reported_failed() -> None:
+    """last exits with status 3 after its farewell: whoever collects that
+    status (mid, if it saw the exit first; else top) reports it failed."""
+    result = farewell_chain("exit3", 10.0)
+    last = result["by_name"]["last"]
+    assert (last["outcome"], last["returncode"]) == ("failed", 3), result
+    assert result["by_name"]["mid"]["outcome"] == "stopped"
+    assert result["running"] == [] and result["zombies"] == [], result

@@ -1,0 +1,76 @@
+"""A chain of four whose third member takes its time to end after its stop, for the farewell tests.
+
+    farewell_chain.py top ENDING TIMEOUT
+    farewell_chain.py mid ENDING
+    farewell_chain.py last ENDING
+    farewell_chain.py tail ENDING
+
+``top`` spawns ``mid``, which spawns ``last``, which spawns ``tail``; once
+the chain is ready, top stops it with TIMEOUT and prints one JSON line: the
+report, the pids of the chain still running when ``stop()`` returned, and
+top's children left unreaped.  (``last`` has a child so that it says
+farewell: a leaf does not.)
+
+ENDING is what ``last`` does once the library's exit hook is done (its
+farewell said): ``slow`` takes one second more to end, ``hang`` never ends,
+``exit3`` exits with status 3.  It does it in an atexit handler registered
+before ``join()``, so that it runs after the library's: the work a program's
+own exit still does after its stop (logging's flush to a slow disk, a
+library's atexit handler), or a process stuck there.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+import time
+
+import psutil
+
+import shutdownbus
+
+
+def slow() -> None:
+    time.sleep(1.0)
+
+
+def hang() -> None:
+    while True:
+        time.sleep(60)
+
+
+def exit3() -> None:
+    sys.stdout.flush()
+    os._exit(3)
+
+
+def runs(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def main() -> None:
+    role, ending = sys.argv[1], sys.argv[2]
+    if role == "top":
+        child = shutdownbus.spawn([sys.executable, __file__, "mid", ending], ready_timeout=30)
+        report = child.stop(timeout=float(sys.argv[3]))
+        running = [e.pid for e in report.entries if runs(e.pid)]
+        zombies = [p.pid for p in psutil.Process().children() if p.status() == psutil.STATUS_ZOMBIE]
+        print(json.dumps({"report": report.to_dict(), "running": running, "zombies": zombies}), flush=True)
+        return
+    if role == "last":
+        atexit.register({"slow": slow, "hang": hang, "exit3": exit3}[ending])
+    shutdownbus.join(name=role)
+    below = {"mid": "last", "last": "tail"}.get(role)
+    if below:
+        shutdownbus.spawn([sys.executable, __file__, below, ending], ready_timeout=30)
+    shutdownbus.ready()
+    time.sleep(3600)  # the stop ends it (StopRequested), and the process exits with status 0
+
+
+if __name__ == "__main__":
+    main()
