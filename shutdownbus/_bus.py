@@ -46,10 +46,10 @@ REPORT_CHUNK = 48
 #: The most entries a parent keeps from one child's reports: a tree of
 #: that many processes is far beyond what one stop handles anyway.
 MAX_REPORTED = 20_000
-#: How long (ms) closing the channel to the parent may wait for a farewell
-#: still queued to be written: the parent is there (it acknowledged our
-#: reports a moment ago), so it is written at once; a farewell lost only
-#: makes the parent wait for our exit, as without one.
+#: How long (ms) closing a channel may wait for what is still queued on it
+#: after a farewell: ours, to a parent that is there (it is written at once;
+#: a farewell lost only makes the parent wait for our exit, as without one),
+#: or the parent's last ack to a child that said it.
 FAREWELL_LINGER = 50
 _MONITORED = (
     zmq.EVENT_DISCONNECTED
@@ -285,7 +285,9 @@ class Bus:
             self._allowed.pop(link.domain, None)
             if self.links.pop(link.sock, None) is not None:
                 self._poller.unregister(link.sock)
-            link.sock.close(0)
+            # A child that said farewell may still wait for our last ack
+            # (it says farewell before it waits): let that ack be written.
+            link.sock.close(FAREWELL_LINGER if link.farewell_at is not None else 0)
             _transport.remove_endpoint(link.endpoint)
             _forget_secret(link)
             link.closed = True  # last: whoever sees it closed finds its secret gone

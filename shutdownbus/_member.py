@@ -15,9 +15,8 @@ Rules of this module:
   as that child is stopped, so the parent learns what happened even if this
   process is killed later.  The exit path (an atexit hook) stops the children
   still running, sweeps the other descendants, sends what is left (if
-  anything), waits for the parent's acknowledgements (bounded), says
-  farewell to a parent that spawned it (`_says_farewell`), and tears the
-  bus down.
+  anything), says farewell to a parent that spawned it (`_says_farewell`),
+  waits for the parent's acknowledgements (bounded), and tears the bus down.
 """
 
 from __future__ import annotations
@@ -595,6 +594,10 @@ def _on_parent_lost() -> None:
     up = _state.upstream
     if up is None or not up.joined.is_set():
         return  # never joined: join() reports the failure
+    if _state.stop_reason is not None:
+        # Our stop is under way (a stop is handled once): nothing changes, and
+        # a parent that took our farewell may well have exited before us.
+        return
     _log.warning("shutdownbus: the parent is gone; stopping this process's tree (reason 'parent-lost')")
     _on_stop("parent-lost", time.monotonic() + _state.stop_timeout)
 
@@ -850,18 +853,20 @@ def _at_exit() -> None:
         _stop_log.done(reason, _state.name, time.monotonic() - _state.stop_received_at)
         if up is not None and up.joined.is_set() and not up.lost.is_set():
             _send_up(tuple(e.to_wire() for e in swept))
-            # The sockets close with linger 0, dropping what the parent has not
-            # taken: wait (bounded) until it acknowledged every report.  A leaf
-            # sent none, and its parent learns its outcome from its exit.
-            left = _state.stop_deadline - time.monotonic()
-            up.acked.wait(min(ACK_WAIT, max(left, 0.1)))
             if _says_farewell() and _state.reported:
                 # Only a process that stopped children of its own: a leaf's
                 # parent sees its exit a few ms later, and a parent of many
                 # leaves (a pool) waits for all of them anyway, so their
                 # farewells would cost it a message and a wake-up each
                 # (the 111-process tree of `make bench` was 8 % slower).
+                # Behind the reports on the same channel, so the parent has
+                # them first; it need not wait for our wait for its acks.
                 bus.send_farewell()
+            # The sockets close with linger 0, dropping what the parent has not
+            # taken: wait (bounded) until it acknowledged every report.  A leaf
+            # sent none, and its parent learns its outcome from its exit.
+            left = _state.stop_deadline - time.monotonic()
+            up.acked.wait(min(ACK_WAIT, max(left, 0.1)))
     finally:
         if _state.registered is not None and _state.unregister is not None:
             _state.unregister(_state.registered.name, _state.registered.pid)
