@@ -8,6 +8,7 @@ the `_member.Relay`, and installs `_stop`'s functions as `_member`'s hooks.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -18,7 +19,7 @@ from collections.abc import Collection, Sequence
 from types import TracebackType
 from typing import Any  # at run time (Child's base); a spawning process has it from pyzmq anyway
 
-from . import _environment, _guard, _log, _member, _platform, _processes, _remains, _stop
+from . import _cpython, _environment, _guard, _log, _member, _platform, _processes, _remains, _stop
 from ._deadlines import DEFAULT_STOP_TIMEOUT, MAX_BUDGET
 from ._errors import ChildExited
 from ._names import describe
@@ -69,10 +70,11 @@ class Child(subprocess.Popen[Any]):
     # Our stop reaches a Child too, so a `Popen.wait` that our own stop
     # interrupts keeps CPython's short wait for it (see `_member`).
     _shutdownbus_hears_stops = True
-    # Set (by `_stop`) once the child said farewell to a stop that this
-    # process passes on: its zombie is the stop's top's to reap, for the
-    # status it reports, so `poll`, `wait` and the garbage collector here
-    # look at its exit without reaping it.
+    # Set (by `_stop`, holding Popen's waitpid lock) once the child said
+    # farewell to a stop that this process passes on: its zombie is the
+    # stop's top's to reap, for the status it reports, so `poll`, `wait`,
+    # CPython's own waits and the garbage collector here look at its exit
+    # without reaping it.
     _exit_left_to_the_top = False
 
     def __init__(
@@ -119,6 +121,9 @@ class Child(subprocess.Popen[Any]):
         env[_environment.ENV_ENDPOINT] = link.endpoint
         env[_environment.ENV_SECRET] = link.keys.encoded_secret()
         env[_environment.ENV_STOP_TIMEOUT] = repr(float(stop_timeout))
+        env.pop(_environment.ENV_FAREWELLS, None)
+        if _platform.orphans_stay_in_the_tree():
+            env[_environment.ENV_FAREWELLS] = link.endpoint  # we take its farewell (`_stop._reap`)
         # Set before Popen starts the child, so that stop() and repr work even
         # if the child dies at once.
         self._link = link
@@ -343,6 +348,13 @@ class Child(subprocess.Popen[Any]):
             _stop.release_if_done(self)
         return rc
 
+    def _try_wait(self, wait_flags: int) -> tuple[int, int]:
+        # CPython's waits (its short one after a KeyboardInterrupt among them) call this.
+        if self._exit_left_to_the_top:
+            return _cpython.wait_without_reaping(self.pid, wait_flags)
+        done: tuple[int, int] = super()._try_wait(wait_flags)  # type: ignore[misc]  # CPython's, not in typeshed
+        return done
+
     def __del__(self) -> None:
         if self._exit_left_to_the_top:
             return  # not reaped here: see `_exit_left_to_the_top`
@@ -357,7 +369,15 @@ class Child(subprocess.Popen[Any]):
         try:
             self.stop(reason="stop")
         finally:
-            super().__exit__(exc_type, exc, tb)
+            if self._exit_left_to_the_top and self.returncode is None:
+                # It said farewell: its exit is the stop's top's to wait for
+                # (and to end by its deadline), not this block's.
+                for stream in (self.stdout, self.stderr, self.stdin):
+                    if stream is not None:
+                        with contextlib.suppress(OSError):
+                            stream.close()
+            else:
+                super().__exit__(exc_type, exc, tb)
 
 
 def _ctrl_break_groups() -> list[int]:

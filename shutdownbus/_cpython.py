@@ -25,6 +25,7 @@ from types import FrameType
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
     import threading
+    from collections.abc import Callable
     from typing import Any
 
 #: The CPython versions whose internals these functions were checked against
@@ -37,6 +38,43 @@ def _known_version() -> bool:
 
 
 # -- subprocess -------------------------------------------------------------------
+
+
+def mark_unwaited(popen: Any, mark: Callable[[], None]) -> bool:
+    """POSIX: run ``mark`` holding ``popen``'s waitpid lock, that is while no
+    thread of this process waits for its child (and may reap it): every
+    wait, poll and the short wait after a KeyboardInterrupt take that lock.
+
+    Returns:
+        True if ``mark`` ran; False (nothing done) if a thread holds the
+        lock, it is missing, or the version is not one of `TESTED`.
+    """
+    if not _known_version() or os.name != "posix":
+        return False
+    lock = getattr(popen, "_waitpid_lock", None)
+    if lock is None or not hasattr(lock, "acquire") or not lock.acquire(False):
+        return False
+    try:
+        mark()
+    finally:
+        lock.release()
+    return True
+
+
+def wait_without_reaping(pid: int, wait_flags: int) -> tuple[int, int]:
+    """What ``Popen._try_wait(wait_flags)`` returns, ``(pid, wait status)``
+    (``(0, 0)`` while it runs), but read with ``waitid(WNOWAIT)``: the child
+    stays a zombie, for whoever reaps it later.  A child that is not ours
+    (any more) answers as CPython's does: ``(pid, 0)``."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | (wait_flags & os.WNOHANG))
+    except ChildProcessError:
+        return pid, 0
+    if info is None:
+        return 0, 0
+    if info.si_code == os.CLD_EXITED:
+        return info.si_pid, (info.si_status & 0xFF) << 8
+    return info.si_pid, info.si_status | (0x80 if info.si_code == os.CLD_DUMPED else 0)
 
 
 def skip_popen_sigint_wait(frame: FrameType | None) -> bool:

@@ -4,7 +4,8 @@ Rules of this module:
 
 * It imports nothing: the registry (so ``list``) and the process trees read
   these names without loading the transport.
-* A spawn hands its child `PER_SPAWN_VARIABLES`; `join` removes them from
+* A spawn hands its child `PER_SPAWN_VARIABLES` (the last one only where it
+  takes farewells); `join` removes them from
   ``os.environ``, so that the child's own children do not inherit them.  The
   user's settings stay, and are inherited.
 """
@@ -13,7 +14,11 @@ Rules of this module:
 ENV_ENDPOINT = "SHUTDOWNBUS_ENDPOINT"
 ENV_SECRET = "SHUTDOWNBUS_SECRET"  # noqa: S105 (a variable name, not a secret)
 ENV_STOP_TIMEOUT = "SHUTDOWNBUS_STOP_TIMEOUT"
-PER_SPAWN_VARIABLES = (ENV_ENDPOINT, ENV_SECRET, ENV_STOP_TIMEOUT)
+# Set to the endpoint by a parent that takes farewells (docs/protocol.md 2.1,
+# 7.9): tied to the endpoint, so that a child of a spawner that does not set
+# it (another language's, an older version's) does not trust an inherited one.
+ENV_FAREWELLS = "SHUTDOWNBUS_FAREWELLS"
+PER_SPAWN_VARIABLES = (ENV_ENDPOINT, ENV_SECRET, ENV_STOP_TIMEOUT, ENV_FAREWELLS)
 # User settings: they stay in the environment and are inherited.
 ENV_TRANSPORT = "SHUTDOWNBUS_TRANSPORT"
 ENV_RUNTIME_DIR = "SHUTDOWNBUS_RUNTIME_DIR"

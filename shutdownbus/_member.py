@@ -106,6 +106,7 @@ class _State:
         # its whole deadline (see `_deadlines.children_deadline`).
         self.wrapper = False
         self.own_marker: str | None = None  # the endpoint this process started with
+        self.parent_takes_farewells = False  # its spawner said so (`_environment.ENV_FAREWELLS`)
         # This process's descendants that cannot hear the bus, looked at when
         # our stop arrived, and the thread that watches them go.
         self.own: OwnDescendants | None = None
@@ -195,6 +196,7 @@ def join(
         endpoint = os.environ.pop(_environment.ENV_ENDPOINT, None)
         encoded = os.environ.pop(_environment.ENV_SECRET, None)
         stop_timeout = os.environ.pop(_environment.ENV_STOP_TIMEOUT, None)
+        farewells = os.environ.pop(_environment.ENV_FAREWELLS, None)
         if endpoint is None and encoded is None:
             return False
         if not endpoint or not encoded:
@@ -203,6 +205,7 @@ def join(
             )
         keys = _transport.ChannelKeys.from_encoded(encoded)
         _state.own_marker = endpoint
+        _state.parent_takes_farewells = farewells == endpoint
         _state.stop_timeout = stop_timeout_from(stop_timeout)
         _state.name = (name or _default_name())[:256]
         _state.interrupt_main = interrupt_main
@@ -423,10 +426,14 @@ def _says_farewell() -> bool:
     """Whether this process ends its stop with a farewell to its parent
     (`_protocol.Farewell`): where what outlives its parent stays in the tree,
     for the stop's top to wait for and reap (Linux); on a stop from the
-    parent that spawned it (not an admin), which is still there to hear it."""
+    parent that spawned it (not an admin), which is still there to hear it
+    and said, when it spawned us, that it takes farewells (a parent in
+    another language, or of an older version, would not wait for what we
+    leave finishing)."""
     up = _state.upstream
     return (
         _platform.orphans_stay_in_the_tree()
+        and _state.parent_takes_farewells
         and _state.stop_reason is not None
         and up is not None
         and not up.admin
@@ -862,8 +869,9 @@ def _at_exit() -> None:
                 # Behind the reports on the same channel, so the parent has
                 # them first; it need not wait for our wait for its acks.
                 bus.send_farewell()
-            # The sockets close with linger 0, dropping what the parent has not
-            # taken: wait (bounded) until it acknowledged every report.  A leaf
+            # The sockets close with linger 0 (a farewell's gets `FAREWELL_LINGER`
+            # only to write it), dropping what the parent has not taken: wait
+            # (bounded) until it acknowledged every report.  A leaf
             # sent none, and its parent learns its outcome from its exit.
             left = _state.stop_deadline - time.monotonic()
             up.acked.wait(min(ACK_WAIT, max(left, 0.1)))

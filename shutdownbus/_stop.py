@@ -41,7 +41,7 @@ import time
 import weakref
 from collections.abc import Sequence
 
-from . import _log, _platform, _progress, _stop_log
+from . import _cpython, _log, _platform, _progress, _stop_log
 from ._bus import Link
 from ._deadlines import escalation_end, join_grace_end, level_deadline
 from ._escalation import escalate, signal_members
@@ -78,6 +78,7 @@ class StopState:
         "exit_seen",
         "gave_up",
         "farewelled",
+        "last_group",
         "report",
     )
 
@@ -98,6 +99,7 @@ class StopState:
         self.exit_seen: float | None = None
         self.gave_up = False
         self.farewelled = False  # gone on at its farewell, its exit left to the stop's top
+        self.last_group = True  # of the stop's `stop_order` groups: an earlier group's must be gone
         self.report: StopReport | None = None
 
 
@@ -277,6 +279,7 @@ def stop_children(
                 if len(orders) > 1:
                     for st in group:
                         st.deadline = min(st.deadline, level_deadline(now, deadline, level, len(orders)))
+                        st.last_group = level == len(orders) - 1
                 if group:
                     _stop_log.sent(
                         reason, [(st.child.pid, st.child.name) for st in group], min(st.deadline for st in group) - now
@@ -379,7 +382,6 @@ def _exit_noted(st: StopState) -> bool:
             st.tree.alive()
     elif farewell is not None and _farewell_counts(st):
         st.farewelled, st.exit_seen = True, farewell
-        st.child._exit_left_to_the_top = True
         _stop_log.child_said_farewell(st.child.pid, st.child.name, farewell - st.started)
     return st.exit_seen is not None
 
@@ -395,7 +397,11 @@ def _farewell_counts(st: StopState) -> bool:
         and st.child.joined
         and link.member_pid in (None, st.child.pid)
         and not st.child.clean_exits  # what only its parent knows is clean: its exit is waited for
+        and st.last_group  # the next group of an ordered stop waits until this one is gone
         and _the_relay().passes_farewells()
+        # Last, and only while no thread here waits for it (one that does may
+        # reap it, and its status would be lost): from now on nothing reaps it.
+        and _cpython.mark_unwaited(st.child, functools.partial(setattr, st.child, "_exit_left_to_the_top", True))
     )
 
 
@@ -642,6 +648,7 @@ def _finish_all(mine: list[StopState]) -> None:
                 bus = relay.bus()
                 with _lock:
                     for st in mine:
+                        st.link.on_farewell = None  # the watch (its descriptors) goes with the stop
                         bus.close_link(st.link)
                         _live.discard(st.child)
                         _stops.pop(st.child, None)
@@ -703,7 +710,7 @@ def _build_report(st: StopState, now: float) -> StopReport:
             entry = entry.replace(requested=round(entry.requested + shift, 6))
         if entry.pid in escalated:
             entry = entry.replace(outcome=escalated[entry.pid] or entry.outcome)
-        if entry.returncode is None and tree is not None and entry.pid in tree.returncodes:
+        if entry.member and entry.returncode is None and tree is not None and entry.pid in tree.returncodes:
             entry = _reaped_here(entry, tree, t0)
         if entry.member and entry.request is None:  # it joined: its own parent's stop reached it over the bus
             entry = entry.replace(request="stop")

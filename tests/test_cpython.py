@@ -63,6 +63,9 @@ def test_cpython_internals_are_where_shutdownbus_reaches_for_them(python: str, t
     version = tuple(found["version"])
     assert found["known"], f"CPython {version} is not in _cpython.TESTED: check its internals, then add it"
     assert found["popen_wait_found"] and found["popen_wait_shortened"], found
+    if sys.platform != "win32":
+        assert (found["marked"], found["marked_while_waited"]) == (True, False), found
+        assert found["kept_returncode"] == 3 and found["kept_zombie"], found
     assert found["runner_handler"] == (version >= (3, 11)), found
     assert found["interrupts_seen"] in (0, None) and not found["runner_handler_outside"], found
     assert not found["handling_before"] and found["handling_during"], found

@@ -251,9 +251,9 @@ def test_fast_exit_freezes_the_collector_only_after_a_stop(
 FAREWELL_CHAIN = str(PROGRAMS / "farewell_chain.py")
 
 
-def farewell_chain(ending: str, timeout: float) -> dict[str, Any]:
+def farewell_chain(ending: str, timeout: float, mid: str = "sleep") -> dict[str, Any]:
     """Run tests/programs/farewell_chain.py (top -> mid -> last -> tail) and return what its top printed."""
-    cmd = [sys.executable, FAREWELL_CHAIN, "top", ending, repr(timeout)]
+    cmd = [sys.executable, FAREWELL_CHAIN, "top", ending, repr(timeout), mid]
     popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with reaped(popen, descendants=True) as top:
         out, err = top.communicate(timeout=timeout + 60)
@@ -265,41 +265,56 @@ def farewell_chain(ending: str, timeout: float) -> dict[str, Any]:
     return result
 
 
-@pytest.mark.skipif(not LINUX, reason="farewells are said where orphans stay in the tree (Linux)")
-def test_a_level_goes_on_at_its_childs_farewell_and_the_top_waits_for_the_exit() -> None:
-    """last spends a second more in its own exit after its farewell: mid goes on
-    and exits at once (it waited for last's exit before), while top waits for
-    last, reaps it (its status is in the report) and leaves no zombie."""
-    result = farewell_chain("slow", 10.0)
-    mid, last, tail = (result["by_name"][name] for name in ("mid", "last", "tail"))
+FAREWELLS = pytest.mark.skipif(not LINUX, reason="farewells are said where orphans stay in the tree (Linux)")
+
+
+@FAREWELLS
+@pytest.mark.parametrize("mid", ["sleep", "with", "wait", "unsaid"])
+def test_a_level_goes_on_at_its_childs_farewell_and_the_top_waits_for_the_exit(mid: str) -> None:
+    """last spends a second more in its own exit after its farewell: mid goes
+    on and exits at once (it waited for last's exit before), also inside
+    ``with spawn()`` or in ``Child.wait()`` (which takes CPython's short
+    wait), while top waits for last, reaps it (its status is in the report)
+    and leaves no zombie.  A mid whose spawner did not say it takes
+    farewells (``unsaid``) waits for last's exit itself."""
+    result = farewell_chain("slow", 10.0, mid)
+    mid_, last, tail = (result["by_name"][name] for name in ("mid", "last", "tail"))
     assert result["report"]["ok"], result
-    assert (mid["outcome"], last["outcome"], tail["outcome"]) == ("stopped", "stopped", "stopped")
-    assert (mid["returncode"], last["returncode"], tail["returncode"]) == (0, 0, 0)
+    assert (mid_["outcome"], last["outcome"], tail["outcome"]) == ("stopped", "stopped", "stopped")
+    assert (mid_["returncode"], last["returncode"], tail["returncode"]) == (0, 0, 0)
     assert last["seconds"] >= 1.0, result  # when it was gone: top saw it go
-    assert mid["seconds"] < last["seconds"] - 0.5, result  # mid did not wait for it
+    if mid == "unsaid":
+        assert mid_["seconds"] >= last["seconds"], result  # mid waited for it
+    else:
+        assert mid_["seconds"] < last["seconds"] - 0.5, result  # mid did not wait for it
     assert result["report"]["seconds"] >= last["seconds"]
     assert result["running"] == [] and result["zombies"] == [], result
 
 
-@pytest.mark.skipif(not LINUX, reason="farewells are said where orphans stay in the tree (Linux)")
-def test_a_process_stuck_after_its_farewell_is_ended_by_the_tops_deadline() -> None:
+@FAREWELLS
+@pytest.mark.parametrize("mid", ["sleep", "with"])
+def test_a_process_stuck_after_its_farewell_is_ended_by_the_tops_deadline(mid: str) -> None:
     """last never ends after its farewell: top, which waits for every exit,
-    escalates it at its own deadline; mid is not held up by it."""
+    escalates it at its own deadline; mid is not held up by it (not by its
+    ``with spawn()`` block either)."""
     timeout = 2.0
-    result = farewell_chain("hang", timeout)
-    mid, last = result["by_name"]["mid"], result["by_name"]["last"]
+    result = farewell_chain("hang", timeout, mid)
+    mid_, last = result["by_name"]["mid"], result["by_name"]["last"]
     assert not result["report"]["ok"]
-    assert mid["outcome"] == "stopped" and mid["seconds"] < timeout, result
+    assert mid_["outcome"] == "stopped" and mid_["seconds"] < timeout, result
     assert last["outcome"] in ("terminated", "killed"), result
     assert timeout <= result["report"]["seconds"] < timeout + ESCALATION_MARGIN + LOOSE, result
     assert result["running"] == [] and result["zombies"] == [], result
 
 
-@pytest.mark.skipif(not LINUX, reason="farewells are said where orphans stay in the tree (Linux)")
-def test_a_process_that_fails_after_its_farewell_is_reported_failed() -> None:
+@FAREWELLS
+@pytest.mark.parametrize("mid", ["sleep", "with", "wait"])
+def test_a_process_that_fails_after_its_farewell_is_reported_failed(mid: str) -> None:
     """last exits with status 3 after its farewell: whoever collects that
-    status (mid, if it saw the exit first; else top) reports it failed."""
-    result = farewell_chain("exit3", 10.0)
+    status (mid, if it saw the exit first; else top) reports it failed; mid
+    never reaps it after taking the farewell (in ``Child.wait()``, CPython's
+    own short wait would)."""
+    result = farewell_chain("exit3", 10.0, mid)
     last = result["by_name"]["last"]
     assert (last["outcome"], last["returncode"]) == ("failed", 3), result
     assert result["by_name"]["mid"]["outcome"] == "stopped"

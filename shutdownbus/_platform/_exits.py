@@ -155,7 +155,8 @@ class ExitWatch:
             exact = block > 0
             for fd, _ in ready:
                 if fd == self._wake_r:
-                    self._drain_wakes()
+                    if block > 0:  # a look that does not wait leaves the wake to the wait that does
+                        self._drain_wakes()
                     continue
                 pid = self._pids[fd]
                 self._seen_gone(pid, now, exact)

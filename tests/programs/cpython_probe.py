@@ -58,6 +58,25 @@ def main() -> None:
     found["popen_wait_found"] = result["skipped"]
     found["popen_wait_shortened"] = getattr(popen, "_sigint_wait_secs", None) == 0
 
+    # 1b. POSIX: a Popen marked while no thread waits for it, whose waits then
+    #     read the exit without reaping (Child's _try_wait): poll-free waits,
+    #     the short one after a KeyboardInterrupt among them, leave a zombie.
+    if hasattr(os, "waitid"):
+
+        class Kept(subprocess.Popen):  # type: ignore[type-arg]
+            def _try_wait(self, wait_flags: int) -> Any:
+                return cp.wait_without_reaping(self.pid, wait_flags)
+
+        kept = Kept([sys.executable, "-c", "import sys; sys.exit(3)"])
+        found["marked"] = cp.mark_unwaited(kept, lambda: None)
+        kept._waitpid_lock.acquire()  # type: ignore[attr-defined]  # a thread that waits for it
+        found["marked_while_waited"] = cp.mark_unwaited(kept, lambda: None)
+        kept._waitpid_lock.release()  # type: ignore[attr-defined]
+        kept._wait(timeout=30)  # type: ignore[attr-defined]  # what Popen.wait runs after a KeyboardInterrupt
+        found["kept_returncode"] = kept.returncode
+        found["kept_zombie"] = os.waitid(os.P_PID, kept.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        os.waitpid(kept.pid, 0)
+
     # 2. asyncio.run's SIGINT handler (3.11+), and its count of interrupts.
     async def under_run() -> tuple[bool, int | None]:
         handler = cp.asyncio_runner_handler()
