@@ -453,6 +453,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             child.wait_ready(args.ready_timeout)
         except (ChildExited, TimeoutError) as exc:
             if not (stopping.is_set() or stop_requested()):
+                stopping.set()  # the orphan reaper leaves what this stop reaps (and reports) to it
                 child.stop(reason="not-ready")
                 return _fail(str(exc).splitlines()[0])
         else:
