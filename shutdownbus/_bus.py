@@ -690,6 +690,7 @@ class _AdminPeers:
     """
 
     FLOOD = 256
+    AGAIN = 1.0  # seconds from the trim after a flood to the second one
 
     def __init__(self, monitor: zmq.Socket[bytes]) -> None:
         self.monitor = monitor
@@ -715,6 +716,13 @@ class _AdminPeers:
                 # what the last connections took is given back when they are gone.
                 _platform.release_free_memory()
                 self.since_release = 0
+                if self.open == 0:
+                    # libzmq reports a connection gone before its I/O thread has
+                    # freed the connection's buffers: on a loaded machine that can
+                    # come after this trim, so trim again a moment later.
+                    again = threading.Timer(self.AGAIN, _platform.release_free_memory)
+                    again.daemon = True
+                    again.start()
             if self.open == 0:
                 self.burst = 0
 
