@@ -328,20 +328,14 @@ class Child(subprocess.Popen[Any]):
         """`Popen.wait`; while a stop is in progress, it also enforces the stop's deadline."""
         if timeout is None and self.returncode is None and self._link.stop_deadline is not None:
             self.stop()
-        if self._exit_left_to_the_top and self.returncode is None:
-            self.returncode = _platform.exit_status_unreaped(self.pid, timeout)
-            if self.returncode is not None:
-                return self.returncode
-            if timeout is not None:
-                raise subprocess.TimeoutExpired(self.args, timeout)
-        rc = super().wait(timeout)
+        rc = super().wait(timeout)  # after a farewell, through `_try_wait`: nothing reaped
         _stop.release_if_done(self)
         return rc
 
     def poll(self) -> int | None:
         """`Popen.poll`; also frees the channel of a child that exited on its own."""
         if self._exit_left_to_the_top and self.returncode is None:
-            self.returncode = _platform.exit_status_unreaped(self.pid, 0)
+            self.returncode = _platform.exit_status_unreaped(self.pid)
             return self.returncode
         rc = super().poll()
         if rc is not None:

@@ -291,35 +291,24 @@ def is_unreaped_child(pid: int) -> bool:
     return True
 
 
-def exit_status_unreaped(pid: int, timeout: float | None) -> int | None:
-    """The exit status of our child ``pid``, waiting for it up to ``timeout``
-    seconds (None: as long as it takes; 0: a look), without reaping it: its
-    zombie stays for whoever collects it later (the stop's top, once it is
-    re-parented there: `_stop._reap`).
+def exit_status_unreaped(pid: int) -> int | None:
+    """The exit status of our child ``pid`` if it has exited, without reaping
+    it: its zombie stays for whoever collects it later (the stop's top, once
+    it is re-parented there: `_stop._reap`).
 
-    POSIX: ``waitid(WNOWAIT)``; the status as `subprocess` gives it (``-N``
-    for a death by signal N).  None if it still runs at the timeout, or is
-    not our child (reaped already).  Windows: None (see `is_unreaped_child`).
+    POSIX: ``waitid(WNOHANG | WNOWAIT)``; the status as `subprocess` gives it
+    (``-N`` for a death by signal N).  None while it runs, or if it is not
+    our child (reaped already).  Windows: None (see `is_unreaped_child`).
     """
     if WINDOWS or not hasattr(os, "waitid"):
         return None
-    end = None if timeout is None else time.monotonic() + timeout
-    delay = 0.0005
-    while True:
-        blocking = end is None
-        try:
-            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | (0 if blocking else os.WNOHANG))
-        except ChildProcessError:
-            return None
-        except InterruptedError:
-            continue
-        if info is not None and info.si_pid == pid:
-            return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
-        if end is None or time.monotonic() >= end:
-            return None
-        # As `subprocess.Popen.wait` with a timeout does: short, then longer naps.
-        time.sleep(min(delay, max(0.0, end - time.monotonic())))
-        delay = min(delay * 2, 0.05)
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if info is None or info.si_pid != pid:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
 def make_child_subreaper() -> bool:
