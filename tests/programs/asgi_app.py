@@ -1,7 +1,8 @@
-"""The smallest ASGI application (with lifespan), for uvicorn."""
+"""The smallest ASGI application (with lifespan), for uvicorn: it answers with its process id."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,4 +20,4 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": b"hello\n"})
+    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
