@@ -401,11 +401,15 @@ class Tree:
         start time; any other only while it is our own child, which keeps
         its pid until we reap it.
         """
-        mine = []
+        mine: dict[int, Callable[[], bool]] = {}
         for pid in pids:
             member = self.members.get(pid)
-            if member.proc.is_running() if member is not None else _platform.is_unreaped_child(pid):
-                mine.append(pid)
+            if _platform.is_unreaped_child(pid):
+                mine[pid] = functools.partial(_child_exited, pid)
+            elif member is not None and member.proc.is_running():
+                # Without its pidfd (past the cap, or no descriptor left) a
+                # zombie counts as exited, though threads of it may be left.
+                mine[pid] = functools.partial(_gone, member)
         _platform.wait_exited(mine, timeout)
 
     def entries(
@@ -463,6 +467,12 @@ class Tree:
 def _gone(member: Member) -> bool:
     """Whether ``member`` is gone (for `_platform.ExitWatch`: unreadable counts as running)."""
     return not member.checked()
+
+
+def _child_exited(pid: int) -> bool:
+    """Whether our child ``pid`` has exited entirely (``waitid`` tells a zombie
+    only once all its threads are gone), or was reaped meanwhile."""
+    return not _platform.is_unreaped_child(pid) or _platform.exit_status_unreaped(pid) is not None
 
 
 def descendant_pids(pid: int, table: ProcessTable | None = None) -> list[int]:

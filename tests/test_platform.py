@@ -179,3 +179,39 @@ def test_an_exit_seen_late_has_no_time_but_keeps_when_it_last_ran(pidfds: bool) 
     member.mark_gone(None, ended + 5.0, watch.running_at[proc.pid])
     assert member.went_after(added - 1.0)  # it ran after that moment
     assert not member.went_after(looked)  # seen gone later, but it may have ended right then
+
+
+WAITS_WITHOUT_DESCRIPTORS = """
+import os, resource, select, subprocess, sys, time
+from shutdownbus import _platform
+
+wait_exited = _platform.wait_exited  # its module loaded while descriptors can still be opened
+
+reader = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+kids = [subprocess.Popen(reader, stdin=subprocess.PIPE) for _ in range(3)]
+
+def exited(kid):
+    return os.waitid(os.P_PID, kid.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+def is_gone(kid):
+    # Asked, so waited for without a descriptor: now let it end.
+    if not kid.stdin.closed:
+        kid.stdin.close()
+    return exited(kid)
+
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))  # no descriptor can be opened any more
+began = time.monotonic()
+wait_exited({kid.pid: (lambda kid=kid: is_gone(kid)) for kid in kids}, 30.0)
+took = time.monotonic() - began
+print([exited(kid) for kid in kids], took < 20.0)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pidfds: elsewhere wait_exited returns at once")
+def test_wait_exited_waits_for_processes_it_has_no_descriptor_for() -> None:
+    """Once no pidfd can be opened (a full descriptor table, or past the
+    watch's cap), each process is still waited for, by asking is_gone:
+    before, it was taken for gone and not waited for."""
+    done = subprocess.run([sys.executable, "-c", WAITS_WITHOUT_DESCRIPTORS], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split("\n")[0] == "[True, True, True] True", done.stdout + done.stderr

@@ -17,7 +17,7 @@ import _thread
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 
 from ._os import LINUX
 
@@ -36,31 +36,27 @@ def exit_fd(pid: int) -> int | None:
         return None
 
 
-def wait_exited(pids: Iterable[int], timeout: float) -> None:
+def wait_exited(pids: Mapping[int, Callable[[], bool]], timeout: float) -> None:
     """Wait up to ``timeout`` seconds until each of ``pids`` has exited
     entirely: the last of its threads is gone (a zombie's at once), and so
     its own children are re-parented.
 
-    Linux: polls a pidfd of each (those that cannot be opened are gone, and
-    not waited for).  Every other OS: returns at once.
+    Linux: an `ExitWatch` (a pidfd each, up to its cap; past it, or without a
+    descriptor, each pid's ``is_gone`` is asked every `ExitWatch.POLL_INTERVAL`
+    seconds, and whether that counts a zombie leader with threads left as
+    exited is the caller's).  Every other OS: returns at once.
     """
     if not _PIDFDS:
         return
-    import select
-
-    fds = [fd for fd in map(exit_fd, pids) if fd is not None]
+    watch = ExitWatch()
     try:
-        poller = select.poll()
-        for fd in fds:
-            poller.register(fd, select.POLLIN)
-        left, end = len(fds), time.monotonic() + timeout
-        while left and (remaining := end - time.monotonic()) > 0:
-            for fd, _ in poller.poll(math.ceil(remaining * 1000)):
-                poller.unregister(fd)
-                left -= 1
+        for pid, is_gone in pids.items():
+            watch.add(pid, is_gone)
+        end = time.monotonic() + timeout
+        while watch.watching() and (remaining := end - time.monotonic()) > 0:
+            watch.wait(remaining)
     finally:
-        for fd in fds:
-            os.close(fd)
+        watch.close()
 
 
 class ExitWatch:
