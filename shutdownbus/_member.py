@@ -110,6 +110,7 @@ class _State:
         # This process's descendants that cannot hear the bus, looked at when
         # our stop arrived, and the thread that watches them go.
         self.own: OwnDescendants | None = None
+        self.own_descendants: type[OwnDescendants] | None = None  # loaded with our stop, for the exit path
         self.own_watcher: threading.Thread | None = None
         self.own_watch_done = threading.Event()
         # The pids our children's stop reports listed: the exit path's sweep leaves them out (a bus
@@ -451,8 +452,8 @@ def _on_stop(reason: str, deadline: float) -> None:
     In this order: the stop goes to every child on the bus; a thread of its
     own enforces the children's deadlines; if this process has children,
     what the exit path will need is loaded (it imports nothing: see
-    `_at_exit`) and another thread watches the descendants that cannot hear
-    the bus; ``on_stop`` callbacks run; `wait_for_stop` returns; the main
+    `_at_exit`) and, if some child is not on the bus, another thread watches
+    the descendants that cannot hear the bus; ``on_stop`` callbacks run; `wait_for_stop` returns; the main
     thread is interrupted, unless the program handles stops itself.
     """
     with _state.lock:
@@ -481,7 +482,13 @@ def _on_stop(reason: str, deadline: float) -> None:
         from . import _escalation, _processes
 
         _processes.load()
-        _watch_own_descendants(_escalation.OwnDescendants)
+        _state.own_descendants = _escalation.OwnDescendants
+        # A member whose children are all on the bus (a chain, a tree of
+        # members) has no one else to watch while it cleans up: that thread
+        # and its look at the children cost a few percent of a chain's stop.
+        # What its cleanup starts is looked at on the exit path.
+        if _has_own_children():
+            _watch_own_descendants(_escalation.OwnDescendants)
     for cb in callbacks:
         _run_callback(cb, reason)
     _state.stopped.set()  # after the callbacks: whoever waits for the stop finds them done
@@ -503,17 +510,36 @@ def _on_stop(reason: str, deadline: float) -> None:
 #: ``stop(reason, deadline)`` stops every live child (deadline None: each
 #: child's own stop timeout from now); ``at_exit(reason, deadline)`` does
 #: that, then ends what is left of the trees of children that exited on
-#: their own.
+#: their own; ``pids()`` are the pids of the children it knows (spawned on
+#: the bus, and maybe still running).
 _children_stopper: Callable[[str, float | None], object] | None = None
 _children_at_exit: Callable[[str, float | None], object] | None = None
+_children_pids: Callable[[], set[int]] | None = None
 
 
 def set_children_hooks(
-    stop: Callable[[str, float | None], object], at_exit: Callable[[str, float | None], object]
+    stop: Callable[[str, float | None], object],
+    at_exit: Callable[[str, float | None], object],
+    pids: Callable[[], set[int]],
 ) -> None:
     """Install the functions that stop this process's children (called by `_child`)."""
-    global _children_stopper, _children_at_exit
-    _children_stopper, _children_at_exit = stop, at_exit
+    global _children_stopper, _children_at_exit, _children_pids
+    _children_stopper, _children_at_exit, _children_pids = stop, at_exit, pids
+
+
+def _has_own_children() -> bool:
+    """Whether some child of this process was not spawned on the bus: one
+    that `OwnDescendants` must look after.  Linux: the kernel's list of our
+    children against those `_child` knows and those our children's stop
+    reports listed (one that said farewell may still be exiting); elsewhere,
+    or when the list cannot be read, True (so the caller looks closer)."""
+    known = _children_pids
+    if known is None or not _platform.KERNEL_LISTS_CHILDREN:
+        return _platform.has_children()
+    try:
+        return not set(_platform.child_pids(os.getpid())) <= known() | _state.reported
+    except OSError:
+        return True
 
 
 class Relay:
@@ -854,6 +880,8 @@ def _at_exit() -> None:
         if _state.own_watcher is not None:
             _state.own_watch_done.set()
             _state.own_watcher.join()
+        elif _state.own_descendants is not None and _has_own_children():
+            _state.own = _state.own_descendants(_state.own_marker)  # started by the cleanup
         if _state.own is not None:
             swept = [e for e in _state.own.finish(_state.stop_received_at, _state.stop_deadline)
                      if e.pid not in _state.reported]  # each process once in one stop's reports (protocol 6.5)

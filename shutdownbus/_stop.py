@@ -179,6 +179,12 @@ def live_children() -> list[Child]:
         return list(_live)
 
 
+def live_pids() -> set[int]:
+    """The pids of `live_children`."""
+    with _lock:
+        return {c.pid for c in _live}
+
+
 def stop_asked_of(child: Child) -> bool:
     """Whether a stop of ``child`` was asked for (here, or forwarded from our own parent)."""
     with _lock:

@@ -109,6 +109,23 @@ def test_sleep_spawned_directly_is_stopped_as_a_non_member(tmp_path: Path) -> No
     assert [(e.name, e.member, e.outcome) for e in report.entries] == [("sleep.py", False, "stopped")]
 
 
+def test_what_the_cleanup_starts_is_ended_when_every_child_was_on_the_bus(tmp_path: Path) -> None:
+    """The stop finds only children on the bus, so nothing else is watched
+    while the program cleans up; what its cleanup starts, and leaves
+    running, is still asked to go at its exit, and reported."""
+    log = tmp_path / "log"
+    parent = shutdownbus.spawn(
+        [sys.executable, str(PROGRAMS / "cleanup_starts_a_process.py"), str(log)], ready_timeout=READY
+    )
+    with parent:
+        report = parent.stop(timeout=10)
+    (_, late), = logged(log, "late")
+    assert alive([parent.pid, int(late)]) == [], report
+    entry = report.entry(int(late))
+    assert entry is not None and (entry.name, entry.outcome) == ("sleep.py", "stopped"), report
+    assert report.ok, report
+
+
 def test_orphaned_member_stops_its_tree_when_its_parent_is_killed(tmp_path: Path) -> None:
     log = tmp_path / "log"
     child = shutdownbus.spawn(member_cmd(log, "--depth", "1"), ready_timeout=READY)

@@ -1,0 +1,38 @@
+"""A member whose children are all on the bus when its stop comes, and whose
+cleanup then starts one that is not.
+
+``cleanup_starts_a_process.py LOG``: spawns one member child
+(tests/programs/member.py, named ``leaf``), calls ``ready()`` and sleeps.
+On its stop it starts ``sleep.py 600``, logs ``cleanup late PID`` and exits
+without waiting for it: the exit path must still end it and report it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _event_log import log
+
+import shutdownbus
+
+PROGRAMS = Path(__file__).parent
+
+
+def main() -> None:
+    path = sys.argv[1]
+    shutdownbus.join(name="cleanup")
+    leaf = shutdownbus.spawn([sys.executable, str(PROGRAMS / "member.py"), "--name", "leaf", "--log", path])
+    leaf.wait_ready(60)
+    shutdownbus.ready()
+    try:
+        time.sleep(600)
+    finally:
+        late = subprocess.Popen([sys.executable, str(PROGRAMS / "sleep.py"), "600"])
+        log(path, f"cleanup late {late.pid}")
+
+
+if __name__ == "__main__":
+    main()
