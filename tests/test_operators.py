@@ -245,6 +245,15 @@ def stop_log(stderr: str, pid: int) -> list[str]:
     return lines
 
 
+def running(pid: int) -> str | None:
+    """``PID NAME STATUS`` of the process ``pid`` if it still runs (a zombie does not)."""
+    with contextlib.suppress(psutil.Error):
+        proc = psutil.Process(pid)
+        if (status := proc.status()) != psutil.STATUS_ZOMBIE:
+            return f"{pid} {proc.name()} {status}"
+    return None
+
+
 def test_the_stop_log_tells_which_process_held_the_stop_up(tmp_path: Path) -> None:
     """boss (logging at INFO) stops worker, which goes at once, and slowpoke,
     whose cleanup takes 1.5 s: boss's log says so, in order."""
@@ -257,7 +266,13 @@ def test_the_stop_log_tells_which_process_held_the_stop_up(tmp_path: Path) -> No
         worker, slow = (int(pid) for pid in line.split()[1:])
         boss = psutil.Process(worker).ppid()
         stopped = cli("send-stop", "logs")
-        _, err = run.communicate(timeout=60)
+        try:
+            _, err = run.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Seen once under wine, never reproduced (25 runs beside a full
+            # suite): say what send-stop said and what still ran.
+            still = [seen for pid in (run.pid, boss, worker, slow) if (seen := running(pid))]
+            pytest.fail(f"run still runs 60 s after send-stop: {stopped}; running: {still}")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     children = rf"pid ({worker}|{slow}) \((worker|slowpoke)\)"
     expected = [
