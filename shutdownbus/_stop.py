@@ -42,7 +42,7 @@ import weakref
 from collections.abc import Sequence
 
 from . import _cpython, _log, _platform, _progress, _stop_log
-from ._bus import Bus, Link
+from ._bus import Link
 from ._deadlines import escalation_end, join_grace_end, level_deadline
 from ._escalation import escalate, signal_members
 from ._outcome import Outcome
@@ -331,47 +331,29 @@ def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], obj
     watch.make_wakeable()  # a child's farewell wakes the wait (`_exit_noted`)
     for st in mine:
         st.link.on_farewell = watch.wake
-        # A member watches and reports its own tree: its stop goes out before
-        # our first look at that tree, which is no snapshot the stop needs
-        # (520 processes: some 50 ms of walking before the stop went out).
-        if st.tree is None and _is_the_member(st):
-            _begin(st, bus)
-    for st in mine:
         if st.tree is None:
             st.watch = watch
             watch.add(st.child.pid, functools.partial(_returned, st.child))
-            # We look at a member's tree once the member is gone, or at the
-            # deadline (`Tree`'s ``watched``).
+            # A member watches and reports its own tree: we look at it once
+            # the member is gone, or at the deadline (`Tree`'s ``watched``).
             st.tree = Tree(
                 [st.child.pid],
                 markers=[st.link.endpoint],
                 not_ours=lambda: others,
                 table=table,
                 watch=watch,
-                watched=not _is_the_member(st),
-                stop_sent=st.begun and not st.already_exited,
+                watched=not (st.child.joined and st.link.member_pid in (None, st.child.pid)),
             )
     for st in mine:
-        _begin(st, bus)
+        if not st.begun:
+            st.begun = True
+            # A child that exited after a forwarded stop reached it did stop;
+            # only one that exited before any stop was asked of it "exited".
+            st.already_exited = st.child.poll() is not None and st.link.stop_requested_at is None
+            if not st.already_exited:
+                bus.request_stop(st.link, st.reason, st.deadline)
     _wait_and_escalate([st for st in mine if not st.already_exited], progress)
     _sweep_leftovers(mine)
-
-
-def _is_the_member(st: StopState) -> bool:
-    """Whether the child of ``st`` is the member itself (not a wrapper's): it stops and reports its own tree."""
-    return st.child.joined and st.link.member_pid in (None, st.child.pid)
-
-
-def _begin(st: StopState, bus: Bus) -> None:
-    """Send the child of ``st`` its stop, once."""
-    if st.begun:
-        return
-    st.begun = True
-    # A child that exited after a forwarded stop reached it did stop;
-    # only one that exited before any stop was asked of it "exited".
-    st.already_exited = st.child.poll() is not None and st.link.stop_requested_at is None
-    if not st.already_exited:
-        bus.request_stop(st.link, st.reason, st.deadline)
 
 
 def _asked_with_the_group(tree: Tree, group: int, request: str) -> None:
@@ -418,7 +400,8 @@ def _farewell_counts(st: StopState) -> bool:
     link = st.link
     return (
         link.farewell_at is not None
-        and _is_the_member(st)
+        and st.child.joined
+        and link.member_pid in (None, st.child.pid)
         and not st.child.clean_exits  # what only its parent knows is clean: its exit is waited for
         and st.last_group  # the next group of an ordered stop waits until this one is gone
         and _the_relay().passes_farewells()

@@ -12,8 +12,7 @@ Rules of this module:
 * An exit time is recorded when the exit was seen as it happened (see
   `_platform.ExitWatch`); otherwise it is unknown, never guessed.
 * A tree below a member (``watched=False``) is not watched while the member
-  lives: the member stops it and reports each exit.  Its first look comes
-  after the member's stop went out (``stop_sent``).  It is looked at when
+  lives: the member stops it and reports each exit.  It is looked at when
   anyone first asks what still runs (`alive`: the stop does once the member
   is gone, and at the deadline; a progress callback does at once), and from
   then on watched.  So a stop watches its children and what outlives them:
@@ -180,8 +179,6 @@ class Tree:
         watched: False for the tree of a member, which watches and reports
             it itself: its processes are taken in without a watch until
             `alive` is first asked (see the rules above).
-        stop_sent: The stop was sent before the first look, so a zombie seen
-            then may have obeyed it: it did not exit before the stop.
     """
 
     def __init__(
@@ -194,7 +191,6 @@ class Tree:
         watch: _platform.ExitWatch | None = None,
         adopt_from: Callable[[], Iterable[int]] | None = None,
         watched: bool = True,
-        stop_sent: bool = False,
     ) -> None:
         self.roots = list(roots)
         self.watched = watched
@@ -209,9 +205,9 @@ class Tree:
         self._marked: dict[int, bool] = {}
         self._pruned: set[int] = set()
         self.unchecked: set[int] = set()
-        self._before_the_stop = not stop_sent  # a zombie seen now had exited before the stop
+        self._first_look = True  # a zombie seen now had exited before the snapshot
         self.refresh(table)
-        self._before_the_stop = False
+        self._first_look = False
 
     def refresh(self, table: ProcessTable | None = None) -> None:
         """Add descendants started since the last look, and marked processes we adopted.
@@ -294,7 +290,7 @@ class Tree:
         self.members[pid] = member
         if zombie:
             # Seen first at a later look, it came and went meanwhile: not "exited".
-            member.exited_early = self._before_the_stop
+            member.exited_early = self._first_look
             member.mark_gone(None, time.monotonic())
         elif self.watched or companion:
             self.watch.add(pid, functools.partial(_gone, member))
