@@ -488,4 +488,4 @@ def _at_exit(reason: str, deadline: float | None) -> None:
 
 # From now on (the first spawn loads this module), our own stop and our exit
 # stop our children too.
-_member.set_children_hooks(_stop.stop_all, _at_exit, _stop.live_pids)
+_member.set_children_hooks(_stop.stop_all, _at_exit, _stop.unreaped_pids)

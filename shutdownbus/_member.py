@@ -511,7 +511,7 @@ def _on_stop(reason: str, deadline: float) -> None:
 #: child's own stop timeout from now); ``at_exit(reason, deadline)`` does
 #: that, then ends what is left of the trees of children that exited on
 #: their own; ``pids()`` are the pids of the children it knows (spawned on
-#: the bus, and maybe still running).
+#: the bus, and not reaped yet).
 _children_stopper: Callable[[str, float | None], object] | None = None
 _children_at_exit: Callable[[str, float | None], object] | None = None
 _children_pids: Callable[[], set[int]] | None = None
@@ -530,14 +530,13 @@ def set_children_hooks(
 def _has_own_children() -> bool:
     """Whether some child of this process was not spawned on the bus: one
     that `OwnDescendants` must look after.  Linux: the kernel's list of our
-    children against those `_child` knows and those our children's stop
-    reports listed (one that said farewell may still be exiting); elsewhere,
+    children against the unreaped children that `_child` knows; elsewhere,
     or when the list cannot be read, True (so the caller looks closer)."""
     known = _children_pids
     if known is None or not _platform.KERNEL_LISTS_CHILDREN:
         return _platform.has_children()
     try:
-        return not set(_platform.child_pids(os.getpid())) <= known() | _state.reported
+        return not set(_platform.child_pids(os.getpid())) <= known()
     except OSError:
         return True
 

@@ -179,10 +179,13 @@ def live_children() -> list[Child]:
         return list(_live)
 
 
-def live_pids() -> set[int]:
-    """The pids of `live_children`."""
+def unreaped_pids() -> set[int]:
+    """The pids of our children on the bus that may run or are not reaped yet
+    (`live_children`, and those whose stop is done but whose exit status is
+    not collected: one that said farewell may still be exiting).  None of
+    these pids can belong to another process yet."""
     with _lock:
-        return {c.pid for c in _live}
+        return {c.pid for c in _live} | {c.pid for c in _reports if c.returncode is None}
 
 
 def stop_asked_of(child: Child) -> bool:
@@ -346,12 +349,13 @@ def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], obj
             )
     for st in mine:
         if not st.begun:
-            st.begun = True
             # A child that exited after a forwarded stop reached it did stop;
             # only one that exited before any stop was asked of it "exited".
             st.already_exited = st.child.poll() is not None and st.link.stop_requested_at is None
             if not st.already_exited:
                 bus.request_stop(st.link, st.reason, st.deadline)
+            # Only now: a run interrupted before the request (`_complete`) makes it (a repeated one changes nothing).
+            st.begun = True
     _wait_and_escalate([st for st in mine if not st.already_exited], progress)
     _sweep_leftovers(mine)
 
