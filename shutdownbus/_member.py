@@ -108,7 +108,8 @@ class _State:
         self.own_marker: str | None = None  # the endpoint this process started with
         self.parent_takes_farewells = False  # its spawner said so (`_environment.ENV_FAREWELLS`)
         # This process's descendants that cannot hear the bus, looked at when
-        # our stop arrived, and the thread that watches them go.
+        # our stop arrived (if some child was not on the bus; else at the
+        # exit), and the thread that watches them go.
         self.own: OwnDescendants | None = None
         self.own_descendants: type[OwnDescendants] | None = None  # loaded with our stop, for the exit path
         self.own_watcher: threading.Thread | None = None
@@ -453,8 +454,9 @@ def _on_stop(reason: str, deadline: float) -> None:
     own enforces the children's deadlines; if this process has children,
     what the exit path will need is loaded (it imports nothing: see
     `_at_exit`) and, if some child is not on the bus, another thread watches
-    the descendants that cannot hear the bus; ``on_stop`` callbacks run; `wait_for_stop` returns; the main
-    thread is interrupted, unless the program handles stops itself.
+    the descendants that cannot hear the bus; ``on_stop`` callbacks run;
+    `wait_for_stop` returns; the main thread is interrupted, unless the
+    program handles stops itself.
     """
     with _state.lock:
         if _state.stop_reason is not None:
