@@ -180,12 +180,13 @@ def live_children() -> list[Child]:
 
 
 def unreaped_pids() -> set[int]:
-    """The pids of our children on the bus that may run or are not reaped yet
-    (`live_children`, and those whose stop is done but whose exit status is
-    not collected: one that said farewell may still be exiting).  None of
-    these pids can belong to another process yet."""
+    """The pids of our children on the bus that are not reaped yet: running,
+    or exited (one that said farewell may still be exiting, its exit the
+    stop's top's to collect).  None of these pids can belong to another
+    process yet, unless the program reaped a child behind ``Popen``'s back."""
     with _lock:
-        return {c.pid for c in _live} | {c.pid for c in _reports if c.returncode is None}
+        children = [*_live, *_reports]
+    return {c.pid for c in children if c.returncode is None or c._exit_left_to_the_top}
 
 
 def stop_asked_of(child: Child) -> bool:
