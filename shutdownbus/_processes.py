@@ -117,11 +117,17 @@ def display_name(proc: psutil.Process) -> str:
     return describe_process(proc)[0]
 
 
-def describe_process(proc: psutil.Process) -> tuple[str, bool]:
-    """`_names.describe` of a process (a zombie keeps its name, not its command line)."""
+def describe_process(proc: psutil.Process, args: list[str] | None = None) -> tuple[str, bool]:
+    """`_names.describe` of a process (a zombie keeps its name, not its command line).
+
+    Args:
+        proc: The process.
+        args: Its command line, if the caller read it already.
+    """
     import psutil
 
-    args = cmdline(proc)  # a zombie has no command line left, but still its name
+    if args is None:
+        args = cmdline(proc)  # a zombie has no command line left, but still its name
     if args and args[0]:
         return describe(args, "?")  # the OS's name is not needed: not read (a stop names every process it meets)
     try:

@@ -36,7 +36,7 @@ from . import _platform
 from ._environment import ENV_ENDPOINT
 from ._names import describe
 from ._outcome import Outcome
-from ._processes import cmdline, describe_process, environment_of, runs
+from ._processes import cmdline, describe_process, environment_of, process, runs
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ class Member:
         "running_at",
         "outcome",
         "seen_at",
+        "name_unsure",
         "unchecked",
         "request",
         "requested_at",
@@ -99,6 +100,7 @@ class Member:
         self.running_at: float | None = None
         self.outcome: Outcome | None = None
         self.seen_at = seen_at  # when first seen (`time.monotonic`)
+        self.name_unsure = False  # its command line may be its parent's still (see `Tree.NEWBORN`)
         self.unchecked = False  # its state could not be read at the last look
         self.request: str | None = None  # the polite request it was sent, if any (`ask`)
         self.requested_at: float | None = None  # `time.monotonic` when
@@ -203,6 +205,7 @@ class Tree:
         self.members: dict[int, Member] = {}
         self.returncodes: dict[int, int] = {}  # of members we reaped (as their subreaper)
         self._marked: dict[int, bool] = {}
+        self._first_args: dict[int, list[str]] = {}  # each member's command line when first seen
         self._pruned: set[int] = set()
         self.unchecked: set[int] = set()
         self._first_look = True  # a zombie seen now had exited before the snapshot
@@ -232,15 +235,26 @@ class Tree:
                 return
             table = ProcessTable()
 
-    #: A process first seen this young may have been between its fork and its
-    #: exec (its parent's command line, or none): its name is read again.
+    #: A process whose command line was its parent's (or none) when first
+    #: seen may have been between its fork and its exec: for this long after,
+    #: its name is read again at each look, until it is its own.  One whose
+    #: command line was already its own is not read again: a stop's looks
+    #: would otherwise read every command line of the tree again.
     NEWBORN = 1.0
 
     def _rename_the_newborn(self) -> None:
         now = time.monotonic()
         for m in self.members.values():
-            if not m.gone and now - m.seen_at < self.NEWBORN and (args := cmdline(m.proc)):
+            if m.name_unsure and not m.gone and now - m.seen_at < self.NEWBORN and (args := cmdline(m.proc)):
                 m.name, m.companion = self._name(m.proc, m.ppid, describe(args, m.name))
+                m.name_unsure = args == self._args_of(m.ppid)
+
+    def _args_of(self, pid: int) -> list[str]:
+        """The command line of ``pid`` as first seen (a root's: read now, once)."""
+        if pid not in self._first_args:
+            proc = process(pid)
+            self._first_args[pid] = cmdline(proc) if proc is not None else []
+        return self._first_args[pid]
 
     def _name(self, proc: psutil.Process, parent: int, described: tuple[str, bool] | None = None) -> tuple[str, bool]:
         """`describe` for a member; a process that a companion forked is its work, not it."""
@@ -282,11 +296,15 @@ class Tree:
             if self.prune is not None and self.prune(proc):
                 self._pruned.add(pid)
                 return False
-            zombie = proc.status() == psutil.STATUS_ZOMBIE
+            args = cmdline(proc)
+            # A command line is read from a process that is no zombie: its state is read only without one.
+            zombie = not args and proc.status() == psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
-        name, companion = self._name(proc, parent)
+        name, companion = self._name(proc, parent, describe_process(proc, args))
         member = Member(proc, parent, depth, name, companion=companion, seen_at=time.monotonic())
+        self._first_args[pid] = args
+        member.name_unsure = not args or args == self._args_of(parent)
         self.members[pid] = member
         if zombie:
             # Seen first at a later look, it came and went meanwhile: not "exited".

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -337,3 +339,25 @@ def test_the_kernels_children_list_is_read_whole() -> None:
         expected = sorted(p.pid for p in psutil.Process(root.pid).children())
         assert len(expected) == 1000
         assert _platform.child_pids(root.pid) == expected
+
+
+@pytest.mark.skipif(WINDOWS, reason="a fork that has not exec'd yet is POSIX's")
+def test_a_name_seen_before_the_exec_is_read_again_and_no_other_is() -> None:
+    # A forked child has its parent's command line until it execs: the walk
+    # names it after its parent, and reads its name again at later looks.
+    # A child whose command line is its own is not read again.
+    with process_tree([sys.executable, str(PROGRAMS / "forks_then_execs.py")]) as root:
+        own = psutil.Process(root.pid).cmdline()
+        kids = psutil.Process(root.pid).children()
+        forked = next(p.pid for p in kids if p.cmdline() == own)
+        started = next(p.pid for p in kids if p.pid != forked)
+        tree = Tree([root.pid])
+        tree.NEWBORN = 600.0  # the exec below may come late on a loaded machine
+        assert tree.members[forked].name == "forks_then_execs.py" and tree.members[forked].name_unsure
+        assert tree.members[started].name == "sleep.py" and not tree.members[started].name_unsure
+
+        os.kill(forked, signal.SIGUSR1)
+        wait_for(lambda: psutil.Process(forked).cmdline()[-1:] == ["300"], 30, "the forked child's exec")
+        tree.refresh()
+        assert tree.members[forked].name == "sleep.py" and not tree.members[forked].name_unsure
+        tree.watch.close()
