@@ -44,7 +44,7 @@ from ._values import FrozenValue
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any, TypeVar
 
     T = TypeVar("T")
@@ -151,8 +151,8 @@ def directory() -> str:
     )
 
 
-def candidates() -> list[str]:
-    """Where the registry may be, best first.
+def candidates() -> Iterator[str]:
+    """Where the registry may be, best first (each worked out when asked for).
 
     * ``$SHUTDOWNBUS_RUNTIME_DIR/shutdownbus-UID`` when that is set (the
       only place then; the uid keeps users apart in a shared directory);
@@ -169,22 +169,21 @@ def candidates() -> list[str]:
     user = str(os.getuid()) if hasattr(os, "getuid") else _user_name()
     explicit = os.environ.get(ENV_RUNTIME_DIR)
     if explicit:
-        return [os.path.join(explicit, f"shutdownbus-{user}")]
-    places = []
+        yield os.path.join(explicit, f"shutdownbus-{user}")
+        return
     if _platform.WINDOWS:
         if os.environ.get("LOCALAPPDATA"):
-            places.append(os.path.join(os.environ["LOCALAPPDATA"], "shutdownbus"))
+            yield os.path.join(os.environ["LOCALAPPDATA"], "shutdownbus")
     else:
         if os.environ.get("XDG_RUNTIME_DIR"):
-            places.append(os.path.join(os.environ["XDG_RUNTIME_DIR"], "shutdownbus"))
+            yield os.path.join(os.environ["XDG_RUNTIME_DIR"], "shutdownbus")
         home = os.path.expanduser("~")
         state = os.environ.get("XDG_STATE_HOME") or (os.path.join(home, ".local", "state") if home != "~" else "")
         if os.path.isabs(state):
-            places.append(os.path.join(state, "shutdownbus", os.uname().nodename or "localhost"))
-    import tempfile  # some milliseconds, for the last resort only
+            yield os.path.join(state, "shutdownbus", os.uname().nodename or "localhost")
+    import tempfile  # some milliseconds (send-stop's start-up): only when every place above was refused
 
-    places.append(os.path.join(tempfile.gettempdir(), f"shutdownbus-{user}"))
-    return places
+    yield os.path.join(tempfile.gettempdir(), f"shutdownbus-{user}")
 
 
 def _user_name() -> str:

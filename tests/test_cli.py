@@ -161,6 +161,20 @@ def test_command_lines_load_only_what_they_use(tmp_path: Path, runs: list[Run]) 
     assert run.finish() == 0
 
 
+@pytest.mark.skipif(WINDOWS, reason="XDG_RUNTIME_DIR is a POSIX place")
+def test_the_registrys_last_resort_is_not_worked_out_when_a_better_place_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The last resort is the temp directory, and tempfile's import is some
+    # milliseconds of every command line's start-up (send-stop's, list's).
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.delenv("SHUTDOWNBUS_RUNTIME_DIR")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    assert loaded(("list",), ("tempfile",)) == []
+    assert (runtime / "shutdownbus").is_dir()
+
+
 @pytest.mark.skipif(WINDOWS, reason="a write to a pipe nobody reads fails with EPIPE on POSIX (EINVAL on Windows)")
 def test_a_reader_that_went_away_gets_no_traceback() -> None:
     """``shutdownbus list | head -0``: the status a shell shows for SIGPIPE, and nothing on stderr."""
