@@ -236,9 +236,12 @@ class RuntimeDir:
 def runtime_base() -> str:
     """Where runtime directories are made: ``$SHUTDOWNBUS_RUNTIME_DIR``, else
     ``$XDG_RUNTIME_DIR``, else the system temp directory."""
-    import tempfile
+    chosen = os.environ.get(ENV_RUNTIME_DIR) or os.environ.get("XDG_RUNTIME_DIR")
+    if chosen:
+        return chosen
+    import tempfile  # some milliseconds of a command line's run: only when needed
 
-    return os.environ.get(ENV_RUNTIME_DIR) or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return tempfile.gettempdir()
 
 
 #: The file in a `RuntimeDir` that names its owner: ``PID NS START`` (see `_sign`).

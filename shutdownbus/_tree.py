@@ -235,25 +235,43 @@ class Tree:
                 return
             table = ProcessTable()
 
-    #: A process whose command line was its parent's (or none) when first
-    #: seen may have been between its fork and its exec: for this long after,
-    #: its name is read again at each look, until it is its own.  One whose
-    #: command line was already its own is not read again: a stop's looks
-    #: would otherwise read every command line of the tree again.
+    #: A process first seen younger than this, or with its parent's command
+    #: line (or none), may not have its own name yet: between its fork and
+    #: its exec, or between two execs (``sh -c``, ``env``, a retitle).  For
+    #: this long after, its name is read again at each look.  An older one
+    #: whose command line was its own is not: a stop's looks would otherwise
+    #: read every command line of a tree seen in its first second again.
     NEWBORN = 1.0
+    #: psutil's start times on Linux count from the boot time in whole
+    #: seconds: a process may look up to this much older than it is.
+    START_TIME_SLACK = 1.0
 
     def _rename_the_newborn(self) -> None:
         now = time.monotonic()
         for m in self.members.values():
             if m.name_unsure and not m.gone and now - m.seen_at < self.NEWBORN and (args := cmdline(m.proc)):
                 m.name, m.companion = self._name(m.proc, m.ppid, describe(args, m.name))
-                m.name_unsure = args == self._args_of(m.ppid)
+                self._first_args[m.pid] = args  # what its children are compared with
+
+    def _name_unsure(self, proc: psutil.Process, args: list[str], parent: int) -> bool:
+        """Whether the name of ``proc``, first seen now, may not be its own yet (see `NEWBORN`)."""
+        import psutil
+
+        if not args or args == self._args_of(parent):
+            return True
+        try:  # psutil read the start time as it took the process in (its identity): no read here
+            return time.time() - float(proc.create_time()) < self.NEWBORN + self.START_TIME_SLACK
+        except psutil.Error:
+            return True  # an unknown age counts as young
 
     def _args_of(self, pid: int) -> list[str]:
-        """The command line of ``pid`` as first seen (a root's: read now, once)."""
+        """The command line of ``pid`` as last read (a root's: read now, then kept)."""
         if pid not in self._first_args:
             proc = process(pid)
-            self._first_args[pid] = cmdline(proc) if proc is not None else []
+            args = cmdline(proc) if proc is not None else []
+            if not args:
+                return args  # unreadable now: asked again for the next child
+            self._first_args[pid] = args
         return self._first_args[pid]
 
     def _name(self, proc: psutil.Process, parent: int, described: tuple[str, bool] | None = None) -> tuple[str, bool]:
@@ -304,7 +322,7 @@ class Tree:
         name, companion = self._name(proc, parent, describe_process(proc, args))
         member = Member(proc, parent, depth, name, companion=companion, seen_at=time.monotonic())
         self._first_args[pid] = args
-        member.name_unsure = not args or args == self._args_of(parent)
+        member.name_unsure = self._name_unsure(proc, args, parent)
         self.members[pid] = member
         if zombie:
             # Seen first at a later look, it came and went meanwhile: not "exited".

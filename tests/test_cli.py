@@ -171,6 +171,7 @@ def test_the_registrys_last_resort_is_not_worked_out_when_a_better_place_serves(
     runtime.mkdir(mode=0o700)
     monkeypatch.delenv("SHUTDOWNBUS_RUNTIME_DIR")
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the next place, should that one be refused
     assert loaded(("list",), ("tempfile",)) == []
     assert (runtime / "shutdownbus").is_dir()
 

@@ -342,7 +342,7 @@ def test_the_kernels_children_list_is_read_whole() -> None:
 
 
 @pytest.mark.skipif(WINDOWS, reason="a fork that has not exec'd yet is POSIX's")
-def test_a_name_seen_before_the_exec_is_read_again_and_no_other_is() -> None:
+def test_a_name_seen_before_the_exec_is_read_again_and_no_other_is(monkeypatch: pytest.MonkeyPatch) -> None:
     # A forked child has its parent's command line until it execs: the walk
     # names it after its parent, and reads its name again at later looks.
     # A child whose command line is its own is not read again.
@@ -351,13 +351,38 @@ def test_a_name_seen_before_the_exec_is_read_again_and_no_other_is() -> None:
         kids = psutil.Process(root.pid).children()
         forked = next(p.pid for p in kids if p.cmdline() == own)
         started = next(p.pid for p in kids if p.pid != forked)
+        monkeypatch.setattr(Tree, "NEWBORN", 600.0)  # the exec below may come late on a loaded machine
+        monkeypatch.setattr(Tree, "START_TIME_SLACK", -600.0)  # the children are young: only command lines count here
         tree = Tree([root.pid])
-        tree.NEWBORN = 600.0  # the exec below may come late on a loaded machine
-        assert tree.members[forked].name == "forks_then_execs.py" and tree.members[forked].name_unsure
-        assert tree.members[started].name == "sleep.py" and not tree.members[started].name_unsure
+        try:
+            assert tree.members[forked].name == "forks_then_execs.py" and tree.members[forked].name_unsure
+            assert tree.members[started].name == "sleep.py" and not tree.members[started].name_unsure
 
-        os.kill(forked, signal.SIGUSR1)
-        wait_for(lambda: psutil.Process(forked).cmdline()[-1:] == ["300"], 30, "the forked child's exec")
-        tree.refresh()
-        assert tree.members[forked].name == "sleep.py" and not tree.members[forked].name_unsure
-        tree.watch.close()
+            os.kill(forked, signal.SIGUSR1)
+            wait_for(lambda: psutil.Process(forked).cmdline()[-1:] == ["300"], 30, "the forked child's exec")
+            tree.refresh()
+            assert tree.members[forked].name == "sleep.py"
+        finally:
+            tree.watch.close()
+
+
+@pytest.mark.skipif(WINDOWS, reason="sh")
+def test_a_name_seen_in_a_process_first_moment_is_read_again() -> None:
+    # A shell that runs one command execs it: first seen as the shell (its
+    # own command line, not its parent's), it is named again once it exec'd.
+    script = "read line; exec " + " ".join(sleep_cmd(300))
+    with subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, text=True) as shell:
+        try:
+            tree = Tree([os.getpid()], watched=False)
+            try:
+                assert tree.members[shell.pid].name == "sh" and tree.members[shell.pid].name_unsure
+                assert shell.stdin is not None
+                shell.stdin.write("go\n")
+                shell.stdin.flush()
+                wait_for(lambda: psutil.Process(shell.pid).cmdline()[-1:] == ["300"], 30, "the shell's exec")
+                tree.refresh()
+                assert tree.members[shell.pid].name == "sleep.py"
+            finally:
+                tree.watch.close()
+        finally:
+            kill(shell.pid)
