@@ -100,7 +100,7 @@ class Member:
         self.running_at: float | None = None
         self.outcome: Outcome | None = None
         self.seen_at = seen_at  # when first seen (`time.monotonic`)
-        self.name_unsure = False  # its command line may be its parent's still (see `Tree.NEWBORN`)
+        self.name_unsure = False  # its name may not be its own yet: read again (see `Tree.NEWBORN`)
         self.unchecked = False  # its state could not be read at the last look
         self.request: str | None = None  # the polite request it was sent, if any (`ask`)
         self.requested_at: float | None = None  # `time.monotonic` when
@@ -205,7 +205,7 @@ class Tree:
         self.members: dict[int, Member] = {}
         self.returncodes: dict[int, int] = {}  # of members we reaped (as their subreaper)
         self._marked: dict[int, bool] = {}
-        self._first_args: dict[int, list[str]] = {}  # each member's command line when first seen
+        self._first_args: dict[int, list[str]] = {}  # each member's command line, as first seen or last read again
         self._pruned: set[int] = set()
         self.unchecked: set[int] = set()
         self._first_look = True  # a zombie seen now had exited before the snapshot
