@@ -122,6 +122,7 @@ class Child(subprocess.Popen[Any]):
         env[_environment.ENV_SECRET] = link.keys.encoded_secret()
         env[_environment.ENV_STOP_TIMEOUT] = repr(float(stop_timeout))
         env.pop(_environment.ENV_FAREWELLS, None)
+        env.pop(_environment.ENV_BELOW, None)  # it carries its own endpoint
         if _platform.orphans_stay_in_the_tree():
             env[_environment.ENV_FAREWELLS] = link.endpoint  # we take its farewell (`_stop._reap`)
         # Set before Popen starts the child, so that stop() and repr work even

@@ -8,6 +8,9 @@ Rules of this module:
   takes farewells); `join` removes them from
   ``os.environ``, so that the child's own children do not inherit them.  The
   user's settings stay, and are inherited.
+* `ENV_BELOW` goes the other way: `join` sets it, so that what a member
+  starts by other means than `spawn` inherits it, and a spawn removes it
+  from its child's environment.
 """
 
 # Variables a spawned child receives.  join() removes them from os.environ.
@@ -19,6 +22,13 @@ ENV_STOP_TIMEOUT = "SHUTDOWNBUS_STOP_TIMEOUT"
 # it (another language's, an older version's) does not trust an inherited one.
 ENV_FAREWELLS = "SHUTDOWNBUS_FAREWELLS"
 PER_SPAWN_VARIABLES = (ENV_ENDPOINT, ENV_SECRET, ENV_STOP_TIMEOUT, ENV_FAREWELLS)
+# Set by join() to the endpoint it joined (not secret), and so inherited by
+# everything the member starts without spawn(): a plain subprocess, a shell
+# and its jobs.  Should the member be killed, they are re-parented to its
+# parent, which tells them by it from processes that are none of its
+# business (docs/protocol.md 2.6).  spawn() removes it: a spawned child
+# carries its own endpoint.
+ENV_BELOW = "SHUTDOWNBUS_BELOW"
 # User settings: they stay in the environment and are inherited.
 ENV_TRANSPORT = "SHUTDOWNBUS_TRANSPORT"
 ENV_RUNTIME_DIR = "SHUTDOWNBUS_RUNTIME_DIR"

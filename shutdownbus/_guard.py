@@ -56,7 +56,7 @@ import os
 import sys
 
 from . import _log, _platform
-from ._environment import ENV_ENDPOINT, PER_SPAWN_VARIABLES
+from ._environment import ENV_BELOW, ENV_ENDPOINT, PER_SPAWN_VARIABLES
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
@@ -100,7 +100,8 @@ def start_if_unwatched() -> None:
     # never kills us with SIGPIPE (a program may have its default back).
     script = 'exec 3<&0 0</dev/null; "$@" <&3 3<&- &'
     argv = ["/bin/sh", "-c", script, GUARD_NAME, sys.executable, "-c", code, str(os.getpid())]
-    env = {k: v for k, v in os.environ.items() if k not in PER_SPAWN_VARIABLES}
+    # Nor ENV_BELOW: the guard is no member's to end should one above us die; it ends what we leave.
+    env = {k: v for k, v in os.environ.items() if k not in PER_SPAWN_VARIABLES and k != ENV_BELOW}
     ours: socket.socket | None = None
     try:
         argv.append(str(start_ticks(os.getpid())))

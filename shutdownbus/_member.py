@@ -171,7 +171,10 @@ def join(
     Call it early in a program started by `shutdownbus.spawn`.  It removes the
     per-spawn ``SHUTDOWNBUS_*`` variables from `os.environ` (user settings such
     as ``SHUTDOWNBUS_TRANSPORT`` stay), so processes started later by other
-    means never inherit them.  Calling it again does nothing.
+    means never inherit them.  It sets ``SHUTDOWNBUS_BELOW`` to the endpoint
+    it joined (not a secret): should this process be killed, its parent
+    tells by it what this process started, and ends it.  Calling it again
+    does nothing.
 
     Args:
         name: The name this process gives itself in stop reports
@@ -206,6 +209,7 @@ def join(
                 "only part of the shutdownbus variables are set; start this process with shutdownbus.spawn()"
             )
         keys = _transport.ChannelKeys.from_encoded(encoded)
+        os.environ[_environment.ENV_BELOW] = endpoint  # what we start by other means is told by it
         _state.own_marker = endpoint
         _state.parent_takes_farewells = farewells == endpoint
         _state.stop_timeout = stop_timeout_from(stop_timeout)

@@ -114,9 +114,10 @@ _live: set[Child] = set()
 _links: weakref.WeakKeyDictionary[Child, Link] = weakref.WeakKeyDictionary()
 _stops: dict[Child, StopState] = {}  # stops under way
 _reports: weakref.WeakKeyDictionary[Child, StopReport] = weakref.WeakKeyDictionary()
-#: The endpoints (the markers their non-members inherited) of children that
-#: exited on their own, with their stop timeouts: what is left of their
-#: trees is ended at our exit (`at_exit`).
+#: The endpoints (the markers that their non-members, and what their members
+#: started by other means, inherited) of children that exited on their own,
+#: with their stop timeouts: what is left of their trees is ended at our
+#: exit (`at_exit`).
 _exited_markers: dict[str, float] = {}
 #: What this process's place on the bus gives us (`track` is handed it).
 _relay: Relay | None = None
@@ -571,10 +572,12 @@ def _end_leftover_jobs(mine: list[StopState]) -> None:
 def _sweep_leftovers(mine: list[StopState]) -> None:
     """Descendants still running after their child exited.
 
-    Those that started with the tree's marker cannot hear the bus: they get
-    the polite OS request at once (it is their stop).  The others (members
-    among them stop on their own when they see their parent gone) get until
-    the deadline.  Then whatever is left is terminated and killed.
+    Those that started with the tree's marker cannot hear the bus (a
+    non-member's descendants, what a member started by other means than
+    `spawn`): they get the polite OS request at once (it is their stop).
+    The others (members among them stop on their own when they see their
+    parent gone) and companions (`Tree`) get until the deadline.  Then
+    whatever is left is terminated and killed.
 
     A tree whose children could not be listed (no descriptor left: see
     `_tree`) may hide processes: it is looked at again until its deadline,
@@ -600,7 +603,8 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
             continue
         rounds += 1
         for _, tree in leftover:
-            signal_members([m for m in tree.alive() if m.outcome is None and tree.marked(m.proc)], Outcome.STOPPED)
+            marked = [m for m in tree.alive() if m.outcome is None and not m.companion and tree.marked(m.proc)]
+            signal_members(marked, Outcome.STOPPED)
         deadline = max(d for d, _ in leftover)
         for _, tree in leftover:
             tree.wait_gone(max(0.0, deadline - time.monotonic()))
@@ -768,7 +772,8 @@ def at_exit(reason: str, deadline: float | None) -> None:
 
     A child that never joined (a shell script, a server in another language)
     may leave processes behind when it exits: background jobs, a daemon that
-    double-forked.  They carry its marker, and as a subreaper (Linux) we
+    double-forked; so may a member, with what it started by other means
+    than `spawn`.  They carry its marker (`Tree`), and as a subreaper (Linux) we
     adopted them; they get the polite request, the child's stop timeout to
     go, then escalation.  Elsewhere they were adopted by init, out of reach.
 

@@ -33,7 +33,7 @@ import os
 import time
 
 from . import _platform
-from ._environment import ENV_ENDPOINT
+from ._environment import ENV_BELOW, ENV_ENDPOINT
 from ._names import describe
 from ._outcome import Outcome
 from ._processes import cmdline, describe_process, environment_of, process, runs
@@ -166,11 +166,14 @@ class Tree:
     this process (a subreaper) and so leaves the subtree of its root.  With
     ``markers``, `refresh` finds such processes among our own children: they
     carry a marker (the spawn's endpoint, which is not secret) in the
-    environment they started with, inherited from a child that never joined.
+    environment they started with, inherited from a child that never joined
+    (``SHUTDOWNBUS_ENDPOINT``), or from a member that started them by other
+    means than `spawn` (``SHUTDOWNBUS_BELOW``).
 
     Args:
         roots: Pids whose descendants to track (the roots themselves are not included).
-        markers: The values of ``SHUTDOWNBUS_ENDPOINT`` that the tree's non-members inherited.
+        markers: The endpoints of the tree's children: what their non-members
+            and the plain descendants of their members inherited.
         not_ours: Returns the pids of our children that belong elsewhere (our other `Child` objects).
         table: A `ProcessTable` for the first look.
         prune: Returns True for a process that, with its descendants, is not part of this tree.
@@ -382,14 +385,17 @@ class Tree:
 
     def marked(self, proc: psutil.Process) -> bool:
         """Whether ``proc`` started with one of this tree's markers in its
-        environment (so it is a non-member of this tree: it cannot hear the bus)."""
+        environment (so it is a non-member of this tree, or what a member of
+        it started by other means than `spawn`: it cannot hear the bus)."""
         if not self.markers:
             return False
         if proc.pid not in self._marked:
             environ = environment_of(proc)
             if not environ:
                 return False  # unreadable now (in the middle of its exec, or gone): ask again next time
-            self._marked[proc.pid] = environ.get(ENV_ENDPOINT) in self.markers
+            # The endpoint it was spawned on (a non-member's descendants, a member's forks),
+            # or the one that a member's plain descendants inherited from it (`ENV_BELOW`).
+            self._marked[proc.pid] = not self.markers.isdisjoint((environ.get(ENV_ENDPOINT), environ.get(ENV_BELOW)))
         return self._marked[proc.pid]
 
     def alive(self) -> list[Member]:

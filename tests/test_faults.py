@@ -12,6 +12,7 @@ Random choices are seeded (``SHUTDOWNBUS_FAULT_SEED``, printed on failure).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -20,8 +21,22 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
-from conftest import KILLED, LINUX, PROGRAMS, READY, alive, kill, log_lines, member_cmd, reaped, started_pids, wait_for
+from conftest import (
+    KILLED,
+    LINUX,
+    PROGRAMS,
+    READY,
+    alive,
+    kill,
+    log_lines,
+    logged,
+    member_cmd,
+    reaped,
+    started_pids,
+    wait_for,
+)
 
 import shutdownbus
 from shutdownbus._deadlines import ESCALATION_MARGIN
@@ -146,6 +161,58 @@ def test_a_member_that_crashes_in_its_cleanup(tmp_path: Path, how: str, returnco
         assert entry is not None, report
         assert entry.outcome in ("stopped", "lost"), report
         assert f"{name} cleanup" in log_lines(log)  # the stop was forwarded before the crash
+
+
+@pytest.mark.skipif(not LINUX, reason="re-parented to a subreaper (elsewhere: to init; Windows: the job ends it)")
+def test_what_a_member_starts_while_it_stops_is_ended_and_reported_when_it_is_killed(tmp_path: Path) -> None:
+    """A member's cleanup starts a process that cannot hear the bus, and the
+    member is SIGKILLed at once, before anyone looked at its tree again.
+    Re-parented to us, the process is told by the member's endpoint that it
+    inherited (``SHUTDOWNBUS_BELOW``): the stop ends it, and reports it.
+    Before, the stop returned at once and left it running, for good."""
+    log = tmp_path / "log"
+    cmd = [sys.executable, str(PROGRAMS / "cleanup_starts_a_process.py"), str(log), "hang"]
+    with reaped(shutdownbus.spawn(cmd, ready_timeout=READY), descendants=True) as child:
+        start = time.monotonic()
+        thread, box = stop_in_thread(child, TIMEOUT)
+        wait_for(lambda: logged(log, "late") != [], TIMEOUT, "the cleanup started nothing")
+        ((_, value),) = logged(log, "late")
+        late = int(value)
+        kill(child.pid)
+        report = finish(thread, box, start)
+        left = alive([child.pid, late])
+    assert left == [], report
+    entry = report.entry(late)
+    assert entry is not None and entry.name == "sleep.py" and not entry.member, report
+    # Asked at once: it cannot hear the bus (not terminated at the deadline).
+    assert entry.outcome == "stopped" and entry.seconds is not None and entry.seconds < TIMEOUT, report
+
+
+@pytest.mark.skipif(not LINUX, reason="re-parented to a subreaper (elsewhere: to init; Windows: the job ends it)")
+def test_what_a_killed_member_started_by_other_means_is_ended_by_its_stop(tmp_path: Path) -> None:
+    """A member of ours is SIGKILLed outside any stop: the plain subprocess
+    it started gets nothing from the kernel, and is re-parented to us.  It
+    carries the member's endpoint (``SHUTDOWNBUS_BELOW``), so the member's
+    stop, asked afterwards (or our exit), ends it, as it ends what a child
+    that never joined left (a shell's background job).  Before, it ran on
+    for good."""
+    log = tmp_path / "log"
+    with reaped(shutdownbus.spawn(member_cmd(log, "--grandchild", "plain"), ready_timeout=READY)) as child:
+        ((_, value),) = logged(log, "plain")
+        plain = int(value)
+        proc = psutil.Process(plain)
+        try:
+            kill(child.pid)
+            assert child.wait(LOOSE) == KILLED
+            wait_for(lambda: proc.ppid() == os.getpid(), LOOSE, "not re-parented to us")
+            report = child.stop(timeout=TIMEOUT)
+            left = alive([plain])
+        finally:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+    assert left == [], report
+    entry = report.entry(plain)
+    assert entry is not None and not entry.member and entry.outcome == "stopped", report
 
 
 class WatchedLock:

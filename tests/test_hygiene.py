@@ -79,6 +79,10 @@ def test_no_secret_in_argv_logs_reprs_or_report_of_a_debug_logged_tree(tmp_path:
             check_clean("\0".join(p.cmdline()), secrets, f"the argv of pid {p.pid}")
         # A grandchild started by plain subprocess after join started without any per-spawn variable.
         assert PER_SPAWN.isdisjoint(initial_environ(plain_pid))
+        # It carries its member's endpoint instead; a spawned child carries only its own.
+        own_endpoint = initial_environ(child.pid)[_environment.ENV_ENDPOINT]
+        assert initial_environ(plain_pid)[_environment.ENV_BELOW] == own_endpoint
+        assert _environment.ENV_BELOW not in grand_env
         # The documented limit: /proc/<pid>/environ keeps the initial environment after join.
         assert _environment.ENV_SECRET in initial_environ(child.pid)
 

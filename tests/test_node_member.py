@@ -20,6 +20,7 @@ import pytest
 from conftest import MEMBER, PROGRAMS, SCRIPT, alive, reaped, wait_for
 from test_conformance import run_conformance
 
+import shutdownbus
 from shutdownbus import _deadlines
 
 NODE_DIR = Path(__file__).parent.parent / "node"
@@ -105,6 +106,34 @@ def test_node_member_refuses_a_bad_hand_over_in_one_line(env: dict[str, str], me
     assert done.returncode == 2, done
     assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert "ab" * 31 not in done.stderr
+
+
+def test_a_node_member_hands_its_endpoint_to_what_it_starts_by_other_means() -> None:
+    """Protocol 2.5: once joined, ``SHUTDOWNBUS_BELOW`` holds the endpoint it
+    joined, so a plain child inherits it (its parent tells it by that should
+    the member be killed); a child it spawns carries only its own endpoint."""
+    assert NODE is not None
+    below = "import os; print(os.environ.get('SHUTDOWNBUS_BELOW', '-'))"
+    show = "import os; print(os.environ.get('SHUTDOWNBUS_BELOW', '-'), os.environ['SHUTDOWNBUS_ENDPOINT'][:3])"
+    script = f"""
+    const sb = require({str(NODE_DIR)!r})
+    const cp = require('child_process')
+    ;(async () => {{
+      await sb.join()
+      const plain = cp.execFileSync({sys.executable!r}, ['-c', {below!r}])
+      console.log('plain ' + plain.toString().trim())
+      const child = await sb.spawn({sys.executable!r}, ['-c', {show!r}], {{ stdio: ['ignore', 'pipe', 'inherit'] }})
+      let out = ''
+      child.process.stdout.on('data', (d) => {{ out += d }})
+      await child.exited
+      console.log('spawned ' + out.trim())
+    }})()
+    """
+    with reaped(shutdownbus.spawn([NODE, "-e", script], stdout=subprocess.PIPE, text=True)) as node:
+        assert node.stdout is not None
+        lines = [node.stdout.readline().strip(), node.stdout.readline().strip()]
+        report = node.stop(timeout=10)
+    assert lines == [f"plain {node._link.endpoint}", f"spawned - {node._link.endpoint[:3]}"], (lines, report)
 
 
 def test_a_node_parent_stops_a_non_member_with_the_os_request_after_the_join_grace() -> None:

@@ -30,6 +30,9 @@ const { deriveKeys } = require('./curve')
 const ENV_ENDPOINT = 'SHUTDOWNBUS_ENDPOINT'
 const ENV_SECRET = 'SHUTDOWNBUS_SECRET'
 const ENV_STOP_TIMEOUT = 'SHUTDOWNBUS_STOP_TIMEOUT'
+// Set by join to the endpoint it joined, so what the member starts by other
+// means carries it (protocol 2.6); a spawn removes it from its child's env.
+const ENV_BELOW = 'SHUTDOWNBUS_BELOW'
 const ENV_TRANSPORT = 'SHUTDOWNBUS_TRANSPORT'
 const ENV_RUNTIME_DIR = 'SHUTDOWNBUS_RUNTIME_DIR'
 const DEFAULT_STOP_TIMEOUT = 10.0
@@ -200,6 +203,7 @@ class Child extends EventEmitter {
     env[ENV_ENDPOINT] = this.endpoint
     env[ENV_SECRET] = secret.toString('hex')
     env[ENV_STOP_TIMEOUT] = String(Number(this.stopTimeout).toFixed(3))
+    delete env[ENV_BELOW] // it carries its own endpoint
     secret.fill(0)
     const { stopTimeout, name, env: _e, ...spawnOptions } = options
     this.process = childProcess.spawn(command, args, { stdio: 'inherit', ...spawnOptions, env })
@@ -618,6 +622,7 @@ async function join (options = {}) {
   const secret = /^[0-9a-fA-F]{64}$/.test(encoded) ? Buffer.from(encoded, 'hex') : null
   if (secret === null) throw new ShutdownbusError(`${ENV_SECRET} does not hold a valid secret; start this process with a shutdownbus spawn and do not set the variable by hand`)
   if (!endpoint.startsWith('ipc://') && !endpoint.startsWith('tcp://')) throw new ShutdownbusError(`${ENV_ENDPOINT} is not a shutdownbus endpoint; start this process with a shutdownbus spawn`)
+  env[ENV_BELOW] = endpoint // what we start by other means is told by it, should we be killed
   const name = String(options.name ?? path.basename(process.argv[1] || process.argv0 || 'node')).slice(0, 256)
   const m = new Member(name, parseTimeout(stopTimeout))
   m.keys = deriveKeys(secret)

@@ -1,10 +1,11 @@
 """A member whose children are all on the bus when its stop comes, and whose
 cleanup then starts one that is not.
 
-``cleanup_starts_a_process.py LOG``: spawns one member child
+``cleanup_starts_a_process.py LOG [hang]``: spawns one member child
 (tests/programs/member.py, named ``leaf``), calls ``ready()`` and sleeps.
 On its stop it starts ``sleep.py 600``, logs ``cleanup late PID`` and exits
 without waiting for it: the exit path must still end it and report it.
+With ``hang`` it sleeps on instead of exiting, until it is killed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main() -> None:
     finally:
         late = subprocess.Popen([sys.executable, str(PROGRAMS / "sleep.py"), "600"])
         log(path, f"cleanup late {late.pid}")
+        if sys.argv[2:] == ["hang"]:
+            time.sleep(600)
 
 
 if __name__ == "__main__":
