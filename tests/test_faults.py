@@ -215,6 +215,42 @@ def test_what_a_killed_member_started_by_other_means_is_ended_by_its_stop(tmp_pa
     assert entry is not None and not entry.member and entry.outcome == "stopped", report
 
 
+def seen_by_the_stop(child: shutdownbus.Child, pid: int) -> bool:
+    """Whether the stopping thread's snapshot of the child's tree has ``pid``."""
+    from shutdownbus import _stop
+
+    st = _stop._stops.get(child)
+    return st is not None and st.tree is not None and pid in st.tree.members
+
+
+def test_the_tree_of_a_member_is_looked_at_during_its_stop(tmp_path: Path) -> None:
+    """As above, but the process starts without the member's variables (a
+    program that cleans its children's environment): only a look at the
+    member's tree knows it.  The tree of a member that runs is its own to
+    watch, so the stopping thread looks only now and then
+    (`_stop.MEMBER_TREE_REFRESH_EVERY`), but before the deadline: once a
+    look saw the process, the member is killed, and the process is ended
+    and reported."""
+    log = tmp_path / "log"
+    cmd = [sys.executable, str(PROGRAMS / "cleanup_starts_a_process.py"), str(log), "hang-bare"]
+    with reaped(shutdownbus.spawn(cmd, ready_timeout=READY), descendants=True) as child:
+        start = time.monotonic()
+        thread, box = stop_in_thread(child, TIMEOUT)
+        wait_for(lambda: logged(log, "late") != [], TIMEOUT, "the cleanup started nothing")
+        ((_, value),) = logged(log, "late")
+        late = int(value)
+        wait_for(lambda: seen_by_the_stop(child, late), TIMEOUT + LOOSE, "the stop never saw the late process")
+        # Not at the deadline's look: that one comes after this instant.
+        assert time.monotonic() < start + TIMEOUT, "the member's tree was looked at only at the deadline"
+        kill(child.pid)
+        report = finish(thread, box, start)
+        left = alive([child.pid, late])
+    assert left == [], report
+    entry = report.entry(late)
+    assert entry is not None and entry.name == "sleep.py" and not entry.member, report
+    assert entry.outcome in ("stopped", "terminated"), report
+
+
 class WatchedLock:
     """Stands in for a module's lock, and tells which threads wait for it."""
 
