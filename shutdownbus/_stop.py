@@ -41,7 +41,7 @@ import time
 import weakref
 from collections.abc import Sequence
 
-from . import _cpython, _log, _platform, _progress, _stop_log
+from . import _cpython, _log, _platform, _progress, _stop_log, _transport
 from ._bus import Link
 from ._deadlines import escalation_end, join_grace_end, level_deadline
 from ._escalation import escalate, signal_members
@@ -348,6 +348,7 @@ def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], obj
                 table=table,
                 watch=watch,
                 watched=not (st.child.joined and st.link.member_pid in (None, st.child.pid)),
+                dead_owner=_transport.dead_owner,
             )
     for st in mine:
         if not st.begun:
@@ -803,7 +804,7 @@ def at_exit(reason: str, deadline: float | None) -> None:
         return
     tree = Tree([], markers=exited)
     if tree.alive():
-        signal_members(tree.alive(), Outcome.STOPPED)
+        signal_members([m for m in tree.alive() if not m.companion], Outcome.STOPPED)
         end = deadline if deadline is not None else time.monotonic() + max(exited.values())
         tree.wait_gone(max(0.0, end - time.monotonic()))
         escalate([tree])

@@ -355,21 +355,32 @@ def owner_is_dead(endpoint: str, owner: tuple[int, int] | None = None) -> bool:
         owner: If given, ``(pid, start ticks)``: also False unless the owner
             file names that very process (`start_ticks`).
     """
+    return dead_owner(endpoint, owner) is not None
+
+
+def dead_owner(endpoint: str, owner: tuple[int, int] | None = None) -> int | None:
+    """The pid the process that made ``endpoint`` had, if it is provably
+    dead (see `owner_is_dead`, which takes the same arguments); else None."""
     if not _platform.LINUX or not endpoint.startswith("ipc://"):
-        return False
+        return None
     path = os.path.dirname(endpoint[len("ipc://") :])
-    return _owner_is_provably_dead(path, _platform.pid_namespace() or "-", owner)
+    return _provably_dead_owner(path, _platform.pid_namespace() or "-", owner)
 
 
 def _owner_is_provably_dead(path: str, namespace: str, owner: tuple[int, int] | None = None) -> bool:
     """`sweep_stale_runtime_dirs`' test of one directory ``path`` (and, if
     ``owner`` is given, that its owner file names that process)."""
+    return _provably_dead_owner(path, namespace, owner) is not None
+
+
+def _provably_dead_owner(path: str, namespace: str, owner: tuple[int, int] | None = None) -> int | None:
+    """The dead owner's pid, if ``path`` passes `_owner_is_provably_dead`; else None."""
     import stat
 
     try:
         st = os.lstat(path)
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-            return False
+            return None
         fd = os.open(os.path.join(path, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         try:
             signed = os.fstat(fd)
@@ -378,12 +389,13 @@ def _owner_is_provably_dead(path: str, namespace: str, owner: tuple[int, int] | 
             os.close(fd)
         fields = text.decode("ascii", "replace").split()
         if len(fields) != 3 or not (fields[0].isdigit() and fields[2].isdigit()) or fields[1] != namespace:
-            return False
-        if owner is not None and (int(fields[0]), int(fields[2])) != owner:
-            return False
-        return fields[0] != str(os.getpid()) and start_ticks(int(fields[0])) != int(fields[2])
+            return None
+        pid, ticks = int(fields[0]), int(fields[2])
+        if owner is not None and (pid, ticks) != owner:
+            return None
+        return pid if pid != os.getpid() and start_ticks(pid) != ticks else None
     except (OSError, ValueError, OverflowError):
-        return False  # not provably dead
+        return None  # not provably dead
 
 
 def _remove_flat_directory(path: str) -> None:

@@ -22,6 +22,8 @@ Rules of this module:
 * Failing to read a process's state is never taken for its exit (fail
   closed): a process we could not check stays in the tree, counts as
   running, is signalled by pid if need be, and is reported ``unchecked``.
+  Nor is a zombie leader whose other threads still run: its process has
+  not ended, and its children come to a subreaper only once it has.
 * psutil is reached through `_processes`, but for the few calls a walk
   makes itself (imported by the functions, never at the top).
 """
@@ -184,6 +186,11 @@ class Tree:
         watched: False for the tree of a member, which watches and reports
             it itself: its processes are taken in without a watch until
             `alive` is first asked (see the rules above).
+        dead_owner: Returns the pid the process that made an endpoint had, if
+            it is provably dead (`_transport.dead_owner`).  A process that
+            inherited, in ``SHUTDOWNBUS_BELOW``, the endpoint of a member
+            that a dead process of this tree spawned is of this tree too
+            (when both are killed, it comes to us).
     """
 
     def __init__(
@@ -196,14 +203,17 @@ class Tree:
         watch: _platform.ExitWatch | None = None,
         adopt_from: Callable[[], Iterable[int]] | None = None,
         watched: bool = True,
+        dead_owner: Callable[[str], int | None] | None = None,
     ) -> None:
         self.roots = list(roots)
+        self._first_roots = frozenset(self.roots)  # a stop moves its roots to what outlived them
         self.watched = watched
         self._unwatched: list[Member] = []  # taken in while not watched
         self.markers = frozenset(markers)
         self.not_ours = not_ours
         self.adopt_from = adopt_from
         self.prune = prune
+        self.dead_owner = dead_owner
         self.watch = watch if watch is not None else _platform.ExitWatch()
         self.members: dict[int, Member] = {}
         self.returncodes: dict[int, int] = {}  # of members we reaped (as their subreaper)
@@ -319,7 +329,8 @@ class Tree:
                 return False
             args = cmdline(proc)
             # A command line is read from a process that is no zombie: its state is read only without one.
-            zombie = not args and proc.status() == psutil.STATUS_ZOMBIE
+            # A zombie leader with threads left is ending, not gone (see `_watch_the_rest`).
+            zombie = not args and proc.status() == psutil.STATUS_ZOMBIE and not _platform.threads_left(pid)
         except psutil.Error:
             return False
         name, companion = self._name(proc, parent, describe_process(proc, args))
@@ -347,7 +358,9 @@ class Tree:
         for m in taken:
             if m.gone:
                 continue
-            if m.checked():
+            # A zombie leader with threads left is ending now: its children
+            # come to us when its last thread ends, which is when the watch sees it go.
+            if m.checked() or _platform.threads_left(m.pid):
                 self.watch.add(m.pid, functools.partial(_gone, m))
             else:
                 m.mark_gone(None, now, running_at=m.seen_at)
@@ -395,8 +408,19 @@ class Tree:
                 return False  # unreadable now (in the middle of its exec, or gone): ask again next time
             # The endpoint it was spawned on (a non-member's descendants, a member's forks),
             # or the one that a member's plain descendants inherited from it (`ENV_BELOW`).
-            self._marked[proc.pid] = not self.markers.isdisjoint((environ.get(ENV_ENDPOINT), environ.get(ENV_BELOW)))
+            below = environ.get(ENV_BELOW)
+            self._marked[proc.pid] = not self.markers.isdisjoint((environ.get(ENV_ENDPOINT), below)) or (
+                below is not None and self._spawned_by_the_dead(below)
+            )
         return self._marked[proc.pid]
+
+    def _spawned_by_the_dead(self, endpoint: str) -> bool:
+        """Whether ``endpoint`` was made by a process of this tree that is
+        dead (its owner: see ``dead_owner``)."""
+        if self.dead_owner is None:
+            return False
+        owner = self.dead_owner(endpoint)
+        return owner is not None and (owner in self.members or owner in self._first_roots)
 
     def alive(self) -> list[Member]:
         """Members still running (a zombie counts as gone), deepest first.
@@ -507,8 +531,9 @@ class Tree:
 
 
 def _gone(member: Member) -> bool:
-    """Whether ``member`` is gone (for `_platform.ExitWatch`: unreadable counts as running)."""
-    return not member.checked()
+    """Whether ``member`` is gone (for `_platform.ExitWatch`: unreadable
+    counts as running; so does a zombie leader with threads left)."""
+    return not member.checked() and not _platform.threads_left(member.pid)
 
 
 def _child_exited(pid: int) -> bool:

@@ -189,6 +189,36 @@ def test_what_a_member_starts_while_it_stops_is_ended_and_reported_when_it_is_ki
 
 
 @pytest.mark.skipif(not LINUX, reason="re-parented to a subreaper (elsewhere: to init; Windows: the job ends it)")
+def test_what_a_member_below_a_killed_one_started_is_ended_and_reported(tmp_path: Path) -> None:
+    """As above, one level down: our member M spawned member Q, whose
+    cleanup starts the process; M and Q are then both SIGKILLed.  The process
+    comes to us carrying Q's endpoint, not M's, but M made Q's endpoint, and
+    M is a dead process of the stopped tree: so the process is of that tree
+    too (its runtime directory's owner file says who made it)."""
+    log = tmp_path / "log"
+    below = [sys.executable, str(PROGRAMS / "cleanup_starts_a_process.py"), str(log), "hang"]
+    cmd = [sys.executable, "-m", "shutdownbus.conformance.member", "--child", *below]
+    env = dict(os.environ, SHUTDOWNBUS_CONFORMANCE_CHILD="1")  # that it spawns its --child
+    with reaped(shutdownbus.spawn(cmd, env=env, ready_timeout=READY), descendants=True) as child:
+        start = time.monotonic()
+        thread, box = stop_in_thread(child, TIMEOUT)
+        wait_for(lambda: logged(log, "late") != [], TIMEOUT, "the cleanup started nothing")
+        ((_, value),) = logged(log, "late")
+        late = int(value)
+        member_below = psutil.Process(late).ppid()  # Q, held in its cleanup
+        kill(child.pid)
+        kill(member_below)
+        report = finish(thread, box, start)
+        left = alive([child.pid, member_below, late])
+    assert left == [], report
+    entry = report.entry(late)
+    assert entry is not None and entry.name == "sleep.py" and not entry.member, report
+    # Asked to go as it came (`terminated` when it comes as the sweep escalates), not at the deadline.
+    assert entry.outcome in ("stopped", "terminated"), report
+    assert entry.seconds is not None and entry.seconds < TIMEOUT, report
+
+
+@pytest.mark.skipif(not LINUX, reason="re-parented to a subreaper (elsewhere: to init; Windows: the job ends it)")
 def test_what_a_killed_member_started_by_other_means_is_ended_by_its_stop(tmp_path: Path) -> None:
     """A member of ours is SIGKILLed outside any stop: the plain subprocess
     it started gets nothing from the kernel, and is re-parented to us.  It

@@ -109,7 +109,7 @@ def test_node_member_refuses_a_bad_hand_over_in_one_line(env: dict[str, str], me
 
 
 def test_a_node_member_hands_its_endpoint_to_what_it_starts_by_other_means() -> None:
-    """Protocol 2.5: once joined, ``SHUTDOWNBUS_BELOW`` holds the endpoint it
+    """Protocol 2.6: once joined, ``SHUTDOWNBUS_BELOW`` holds the endpoint it
     joined, so a plain child inherits it (its parent tells it by that should
     the member be killed); a child it spawns carries only its own endpoint."""
     assert NODE is not None

@@ -386,3 +386,48 @@ def test_a_name_seen_in_a_process_first_moment_is_read_again() -> None:
                 tree.watch.close()
         finally:
             kill(shell.pid)
+
+
+#: Its main thread ends (pthread_exit) once told, while another sleeps: a
+#: zombie leader whose process runs on, and whose children would come to a
+#: subreaper only when its last thread ends.
+ZOMBIE_LEADER = (
+    "import ctypes, sys, threading, time\n"
+    "threading.Thread(target=time.sleep, args=(600,)).start()\n"
+    "print('up', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "ctypes.CDLL(None).pthread_exit(None)\n"
+)
+
+
+@pytest.mark.skipif(not LINUX, reason="a zombie leader, in /proc")
+def test_a_zombie_leader_with_threads_left_is_watched_until_its_last_thread_ends() -> None:
+    """A member's tree, taken in unwatched, is looked at once the member is
+    gone: a process there whose main thread has ended but not the others is
+    ending, not gone, whether it was so at the first look or became so
+    later.  A stop took it for gone, and ended before what it started came
+    to it (tests/test_faults.py's killed member below a killed member, about
+    1 run in 20)."""
+    argv = ["sh", "-c", '"$@"; exit 0', "sh", sys.executable, "-c", ZOMBIE_LEADER]
+    shell = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert shell.stdout is not None and shell.stdin is not None and shell.stdout.readline() == "up\n"
+        before = Tree([shell.pid], watched=False)  # it runs, all its threads
+        (leader,) = before.members.values()
+        shell.stdin.write("end your main thread\n")
+        shell.stdin.flush()
+        wait_for(lambda: leader.proc.status() == psutil.STATUS_ZOMBIE, 30, "its main thread did not end")
+        assert _platform.threads_left(leader.pid)
+        after = Tree([shell.pid], watched=False)  # a zombie at the first look
+        for tree in (before, after):
+            assert [m.pid for m in tree.alive()] == [leader.pid]  # watched, not taken for gone
+        kill(leader.pid)
+        for tree in (before, after):
+            assert tree.wait_gone(30) == []
+            assert tree.members[leader.pid].gone_at is not None  # its exit was seen as it happened
+    finally:
+        with contextlib.suppress(psutil.Error):
+            for proc in psutil.Process(shell.pid).children():
+                proc.kill()
+        shell.kill()
+        shell.wait(30)

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
         pid_namespace,
         pids_of_this_user,
         started_at,
+        threads_left,
     )
     from ._requests import (
         CTRL_BREAK,
@@ -149,6 +150,7 @@ _WHERE = {
     "started_at": "_procfs",
     "stopped_returncodes": "_requests",
     "suspended_creation_flag": "_jobs",
+    "threads_left": "_procfs",
     "wait_alone_in_namespace": "_init_duties",
     "wake_main_thread": "_waking",
     "wake_signal": "_waking",
@@ -221,6 +223,7 @@ __all__ = [
     "started_at",
     "stopped_returncodes",
     "suspended_creation_flag",
+    "threads_left",
     "wait_alone_in_namespace",
     "wait_exited",
     "wake_main_thread",

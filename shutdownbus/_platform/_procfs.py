@@ -91,6 +91,20 @@ def has_exited(pid: int) -> bool:
     return stat[after_name : after_name + 1] in (b"Z", b"X", b"")
 
 
+def threads_left(pid: int) -> bool:
+    """Linux: whether ``pid``, a zombie, still has threads that have not
+    exited: a leader that ended before the rest of its process, whose
+    children are re-parented only when the last thread has.  False if it
+    is gone, and on every other OS; True if it cannot be told (fail closed)."""
+    if not LINUX:
+        return False
+    try:
+        tids = _listdir_unless_gone(f"{PROC}/{pid}/task")
+    except OSError:
+        return True
+    return tids is not None and len(tids) > 1
+
+
 def started_at(pid: int) -> float | None:
     """Linux: when ``pid`` started, on psutil's clock (the boot time plus the
     start time in /proc/PID/stat), read without psutil; None if it is gone
