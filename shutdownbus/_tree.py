@@ -147,6 +147,8 @@ class Member:
 
         try:
             running = bool(self.proc.is_running() and self.proc.status() != psutil.STATUS_ZOMBIE)
+            # A zombie leader with threads left: its process runs on (see the rules above).
+            running = running or (self.proc.status() == psutil.STATUS_ZOMBIE and _platform.threads_left(self.pid))
         except psutil.Error:
             running = False
         except OSError:
@@ -187,10 +189,11 @@ class Tree:
             it itself: its processes are taken in without a watch until
             `alive` is first asked (see the rules above).
         dead_owner: Returns the pid the process that made an endpoint had, if
-            it is provably dead (`_transport.dead_owner`).  A process that
-            inherited, in ``SHUTDOWNBUS_BELOW``, the endpoint of a member
-            that a dead process of this tree spawned is of this tree too
-            (when both are killed, it comes to us).
+            it is provably dead (`_transport.dead_owner`).  A process
+            re-parented to us that inherited, in ``SHUTDOWNBUS_BELOW``, the
+            endpoint of a member that a dead process of this tree spawned is
+            of this tree too (that member is gone too, or the process would
+            not have come to us).
     """
 
     def __init__(
@@ -358,9 +361,7 @@ class Tree:
         for m in taken:
             if m.gone:
                 continue
-            # A zombie leader with threads left is ending now: its children
-            # come to us when its last thread ends, which is when the watch sees it go.
-            if m.checked() or _platform.threads_left(m.pid):
+            if m.checked():
                 self.watch.add(m.pid, functools.partial(_gone, m))
             else:
                 m.mark_gone(None, now, running_at=m.seen_at)
@@ -392,7 +393,7 @@ class Tree:
                 proc = psutil.Process(pid)
             except psutil.Error:
                 continue
-            if self.marked(proc) and self._add(pid, os.getpid(), 1, proc):
+            if (self.marked(proc) or self._orphaned_below_the_dead(proc)) and self._add(pid, os.getpid(), 1, proc):
                 found.append(pid)
         return found
 
@@ -408,19 +409,23 @@ class Tree:
                 return False  # unreadable now (in the middle of its exec, or gone): ask again next time
             # The endpoint it was spawned on (a non-member's descendants, a member's forks),
             # or the one that a member's plain descendants inherited from it (`ENV_BELOW`).
-            below = environ.get(ENV_BELOW)
-            self._marked[proc.pid] = not self.markers.isdisjoint((environ.get(ENV_ENDPOINT), below)) or (
-                below is not None and self._spawned_by_the_dead(below)
-            )
+            self._marked[proc.pid] = not self.markers.isdisjoint((environ.get(ENV_ENDPOINT), environ.get(ENV_BELOW)))
         return self._marked[proc.pid]
 
-    def _spawned_by_the_dead(self, endpoint: str) -> bool:
-        """Whether ``endpoint`` was made by a process of this tree that is
-        dead (its owner: see ``dead_owner``)."""
+    def _orphaned_below_the_dead(self, proc: psutil.Process) -> bool:
+        """Whether ``proc``, one of our children that is not ours by spawn
+        (so every process between it and us has died), carries in
+        ``SHUTDOWNBUS_BELOW`` the endpoint of a member that a process of this
+        tree spawned and that is dead (see ``dead_owner``).  It counts as
+        marked from then on."""
         if self.dead_owner is None:
             return False
-        owner = self.dead_owner(endpoint)
-        return owner is not None and (owner in self.members or owner in self._first_roots)
+        below = environment_of(proc).get(ENV_BELOW)
+        owner = self.dead_owner(below) if below else None
+        if owner is None or not (owner in self.members or owner in self._first_roots):
+            return False
+        self._marked[proc.pid] = True
+        return True
 
     def alive(self) -> list[Member]:
         """Members still running (a zombie counts as gone), deepest first.
@@ -473,8 +478,8 @@ class Tree:
             if _platform.is_unreaped_child(pid):
                 mine[pid] = functools.partial(_child_exited, pid)
             elif member is not None and member.proc.is_running():
-                # Without its pidfd (past the cap, or no descriptor left) a
-                # zombie counts as exited, though threads of it may be left.
+                # Without its pidfd (past the cap, or no descriptor left):
+                # asked now and then (`_gone`: a zombie leader with threads left runs).
                 mine[pid] = functools.partial(_gone, member)
         _platform.wait_exited(mine, timeout)
 
@@ -533,7 +538,7 @@ class Tree:
 def _gone(member: Member) -> bool:
     """Whether ``member`` is gone (for `_platform.ExitWatch`: unreadable
     counts as running; so does a zombie leader with threads left)."""
-    return not member.checked() and not _platform.threads_left(member.pid)
+    return not member.checked()
 
 
 def _child_exited(pid: int) -> bool:

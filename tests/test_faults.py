@@ -194,7 +194,9 @@ def test_what_a_member_below_a_killed_one_started_is_ended_and_reported(tmp_path
     cleanup starts the process; M and Q are then both SIGKILLed.  The process
     comes to us carrying Q's endpoint, not M's, but M made Q's endpoint, and
     M is a dead process of the stopped tree: so the process is of that tree
-    too (its runtime directory's owner file says who made it)."""
+    too (its runtime directory's owner file says who made it).  Or a look
+    finds it below Q, whose main thread went first (a zombie leader), while
+    Q's last threads end: then it is of the tree by that look."""
     log = tmp_path / "log"
     below = [sys.executable, str(PROGRAMS / "cleanup_starts_a_process.py"), str(log), "hang"]
     cmd = [sys.executable, "-m", "shutdownbus.conformance.member", "--child", *below]
@@ -213,9 +215,9 @@ def test_what_a_member_below_a_killed_one_started_is_ended_and_reported(tmp_path
     assert left == [], report
     entry = report.entry(late)
     assert entry is not None and entry.name == "sleep.py" and not entry.member, report
-    # Asked to go as it came (`terminated` when it comes as the sweep escalates), not at the deadline.
+    # Asked to go as it comes to us; or, when a look found it below Q while
+    # Q's last threads were ending, terminated at the deadline.
     assert entry.outcome in ("stopped", "terminated"), report
-    assert entry.seconds is not None and entry.seconds < TIMEOUT, report
 
 
 @pytest.mark.skipif(not LINUX, reason="re-parented to a subreaper (elsewhere: to init; Windows: the job ends it)")

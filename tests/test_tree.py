@@ -33,6 +33,8 @@ from conftest import (
 
 import shutdownbus
 from shutdownbus import _platform
+from shutdownbus._escalation import signal_members
+from shutdownbus._outcome import Outcome
 from shutdownbus._tree import ProcessTable, Tree
 
 
@@ -421,10 +423,12 @@ def test_a_zombie_leader_with_threads_left_is_watched_until_its_last_thread_ends
         after = Tree([shell.pid], watched=False)  # a zombie at the first look
         for tree in (before, after):
             assert [m.pid for m in tree.alive()] == [leader.pid]  # watched, not taken for gone
-        kill(leader.pid)
+        signal_members(after.alive(), Outcome.STOPPED)  # not skipped as gone: it gets its SIGTERM
         for tree in (before, after):
             assert tree.wait_gone(30) == []
             assert tree.members[leader.pid].gone_at is not None  # its exit was seen as it happened
+            tree.watch.close()
+        assert after.members[leader.pid].outcome == "stopped"
     finally:
         with contextlib.suppress(psutil.Error):
             for proc in psutil.Process(shell.pid).children():
