@@ -332,7 +332,7 @@ class Tree:
                 return False
             args = cmdline(proc)
             # A command line is read from a process that is no zombie: its state is read only without one.
-            # A zombie leader with threads left is ending, not gone (see `_watch_the_rest`).
+            # A zombie leader with threads left is ending, not gone (see the rules above).
             zombie = not args and proc.status() == psutil.STATUS_ZOMBIE and not _platform.threads_left(pid)
         except psutil.Error:
             return False
@@ -415,9 +415,9 @@ class Tree:
     def _orphaned_below_the_dead(self, proc: psutil.Process) -> bool:
         """Whether ``proc``, one of our children that is not ours by spawn
         (so every process between it and us has died), carries in
-        ``SHUTDOWNBUS_BELOW`` the endpoint of a member that a process of this
-        tree spawned and that is dead (see ``dead_owner``).  It counts as
-        marked from then on."""
+        ``SHUTDOWNBUS_BELOW`` the endpoint of a member spawned by a process
+        of this tree that is dead (see ``dead_owner``).  It counts as marked
+        from then on."""
         if self.dead_owner is None:
             return False
         below = environment_of(proc).get(ENV_BELOW)
@@ -428,7 +428,7 @@ class Tree:
         return True
 
     def alive(self) -> list[Member]:
-        """Members still running (a zombie counts as gone), deepest first.
+        """Members still running (a zombie counts as gone, unless threads of it are left), deepest first.
 
         A tree taken in unwatched is looked at now, and watched from then on.
         """
