@@ -492,12 +492,14 @@ REFRESH_EVERY = 0.25
 #: How often it looks below a member child that still runs (a tree it has
 #: not been asked about: `Tree`'s ``watched``).  That member stops and
 #: reports its own tree; the look only keeps what it started known here,
-#: should it be killed before it reports (on Linux, what inherited the
-#: member's endpoint is found without it: `_environment.ENV_BELOW`).  At
-#: every level of a tree of members the looks covered all that lies below
-#: (processes x depth): in a member with ten leaf members, 7 of the 10 ms
-#: of CPU that its wait took (the 111-process tree).
-MEMBER_TREE_REFRESH_EVERY = 1.0
+#: should it be killed before it reports.  On Linux what inherited the
+#: member's endpoint comes to us and is found without it
+#: (`_environment.ENV_BELOW`), so it looks every second there; elsewhere
+#: (no subreaper) as often as below other children.  At every level of a
+#: tree of members the looks covered all that lies below (processes x
+#: depth): in a member with ten leaf members, 7 of the 10 ms of CPU that
+#: its wait took (the 111-process tree).
+MEMBER_TREE_REFRESH_EVERY = 1.0 if _platform.orphans_stay_in_the_tree() else REFRESH_EVERY
 
 
 def _refresh(trees: list[Tree]) -> None:
