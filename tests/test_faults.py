@@ -163,6 +163,13 @@ def test_a_member_that_crashes_in_its_cleanup(tmp_path: Path, how: str, returnco
         assert f"{name} cleanup" in log_lines(log)  # the stop was forwarded before the crash
 
 
+def late_pid(log: Path) -> int:
+    """The pid of the process that tests/programs/cleanup_starts_a_process.py's cleanup started, once it has."""
+    wait_for(lambda: logged(log, "late") != [], TIMEOUT, "the cleanup started nothing")
+    ((_, value),) = logged(log, "late")
+    return int(value)
+
+
 @pytest.mark.skipif(not LINUX, reason="re-parented to a subreaper (elsewhere: to init; Windows: the job ends it)")
 def test_what_a_member_starts_while_it_stops_is_ended_and_reported_when_it_is_killed(tmp_path: Path) -> None:
     """A member's cleanup starts a process that cannot hear the bus, and the
@@ -175,9 +182,7 @@ def test_what_a_member_starts_while_it_stops_is_ended_and_reported_when_it_is_ki
     with reaped(shutdownbus.spawn(cmd, ready_timeout=READY), descendants=True) as child:
         start = time.monotonic()
         thread, box = stop_in_thread(child, TIMEOUT)
-        wait_for(lambda: logged(log, "late") != [], TIMEOUT, "the cleanup started nothing")
-        ((_, value),) = logged(log, "late")
-        late = int(value)
+        late = late_pid(log)
         kill(child.pid)
         report = finish(thread, box, start)
         left = alive([child.pid, late])
@@ -204,9 +209,7 @@ def test_what_a_member_below_a_killed_one_started_is_ended_and_reported(tmp_path
     with reaped(shutdownbus.spawn(cmd, env=env, ready_timeout=READY), descendants=True) as child:
         start = time.monotonic()
         thread, box = stop_in_thread(child, TIMEOUT)
-        wait_for(lambda: logged(log, "late") != [], TIMEOUT, "the cleanup started nothing")
-        ((_, value),) = logged(log, "late")
-        late = int(value)
+        late = late_pid(log)
         member_below = psutil.Process(late).ppid()  # Q, held in its cleanup
         kill(child.pid)
         kill(member_below)
@@ -268,9 +271,7 @@ def test_the_tree_of_a_member_is_looked_at_during_its_stop(tmp_path: Path) -> No
     with reaped(shutdownbus.spawn(cmd, ready_timeout=READY), descendants=True) as child:
         start = time.monotonic()
         thread, box = stop_in_thread(child, TIMEOUT)
-        wait_for(lambda: logged(log, "late") != [], TIMEOUT, "the cleanup started nothing")
-        ((_, value),) = logged(log, "late")
-        late = int(value)
+        late = late_pid(log)
         wait_for(lambda: seen_by_the_stop(child, late), TIMEOUT + LOOSE, "the stop never saw the late process")
         # Not at the deadline's look: that one comes after this instant.
         assert time.monotonic() < start + TIMEOUT, "the member's tree was looked at only at the deadline"
