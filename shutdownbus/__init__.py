@@ -43,7 +43,7 @@ __version__ = "0.1.0"
 
 #: Where each public name that loads on first use lives.  Importing the
 #: package loads only the exceptions: the command line (``shutdownbus list``,
-#: ``--help``) needs neither pyzmq nor the bus, a member loads them with its
+#: ``--help``) needs neither ZeroMQ nor the bus, a member loads them with its
 #: first `join`, and only a spawning or stopping process needs subprocess,
 #: psutil or the report.
 _LAZY = {

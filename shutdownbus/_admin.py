@@ -30,9 +30,7 @@ import os
 import time
 from collections.abc import Callable
 
-import zmq
-
-from . import _log, _platform, _progress, _registry, _transport
+from . import _log, _platform, _progress, _registry, _transport, _zmq
 from ._deadlines import ESCALATION_MARGIN
 from ._endpoint_owner import holds_endpoint
 from ._errors import AuthenticationError, ChannelError, ProtocolError, RegistryError
@@ -50,7 +48,9 @@ if TYPE_CHECKING:
     from ._progress import StopProgress
 
 HANDSHAKE_TIMEOUT = 5.0
-_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+_FAILED = (
+    _zmq.EVENT_HANDSHAKE_FAILED_AUTH | _zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | _zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
 
 
 def send_stop(
@@ -162,7 +162,7 @@ def _lead(
     watcher: Callable[[StopProgress], object] | None,
 ) -> StopReport | None:
     keys = _transport.ChannelKeys.from_encoded(entry.secret)
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    ctx: _zmq.Context = _zmq.Context()
     try:
         sock, monitor = _transport.connect_child_socket(ctx, keys, entry.endpoint, _FAILED)
         channel = Channel(Role.PARENT, keys.secret)
@@ -185,7 +185,7 @@ def _lead(
                 _progress.call(watcher, lambda: _progress.of_tree(tree, running, t0, t0 + timeout))
 
         if not wait:
-            sock.setsockopt(zmq.LINGER, 1000)  # let the stop leave before we close
+            sock.setsockopt(_zmq.LINGER, 1000)  # let the stop leave before we close
             return None
         reported = _wait(sock, channel, root, tree, t0 + timeout + ESCALATION_MARGIN, progress)
         if is_running(root) and not _our_init_is_done(root, reported):
@@ -359,7 +359,7 @@ def _the_root_holds_its_channel(entry: _registry.Entry) -> bool:
     return holds is True
 
 
-def _handshake(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], channel: Channel) -> None:
+def _handshake(sock: _zmq.Socket, monitor: _zmq.Socket, channel: Channel) -> None:
     """Knock, then answer the root until the channel is established.
 
     The knock waits (in the poll, like everything else here) until the
@@ -370,9 +370,9 @@ def _handshake(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], channel: Cha
     knock is tried again a moment later.
     """
     end = time.monotonic() + HANDSHAKE_TIMEOUT
-    poller = zmq.Poller()
-    poller.register(sock, zmq.POLLIN | zmq.POLLOUT)
-    poller.register(monitor, zmq.POLLIN)
+    poller = _zmq.Poller()
+    poller.register(sock, _zmq.POLLIN | _zmq.POLLOUT)
+    poller.register(monitor, _zmq.POLLIN)
     knocked = False
     while not channel.established:
         remaining = end - time.monotonic()
@@ -382,14 +382,14 @@ def _handshake(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], channel: Cha
         if monitor in ready:
             if _transport.monitor_event(monitor.recv_multipart()) & _FAILED:
                 raise AuthenticationError("the tree's root refused the admin credential (authentication refused)")
-        if not knocked and ready.get(sock, 0) & zmq.POLLOUT:
+        if not knocked and ready.get(sock, 0) & _zmq.POLLOUT:
             try:
-                sock.send(knock(), zmq.NOBLOCK)
+                sock.send(knock(), _zmq.NOBLOCK)
                 knocked = True
-                poller.modify(sock, zmq.POLLIN)
-            except zmq.Again:
+                poller.modify(sock, _zmq.POLLIN)
+            except _zmq.Again:
                 monitor.poll(KNOCK_RETRY_MS)  # not a spin: the monitor may report the refusal meanwhile
-        if ready.get(sock, 0) & zmq.POLLIN:
+        if ready.get(sock, 0) & _zmq.POLLIN:
             try:
                 _, reply = channel.receive(sock.recv())
             except ProtocolError as exc:
@@ -399,7 +399,7 @@ def _handshake(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], channel: Cha
 
 
 def _wait(
-    sock: zmq.Socket[bytes],
+    sock: _zmq.Socket,
     channel: Channel,
     root: psutil.Process,
     tree: Tree,
@@ -413,11 +413,11 @@ def _wait(
     `LOOK_EVERY` (processes started since, the progress line).
     """
     reported: list[ReportEntry] = []
-    poller = zmq.Poller()
-    poller.register(sock, zmq.POLLIN)
+    poller = _zmq.Poller()
+    poller.register(sock, _zmq.POLLIN)
     gone_fd = _platform.exit_fd(root.pid)
     if gone_fd is not None:
-        poller.register(gone_fd, zmq.POLLIN)
+        poller.register(gone_fd, _zmq.POLLIN)
     try:
         looked = 0.0
         while (remaining := deadline - time.monotonic()) > 0:

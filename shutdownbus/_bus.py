@@ -25,9 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-import zmq
-
-from . import _log, _platform, _protocol, _transport
+from . import _log, _platform, _protocol, _transport, _zmq
 from ._deadlines import MAX_BUDGET, level_deadline
 from ._errors import ChannelError, ProtocolError
 from ._protocol import Ack, Channel, Established, Event, Farewell, Ready, Report, Role, Stop, is_knock
@@ -52,12 +50,12 @@ MAX_REPORTED = 20_000
 #: or the parent's last ack to a child that said it.
 FAREWELL_LINGER = 50
 _MONITORED = (
-    zmq.EVENT_DISCONNECTED
-    | zmq.EVENT_CLOSED
-    | zmq.EVENT_HANDSHAKE_SUCCEEDED
-    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    _zmq.EVENT_DISCONNECTED
+    | _zmq.EVENT_CLOSED
+    | _zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | _zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | _zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | _zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
 
 
@@ -73,17 +71,17 @@ JOIN_ATTEMPTS = 3
 #: What each event of the parent's socket means for a child that joins (a
 #: failure is never said to be another: a slow handshake is not a wrong credential).
 _JOIN_FAILURES = {
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the parent refused this process's credentials (a secret or endpoint not"
+    _zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the parent refused this process's credentials (a secret or endpoint not"
     " from this spawn)",
-    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the transport handshake with the parent failed: the endpoint does not"
+    _zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the transport handshake with the parent failed: the endpoint does not"
     " speak CURVE as shutdownbus does",
     # What a child sees when the parent's ZAP handler refuses its key: the parent
     # closes the connection (EPIPE), as it does with one that took too long.
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the parent closed the connection during the transport handshake: either"
+    _zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the parent closed the connection during the transport handshake: either"
     " this process's secret is not its spawn's, or it took over"
     f" {_transport.HANDSHAKE_IVL_MS / 1000:g} s to authenticate (a heavily loaded machine)",
-    zmq.EVENT_DISCONNECTED: "the parent's end of the channel closed",
-    zmq.EVENT_CLOSED: "the parent's end of the channel closed",
+    _zmq.EVENT_DISCONNECTED: "the parent's end of the channel closed",
+    _zmq.EVENT_CLOSED: "the parent's end of the channel closed",
     # Disconnected before the handshake completed: the parent is gone, or it
     # dropped a connection that had not authenticated within HANDSHAKE_IVL_MS.
     0: "the connection to the parent closed before the handshake completed (the parent exited, or this"
@@ -115,7 +113,7 @@ class Link:
             (`_protocol.Farewell`); ``on_farewell`` is called then, on the bus thread.
     """
 
-    def __init__(self, keys: _transport.ChannelKeys, sock: zmq.Socket[bytes], endpoint: str, domain: bytes) -> None:
+    def __init__(self, keys: _transport.ChannelKeys, sock: _zmq.Socket, endpoint: str, domain: bytes) -> None:
         self.keys = keys
         self.sock = sock
         self.endpoint = endpoint
@@ -154,8 +152,8 @@ class Upstream:
     def __init__(
         self,
         keys: _transport.ChannelKeys,
-        sock: zmq.Socket[bytes],
-        monitor: zmq.Socket[bytes] | None,
+        sock: _zmq.Socket,
+        monitor: _zmq.Socket | None,
         pid: int,
         name: str,
         *,
@@ -195,20 +193,20 @@ class Bus:
         _protocol.load()  # now, not with a frame that comes while this process exits
         self._on_stop = on_stop
         self._on_parent_lost = on_parent_lost
-        self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self.ctx.setsockopt(zmq.LINGER, 0)
+        self.ctx: _zmq.Context = _zmq.Context()
+        self.ctx.setsockopt(_zmq.LINGER, 0)
         self.runtime = _transport.RuntimeDir()
-        self.links: dict[zmq.Socket[bytes], Link] = {}
+        self.links: dict[_zmq.Socket, Link] = {}
         self.upstream: Upstream | None = None
-        self._zap: zmq.Socket[bytes] | None = None
+        self._zap: _zmq.Socket | None = None
         self._allowed: dict[bytes, bytes] = {}
         self._domains = itertools.count(1)
         self._commands: collections.deque[Callable[[], object]] = collections.deque()
         self._wake_lock = threading.Lock()
         self._setup_lock = threading.Lock()
         self._wake = _platform.WakeChannel()
-        self._poller = zmq.Poller()
-        self._poller.register(self._wake.fileno(), zmq.POLLIN)
+        self._poller = _zmq.Poller()
+        self._poller.register(self._wake.fileno(), _zmq.POLLIN)
         self._running = True
         self._warned: set[str] = set()
         self._watched: dict[int, Callable[[], None]] = {}  # other descriptors: callback when readable
@@ -240,7 +238,7 @@ class Bus:
 
     def _bind(
         self, keys: _transport.ChannelKeys, max_frame: int = _protocol.MAX_FRAME_SIZE
-    ) -> tuple[zmq.Socket[bytes], str, bytes]:
+    ) -> tuple[_zmq.Socket, str, bytes]:
         """Bind a socket that the ZAP handler opens to ``keys``' client only."""
         self._ensure_zap()
         domain = f"sb{next(self._domains)}".encode()
@@ -260,7 +258,7 @@ class Bus:
 
         def adopt() -> None:
             self.links[sock] = link
-            self._poller.register(sock, zmq.POLLIN)
+            self._poller.register(sock, _zmq.POLLIN)
 
         self.call(adopt)
         return link
@@ -270,11 +268,11 @@ class Bus:
             if self._zap is None:
                 # The ZAP handler must be bound before the first CURVE server
                 # socket, or libzmq would admit every client.
-                zap = _transport.new_socket(self.ctx, zmq.REP)
-                zap.setsockopt(zmq.LINGER, 0)
+                zap = _transport.new_socket(self.ctx, _zmq.REP)
+                zap.setsockopt(_zmq.LINGER, 0)
                 zap.bind(_transport.ZAP_ENDPOINT)
                 self._zap = zap
-                self.call(lambda: self._poller.register(zap, zmq.POLLIN))
+                self.call(lambda: self._poller.register(zap, _zmq.POLLIN))
 
     def close_link(self, link: Link) -> None:
         """Close a channel whose child is gone (any thread)."""
@@ -306,8 +304,8 @@ class Bus:
 
         def adopt() -> None:
             self.upstream = up
-            self._poller.register(sock, zmq.POLLIN)
-            self._poller.register(monitor, zmq.POLLIN)
+            self._poller.register(sock, _zmq.POLLIN)
+            self._poller.register(monitor, _zmq.POLLIN)
             self._send(sock, up.channel.start())
 
         self.call(adopt)
@@ -328,19 +326,19 @@ class Bus:
             # limit on our side of it, none is lost in a flood (a lost
             # DISCONNECTED kept the count above 0, and the heap untrimmed).
             address = f"inproc://shutdownbus-admin-monitor-{id(sock)}"
-            sock.monitor(address, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
-            monitor = sock.context.socket(zmq.PAIR)
-            monitor.rcvhwm = 0
+            sock.monitor(address, _zmq.EVENT_ACCEPTED | _zmq.EVENT_DISCONNECTED)
+            monitor = sock.context.socket(_zmq.PAIR)
+            monitor.setsockopt(_zmq.RCVHWM, 0)
             monitor.connect(address)
-        except zmq.ZMQError:
+        except _zmq.ZMQError:
             monitor = None  # no descriptor for it: the channel works, uncounted
 
         def adopt() -> None:
             self.upstream = up
-            self._poller.register(sock, zmq.POLLIN)
+            self._poller.register(sock, _zmq.POLLIN)
             if monitor is not None:
                 self._admin_peers = _AdminPeers(monitor)
-                self._poller.register(monitor, zmq.POLLIN)
+                self._poller.register(monitor, _zmq.POLLIN)
 
         self.call(adopt)
         return up, endpoint
@@ -350,7 +348,7 @@ class Bus:
 
         def adopt() -> None:
             self._watched[fd] = on_readable
-            self._poller.register(fd, zmq.POLLIN)
+            self._poller.register(fd, _zmq.POLLIN)
 
         self.call(adopt)
 
@@ -445,7 +443,7 @@ class Bus:
         while self._running:
             try:
                 ready = dict(self._poller.poll())
-            except zmq.ZMQError as exc:
+            except _zmq.ZMQError as exc:
                 if exc.errno == errno.EINTR:
                     continue
                 raise
@@ -483,15 +481,15 @@ class Bus:
             if not self._running:
                 return
 
-    def _send(self, sock: zmq.Socket[bytes], frame: bytes) -> bool:
+    def _send(self, sock: _zmq.Socket, frame: bytes) -> bool:
         try:
-            sock.send(frame, zmq.NOBLOCK)
-        except zmq.Again:
+            sock.send(frame, _zmq.NOBLOCK)
+        except _zmq.Again:
             # No peer (it is gone: its exit or the monitor tells the rest), or
             # a peer that does not read (its deadline deals with it).  Common
             # at the end of a stop, and nothing to act on here.
             return False
-        except zmq.ZMQError as exc:
+        except _zmq.ZMQError as exc:
             self._warn_once("send", f"shutdownbus: could not send a control message ({exc})")
             return False
         return True
@@ -501,18 +499,18 @@ class Bus:
             self._warned.add(key)
             _log.warning(message)
 
-    def _frames(self, sock: zmq.Socket[bytes]) -> list[bytes]:
+    def _frames(self, sock: _zmq.Socket) -> list[bytes]:
         frames: list[bytes] = []
         while len(frames) < 100:  # bounded work per wake-up; poll() brings us back
             try:
-                frames.append(sock.recv(zmq.NOBLOCK))
-            except zmq.Again:
+                frames.append(sock.recv(_zmq.NOBLOCK))
+            except _zmq.Again:
                 break
         return frames
 
     def _events(
         self,
-        sock: zmq.Socket[bytes],
+        sock: _zmq.Socket,
         channel: Callable[[], Channel],
         peer: str,
         knock: Callable[[], None] | None = None,
@@ -596,15 +594,15 @@ class Bus:
         monitor = up.monitor
         while monitor is not None:
             try:
-                event = _transport.monitor_event(monitor.recv_multipart(zmq.NOBLOCK))
-            except zmq.Again:
+                event = _transport.monitor_event(monitor.recv_multipart(_zmq.NOBLOCK))
+            except _zmq.Again:
                 return
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if event == _zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 up.handshook = True
             elif self._may_connect_again(up, event):
                 self._connect_again(up)
                 return  # the old monitor's events are gone with it
-            elif event in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
+            elif event in (_zmq.EVENT_DISCONNECTED, _zmq.EVENT_CLOSED):
                 if not up.lost.is_set():
                     up.lost.set()
                     up.acked.set()  # nobody is left to acknowledge anything
@@ -617,7 +615,7 @@ class Bus:
         """Whether a failure of the transport handshake with our parent may
         have been only slow (see `JOIN_ATTEMPTS`)."""
         return (
-            event in (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED)
+            event in (_zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, _zmq.EVENT_DISCONNECTED, _zmq.EVENT_CLOSED)
             and not up.handshook
             and not up.channel.established
             and up.attempts < JOIN_ATTEMPTS
@@ -643,8 +641,8 @@ class Bus:
             up.monitor = None
             return
         up.channel = Channel(Role.CHILD, up.keys.secret, pid=up.pid, name=up.name)
-        self._poller.register(up.sock, zmq.POLLIN)
-        self._poller.register(up.monitor, zmq.POLLIN)
+        self._poller.register(up.sock, _zmq.POLLIN)
+        self._poller.register(up.monitor, _zmq.POLLIN)
         self._send(up.sock, up.channel.start())
 
     def _on_link_frames(self, link: Link) -> None:
@@ -692,7 +690,7 @@ class _AdminPeers:
     FLOOD = 256
     AGAIN = 1.0  # seconds from the trim after a flood to the second one
 
-    def __init__(self, monitor: zmq.Socket[bytes]) -> None:
+    def __init__(self, monitor: _zmq.Socket) -> None:
         self.monitor = monitor
         self.open = 0  # connections now
         self.burst = 0  # connections since there were none
@@ -702,14 +700,14 @@ class _AdminPeers:
         """Read the monitor's events (bounded work per wake-up; poll() brings us back)."""
         for _ in range(1000):
             try:
-                event = _transport.monitor_event(self.monitor.recv_multipart(zmq.NOBLOCK))
-            except zmq.Again:
+                event = _transport.monitor_event(self.monitor.recv_multipart(_zmq.NOBLOCK))
+            except _zmq.Again:
                 return
-            if event == zmq.EVENT_ACCEPTED:
+            if event == _zmq.EVENT_ACCEPTED:
                 self.open += 1
                 self.burst += 1
                 self.since_release += 1
-            elif event == zmq.EVENT_DISCONNECTED:
+            elif event == _zmq.EVENT_DISCONNECTED:
                 self.open = max(0, self.open - 1)
             if (self.open == 0 and self.burst >= self.FLOOD) or self.since_release >= 4 * self.FLOOD:
                 # A trim during the flood does not count as the one after it:

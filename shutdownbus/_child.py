@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from types import TracebackType
-from typing import Any  # at run time (Child's base); a spawning process has it from pyzmq anyway
+from typing import Any  # at run time (Child's base)
 
 from . import _cpython, _environment, _guard, _log, _member, _platform, _processes, _remains, _stop
 from ._deadlines import DEFAULT_STOP_TIMEOUT, MAX_BUDGET

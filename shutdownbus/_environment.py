@@ -32,3 +32,7 @@ ENV_BELOW = "SHUTDOWNBUS_BELOW"
 # User settings: they stay in the environment and are inherited.
 ENV_TRANSPORT = "SHUTDOWNBUS_TRANSPORT"
 ENV_RUNTIME_DIR = "SHUTDOWNBUS_RUNTIME_DIR"
+# "pyzmq": reach ZeroMQ through pyzmq rather than through our own binding to
+# the libzmq it bundles (`_zmq`); for comparing the two, and a way out
+# should ours misbehave somewhere.
+ENV_ZMQ_BINDING = "SHUTDOWNBUS_ZMQ_BINDING"

@@ -33,9 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
-import zmq
-
-from . import _cpython, _environment, _log, _platform, _stop_log, _transport
+from . import _cpython, _environment, _log, _platform, _stop_log, _transport, _zmq
 from ._bus import Bus, Upstream
 from ._deadlines import DEFAULT_STOP_TIMEOUT, ESCALATION_MARGIN, children_deadline, stop_timeout_from
 from ._errors import ChannelError, ShutdownBusError
@@ -147,7 +145,7 @@ def get_bus() -> Bus:
         if _state.bus is None:
             try:
                 _state.bus = Bus(on_stop=_on_stop, on_parent_lost=_on_parent_lost)
-            except (zmq.ZMQError, OSError) as exc:
+            except (_zmq.ZMQError, OSError) as exc:
                 why = f"cannot start shutdownbus's thread ({exc}); is the process out of file descriptors?"
                 raise ChannelError(why) from None
         if not _state.exit_hook:

@@ -18,10 +18,10 @@ Rules of this module:
   its owner (an ``owner`` file in it) and removed at its exit; one that a
   killed process left is removed later, once its owner is provably dead
   (`sweep_stale_runtime_dirs`, which ``shutdownbus send-stop`` calls).
-* pyzmq is imported by the functions that use it, not by this module:
-  ``shutdownbus list`` reads the variables' names here (through the
-  registry and the process trees) and has no socket to make.  Whatever
-  calls these functions (`_bus`, `_admin`) has loaded pyzmq already.
+* The ZeroMQ binding (`_zmq`) is imported by the functions that use it, not
+  by this module: ``shutdownbus list`` reads the variables' names here
+  (through the registry and the process trees) and has no socket to make.
+  Whatever calls these functions (`_bus`, `_admin`) has loaded it already.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from ._protocol import MAX_FRAME_SIZE, SECRET_SIZE
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
-    import zmq
+    from . import _zmq
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 # libzmq counts CURVE's per-message overhead (33 bytes) against
@@ -100,15 +100,15 @@ class ChannelKeys:
         Returns:
             The channel's keys.
         """
-        import zmq
+        from . import _zmq
 
         server_secret = _curve_secret(secret, b"curve-server")
         client_secret = _curve_secret(secret, b"curve-client")
         return cls(
             secret=bytearray(secret),
-            server_public=zmq.curve_public(server_secret),
+            server_public=_zmq.curve_public(server_secret),
             server_secret=server_secret,
-            client_public=zmq.curve_public(client_secret),
+            client_public=_zmq.curve_public(client_secret),
             client_secret=client_secret,
         )
 
@@ -141,23 +141,23 @@ class ChannelKeys:
 
     def client_public_raw(self) -> bytes:
         """The child's public key in the 32-byte form ZAP requests carry."""
-        from zmq.utils import z85
+        from . import _zmq
 
-        return z85.decode(self.client_public)
+        return _zmq.z85_decode(self.client_public)
 
 
 def _curve_secret(secret: bytes | bytearray, label: bytes) -> bytes:
-    from zmq.utils import z85
+    from . import _zmq
 
     raw = hmac_sha256(secret, b"shutdownbus/1 " + label)
-    return z85.encode(raw)
+    return _zmq.z85_encode(raw)
 
 
 def curve_available() -> bool:
     """Whether this libzmq was built with CURVE security."""
-    import zmq
+    from . import _zmq
 
-    return bool(zmq.has("curve"))
+    return bool(_zmq.has("curve"))
 
 
 def _require_curve() -> None:
@@ -170,12 +170,12 @@ def _require_curve() -> None:
 
 def use_tcp() -> bool:
     """Whether channels use tcp on loopback rather than ipc."""
-    import zmq
+    from . import _zmq
 
     choice = os.environ.get(ENV_TRANSPORT, "").strip().lower()
     if choice not in ("", "ipc", "tcp"):
         raise ChannelError(f"{ENV_TRANSPORT} must be 'ipc' or 'tcp', not {choice!r}")
-    return choice == "tcp" or _platform.WINDOWS or not zmq.has("ipc")
+    return choice == "tcp" or _platform.WINDOWS or not _zmq.has("ipc")
 
 
 class RuntimeDir:
@@ -425,48 +425,48 @@ def _remove_flat_directory(path: str) -> None:
     os.rmdir(path)
 
 
-def new_socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int) -> zmq.Socket[bytes]:
+def new_socket(ctx: _zmq.Context, kind: int) -> _zmq.Socket:
     """A new zmq socket.
 
     Raises:
         ChannelError: it cannot be made (no file descriptor left, a terminated context).
     """
-    import zmq
+    from . import _zmq
 
     try:
         return ctx.socket(kind)
-    except zmq.ZMQError as exc:
+    except _zmq.ZMQError as exc:
         why = f"cannot create a control channel ({exc}); is the process out of file descriptors?"
         raise ChannelError(why) from None
 
 
-def _channel_socket(ctx: zmq.Context[zmq.Socket[bytes]], max_frame: int = MAX_FRAME_SIZE) -> zmq.Socket[bytes]:
+def _channel_socket(ctx: _zmq.Context, max_frame: int = MAX_FRAME_SIZE) -> _zmq.Socket:
     """A PAIR socket with what both ends of a channel need: CURVE (checked),
     no linger, and frames capped at ``max_frame``.
 
     Raises:
         ChannelError: no CURVE here, or the socket cannot be made or set.
     """
-    import zmq
+    from . import _zmq
 
     _require_curve()
-    sock = new_socket(ctx, zmq.PAIR)
+    sock = new_socket(ctx, _zmq.PAIR)
     try:
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, max_frame + CURVE_OVERHEAD)
-    except zmq.ZMQError as exc:
+        sock.setsockopt(_zmq.LINGER, 0)
+        sock.setsockopt(_zmq.MAXMSGSIZE, max_frame + CURVE_OVERHEAD)
+    except _zmq.ZMQError as exc:
         sock.close(0)
         raise ChannelError(f"cannot set up a control channel ({exc})") from None
     return sock
 
 
 def bind_parent_socket(
-    ctx: zmq.Context[zmq.Socket[bytes]],
+    ctx: _zmq.Context,
     keys: ChannelKeys,
     domain: str,
     runtime: RuntimeDir,
     max_frame: int = MAX_FRAME_SIZE,
-) -> tuple[zmq.Socket[bytes], str]:
+) -> tuple[_zmq.Socket, str]:
     """Create and bind the parent's end of a new channel.
 
     Args:
@@ -483,22 +483,22 @@ def bind_parent_socket(
     Raises:
         ChannelError: the socket cannot be bound.
     """
-    import zmq
+    from . import _zmq
 
     sock = _channel_socket(ctx, max_frame)
     try:
-        sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
-        sock.curve_server = True
-        sock.curve_secretkey = keys.server_secret
-        sock.curve_publickey = keys.server_public
-        sock.zap_domain = domain.encode()
+        sock.setsockopt(_zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
+        sock.setsockopt(_zmq.CURVE_SERVER, 1)
+        sock.setsockopt(_zmq.CURVE_SECRETKEY, keys.server_secret)
+        sock.setsockopt(_zmq.CURVE_PUBLICKEY, keys.server_public)
+        sock.setsockopt(_zmq.ZAP_DOMAIN, domain.encode())
         if use_tcp():
             sock.bind("tcp://127.0.0.1:*")
-            endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            endpoint = sock.getsockopt_string(_zmq.LAST_ENDPOINT)
         else:
             endpoint = runtime.next_endpoint()
             sock.bind(endpoint)
-    except zmq.ZMQError as exc:
+    except _zmq.ZMQError as exc:
         sock.close(0)
         raise ChannelError(
             f"cannot bind a control channel ({exc}); check {ENV_RUNTIME_DIR} or try {ENV_TRANSPORT}=tcp"
@@ -510,8 +510,8 @@ def bind_parent_socket(
 
 
 def connect_child_socket(
-    ctx: zmq.Context[zmq.Socket[bytes]], keys: ChannelKeys, endpoint: str, monitor_events: int
-) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
+    ctx: _zmq.Context, keys: ChannelKeys, endpoint: str, monitor_events: int
+) -> tuple[_zmq.Socket, _zmq.Socket]:
     """Create the child's end of its channel and connect it to the parent.
 
     Reconnection is off: once the parent's end goes away, the channel is gone
@@ -530,23 +530,23 @@ def connect_child_socket(
     Raises:
         ChannelError: the endpoint is invalid.
     """
-    import zmq
+    from . import _zmq
 
     if not endpoint.startswith(("ipc://", "tcp://")):
         raise ChannelError(f"{ENV_ENDPOINT} is not a shutdownbus endpoint; start this process with shutdownbus.spawn()")
     sock = _channel_socket(ctx)
     try:
-        sock.setsockopt(zmq.RECONNECT_IVL, -1)
-        sock.curve_serverkey = keys.server_public
-        sock.curve_publickey = keys.client_public
-        sock.curve_secretkey = keys.client_secret
+        sock.setsockopt(_zmq.RECONNECT_IVL, -1)
+        sock.setsockopt(_zmq.CURVE_SERVERKEY, keys.server_public)
+        sock.setsockopt(_zmq.CURVE_PUBLICKEY, keys.client_public)
+        sock.setsockopt(_zmq.CURVE_SECRETKEY, keys.client_secret)
         monitor = sock.get_monitor_socket(monitor_events)
-    except zmq.ZMQError as exc:
+    except _zmq.ZMQError as exc:
         sock.close(0)
         raise ChannelError(f"cannot set up the channel to the parent ({exc})") from None
     try:
         sock.connect(endpoint)
-    except zmq.ZMQError as exc:
+    except _zmq.ZMQError as exc:
         sock.disable_monitor()
         monitor.close(0)
         sock.close(0)

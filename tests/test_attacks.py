@@ -52,7 +52,7 @@ from conftest import PROGRAMS, fuzz_examples, reaped, use_transport
 from zmq.utils.monitor import parse_monitor_message
 
 import shutdownbus
-from shutdownbus import _admin, _member, _registry, _transport
+from shutdownbus import _admin, _member, _registry, _transport, _zmq
 from shutdownbus._protocol import (
     MAX_FRAME_SIZE,
     PROTOCOL_VERSION,
@@ -153,6 +153,14 @@ def victims(tmp_path: Path) -> Iterator[Callable[..., Victim]]:
 @pytest.fixture
 def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+@pytest.fixture
+def bus_ctx() -> Iterator[_zmq.Context]:
+    """A context of the binding the bus runs on, for peers that use the bus's own functions."""
+    context = _zmq.Context()
     yield context
     context.destroy(linger=0)
 
@@ -382,7 +390,7 @@ class Impostor:
     Used on a spawn whose process never joins, so the PAIR socket is free for it.
     """
 
-    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], child: shutdownbus.Child) -> None:
+    def __init__(self, ctx: _zmq.Context, child: shutdownbus.Child) -> None:
         self.ctx, self.child = ctx, child
         self.keys = child._link.keys
         self.sock, self.monitor = _transport.connect_child_socket(
@@ -437,7 +445,7 @@ class Impostor:
         self.sock.close(0)
 
 
-def attach(ctx: zmq.Context[zmq.Socket[bytes]], child: shutdownbus.Child) -> Impostor:
+def attach(ctx: _zmq.Context, child: shutdownbus.Child) -> Impostor:
     """An impostor that the parent's PAIR socket took as its peer.
 
     The PAIR socket drops a new connection while the last one is still being
@@ -574,19 +582,19 @@ def test_member_drops_untagged_forged_and_malformed_frames_and_obeys_only_the_re
 
 
 @pytest.mark.usefixtures("our_bus_stays_healthy")
-def test_parent_decoder_survives_garbage_from_a_key_holder_and_stays_in_step(ctx: Any) -> None:
+def test_parent_decoder_survives_garbage_from_a_key_holder_and_stays_in_step(bus_ctx: _zmq.Context) -> None:
     """A peer with the child's keys (on a spawn whose process never joins) sends
     the parent junk of every kind, an oversized frame (cut by the transport,
     which disconnects it), and then does the handshake properly: the parent
     still completes it, and its later stop and ack verify."""
     rng = random.Random(FUZZ_SEED)
     with reaped(placeholder()) as child:
-        first = Impostor(ctx, child)
+        first = Impostor(bus_ctx, child)
         assert first.wait_event(zmq.EVENT_HANDSHAKE_SUCCEEDED, LOOSE)
         first.sock.send(b"\0" * (MAX_FRAME_SIZE + _transport.CURVE_OVERHEAD + 1))
         assert first.wait_event(zmq.EVENT_DISCONNECTED, LOOSE), "an oversized frame did not end the connection"
         first.close()
-        imp = attach(ctx, child)
+        imp = attach(bus_ctx, child)
         junk = garbage_bodies(rng) + BAD_BODIES + [random_frame(rng) for _ in range(300)]
         junk += [b"\0" * LARGEST, knock(), body("proof", {"proof": b"\0" * 32})]
         for frame in junk:
@@ -613,11 +621,11 @@ def test_parent_decoder_survives_garbage_from_a_key_holder_and_stays_in_step(ctx
         imp.close()
 
 
-def test_a_frame_of_the_largest_size_the_protocol_allows_is_delivered(ctx: Any) -> None:
+def test_a_frame_of_the_largest_size_the_protocol_allows_is_delivered(bus_ctx: _zmq.Context) -> None:
     """The parent's transport takes a frame of MAX_FRAME_SIZE (one of more
     than that plus CURVE's overhead ends the connection: see the test above)."""
     with reaped(placeholder()) as child:
-        imp = attach(ctx, child)
+        imp = attach(bus_ctx, child)
         imp.events()  # those of attaching
         imp.sock.send(b"\0" * MAX_FRAME_SIZE)
         # The parent reads a connection's frames in order: a hello answered
@@ -635,7 +643,7 @@ def test_a_frame_of_the_largest_size_the_protocol_allows_is_delivered(ctx: Any) 
 ROOT = str(PROGRAMS / "registered_root.py")
 
 
-def admin_session(ctx: zmq.Context[zmq.Socket[bytes]], entry: _registry.Entry) -> tuple[zmq.Socket[bytes], Channel]:
+def admin_session(ctx: _zmq.Context, entry: _registry.Entry) -> tuple[_zmq.Socket, Channel]:
     """Knock on a registered root's admin channel and complete the handshake, as send-stop does."""
     keys = _transport.ChannelKeys.from_encoded(entry.secret)
     for _attempt in range(10):  # a PAIR socket takes one admin at a time; the last one may still be leaving
@@ -657,7 +665,11 @@ def admin_session(ctx: zmq.Context[zmq.Socket[bytes]], entry: _registry.Entry) -
 
 @pytest.mark.usefixtures("our_bus_stays_healthy")
 def test_a_stop_from_one_connection_is_refused_on_the_next(
-    ctx: Any, runtime_dir: str, tmp_path: Path, victims: Callable[..., Victim], monkeypatch: pytest.MonkeyPatch
+    bus_ctx: _zmq.Context,
+    runtime_dir: str,
+    tmp_path: Path,
+    victims: Callable[..., Victim],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Replay.  A registered root serves every admin with the same credential,
     each on a fresh handshake: the stop frame of one admin session (captured
@@ -677,10 +689,10 @@ def test_a_stop_from_one_connection_is_refused_on_the_next(
         assert root.stdout is not None and root.stdout.readline() == "registered\n"
         entry = _registry.read("replayed")
         assert entry is not None
-        sock, channel = admin_session(ctx, entry)
+        sock, channel = admin_session(bus_ctx, entry)
         captured = channel.send(Stop("replayed", 5.0))  # what went out on the wire in session 1
         sock.close(0)  # session 1 ends before its stop is delivered: an eavesdropper keeps it
-        sock, channel = admin_session(ctx, entry)
+        sock, channel = admin_session(bus_ctx, entry)
         sock.send(captured)  # same position (the first tagged frame after accept), older keys
         sock.send(captured)
         sock.send(channel.send(Stop("real", 5.0)))

@@ -29,9 +29,8 @@ from collections.abc import Callable
 
 import msgpack
 import psutil
-import zmq
 
-from .. import _deadlines, _platform, _protocol, _transport
+from .. import _deadlines, _platform, _protocol, _transport, _zmq
 from .._environment import ENV_ENDPOINT, ENV_SECRET, ENV_STOP_TIMEOUT
 from .._errors import ProtocolError
 from .._hmac import hmac_sha256
@@ -86,9 +85,9 @@ class Session:
         # case ends it.  (With a ZAP handler in the context, closing a CURVE
         # server socket alone does not end the connection: libzmq 4.3.5 keeps
         # it until the context ends, and the member would see nothing.)
-        self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self.ctx.setsockopt(zmq.LINGER, 0)
-        self.zap = self.ctx.socket(zmq.REP)
+        self.ctx: _zmq.Context = _zmq.Context()
+        self.ctx.setsockopt(_zmq.LINGER, 0)
+        self.zap = self.ctx.socket(_zmq.REP)
         self.zap.bind(_transport.ZAP_ENDPOINT)
         self.domain = b"sb1"
         self.allowed = {self.domain: self.keys.client_public_raw()}
@@ -123,14 +122,14 @@ class Session:
     def recv(self, timeout: float) -> bytes | None:
         """The next frame from the member, or None on timeout or when it exited."""
         end = time.monotonic() + timeout
-        poller = zmq.Poller()
-        poller.register(self.sock, zmq.POLLIN)
-        poller.register(self.zap, zmq.POLLIN)
+        poller = _zmq.Poller()
+        poller.register(self.sock, _zmq.POLLIN)
+        poller.register(self.zap, _zmq.POLLIN)
         while True:
             self.serve_zap()
             try:
-                return self.sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
+                return self.sock.recv(_zmq.NOBLOCK)
+            except _zmq.Again:
                 pass
             if self.poll_exit() is not None:
                 return None
@@ -152,8 +151,8 @@ class Session:
 
     def send(self, frame: bytes) -> None:
         try:
-            self.sock.send(frame, zmq.NOBLOCK)
-        except zmq.Again:
+            self.sock.send(frame, _zmq.NOBLOCK)
+        except _zmq.Again:
             pass  # the member is gone: its exit settles the case
 
     def tagged(self, body: bytes, *, key: bytes | None = None, seq: int | None = None) -> bytes:

@@ -468,8 +468,7 @@ def generate() -> dict[str, Any]:
     Returns:
         A JSON-ready dict; `dumps` gives the committed file's text.
     """
-    from zmq.utils import z85
-
+    from .. import _zmq
     from .._transport import ChannelKeys
 
     keys = ChannelKeys.derive(SECRET)
@@ -513,9 +512,9 @@ def generate() -> dict[str, Any]:
         "curve": {
             "secret": SECRET.hex(),
             "secret_env": keys.encoded_secret(),
-            "server_secret_raw": z85.decode(keys.server_secret).hex(),
-            "server_public_raw": z85.decode(keys.server_public).hex(),
-            "client_secret_raw": z85.decode(keys.client_secret).hex(),
+            "server_secret_raw": _zmq.z85_decode(keys.server_secret).hex(),
+            "server_public_raw": _zmq.z85_decode(keys.server_public).hex(),
+            "client_secret_raw": _zmq.z85_decode(keys.client_secret).hex(),
             "client_public_raw": keys.client_public_raw().hex(),
             "server_secret_z85": keys.server_secret.decode(),
             "server_public_z85": keys.server_public.decode(),
