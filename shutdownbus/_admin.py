@@ -242,7 +242,8 @@ def _lead(
         seconds = max([end - t0, *(e.seconds for e in entries if e.seconds is not None)])
         return StopReport(reason, entries, round(seconds, 6), tuple(sorted(tree.unchecked)))
     finally:
-        ctx.destroy(linger=0)
+        # Each socket's own linger: 0, or the one that lets a stop sent without waiting leave.
+        ctx.destroy()
 
 
 def _see_the_killed_end(tree: Tree, head: _RootHead, until: float) -> None:

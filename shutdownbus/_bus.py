@@ -195,7 +195,11 @@ class Bus:
         self._on_parent_lost = on_parent_lost
         self.ctx: _zmq.Context = _zmq.Context()
         self.ctx.setsockopt(_zmq.LINGER, 0)
-        self.runtime = _transport.RuntimeDir()
+        try:
+            self.runtime = _transport.RuntimeDir()
+        except BaseException:
+            self.ctx.term()  # its descriptors and threads: `get_bus` may be called again
+            raise
         self.links: dict[_zmq.Socket, Link] = {}
         self.upstream: Upstream | None = None
         self._zap: _zmq.Socket | None = None
@@ -204,7 +208,12 @@ class Bus:
         self._commands: collections.deque[Callable[[], object]] = collections.deque()
         self._wake_lock = threading.Lock()
         self._setup_lock = threading.Lock()
-        self._wake = _platform.WakeChannel()
+        try:
+            self._wake = _platform.WakeChannel()
+        except BaseException:
+            self.runtime.close()
+            self.ctx.term()
+            raise
         self._poller = _zmq.Poller()
         self._poller.register(self._wake.fileno(), _zmq.POLLIN)
         self._running = True
@@ -212,7 +221,13 @@ class Bus:
         self._watched: dict[int, Callable[[], None]] = {}  # other descriptors: callback when readable
         self._admin_peers: _AdminPeers | None = None  # a registered root's admin connections
         self.thread = threading.Thread(target=self._run, name="shutdownbus", daemon=True)
-        self.thread.start()
+        try:
+            self.thread.start()
+        except BaseException:
+            self._wake.close()
+            self.runtime.close()
+            self.ctx.term()
+            raise
 
     # -- any thread --
 

@@ -8,9 +8,10 @@ bus uses a small part of ZeroMQ, and this module binds that part only.
 
 Rules of this module:
 
-* It loads the libzmq of the pyzmq that ``import zmq`` would find (the wheel
-  bundles it: ``pyzmq.libs/`` on Linux, ``zmq/.dylibs/`` on macOS), never
-  another, and only a libzmq 4.3 or later with CURVE.  Where there is none
+* It loads the libzmq of the pyzmq that ``import zmq`` would load, found as
+  import finds it (the wheel bundles it: ``pyzmq.libs/`` on Linux,
+  ``zmq/.dylibs/`` on macOS), never another, and only a libzmq 4.3 or later
+  with CURVE.  Where there is none
   (Windows, whose wheel links libzmq into pyzmq's extension; a pyzmq built
   on the system's libzmq), importing this module raises ImportError and
   `_zmq` uses pyzmq instead.
@@ -25,7 +26,10 @@ Rules of this module:
 * ctypes releases the GIL for every call into libzmq, so a thread blocked in
   `Poller.poll` or `Context.term` holds nobody up.
 * Nothing is freed by a finalizer: a socket ends with `Socket.close`, a
-  context with `Context.term` or `Context.destroy`, as the bus does anyway.
+  context with `Context.term` or `Context.destroy`, and whoever makes one
+  ends it on every path.  A closed socket forgets its handle (libzmq may
+  give its memory to the next socket): using it raises ENOTSOCK, as a
+  poller that still holds it does.
 """
 
 from __future__ import annotations
@@ -75,22 +79,35 @@ _MIN_VERSION = (4, 3)
 
 
 def _library_path() -> str | None:
-    """The libzmq bundled with the pyzmq that ``import zmq`` would load, if any."""
-    for entry in sys.path:
-        base = entry or os.getcwd()
-        if not os.path.isdir(os.path.join(base, "zmq")):
-            continue
-        # The first entry with a zmq package is the one import would take:
-        # its own libzmq or none (never one of another pyzmq further on).
-        for folder, prefix, suffix in (("pyzmq.libs", "libzmq", ".so"), (os.path.join("zmq", ".dylibs"), "libzmq", "")):
+    """The libzmq bundled with the pyzmq that ``import zmq`` would load, if any.
+
+    pyzmq is found as import finds it (its spec, without importing it), and
+    its wheel's libzmq is taken only when there is exactly one: never a
+    library from anywhere else on the path.
+    """
+    module = sys.modules.get("zmq")
+    origin = getattr(module, "__file__", None) if module is not None else None
+    if module is None:
+        # What importlib.util.find_spec does (its import would load contextlib and functools).
+        for finder in sys.meta_path:
             try:
-                names = sorted(os.listdir(os.path.join(base, folder)))
-            except OSError:
+                spec = finder.find_spec("zmq", None)
+            except (AttributeError, ImportError, ValueError):
                 continue
-            for name in names:
-                if name.startswith(prefix) and (suffix in name if suffix else name.endswith(".dylib")):
-                    return os.path.join(base, folder, name)
+            if spec is not None:
+                origin = spec.origin if spec.submodule_search_locations is not None else None
+                break
+    if origin is None or os.path.basename(origin) != "__init__.py":
         return None
+    package = os.path.dirname(os.path.abspath(origin))
+    linux = (os.path.join(os.path.dirname(package), "pyzmq.libs"), ".so")  # auditwheel's place
+    macos = (os.path.join(package, ".dylibs"), ".dylib")  # delocate's
+    for folder, suffix in (linux, macos):
+        try:
+            names = [name for name in os.listdir(folder) if name.startswith("libzmq") and suffix in name]
+        except OSError:
+            continue
+        return os.path.join(folder, names[0]) if len(names) == 1 else None
     return None
 
 
@@ -125,7 +142,7 @@ def _load() -> ctypes.CDLL:
         "zmq_poll": (c_int, [c_void_p, c_int, ctypes.c_long]),
         "zmq_socket_monitor": (c_int, [c_void_p, c_char_p, c_int]),
         "zmq_curve_public": (c_int, [c_char_p, c_char_p]),
-        "zmq_z85_encode": (c_char_p, [c_char_p, c_char_p, c_size_t]),
+        "zmq_z85_encode": (c_void_p, [c_char_p, c_char_p, c_size_t]),
         "zmq_z85_decode": (c_void_p, [c_char_p, c_char_p]),
     }
     try:
@@ -218,9 +235,12 @@ def z85_encode(data: bytes) -> bytes:
     if len(data) % 4:
         raise ValueError("z85 encodes a multiple of 4 bytes")
     out = ctypes.create_string_buffer(len(data) * 5 // 4 + 1)
-    if _lib.zmq_z85_encode(out, data, len(data)) is None:
-        raise ValueError("cannot z85-encode these bytes")
-    return out.value
+    try:
+        if not _lib.zmq_z85_encode(out, data, len(data)):
+            raise ValueError("cannot z85-encode these bytes")
+        return out.value
+    finally:
+        ctypes.memset(out, 0, len(out))  # it may be a CURVE secret key (`_transport`)
 
 
 def z85_decode(text: bytes) -> bytes:
@@ -292,38 +312,44 @@ class Socket:
         handle = _lib.zmq_socket(context._handle, kind)
         if not handle:
             raise _error()
-        self._handle: int = handle
+        self._handle: int | None = handle
         self.closed = False
+
+    def _live(self) -> int:
+        """The handle; a closed socket's is gone (libzmq may have reused its memory)."""
+        if self._handle is None:
+            raise ZMQError(_errno.ENOTSOCK)
+        return self._handle
 
     def setsockopt(self, option: int, value: int | bytes) -> None:
         """Set an option: bytes as they are, ints as libzmq's int (int64 for `MAXMSGSIZE`)."""
         if isinstance(value, bytes):
-            _check(_lib.zmq_setsockopt(self._handle, option, value, len(value)))
+            _check(_lib.zmq_setsockopt(self._live(), option, value, len(value)))
             return
         number = ctypes.c_int64(value) if option in _INT64_OPTIONS else ctypes.c_int(value)
-        _check(_lib.zmq_setsockopt(self._handle, option, ctypes.byref(number), ctypes.sizeof(number)))
+        _check(_lib.zmq_setsockopt(self._live(), option, ctypes.byref(number), ctypes.sizeof(number)))
 
     def getsockopt(self, option: int) -> int:
         """An int option's value (`RCVMORE`, `LINGER`...)."""
         number = ctypes.c_int64() if option in _INT64_OPTIONS else ctypes.c_int()
         size = ctypes.c_size_t(ctypes.sizeof(number))
-        _check(_lib.zmq_getsockopt(self._handle, option, ctypes.byref(number), ctypes.byref(size)))
+        _check(_lib.zmq_getsockopt(self._live(), option, ctypes.byref(number), ctypes.byref(size)))
         return number.value
 
     def getsockopt_string(self, option: int) -> str:
         """A string option's value (`LAST_ENDPOINT`)."""
         buffer = ctypes.create_string_buffer(1024)
         size = ctypes.c_size_t(len(buffer))
-        _check(_lib.zmq_getsockopt(self._handle, option, buffer, ctypes.byref(size)))
+        _check(_lib.zmq_getsockopt(self._live(), option, buffer, ctypes.byref(size)))
         return buffer.value.decode()
 
     def bind(self, endpoint: str) -> None:
         """Bind to ``endpoint``."""
-        _check(_lib.zmq_bind(self._handle, endpoint.encode()))
+        _check(_lib.zmq_bind(self._live(), endpoint.encode()))
 
     def connect(self, endpoint: str) -> None:
         """Connect to ``endpoint``."""
-        _check(_lib.zmq_connect(self._handle, endpoint.encode()))
+        _check(_lib.zmq_connect(self._live(), endpoint.encode()))
 
     def send(self, data: bytes, flags: int = 0) -> None:
         """Send one frame (a copy of ``data``).
@@ -332,7 +358,7 @@ class Socket:
             Again: `NOBLOCK` and the frame cannot be queued now.
             ZMQError: libzmq refused it.
         """
-        while _lib.zmq_send(self._handle, data, len(data), flags) == -1:
+        while _lib.zmq_send(self._live(), data, len(data), flags) == -1:
             exc = _error()
             if exc.errno != _errno.EINTR:
                 raise exc
@@ -347,7 +373,7 @@ class Socket:
         msg = (ctypes.c_uint64 * (_MSG_SIZE // 8))()  # zmq_msg_t: 64 bytes, aligned
         _lib.zmq_msg_init(msg)
         try:
-            while _lib.zmq_msg_recv(msg, self._handle, flags) == -1:
+            while _lib.zmq_msg_recv(msg, self._live(), flags) == -1:
                 exc = _error()
                 if exc.errno != _errno.EINTR:
                     raise exc
@@ -383,11 +409,11 @@ class Socket:
 
     def monitor(self, address: str, events: int) -> None:
         """Publish this socket's ``events`` on the inproc PAIR ``address``."""
-        _check(_lib.zmq_socket_monitor(self._handle, address.encode(), events))
+        _check(_lib.zmq_socket_monitor(self._live(), address.encode(), events))
 
     def disable_monitor(self) -> None:
         """Stop publishing this socket's events."""
-        _check(_lib.zmq_socket_monitor(self._handle, None, 0))
+        _check(_lib.zmq_socket_monitor(self._live(), None, 0))
 
     def get_monitor_socket(self, events: int) -> Socket:
         """A PAIR socket that receives this socket's ``events`` (as pyzmq's)."""
@@ -404,13 +430,17 @@ class Socket:
     def close(self, linger: int | None = None) -> None:
         """Close the socket, letting queued frames go for ``linger`` ms first
         (its `LINGER` if None); closing a closed socket does nothing."""
-        if self.closed:
+        if self._handle is None:
             return
         if linger is not None:
-            self.setsockopt(LINGER, linger)
+            try:
+                self.setsockopt(LINGER, linger)
+            except ZMQError:
+                pass  # a context being terminated refuses options: the socket closes all the same
+        handle, self._handle = self._handle, None
         self.closed = True
         self.context._sockets.discard(self)
-        _lib.zmq_close(self._handle)
+        _lib.zmq_close(handle)
 
 
 class Poller:
@@ -449,10 +479,12 @@ class Poller:
             self._items = (_PollItem * len(self._order))()
             for item, target in zip(self._items, self._order, strict=True):
                 if isinstance(target, Socket):
-                    item.socket = target._handle
+                    item.socket = target._live()
                 else:
                     item.fd = target
                 item.events = self._registered[target]
+        if any(isinstance(target, Socket) and target.closed for target in self._order):
+            raise ZMQError(_errno.ENOTSOCK)  # its handle in the items may be another socket's by now
         wait = -1 if timeout is None or timeout < 0 else int(timeout)
         deadline = None if wait < 0 else time.monotonic() + wait / 1000
         while True:

@@ -20,6 +20,9 @@ import os
 
 from ._environment import ENV_ZMQ_BINDING
 
+#: Why pyzmq's binding is in use ("" when ours is): for a bug report.
+WHY_PYZMQ = ""
+
 try:
     if os.environ.get(ENV_ZMQ_BINDING, "").strip().lower() == "pyzmq":
         raise ImportError(f"{ENV_ZMQ_BINDING}=pyzmq")
@@ -60,7 +63,8 @@ try:
     )
 
     BINDING = "shutdownbus (ctypes)"
-except ImportError:
+except ImportError as exc:
+    WHY_PYZMQ = str(exc)
     import zmq
     from zmq import (  # type: ignore[assignment]
         CURVE_PUBLICKEY,
@@ -125,6 +129,7 @@ __all__ = [
     "RCVHWM",
     "RECONNECT_IVL",
     "REP",
+    "WHY_PYZMQ",
     "ZAP_DOMAIN",
     "Again",
     "Context",

@@ -9,6 +9,7 @@ run members on the other one.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -27,7 +28,9 @@ import shutdownbus
 from shutdownbus import _transport, _zmq
 from shutdownbus._environment import ENV_ZMQ_BINDING
 
-libzmq = pytest.importorskip("shutdownbus._libzmq", reason="no libzmq bundled with pyzmq here (Windows)")
+libzmq = pytest.importorskip(
+    "shutdownbus._libzmq", reason="no libzmq bundled with pyzmq here (Windows)", exc_type=ImportError
+)
 
 PACKAGE = Path(shutdownbus.__file__).parent
 LOOSE = 30.0
@@ -164,6 +167,41 @@ def test_errors_carry_libzmqs_errno_and_message() -> None:
         ctx.term()
     with pytest.raises(libzmq.ZMQError):
         ctx.socket(libzmq.PAIR)  # a terminated context makes no socket
+
+
+def test_a_closed_socket_is_refused_not_taken_for_another() -> None:
+    """libzmq may give a closed socket's memory to the next socket: a handle
+    kept after close would reach that one."""
+    ctx = libzmq.Context()
+    try:
+        sock = ctx.socket(libzmq.PAIR)
+        poller = libzmq.Poller()
+        poller.register(sock, libzmq.POLLIN)
+        sock.close()
+        others = [ctx.socket(libzmq.PAIR) for _ in range(3)]
+        for use in (lambda: sock.recv(libzmq.NOBLOCK), lambda: sock.getsockopt(libzmq.LINGER), lambda: poller.poll(0)):
+            with pytest.raises(libzmq.ZMQError) as caught:
+                use()
+            assert caught.value.errno == errno.ENOTSOCK
+        for other in others:
+            other.close(0)
+    finally:
+        ctx.term()
+
+
+def test_the_library_is_that_of_the_pyzmq_import_would_load(tmp_path: Path) -> None:
+    """A ``zmq`` folder that is no package, and a libzmq beside it, in the
+    working directory (first on ``sys.path`` under ``python -c``): import
+    takes the installed pyzmq, and so does the binding."""
+    (tmp_path / "zmq").mkdir()
+    (tmp_path / "pyzmq.libs").mkdir()
+    (tmp_path / "pyzmq.libs" / "libzmq-planted.so.5").write_bytes(b"not a library")
+    code = "from shutdownbus import _libzmq\nprint(_libzmq._library_path())\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == libzmq._library_path()
+    assert Path(done.stdout.strip()).parent == Path(zmq.__file__).parent.parent / "pyzmq.libs"
 
 
 def test_a_poller_takes_sockets_and_descriptors_and_lets_a_signal_through() -> None:

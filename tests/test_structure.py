@@ -238,10 +238,9 @@ def test_what_is_imported_for_type_checkers_is_used_in_annotations_only() -> Non
     assert offenders == set()
 
 
-#: Modules that may load typing and dataclasses when they run: the spawning
-#: side (its ``Child`` subclasses ``Popen[Any]``; a spawning process has
-#: typing from pyzmq anyway) and the asyncio and test helpers.
-TYPING_MAY_BE_IMPORTED_IN = {"_child", "aio", "testing", "pytest_plugin"}
+#: Modules that may load typing and dataclasses when they run: the asyncio
+#: and test helpers.
+TYPING_MAY_BE_IMPORTED_IN = {"aio", "testing", "pytest_plugin"}
 
 
 def test_typing_and_dataclasses_are_imported_for_type_checkers_only() -> None:

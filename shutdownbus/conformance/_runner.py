@@ -87,27 +87,31 @@ class Session:
         # it until the context ends, and the member would see nothing.)
         self.ctx: _zmq.Context = _zmq.Context()
         self.ctx.setsockopt(_zmq.LINGER, 0)
-        self.zap = self.ctx.socket(_zmq.REP)
-        self.zap.bind(_transport.ZAP_ENDPOINT)
-        self.domain = b"sb1"
-        self.allowed = {self.domain: self.keys.client_public_raw()}
-        self.sock, self.endpoint = _transport.bind_parent_socket(
-            self.ctx, self.keys, self.domain.decode(), runner.runtime
-        )
-        self.channel = Channel(Role.PARENT, self.keys.secret)
-        self.events_path = os.path.join(runner.tmp, f"events-{runner.domains}")
-        self.stderr_path = os.path.join(runner.tmp, f"stderr-{runner.domains}")
-        env = dict(os.environ)
-        env.update({
-            ENV_ENDPOINT: self.endpoint,
-            ENV_SECRET: self.keys.encoded_secret(),
-            ENV_STOP_TIMEOUT: repr(float(stop_timeout)),
-            ENV_EVENTS: self.events_path,
-            ENV_CHILD: "1" if child else "0",
-        })
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(runner.command, env=env, stdin=subprocess.DEVNULL, stderr=err)
-        del env
+        try:
+            self.zap = self.ctx.socket(_zmq.REP)
+            self.zap.bind(_transport.ZAP_ENDPOINT)
+            self.domain = b"sb1"
+            self.allowed = {self.domain: self.keys.client_public_raw()}
+            self.sock, self.endpoint = _transport.bind_parent_socket(
+                self.ctx, self.keys, self.domain.decode(), runner.runtime
+            )
+            self.channel = Channel(Role.PARENT, self.keys.secret)
+            self.events_path = os.path.join(runner.tmp, f"events-{runner.domains}")
+            self.stderr_path = os.path.join(runner.tmp, f"stderr-{runner.domains}")
+            env = dict(os.environ)
+            env.update({
+                ENV_ENDPOINT: self.endpoint,
+                ENV_SECRET: self.keys.encoded_secret(),
+                ENV_STOP_TIMEOUT: repr(float(stop_timeout)),
+                ENV_EVENTS: self.events_path,
+                ENV_CHILD: "1" if child else "0",
+            })
+            with open(self.stderr_path, "wb") as err:
+                self.proc = subprocess.Popen(runner.command, env=env, stdin=subprocess.DEVNULL, stderr=err)
+            del env
+        except BaseException:
+            self.ctx.destroy(0)  # its descriptors and threads: the runner goes on to the next case
+            raise
         self.nc = self.np = b""
         self.kpc = self.kcp = b""
         self.seq = 0  # the next p2c sequence number
