@@ -436,9 +436,9 @@ def _wait_and_escalate(
         # Wake at least every quarter second, to see such a change.
         wake_at = min(now + 0.25, *(st.deadline for st in pending))
         for st in pending:
-            if st.polite_sent or st.child.joined:
-                continue
             policy = st.child.stop_policy
+            if st.polite_sent or st.child.joined or policy.joins is True:
+                continue  # a declared member waits for its join, however slow (_policy's rule)
             # A child declared not to join gets no grace: its request goes now.
             grace_end = (
                 st.started if policy.joins is False else join_grace_end(st.link.opened_at, st.started, st.deadline)

@@ -149,6 +149,23 @@ def test_stop_issued_before_the_child_joined_is_delivered(tmp_path: Path) -> Non
     assert report.entries[0].outcome == "stopped"
 
 
+def test_a_declared_member_slower_to_join_than_the_grace_gets_the_bus_stop_not_the_request(tmp_path: Path) -> None:
+    """_policy: ``joins=True`` means "only the bus's stop and, past its
+    deadline, escalation".  A member whose start outlasts the join grace (a
+    loaded machine; here it sleeps before its import) was sent the polite
+    request at the grace's end (wine: TERMINATE, rc 1, in a loaded suite)."""
+    from shutdownbus._deadlines import JOIN_GRACE
+
+    code = (
+        f"import time\ntime.sleep({JOIN_GRACE * 2})\n"
+        "import shutdownbus\nshutdownbus.join()\nshutdownbus.ready()\ntime.sleep(600)\n"
+    )
+    child = shutdownbus.spawn([sys.executable, "-c", code], joins=True)
+    report = child.stop(timeout=30)
+    assert child.returncode == 0 and child.joined, report
+    assert (report.entries[0].outcome, report.entries[0].member) == ("stopped", True), report
+
+
 def test_child_that_ignores_the_stop_is_escalated_at_the_deadline(tmp_path: Path) -> None:
     log = tmp_path / "log"
     child = shutdownbus.spawn(member_cmd(log, "--on-stop", "ignore"), ready_timeout=READY)
