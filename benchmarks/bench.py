@@ -953,8 +953,9 @@ def _many(python: str, count: int, kind: str, way: str) -> float:
                 plain.append(subprocess.Popen([python, "-c", LINE_CHILD], stdout=subprocess.PIPE, cwd=BENCH_VENV))
             if way == "one after the other":
                 wait(children[-1] if children else plain[-1])
-        for child in [*children, *plain]:
-            wait(child)
+        if way == "all at once":
+            for child in [*children, *plain]:
+                wait(child)
         return time.perf_counter() - start
     finally:
         for child in children:

@@ -245,6 +245,34 @@ def test_a_poller_takes_sockets_and_descriptors_and_lets_a_signal_through() -> N
         ctx.destroy(0)
 
 
+def test_a_poller_of_many_tells_exactly_which_are_ready() -> None:
+    """Its results are read from the items' memory at once: the right
+    targets, the right events, in the order they were registered."""
+    pipes = [os.pipe() for _ in range(60)]
+    ctx = libzmq.Context()
+    sock = ctx.socket(libzmq.PAIR)
+    try:
+        poller = libzmq.Poller()
+        for read_fd, _ in pipes[:30]:
+            poller.register(read_fd, libzmq.POLLIN)
+        poller.register(sock, libzmq.POLLIN | libzmq.POLLOUT)
+        for read_fd, _ in pipes[30:]:
+            poller.register(read_fd, libzmq.POLLIN)
+        chosen = [pipes[3], pipes[31], pipes[59]]
+        for _, write_fd in chosen:
+            os.write(write_fd, b"x")
+        ready = poller.poll(LOOSE * 1000)
+        assert ready == [(pipes[3][0], libzmq.POLLIN), (pipes[31][0], libzmq.POLLIN), (pipes[59][0], libzmq.POLLIN)]
+        poller.unregister(pipes[31][0])
+        assert [target for target, _ in poller.poll(0)] == [pipes[3][0], pipes[59][0]]
+    finally:
+        sock.close(0)
+        ctx.term()
+        for fds in pipes:
+            for fd in fds:
+                os.close(fd)
+
+
 def ready_child(binding: str) -> list[str]:
     code = (
         "import os, sys, time, shutdownbus\n"
