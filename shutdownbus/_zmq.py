@@ -11,7 +11,8 @@ Rules of this module:
   (tests/test_libzmq.py checks it): a process then has one binding, and
   its sockets, pollers and errors are all of that binding.
 * Importing it loads a binding: whoever imports it is about to make a
-  socket.  `shutdownbus list` and the registry never import it.
+  socket.  A value of the variable other than ``pyzmq`` is refused
+  (ChannelError), as a wrong ``SHUTDOWNBUS_TRANSPORT`` is.  `shutdownbus list` and the registry never import it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from __future__ import annotations
 import os
 
 from ._environment import ENV_ZMQ_BINDING
+from ._errors import ChannelError
 
 #: Why pyzmq's binding is in use ("" when ours is): for a bug report.
 WHY_PYZMQ = ""
 
+_ASKED = os.environ.get(ENV_ZMQ_BINDING, "").strip().lower()
+if _ASKED not in ("", "pyzmq"):
+    raise ChannelError(f"{ENV_ZMQ_BINDING} must be 'pyzmq' or unset, not {_ASKED!r}")
+
 try:
-    if os.environ.get(ENV_ZMQ_BINDING, "").strip().lower() == "pyzmq":
+    if _ASKED == "pyzmq":
         raise ImportError(f"{ENV_ZMQ_BINDING}=pyzmq")
     from ._libzmq import (
         CURVE_PUBLICKEY,

@@ -273,6 +273,19 @@ def test_a_poller_of_many_tells_exactly_which_are_ready() -> None:
                 os.close(fd)
 
 
+def test_a_misspelt_binding_is_a_clear_error_not_ignored(tmp_path: Path) -> None:
+    """As a wrong SHUTDOWNBUS_TRANSPORT is: join() and the command line say
+    what the variable may be."""
+    env = {**os.environ, ENV_ZMQ_BINDING: "ctypes"}
+    code = "import shutdownbus\ntry:\n    shutdownbus.join()\nexcept shutdownbus.ChannelError as exc:\n    print(exc)\n"
+    child = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert child.stdout.strip() == f"{ENV_ZMQ_BINDING} must be 'pyzmq' or unset, not 'ctypes'", child
+    cli = [sys.executable, "-m", "shutdownbus", "run", "--", sys.executable, "-c", "pass"]
+    done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done
+    assert done.stderr.strip() == f"shutdownbus: {ENV_ZMQ_BINDING} must be 'pyzmq' or unset, not 'ctypes'", done
+
+
 def ready_child(binding: str) -> list[str]:
     code = (
         "import os, sys, time, shutdownbus\n"
