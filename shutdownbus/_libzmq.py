@@ -74,6 +74,7 @@ EVENT_HANDSHAKE_FAILED_PROTOCOL = 0x2000
 EVENT_HANDSHAKE_FAILED_AUTH = 0x4000
 
 _INT64_OPTIONS = frozenset({MAXMSGSIZE})  # the rest of those used here are ints
+_ETERM = 156384712 + 53  # ZMQ_HAUSNUMERO + 53: the context was terminated
 _MSG_SIZE = 64  # sizeof(zmq_msg_t)
 _MIN_VERSION = (4, 3)
 
@@ -279,7 +280,7 @@ class Context:
             ZMQError: it cannot be made.
         """
         if self._handle is None:
-            raise ZMQError(156384765)  # ETERM
+            raise ZMQError(_ETERM)
         sock = Socket(self, kind)
         self._sockets.add(sock)
         try:
@@ -400,7 +401,7 @@ class Socket:
             frames.append(frame)
         return frames
 
-    def poll(self, timeout: int | None = None, flags: int = POLLIN) -> int:
+    def poll(self, timeout: float | None = None, flags: int = POLLIN) -> int:
         """Wait up to ``timeout`` ms (forever if None) for ``flags``; the events that came."""
         poller = Poller()
         poller.register(self, flags)
