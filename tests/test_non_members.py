@@ -173,7 +173,8 @@ def test_what_a_killed_spawnee_leaves_behind_is_ended_by_its_spawner(tmp_path: P
         procs = [psutil.Process(pid) for pid in pids.values()]
         spawner.kill()
         spawner.wait()
-        assert wait_gone(procs, 30) == [], [p.cmdline() for p in procs if p.is_running()]
+        left = {p.pid for p in wait_gone(procs, 30)}
+        assert not left, {name: pid for name, pid in pids.items() if pid in left}
         assert not job.is_running() or job.status() == psutil.STATUS_ZOMBIE
     assert logged(log, "got stop") == [("m", "parent-lost")]
     assert [name for name, _ in logged(log, "cleanup")] == ["m"]
