@@ -252,6 +252,15 @@ class _Remains:
             candidates = self.candidates()
         except OSError:
             return {}, []
+        # A judgment holds while its process is a candidate: once it is not
+        # (it ended and was reaped), its pid may come back as another process
+        # (pid_max is often 32768), which must be judged afresh.  A sweeper
+        # that each new death keeps looking (a server whose children end now
+        # and then) used to keep every judgment: that process's remains,
+        # should it get a judged pid, went unseen (and the dict grew).
+        current = set(candidates)
+        for pid in [pid for pid in self.judged if pid not in current]:
+            del self.judged[pid]
         ours = {c.pid for c in _stop.live_children()}
         found: dict[str, float] = {}
         carriers = []

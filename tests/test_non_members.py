@@ -180,6 +180,33 @@ def test_what_a_killed_spawnee_leaves_behind_is_ended_by_its_spawner(tmp_path: P
     assert [name for name, _ in logged(log, "cleanup")] == ["m"]
 
 
+@pytest.mark.skipif(not LINUX, reason="reads the kernel's lists of our children")
+def test_a_judgment_of_remains_lasts_only_while_its_process_is_our_child() -> None:
+    """The look for remains judges each of our children once.  A look that
+    each new death keeps going (a server whose children end now and then)
+    kept every judgment by pid: once pids wrapped (pid_max is often 32768),
+    the remains of a later death that got a judged pid went unseen (a shell
+    job left running 30 s past its spawner's death, twice in loaded suites).
+    A judgment is dropped once its process is no longer our child."""
+    from shutdownbus._remains import _Remains
+
+    plain = subprocess.Popen(sleep_cmd())  # no marker: judged "not remains"
+    try:
+        remains = _Remains()
+
+        def judged() -> bool:
+            remains.look()  # a child in the middle of its exec is judged at a later look
+            return plain.pid in remains.judged
+
+        wait_for(judged, 30, "a judgment of our plain child")
+        assert remains.judged[plain.pid] is None
+    finally:
+        plain.kill()
+        plain.wait()  # reaped: its pid may be another process's next
+    remains.look()
+    assert plain.pid not in remains.judged
+
+
 @linux
 def test_what_a_live_spawner_left_is_not_taken_for_remains() -> None:
     """A shell of ours that exits on its own leaves a background job, which
