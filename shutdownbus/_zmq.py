@@ -11,8 +11,9 @@ Rules of this module:
   (tests/test_libzmq.py checks it): a process then has one binding, and
   its sockets, pollers and errors are all of that binding.
 * Importing it loads a binding: whoever imports it is about to make a
-  socket.  A value of the variable other than ``pyzmq`` is refused
-  (ChannelError), as a wrong ``SHUTDOWNBUS_TRANSPORT`` is.  `shutdownbus list` and the registry never import it.
+  socket (``shutdownbus list`` and the registry never import it).  A value
+  of the variable other than ``pyzmq`` is refused (ChannelError), as a
+  wrong ``SHUTDOWNBUS_TRANSPORT`` is.
 """
 
 from __future__ import annotations
