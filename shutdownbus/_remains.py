@@ -37,6 +37,10 @@ Rules of this module:
   (docs/lifecycle.md).
 * One thread of its own, started by the first death, ending when its last
   look is done; the bus thread only tells it of a death.
+* What it ended is that dead child's subtree, and the report of a stop of
+  that child, should one come while its remains are remembered, accounts
+  for it: the stop ends them by its own deadline if they still run, and
+  takes them over (`hand_over`, which `_child` gives `_stop` as a hook).
 """
 
 from __future__ import annotations
@@ -90,18 +94,19 @@ def watch(child: Child, bus: Bus) -> None:
         bus.unwatch(fd)
         os.close(fd)
         if not _stop.stop_asked_of(child):
-            look_for_remains(child.stop_timeout + ESCALATION_MARGIN, (child.pid, started))
+            look_for_remains(child.stop_timeout + ESCALATION_MARGIN, (child.pid, started), child)
 
     bus.watch(fd, on_exit)
 
 
-def look_for_remains(window: float, dead: tuple[int, int]) -> None:
+def look_for_remains(window: float, dead: tuple[int, int], child: Child | None = None) -> None:
     """Look for what the dead child ``dead`` (pid, start ticks) left behind
     among our children from now until ``window`` seconds have passed (longer
-    if a look is due later already)."""
+    if a look is due later already).  ``child`` is its `Child`, whose stop
+    takes over what was found (`hand_over`)."""
     global _look_until, _sweeper
     with _lock:
-        _remains.dead_children.add(dead)
+        _remains.dead_children[dead] = child
         _look_until = max(_look_until, time.monotonic() + window)
         if _sweeper is not None:
             return  # it looks until then (it sets itself to None, under the lock, as it ends)
@@ -120,6 +125,30 @@ def at_exit(deadline: float | None) -> None:
     with _looking:
         _remains.look()
         _remains.finish(deadline)
+
+
+def hand_over(deadlines: dict[Child, float]) -> dict[Child, list[Tree]]:
+    """For the stop of some children: end what each left behind when it died
+    on its own (waiting up to its deadline, then escalating), and hand over
+    what was found of it, ended, to be reported with it.  From then on it is
+    no longer remembered here.
+
+    Without this, a killed child's remains that ended before the stop began
+    would be in no report: reaped here, they are gone before the stop's top
+    can see them (its snapshot is taken after the stop was asked for).
+
+    Args:
+        deadlines: The children being stopped, each with its stop's
+            deadline (`time.monotonic`).
+
+    Returns:
+        The trees of remains of each child that had any.
+    """
+    if not _remains.dead_children:  # no child died on its own lately: nothing to take
+        return {}
+    with _looking:
+        _remains.look()
+        return _remains.hand_over(deadlines)
 
 
 def _sweep() -> None:
@@ -149,7 +178,7 @@ def end_what_a_dead_spawner_left(spawner: tuple[int, int], asked: Callable[[int]
     """
     remains = _Remains(
         candidates=_platform.pids_of_this_user,
-        belongs=lambda marker: _transport.owner_is_dead(marker, owner=spawner),
+        owner=lambda marker: spawner if _transport.owner_is_dead(marker, owner=spawner) else None,
         asked=asked,
     )
     # Unlike our children, they all carry the marker from their start: what
@@ -177,24 +206,29 @@ class _Remains:
 
     Args:
         candidates: The pids to look among (our children, by default).
-        belongs: Whether a marker is one whose carriers are remains (by
-            default: its owner is one of our children that died on its own).
+        owner: The dead process, ``(pid, start ticks)``, that made a marker
+            whose carriers are remains; None for any other marker (by
+            default: the owner must be one of our children that died on its own).
         asked: Whether a pid already got a request from the kernel (none, by default).
     """
 
     def __init__(
         self,
         candidates: Callable[[], list[int]] = _our_children,
-        belongs: Callable[[str], bool] | None = None,
+        owner: Callable[[str], tuple[int, int] | None] | None = None,
         asked: Callable[[int], bool] = lambda pid: False,
     ) -> None:
         self.candidates, self.asked = candidates, asked
-        self.belongs = belongs or self._of_a_dead_child
-        #: Our children that died on their own, (pid, start ticks): the
-        #: markers whose owners they are (and no other: a process that
-        #: someone else's spawner left to us, the nearest subreaper, is that
-        #: spawner's guard's business).
-        self.dead_children: set[tuple[int, int]] = set()
+        self.owner = owner or self._dead_child_that_made
+        #: Our children that died on their own, (pid, start ticks), with
+        #: their `Child`: the markers whose owners they are (and no other: a
+        #: process that someone else's spawner left to us, the nearest
+        #: subreaper, is that spawner's guard's business).
+        self.dead_children: dict[tuple[int, int], Child | None] = {}
+        #: The dead owner of each tree taken, and the trees ended, by owner,
+        #: until a stop of that owner's `Child` takes them over (`hand_over`).
+        self.owner_of: dict[Tree, tuple[int, int]] = {}
+        self.ended: dict[tuple[int, int], list[Tree]] = {}
         self.judged: dict[int, str | None] = {}  # pid of a candidate -> its dead owner's marker, or None
         self.spared: set[int] = set()  # pids not asked to go (members that joined)
         self.pending: list[tuple[Tree, float]] = []  # (remains, deadline)
@@ -204,20 +238,23 @@ class _Remains:
         self.unasked: dict[Tree, set[int]] = {}
 
     def forget(self) -> None:
-        """Forget the processes judged and spared, and the dead children (none is pending)."""
+        """Forget the processes judged and spared, the dead children and what
+        was ended of them (none is pending)."""
         self.judged.clear()
         self.spared.clear()
         self.dead_children.clear()
+        self.owner_of.clear()
+        self.ended.clear()
 
-    def _of_a_dead_child(self, marker: str) -> bool:
-        return any(_transport.owner_is_dead(marker, owner=dead) for dead in list(self.dead_children))
+    def _dead_child_that_made(self, marker: str) -> tuple[int, int] | None:
+        return next((dead for dead in list(self.dead_children) if _transport.owner_is_dead(marker, owner=dead)), None)
 
     def look(self) -> None:
         """One look at the candidates: take what is new, ask what its head
         left, escalate what is due."""
         found, carriers = self._new_remains()
-        if found:
-            self._take(found, carriers)
+        for owner, markers in found.items():
+            self._take(owner, markers, carriers)
         for tree, _ in self.pending:
             self._ask(tree)
         now = time.monotonic()
@@ -240,14 +277,33 @@ class _Remains:
             self.unasked.pop(tree, None)
             if tree.alive():
                 escalate([tree], until=until)
-            _platform.reap_adopted(tree.members)
+            tree.returncodes.update(_platform.reap_adopted(tree.members))
             tree.watch.close()
+            owner = self.owner_of.pop(tree, None)
+            if owner is not None and self.dead_children.get(owner) is not None:  # a stop of it may take it over
+                self.ended.setdefault(owner, []).append(tree)
         if not self.pending and self.spared:
             _platform.reap_adopted(self.spared)
 
-    def _new_remains(self) -> tuple[dict[str, float], list[int]]:
-        """Markers of dead owners carried by candidates not seen before, with
-        their stop timeouts; and those candidates."""
+    def hand_over(self, deadlines: dict[Child, float]) -> dict[Child, list[Tree]]:
+        """`hand_over` (the module's function) once a look was taken, under `_looking`."""
+        owners = {dead: child for dead, child in self.dead_children.items() if child is not None and child in deadlines}
+        if not owners:
+            return {}
+        due = [(tree, own) for tree, own in self.pending if self.owner_of.get(tree) in owners]
+        for tree, own in due:
+            tree.wait_gone(max(0.0, min(own, deadlines[owners[self.owner_of[tree]]]) - time.monotonic()))
+        if due:
+            self._end(due, until=escalation_end(max(deadlines.values()), _stop.own_deadline()))
+        handed: dict[Child, list[Tree]] = {}
+        for dead, child in owners.items():
+            if dead in self.ended:
+                handed.setdefault(child, []).extend(self.ended.pop(dead))
+        return handed
+
+    def _new_remains(self) -> tuple[dict[tuple[int, int], dict[str, float]], list[int]]:
+        """Markers of dead owners carried by candidates not seen before, by
+        owner, with their stop timeouts; and those candidates."""
         try:
             candidates = self.candidates()
         except OSError:
@@ -262,7 +318,7 @@ class _Remains:
         for pid in [pid for pid in self.judged if pid not in current]:
             del self.judged[pid]
         ours = {c.pid for c in _stop.live_children()}
-        found: dict[str, float] = {}
+        found: dict[tuple[int, int], dict[str, float]] = {}
         carriers = []
         for pid in candidates:
             if pid in self.judged or pid in ours:
@@ -278,17 +334,20 @@ class _Remains:
                 continue  # in the middle of its exec: judged at a later look
             marker = environ.get(ENV_ENDPOINT)
             self.judged[pid] = None
-            if marker is None or not self.belongs(marker):
+            owner = None if marker is None else self.owner(marker)
+            if marker is None or owner is None:
                 continue
             self.judged[pid] = marker
-            found[marker] = stop_timeout_from(environ.get(ENV_STOP_TIMEOUT))
+            found.setdefault(owner, {})[marker] = stop_timeout_from(environ.get(ENV_STOP_TIMEOUT))
             carriers.append(pid)
         return found, carriers
 
-    def _take(self, markers: dict[str, float], carriers: list[int]) -> None:
+    def _take(self, owner: tuple[int, int], markers: dict[str, float], carriers: list[int]) -> None:
+        """Take the carriers of ``markers`` (those of ``owner``'s) and what runs below them."""
         tree = Tree(
             [], markers=markers, not_ours=lambda: {c.pid for c in _stop.live_children()}, adopt_from=lambda: carriers
         )
+        self.owner_of[tree] = owner
         self.spared.update(m.pid for m in tree.alive() if _platform.joined_the_bus(m.pid))
         # A member stops its own children on 'parent-lost', each with its own
         # request; a child the kernel asked takes what it started along (an

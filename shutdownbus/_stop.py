@@ -9,7 +9,9 @@ Rules of this module:
   nothing of `_member`: what it needs of this process's place on the bus
   (the bus, our own stop, where reports go, holding our stop back) is handed
   to it as a `_member.Relay` with each child tracked, and `_member` reaches it
-  only through the hooks `_child` installs.  So calls run one way, as the
+  only through the hooks `_child` installs (and `_remains`, which ends what
+  a child that died on its own left behind, through `set_remains_hook`: a
+  stop of that child takes it over).  So calls run one way, as the
   imports do: ``_child -> _stop -> _bus -> _protocol``, ``_child -> _member -> _bus``.
 * A deadline is an absolute `time.monotonic` instant from the moment a stop
   starts (`Child.stop` turns its timeout into one) to the wire, where the bus
@@ -79,6 +81,7 @@ class StopState:
         "gave_up",
         "farewelled",
         "last_group",
+        "remains",
         "report",
     )
 
@@ -100,6 +103,7 @@ class StopState:
         self.gave_up = False
         self.farewelled = False  # gone on at its farewell, its exit left to the stop's top
         self.last_group = True  # of the stop's `stop_order` groups: an earlier group's must be gone
+        self.remains: list[Tree] = []  # what it left when it died on its own, ended (`set_remains_hook`)
         self.report: StopReport | None = None
 
 
@@ -121,6 +125,8 @@ _reports: weakref.WeakKeyDictionary[Child, StopReport] = weakref.WeakKeyDictiona
 _exited_markers: dict[str, float] = {}
 #: What this process's place on the bus gives us (`track` is handed it).
 _relay: Relay | None = None
+#: `_remains.hand_over`, once `_child` installed it (`set_remains_hook`).
+_hand_over_remains: Callable[[dict[Child, float]], dict[Child, list[Tree]]] | None = None
 
 
 def _forget_after_fork() -> None:
@@ -159,6 +165,14 @@ def track(child: Child, link: Link, relay: Relay) -> None:
     if ours is not None:
         reason, _, theirs = ours
         relay.bus().request_stop(link, reason, theirs)
+
+
+def set_remains_hook(hand_over: Callable[[dict[Child, float]], dict[Child, list[Tree]]]) -> None:
+    """Install `_remains.hand_over` (called by `_child`): a stop of children
+    that died on their own ends what they left behind, by each one's deadline,
+    and reports it with them."""
+    global _hand_over_remains
+    _hand_over_remains = hand_over
 
 
 def _the_relay() -> Relay:
@@ -628,6 +642,10 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
         # However many rounds it takes, the escalations of one stop end together.
         escalate([tree for _, tree in leftover], until=escalation_end(deadline, own_deadline()))
     _end_leftover_jobs(mine)
+    if _hand_over_remains is not None:
+        handed = _hand_over_remains({st.child: st.deadline for st in mine})
+        for st in mine:
+            st.remains = handed.get(st.child, [])
     for st in mine:
         if st.tree is not None and not st.farewelled:
             _reap(st)
@@ -749,6 +767,8 @@ def _build_report(st: StopState, now: float) -> StopReport:
         reported.append(entry)
     known = {e.pid for e in reported} | {c.pid}
     others = [] if tree is None else tree.entries(t0, lost_after=st.exit_seen, member_pid=link.member_pid, skip=known)
+    for remains in st.remains:  # what it left when it died on its own, before or during this stop
+        others += remains.entries(t0, lost_after=st.exit_seen, skip=known, exited_before_t0=True)
     end = max([now] + ([st.exit_seen] if st.exit_seen else []))
     unchecked = tuple(sorted(tree.unchecked)) if tree is not None else ()
     entries = merge_entries([[own], reported, others])

@@ -484,11 +484,19 @@ class Tree:
         _platform.wait_exited(mine, timeout)
 
     def entries(
-        self, t0: float, *, lost_after: float | None = None, member_pid: int | None = None, skip: Iterable[int] = ()
+        self,
+        t0: float,
+        *,
+        lost_after: float | None = None,
+        member_pid: int | None = None,
+        skip: Iterable[int] = (),
+        exited_before_t0: bool = False,
     ) -> list[ReportEntry]:
         """One report entry per member, parents before their children.
 
-        Outcomes: ``exited`` for a process that had exited when first seen;
+        Outcomes: ``exited`` for a process that had exited when first seen
+        (with ``exited_before_t0``, also for one seen gone before ``t0``: in
+        a tree that was watched before this stop began, `_remains`');
         the OS request it got (``stopped``, ``terminated``, ``killed``);
         ``lost`` for one that went on its own after ``lost_after`` (its
         ancestor had exited; a companion is not lost, it did its job);
@@ -499,6 +507,7 @@ class Tree:
             lost_after: See above; None: nothing is lost.
             member_pid: The pid that joined the bus, if it is among the members.
             skip: Pids not to report (reported by someone else).
+            exited_before_t0: See above.
         """
         from ._report import ReportEntry  # loaded by `load` on a stop's path
 
@@ -508,7 +517,8 @@ class Tree:
             if m.pid in skip:
                 continue
             outcome: Outcome
-            if m.exited_early:
+            exited = m.exited_early or (exited_before_t0 and m.seen_gone_at is not None and m.seen_gone_at < t0)
+            if exited:
                 outcome = Outcome.EXITED
             elif m.unchecked and not m.gone:
                 outcome = Outcome.UNCHECKED
@@ -518,7 +528,7 @@ class Tree:
                 outcome = Outcome.LOST
             else:
                 outcome = Outcome.STOPPED
-            seconds = None if m.gone_at is None else round(max(0.0, m.gone_at - t0), 6)
+            seconds = None if m.gone_at is None or exited else round(max(0.0, m.gone_at - t0), 6)
             requested = None if m.requested_at is None else round(max(0.0, m.requested_at - t0), 6)
             out.append(
                 ReportEntry(

@@ -123,6 +123,32 @@ def test_members_killed_while_a_stop_travels_down_a_tree(tmp_path: Path, target:
     assert len(reported) == len(report.entries)  # one entry per process
 
 
+@pytest.mark.skipif(not LINUX, reason="what a killed child leaves is looked for where it comes to its parent")
+def test_what_a_member_killed_before_the_stop_left_is_in_the_report(tmp_path: Path) -> None:
+    """A middle member is SIGKILLed just before the stop reaches its parent.
+    Its children stop on 'parent-lost', and its parent's look for remains
+    waits for them and reaps them, all before the stop's top takes its
+    snapshot of the tree (seen in a loaded suite, in the two-during case
+    above): they were in no report.  The parent's stop reports them with
+    the dead member, as gone before it began."""
+    log = tmp_path / "log"
+    cmd = member_cmd(log, "--depth", "2", "--fanout", "2", "--leaf-cleanup", "0.5")
+    with reaped(shutdownbus.spawn(cmd, ready_timeout=READY)) as child:
+        pids = started_pids(log)
+        left = [pids["B.1.0"], pids["B.1.1"]]
+        kill(pids["B.1"])
+        # Their cleanup outlasts the look for remains, which then reaps them: gone, not even zombies.
+        wait_for(lambda: not any(psutil.pid_exists(pid) for pid in left), 30, "the look for remains did not reap them")
+        assert sorted(name for name, _ in logged(log, "got stop") if name.startswith("B.1.")) == ["B.1.0", "B.1.1"]
+        report = child.stop(reason="fault", timeout=TIMEOUT)
+    print(report)
+    assert alive(list(pids.values())) == [], "processes of the tree are left"
+    assert {e.pid for e in report.entries} == set(pids.values()), report
+    for pid in left:
+        entry = report.entry(pid)
+        assert entry is not None and (entry.outcome, entry.returncode, entry.seconds) == ("exited", 0, None), report
+
+
 CRASHER = str(PROGRAMS / "crasher.py")
 
 

@@ -35,6 +35,7 @@ def main() -> None:
     p.add_argument("--announce", action="store_true", help="print 'ready PID' on stdout once ready")
     p.add_argument("--late-children", type=int, default=0, help="children to start after ready()")
     p.add_argument("--stop-timeout", type=float, default=10.0)
+    p.add_argument("--leaf-cleanup", type=float, default=0.0, help="seconds a leaf's cleanup takes (passed down)")
     args = p.parse_args()
 
     if not args.no_join:
@@ -60,6 +61,8 @@ def main() -> None:
                 args.block,
                 "--stop-timeout",
                 str(args.stop_timeout),
+                "--leaf-cleanup",
+                str(args.leaf_cleanup),
             ]
             children.append(shutdownbus.spawn(cmd, ready_timeout=60, stop_timeout=args.stop_timeout))
         extra = None
@@ -125,6 +128,8 @@ def main() -> None:
             threading.Event().wait()
     finally:
         log(args.log, f"{args.name} cleanup")
+        if args.depth == 0:
+            time.sleep(args.leaf_cleanup)
     if args.on_stop == "exit1":
         sys.exit(1)
 
