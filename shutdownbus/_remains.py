@@ -40,7 +40,8 @@ Rules of this module:
 * What it ended is that dead child's subtree, and the report of a stop of
   that child, should one come while its remains are remembered, accounts
   for it: the stop ends them by its own deadline if they still run, and
-  takes them over (`hand_over`, which `_child` gives `_stop` as a hook).
+  takes them over (`look_now` and `hand_over`, which `_child` gives `_stop`
+  as hooks).
 """
 
 from __future__ import annotations
@@ -125,6 +126,15 @@ def at_exit(deadline: float | None) -> None:
     with _looking:
         _remains.look()
         _remains.finish(deadline)
+
+
+def look_now() -> None:
+    """Take a look now, if one is due: what it sees gone, a stop that
+    begins now reports as gone before it (`hand_over`)."""
+    if not _remains.dead_children:  # no child died on its own lately: nothing to look at
+        return
+    with _looking:
+        _remains.look()
 
 
 def hand_over(deadlines: dict[Child, float]) -> dict[Child, list[Tree]]:

@@ -10,7 +10,7 @@ Rules of this module:
   (the bus, our own stop, where reports go, holding our stop back) is handed
   to it as a `_member.Relay` with each child tracked, and `_member` reaches it
   only through the hooks `_child` installs (and `_remains`, which ends what
-  a child that died on its own left behind, through `set_remains_hook`: a
+  a child that died on its own left behind, through `set_remains_hooks`: a
   stop of that child takes it over).  So calls run one way, as the
   imports do: ``_child -> _stop -> _bus -> _protocol``, ``_child -> _member -> _bus``.
 * A deadline is an absolute `time.monotonic` instant from the moment a stop
@@ -82,6 +82,7 @@ class StopState:
         "farewelled",
         "last_group",
         "remains",
+        "remains_seen_at",
         "report",
     )
 
@@ -103,7 +104,8 @@ class StopState:
         self.gave_up = False
         self.farewelled = False  # gone on at its farewell, its exit left to the stop's top
         self.last_group = True  # of the stop's `stop_order` groups: an earlier group's must be gone
-        self.remains: list[Tree] = []  # what it left when it died on its own, ended (`set_remains_hook`)
+        self.remains: list[Tree] = []  # what it left when it died on its own, ended (`set_remains_hooks`)
+        self.remains_seen_at: float | None = None  # what of it was gone then was gone before this stop
         self.report: StopReport | None = None
 
 
@@ -125,7 +127,8 @@ _reports: weakref.WeakKeyDictionary[Child, StopReport] = weakref.WeakKeyDictiona
 _exited_markers: dict[str, float] = {}
 #: What this process's place on the bus gives us (`track` is handed it).
 _relay: Relay | None = None
-#: `_remains.hand_over`, once `_child` installed it (`set_remains_hook`).
+#: `_remains.look_now` and `_remains.hand_over`, once `_child` installed them (`set_remains_hooks`).
+_look_at_remains: Callable[[], None] | None = None
 _hand_over_remains: Callable[[dict[Child, float]], dict[Child, list[Tree]]] | None = None
 
 
@@ -167,12 +170,15 @@ def track(child: Child, link: Link, relay: Relay) -> None:
         relay.bus().request_stop(link, reason, theirs)
 
 
-def set_remains_hook(hand_over: Callable[[dict[Child, float]], dict[Child, list[Tree]]]) -> None:
-    """Install `_remains.hand_over` (called by `_child`): a stop of children
-    that died on their own ends what they left behind, by each one's deadline,
-    and reports it with them."""
-    global _hand_over_remains
-    _hand_over_remains = hand_over
+def set_remains_hooks(
+    look_now: Callable[[], None], hand_over: Callable[[dict[Child, float]], dict[Child, list[Tree]]]
+) -> None:
+    """Install `_remains.look_now` and `_remains.hand_over` (called by
+    `_child`): a stop of children that died on their own ends what they
+    left behind, by each one's deadline, and reports it with them (what was
+    gone at the stop's first look as ``exited``)."""
+    global _look_at_remains, _hand_over_remains
+    _look_at_remains, _hand_over_remains = look_now, hand_over
 
 
 def _the_relay() -> Relay:
@@ -344,6 +350,11 @@ def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], obj
     """Send the stops, wait, escalate, sweep; safe to run again after an interruption."""
     bus = _the_relay().bus()
     others = {c.pid for c in live_children()}
+    if _look_at_remains is not None and any(st.remains_seen_at is None for st in mine):
+        _look_at_remains()  # what a child that died on its own left, and is gone now, was gone before this stop
+        now = time.monotonic()
+        for st in mine:
+            st.remains_seen_at = st.remains_seen_at or now
     table = ProcessTable()  # one look at the process table for all the trees
     # One watch for the children and their trees, so one wait sees every exit.
     watch = next((st.watch for st in mine if st.watch is not None), None) or _platform.ExitWatch()
@@ -768,7 +779,7 @@ def _build_report(st: StopState, now: float) -> StopReport:
     known = {e.pid for e in reported} | {c.pid}
     others = [] if tree is None else tree.entries(t0, lost_after=st.exit_seen, member_pid=link.member_pid, skip=known)
     for remains in st.remains:  # what it left when it died on its own, before or during this stop
-        others += remains.entries(t0, lost_after=st.exit_seen, skip=known, exited_before_t0=True)
+        others += remains.entries(t0, lost_after=st.exit_seen, skip=known, exited_before=st.remains_seen_at)
     end = max([now] + ([st.exit_seen] if st.exit_seen else []))
     unchecked = tuple(sorted(tree.unchecked)) if tree is not None else ()
     entries = merge_entries([[own], reported, others])

@@ -490,13 +490,13 @@ class Tree:
         lost_after: float | None = None,
         member_pid: int | None = None,
         skip: Iterable[int] = (),
-        exited_before_t0: bool = False,
+        exited_before: float | None = None,
     ) -> list[ReportEntry]:
         """One report entry per member, parents before their children.
 
         Outcomes: ``exited`` for a process that had exited when first seen
-        (with ``exited_before_t0``, also for one seen gone before ``t0``: in
-        a tree that was watched before this stop began, `_remains`');
+        (and for one seen gone before ``exited_before``: in a tree that was
+        watched before this stop began, `_remains`');
         the OS request it got (``stopped``, ``terminated``, ``killed``);
         ``lost`` for one that went on its own after ``lost_after`` (its
         ancestor had exited; a companion is not lost, it did its job);
@@ -507,7 +507,7 @@ class Tree:
             lost_after: See above; None: nothing is lost.
             member_pid: The pid that joined the bus, if it is among the members.
             skip: Pids not to report (reported by someone else).
-            exited_before_t0: See above.
+            exited_before: See above (`time.monotonic`).
         """
         from ._report import ReportEntry  # loaded by `load` on a stop's path
 
@@ -517,7 +517,9 @@ class Tree:
             if m.pid in skip:
                 continue
             outcome: Outcome
-            exited = m.exited_early or (exited_before_t0 and m.seen_gone_at is not None and m.seen_gone_at < t0)
+            exited = m.exited_early or (
+                exited_before is not None and m.seen_gone_at is not None and m.seen_gone_at <= exited_before
+            )
             if exited:
                 outcome = Outcome.EXITED
             elif m.unchecked and not m.gone:

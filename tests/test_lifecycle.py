@@ -142,7 +142,15 @@ def test_orphaned_member_stops_its_tree_when_its_parent_is_killed(tmp_path: Path
     stop_at = float(dict(logged(log, "stop-at"))["B.0"])
     assert stop_at - killed_at < 2.0
     report = child.stop()
-    assert [(e.outcome, e.returncode) for e in report.entries] == [("exited", KILLED)]
+    assert (report.entries[0].pid, report.entries[0].outcome, report.entries[0].returncode) == (
+        child.pid,
+        "exited",
+        KILLED,
+    ), report
+    # C is reported with it when the look for remains saw it (it runs a
+    # moment on 'parent-lost'); one that is a zombie by the first look cannot
+    # be told from our own children any more, and is not.
+    assert [(e.pid, e.outcome, e.returncode) for e in report.entries[1:]] in ([], [(c_pid, "exited", 0)]), report
 
 
 def test_second_stop_during_a_stop_starts_no_second_cleanup(tmp_path: Path) -> None:
