@@ -190,10 +190,9 @@ class Tree:
             `alive` is first asked (see the rules above).
         dead_owner: Returns the pid the process that made an endpoint had, if
             it is provably dead (`_transport.dead_owner`).  A process
-            re-parented to us that inherited, in ``SHUTDOWNBUS_BELOW``, the
-            endpoint of a member that a dead process of this tree spawned is
-            of this tree too (that member is gone too, or the process would
-            not have come to us).
+            re-parented to us that carries an endpoint made by a dead
+            process of this tree is of this tree too (see
+            `_orphaned_below_the_dead`).
     """
 
     def __init__(
@@ -414,18 +413,32 @@ class Tree:
 
     def _orphaned_below_the_dead(self, proc: psutil.Process) -> bool:
         """Whether ``proc``, one of our children that is not ours by spawn
-        (so every process between it and us has died), carries in
-        ``SHUTDOWNBUS_BELOW`` the endpoint of a member spawned by a process
-        of this tree that is dead (see ``dead_owner``).  It counts as marked
-        from then on."""
+        (so every process between it and us has died), is of this tree
+        because a process of it that is dead (see ``dead_owner``) made the
+        endpoint that ``proc`` carries:
+
+        * in ``SHUTDOWNBUS_BELOW``: the endpoint of a member that the dead
+          process spawned, inherited by what that member started by other
+          means.  It counts as marked from then on (it cannot hear the bus).
+        * in ``SHUTDOWNBUS_ENDPOINT``: its own, or its spawner's, endpoint,
+          made by the dead process as it spawned.  Such a process was
+          spawned by it (or descends from one that was): a member stopping
+          on 'parent-lost', or a non-member the kernel asked at its
+          spawner's death; neither is asked again.  Found so when its
+          spawner died before the stop's first look (a child killed as its
+          stop began, whose remains `_remains` then leaves to the stop).
+        """
         if self.dead_owner is None:
             return False
-        below = environment_of(proc).get(ENV_BELOW)
-        owner = self.dead_owner(below) if below else None
-        if owner is None or not (owner in self.members or owner in self._first_roots):
-            return False
-        self._marked[proc.pid] = True
-        return True
+        environ = environment_of(proc)
+        for variable in (ENV_BELOW, ENV_ENDPOINT):
+            endpoint = environ.get(variable)
+            owner = self.dead_owner(endpoint) if endpoint else None
+            if owner is not None and (owner in self.members or owner in self._first_roots):
+                if variable == ENV_BELOW:
+                    self._marked[proc.pid] = True
+                return True
+        return False
 
     def alive(self) -> list[Member]:
         """Members still running (a zombie counts as gone, unless threads of it are left), deepest first.

@@ -149,6 +149,41 @@ def test_what_a_member_killed_before_the_stop_left_is_in_the_report(tmp_path: Pa
         assert entry is not None and (entry.outcome, entry.returncode, entry.seconds) == ("exited", 0, None), report
 
 
+@pytest.mark.skipif(not LINUX, reason="what a killed child leaves comes to its parent only on Linux")
+def test_what_a_child_killed_as_its_stop_began_left_is_its_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our member child is killed as its stop begins: the stop was asked
+    before the child's death was seen, so the look for remains leaves what
+    it left to the stop (emulated here by turning that look off), and it
+    died before the stop's first look at its tree.  Its members, re-parented
+    to us, carry endpoints that it made, no marker of ours: they are of its
+    tree all the same.  The stop waits for them (they stop on 'parent-lost',
+    their cleanup slow here), escalates them at its deadline, and reports
+    them; before, it returned at once and left them running."""
+    from shutdownbus import _remains
+
+    monkeypatch.setattr(_remains, "look_for_remains", lambda *args: None)
+    log = tmp_path / "log"
+    cmd = member_cmd(log, "--depth", "1", "--fanout", "2", "--leaf-cleanup", "60")
+    with reaped(shutdownbus.spawn(cmd, ready_timeout=READY), descendants=True) as child:
+        pids = started_pids(log)
+        kill(child.pid)
+        wait_for(
+            lambda: {psutil.Process(pids[n]).ppid() for n in ("B.0", "B.1")} == {os.getpid()}, 30, "not re-parented"
+        )
+        start = time.monotonic()
+        report = child.stop(reason="fault", timeout=1.0)
+        took = time.monotonic() - start
+        print(report)
+        assert alive(list(pids.values())) == [], report
+    assert took < 1.0 + ESCALATION_MARGIN + LOOSE, f"the stop took {took:.2f} s"
+    assert sorted(name for name, _ in logged(log, "got stop")) == ["B.0", "B.1"]  # 'parent-lost', each
+    for name in ("B.0", "B.1"):
+        entry = report.entry(pids[name])
+        assert entry is not None and entry.outcome == "terminated", report
+
+
 CRASHER = str(PROGRAMS / "crasher.py")
 
 
