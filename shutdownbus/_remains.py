@@ -13,7 +13,8 @@ Rules of this module:
 * It acts on the exit of a child of ours that no stop of ours asked for (a
   stop walks and escalates that child's tree itself), and looks for remains
   from then until that child's stop timeout and the escalation margin have
-  passed: what the kernel re-parents later is left to our own stop.
+  passed, or until a stop of that child is asked: what the kernel
+  re-parents later is left to our own stop.
 * It ends only processes re-parented to us that carry, in the environment
   they started with, a spawn marker (``SHUTDOWNBUS_ENDPOINT``) whose owner
   is that dead child of ours, by pid and start time
@@ -128,13 +129,20 @@ def at_exit(deadline: float | None) -> None:
         _remains.finish(deadline)
 
 
-def look_now() -> None:
+def look_now() -> set[int]:
     """Take a look now, if one is due: what it sees gone, a stop that
-    begins now reports as gone before it (`hand_over`)."""
+    begins now reports as gone before it (`hand_over`).
+
+    Returns:
+        The processes it holds (a stop's own look leaves them to it; what
+        it has not taken of a child whose stop was asked, it leaves to that
+        stop from now on).
+    """
     if not _remains.dead_children:  # no child died on its own lately: nothing to look at
-        return
+        return set()
     with _looking:
         _remains.look()
+        return {pid for tree, _ in _remains.pending for pid in tree.members}
 
 
 def hand_over(deadlines: dict[Child, float]) -> dict[Child, list[Tree]]:
@@ -156,9 +164,16 @@ def hand_over(deadlines: dict[Child, float]) -> dict[Child, list[Tree]]:
     """
     if not _remains.dead_children:  # no child died on its own lately: nothing to take
         return {}
-    with _looking:
-        _remains.look()
-        return _remains.hand_over(deadlines)
+    while True:
+        # Waited for a look at a time: the remains of other children are
+        # looked after meanwhile, and escalated at their own deadlines.
+        with _looking:
+            _remains.look()
+            waiting = _remains.waiting_for(deadlines)
+            if not waiting:
+                return _remains.hand_over(deadlines)
+            tree, until = waiting[0]
+            tree.wait_gone(min(LOOK_EVERY, until - time.monotonic()))
 
 
 def _sweep() -> None:
@@ -295,14 +310,33 @@ class _Remains:
         if not self.pending and self.spared:
             _platform.reap_adopted(self.spared)
 
+    def _stop_asked_of(self, owner: tuple[int, int]) -> bool:
+        """Whether a stop of the dead child ``owner`` was asked: its tree
+        takes in what it left from then on (`Tree`'s ``dead_owner``)."""
+        child = self.dead_children.get(owner)
+        return child is not None and _stop.stop_asked_of(child)
+
+    def _owners_among(self, deadlines: dict[Child, float]) -> dict[tuple[int, int], Child]:
+        """The dead children among ``deadlines``' children, by (pid, start ticks)."""
+        return {dead: child for dead, child in self.dead_children.items() if child is not None and child in deadlines}
+
+    def waiting_for(self, deadlines: dict[Child, float]) -> list[tuple[Tree, float]]:
+        """The pending remains of ``deadlines``' children that may still be
+        waited for, each with when its wait ends (its own deadline, or its
+        child's stop's, whichever is first)."""
+        owners = self._owners_among(deadlines)
+        now = time.monotonic()
+        waits = [(tree, min(own, deadlines[owners[self.owner_of[tree]]])) for tree, own in self._pending_of(owners)]
+        return [(tree, until) for tree, until in waits if until > now]
+
+    def _pending_of(self, owners: dict[tuple[int, int], Child]) -> list[tuple[Tree, float]]:
+        return [(tree, own) for tree, own in self.pending if self.owner_of.get(tree) in owners]
+
     def hand_over(self, deadlines: dict[Child, float]) -> dict[Child, list[Tree]]:
-        """`hand_over` (the module's function) once a look was taken, under `_looking`."""
-        owners = {dead: child for dead, child in self.dead_children.items() if child is not None and child in deadlines}
-        if not owners:
-            return {}
-        due = [(tree, own) for tree, own in self.pending if self.owner_of.get(tree) in owners]
-        for tree, own in due:
-            tree.wait_gone(max(0.0, min(own, deadlines[owners[self.owner_of[tree]]]) - time.monotonic()))
+        """`hand_over` (the module's function), once its waits are over:
+        escalate what of it is left, then hand over."""
+        owners = self._owners_among(deadlines)
+        due = self._pending_of(owners)
         if due:
             self._end(due, until=escalation_end(max(deadlines.values()), _stop.own_deadline()))
         handed: dict[Child, list[Tree]] = {}
@@ -345,7 +379,7 @@ class _Remains:
             marker = environ.get(ENV_ENDPOINT)
             self.judged[pid] = None
             owner = None if marker is None else self.owner(marker)
-            if marker is None or owner is None:
+            if marker is None or owner is None or self._stop_asked_of(owner):
                 continue
             self.judged[pid] = marker
             found.setdefault(owner, {})[marker] = stop_timeout_from(environ.get(ENV_STOP_TIMEOUT))

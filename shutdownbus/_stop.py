@@ -128,7 +128,7 @@ _exited_markers: dict[str, float] = {}
 #: What this process's place on the bus gives us (`track` is handed it).
 _relay: Relay | None = None
 #: `_remains.look_now` and `_remains.hand_over`, once `_child` installed them (`set_remains_hooks`).
-_look_at_remains: Callable[[], None] | None = None
+_look_at_remains: Callable[[], set[int]] | None = None
 _hand_over_remains: Callable[[dict[Child, float]], dict[Child, list[Tree]]] | None = None
 
 
@@ -171,7 +171,7 @@ def track(child: Child, link: Link, relay: Relay) -> None:
 
 
 def set_remains_hooks(
-    look_now: Callable[[], None], hand_over: Callable[[dict[Child, float]], dict[Child, list[Tree]]]
+    look_now: Callable[[], set[int]], hand_over: Callable[[dict[Child, float]], dict[Child, list[Tree]]]
 ) -> None:
     """Install `_remains.look_now` and `_remains.hand_over` (called by
     `_child`): a stop of children that died on their own ends what they
@@ -349,9 +349,11 @@ def _complete(mine: list[StopState]) -> None:
 def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], object] | None = None) -> None:
     """Send the stops, wait, escalate, sweep; safe to run again after an interruption."""
     bus = _the_relay().bus()
-    others = {c.pid for c in live_children()}
-    if _look_at_remains is not None and any(st.remains_seen_at is None for st in mine):
-        _look_at_remains()  # what a child that died on its own left, and is gone now, was gone before this stop
+    not_ours = {c.pid for c in live_children()}  # our other children: their own trees
+    if _look_at_remains is not None:
+        # What a child that died on its own left, and is gone now, was gone
+        # before this stop; what still runs is `_remains`', until it hands it over.
+        not_ours |= _look_at_remains()
         now = time.monotonic()
         for st in mine:
             st.remains_seen_at = st.remains_seen_at or now
@@ -369,7 +371,7 @@ def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], obj
             st.tree = Tree(
                 [st.child.pid],
                 markers=[st.link.endpoint],
-                not_ours=lambda: others,
+                not_ours=lambda: not_ours,
                 table=table,
                 watch=watch,
                 watched=not (st.child.joined and st.link.member_pid in (None, st.child.pid)),

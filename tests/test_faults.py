@@ -149,6 +149,39 @@ def test_what_a_member_killed_before_the_stop_left_is_in_the_report(tmp_path: Pa
         assert entry is not None and (entry.outcome, entry.returncode, entry.seconds) == ("exited", 0, None), report
 
 
+@pytest.mark.skipif(not LINUX, reason="what a killed child leaves is looked for where it comes to its parent")
+@pytest.mark.parametrize(
+    ("cleanup", "timeout", "outcome", "returncode"), [(1.0, 30.0, "stopped", 0), (60.0, 1.0, "terminated", -15)]
+)
+def test_a_stop_of_a_killed_child_waits_for_what_it_left(
+    tmp_path: Path, cleanup: float, timeout: float, outcome: str, returncode: int
+) -> None:
+    """Our member child is killed, and the look for remains takes its
+    members, which stop on 'parent-lost' (their cleanup takes a while).  A
+    stop of that child asked meanwhile waits for them as for its own tree:
+    they are reported once gone, or escalated at its deadline."""
+    from shutdownbus import _remains
+
+    log = tmp_path / "log"
+    cmd = member_cmd(log, "--depth", "1", "--fanout", "2", "--leaf-cleanup", str(cleanup))
+    with reaped(shutdownbus.spawn(cmd, ready_timeout=READY), descendants=True) as child:
+        pids = started_pids(log)
+        left = [pids["B.0"], pids["B.1"]]
+        kill(child.pid)
+        wait_for(  # taken by the look for remains (its state: nothing outside tells)
+            lambda: {pid for tree, _ in _remains._remains.pending for pid in tree.members} >= set(left),
+            30,
+            "the look for remains did not take them",
+        )
+        report = child.stop(reason="fault", timeout=timeout)
+        print(report)
+        assert alive(left) == [], report
+    for pid in left:
+        entry = report.entry(pid)
+        assert entry is not None and (entry.outcome, entry.returncode) == (outcome, returncode), report
+        assert entry.seconds is not None, report
+
+
 @pytest.mark.skipif(not LINUX, reason="what a killed child leaves comes to its parent only on Linux")
 def test_what_a_child_killed_as_its_stop_began_left_is_its_stops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
