@@ -173,7 +173,7 @@ def hand_over(deadlines: dict[Child, float]) -> dict[Child, list[Tree]]:
             if not waiting:
                 return _remains.hand_over(deadlines)
             tree, until = waiting[0]
-            tree.wait_gone(min(LOOK_EVERY, until - time.monotonic()))
+            tree.wait_gone(max(0.0, min(LOOK_EVERY, until - time.monotonic())))
 
 
 def _sweep() -> None:
