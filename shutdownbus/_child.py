@@ -491,4 +491,4 @@ def _at_exit(reason: str, deadline: float | None) -> None:
 # From now on (the first spawn loads this module), our own stop and our exit
 # stop our children too.
 _member.set_children_hooks(_stop.stop_all, _at_exit, _stop.unreaped_pids)
-_stop.set_remains_hooks(_remains.look_now, _remains.hand_over)
+_stop.set_remains_hook(_remains.claim)

@@ -13,8 +13,8 @@ Rules of this module:
 * It acts on the exit of a child of ours that no stop of ours asked for (a
   stop walks and escalates that child's tree itself), and looks for remains
   from then until that child's stop timeout and the escalation margin have
-  passed, or until a stop of that child is asked: what the kernel
-  re-parents later is left to our own stop.
+  passed, or until a stop of that child begins: what the kernel re-parents
+  later is left to our own stop.
 * It ends only processes re-parented to us that carry, in the environment
   they started with, a spawn marker (``SHUTDOWNBUS_ENDPOINT``) whose owner
   is that dead child of ours, by pid and start time
@@ -38,11 +38,11 @@ Rules of this module:
   (docs/lifecycle.md).
 * One thread of its own, started by the first death, ending when its last
   look is done; the bus thread only tells it of a death.
-* What it ended is that dead child's subtree, and the report of a stop of
-  that child, should one come while its remains are remembered, accounts
-  for it: the stop ends them by its own deadline if they still run, and
-  takes them over (`look_now` and `hand_over`, which `_child` gives `_stop`
-  as hooks).
+* What it found is that dead child's subtree: a stop of that child that
+  begins within that time takes it over (`claim`, which `_child` gives
+  `_stop` as a hook), what ended and what still runs, to end it by its own
+  deadline and report it.  Nothing of that child is kept here past that
+  time, whether a stop came or not.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from ._tree import Tree
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
 
     from ._bus import Bus
     from ._child import Child
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 #: How often our children are looked at while remains may still come.
 LOOK_EVERY = 0.05
 
-_lock = threading.Lock()  # guards the two below
+_lock = threading.Lock()  # guards the two below, and which children of ours died (`_Remains`)
 _look_until = 0.0  # `time.monotonic` of the last look still due
 _sweeper: threading.Thread | None = None
 _looking = threading.Lock()  # one look at a time (the sweeper's, or the exit path's)
@@ -105,10 +105,11 @@ def look_for_remains(window: float, dead: tuple[int, int], child: Child | None =
     """Look for what the dead child ``dead`` (pid, start ticks) left behind
     among our children from now until ``window`` seconds have passed (longer
     if a look is due later already).  ``child`` is its `Child`, whose stop
-    takes over what was found (`hand_over`)."""
+    takes over what was found (`claim`)."""
     global _look_until, _sweeper
     with _lock:
         _remains.dead_children[dead] = child
+        _remains.expires[dead] = time.monotonic() + window
         _look_until = max(_look_until, time.monotonic() + window)
         if _sweeper is not None:
             return  # it looks until then (it sets itself to None, under the lock, as it ends)
@@ -129,51 +130,25 @@ def at_exit(deadline: float | None) -> None:
         _remains.finish(deadline)
 
 
-def look_now() -> set[int]:
-    """Take a look now, if one is due: what it sees gone, a stop that
-    begins now reports as gone before it (`hand_over`).
-
-    Returns:
-        The processes it holds (a stop's own look leaves them to it; what
-        it has not taken of a child whose stop was asked, it leaves to that
-        stop from now on).
-    """
-    if not _remains.dead_children:  # no child died on its own lately: nothing to look at
-        return set()
-    with _looking:
-        _remains.look()
-        return {pid for tree, _ in _remains.pending for pid in tree.members}
-
-
-def hand_over(deadlines: dict[Child, float]) -> dict[Child, list[Tree]]:
-    """For the stop of some children: end what each left behind when it died
-    on its own (waiting up to its deadline, then escalating), and hand over
-    what was found of it, ended, to be reported with it.  From then on it is
-    no longer remembered here.
-
-    Without this, a killed child's remains that ended before the stop began
-    would be in no report: reaped here, they are gone before the stop's top
-    can see them (its snapshot is taken after the stop was asked for).
+def claim(children: Collection[Child]) -> dict[Child, tuple[list[Tree], list[Tree]]]:
+    """For a stop of ``children`` that begins: hand it what was found of
+    each that died on its own.  What ended (reaped here, so gone before the
+    stop's top could see it) is for its report; what still runs is the
+    stop's from now on, to wait for, escalate with the rest of that child's
+    tree, reap and report.  What the kernel re-parents to us later is left
+    to the stop's own look (`Tree`'s ``dead_owner``).  Exits are noted now:
+    what is gone by then was gone before the stop.
 
     Args:
-        deadlines: The children being stopped, each with its stop's
-            deadline (`time.monotonic`).
+        children: The children whose stop begins.
 
     Returns:
-        The trees of remains of each child that had any.
+        For each child that had any: the trees ended, and those still running.
     """
-    if not _remains.dead_children:  # no child died on its own lately: nothing to take
-        return {}
-    while True:
-        # Waited for a look at a time: the remains of other children are
-        # looked after meanwhile, and escalated at their own deadlines.
-        with _looking:
-            _remains.look()
-            waiting = _remains.waiting_for(deadlines)
-            if not waiting:
-                return _remains.hand_over(deadlines)
-            tree, until = waiting[0]
-            tree.wait_gone(max(0.0, min(LOOK_EVERY, until - time.monotonic())))
+    if not any(child in children for child in list(_remains.dead_children.values())):
+        return {}  # the usual case: none of them died on its own lately
+    with _looking:
+        return _remains.claim(children)
 
 
 def _sweep() -> None:
@@ -250,8 +225,10 @@ class _Remains:
         #: process that someone else's spawner left to us, the nearest
         #: subreaper, is that spawner's guard's business).
         self.dead_children: dict[tuple[int, int], Child | None] = {}
+        #: When each dead child's look ends (`look_for_remains`' window).
+        self.expires: dict[tuple[int, int], float] = {}
         #: The dead owner of each tree taken, and the trees ended, by owner,
-        #: until a stop of that owner's `Child` takes them over (`hand_over`).
+        #: until a stop of that owner's `Child` takes them over (`claim`).
         self.owner_of: dict[Tree, tuple[int, int]] = {}
         self.ended: dict[tuple[int, int], list[Tree]] = {}
         self.judged: dict[int, str | None] = {}  # pid of a candidate -> its dead owner's marker, or None
@@ -268,15 +245,33 @@ class _Remains:
         self.judged.clear()
         self.spared.clear()
         self.dead_children.clear()
+        self.expires.clear()
         self.owner_of.clear()
         self.ended.clear()
 
     def _dead_child_that_made(self, marker: str) -> tuple[int, int] | None:
         return next((dead for dead in list(self.dead_children) if _transport.owner_is_dead(marker, owner=dead)), None)
 
+    def _drop_the_expired(self) -> None:
+        """Forget each dead child whose look is over and of which nothing is
+        pending: a sweeper that new deaths keep looking would otherwise keep
+        them all (a server whose children are killed now and then)."""
+        now = time.monotonic()
+        pending = {self.owner_of.get(tree) for tree, _ in self.pending}
+        for dead, until in list(self.expires.items()):
+            if now >= until and dead not in pending:
+                self._drop(dead)
+
+    def _drop(self, dead: tuple[int, int]) -> None:
+        self.expires.pop(dead, None)
+        self.dead_children.pop(dead, None)
+        self.ended.pop(dead, None)
+
     def look(self) -> None:
         """One look at the candidates: take what is new, ask what its head
         left, escalate what is due."""
+        with _lock:  # the bus thread adds the dead children under it
+            self._drop_the_expired()
         found, carriers = self._new_remains()
         for owner, markers in found.items():
             self._take(owner, markers, carriers)
@@ -311,39 +306,28 @@ class _Remains:
             _platform.reap_adopted(self.spared)
 
     def _stop_asked_of(self, owner: tuple[int, int]) -> bool:
-        """Whether a stop of the dead child ``owner`` was asked: its tree
-        takes in what it left from then on (`Tree`'s ``dead_owner``)."""
+        """Whether a stop of the dead child ``owner`` was asked: it claims
+        what was taken of it, and its own look takes the rest (`claim`)."""
         child = self.dead_children.get(owner)
         return child is not None and _stop.stop_asked_of(child)
 
-    def _owners_among(self, deadlines: dict[Child, float]) -> dict[tuple[int, int], Child]:
-        """The dead children among ``deadlines``' children, by (pid, start ticks)."""
-        return {dead: child for dead, child in self.dead_children.items() if child is not None and child in deadlines}
-
-    def waiting_for(self, deadlines: dict[Child, float]) -> list[tuple[Tree, float]]:
-        """The pending remains of ``deadlines``' children that may still be
-        waited for, each with when its wait ends (its own deadline, or its
-        child's stop's, whichever is first)."""
-        owners = self._owners_among(deadlines)
-        now = time.monotonic()
-        waits = [(tree, min(own, deadlines[owners[self.owner_of[tree]]])) for tree, own in self._pending_of(owners)]
-        return [(tree, until) for tree, until in waits if until > now]
-
-    def _pending_of(self, owners: dict[tuple[int, int], Child]) -> list[tuple[Tree, float]]:
-        return [(tree, own) for tree, own in self.pending if self.owner_of.get(tree) in owners]
-
-    def hand_over(self, deadlines: dict[Child, float]) -> dict[Child, list[Tree]]:
-        """`hand_over` (the module's function), once its waits are over:
-        escalate what of it is left, then hand over."""
-        owners = self._owners_among(deadlines)
-        due = self._pending_of(owners)
-        if due:
-            self._end(due, until=escalation_end(max(deadlines.values()), _stop.own_deadline()))
-        handed: dict[Child, list[Tree]] = {}
-        for dead, child in owners.items():
-            if dead in self.ended:
-                handed.setdefault(child, []).extend(self.ended.pop(dead))
-        return handed
+    def claim(self, children: Collection[Child]) -> dict[Child, tuple[list[Tree], list[Tree]]]:
+        """`claim` (the module's function), under `_looking`."""
+        claimed: dict[Child, tuple[list[Tree], list[Tree]]] = {}
+        for dead, child in list(self.dead_children.items()):
+            if child is None or child not in children:
+                continue
+            running = [tree for tree, _ in self.pending if self.owner_of.get(tree) == dead]
+            self.pending = [(tree, until) for tree, until in self.pending if tree not in running]
+            for tree in running:
+                del self.owner_of[tree]
+                self.heads.pop(tree, None)
+                self.unasked.pop(tree, None)
+                tree.note_exits()  # what is gone now was gone before the stop
+            claimed[child] = (self.ended.get(dead, []), running)
+            with _lock:
+                self._drop(dead)
+        return claimed
 
     def _new_remains(self) -> tuple[dict[tuple[int, int], dict[str, float]], list[int]]:
         """Markers of dead owners carried by candidates not seen before, by

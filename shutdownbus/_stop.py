@@ -10,7 +10,7 @@ Rules of this module:
   (the bus, our own stop, where reports go, holding our stop back) is handed
   to it as a `_member.Relay` with each child tracked, and `_member` reaches it
   only through the hooks `_child` installs (and `_remains`, which ends what
-  a child that died on its own left behind, through `set_remains_hooks`: a
+  a child that died on its own left behind, through `set_remains_hook`: a
   stop of that child takes it over).  So calls run one way, as the
   imports do: ``_child -> _stop -> _bus -> _protocol``, ``_child -> _member -> _bus``.
 * A deadline is an absolute `time.monotonic` instant from the moment a stop
@@ -82,6 +82,7 @@ class StopState:
         "farewelled",
         "last_group",
         "remains",
+        "remains_running",
         "remains_seen_at",
         "report",
     )
@@ -104,8 +105,12 @@ class StopState:
         self.gave_up = False
         self.farewelled = False  # gone on at its farewell, its exit left to the stop's top
         self.last_group = True  # of the stop's `stop_order` groups: an earlier group's must be gone
-        self.remains: list[Tree] = []  # what it left when it died on its own, ended (`set_remains_hooks`)
-        self.remains_seen_at: float | None = None  # what of it was gone then was gone before this stop
+        # What it left when it died on its own (`set_remains_hook`): all of
+        # it, for the report; what still ran when this stop began, to end;
+        # when that was (what was gone by then was gone before this stop).
+        self.remains: list[Tree] = []
+        self.remains_running: list[Tree] = []
+        self.remains_seen_at: float | None = None
         self.report: StopReport | None = None
 
 
@@ -127,9 +132,8 @@ _reports: weakref.WeakKeyDictionary[Child, StopReport] = weakref.WeakKeyDictiona
 _exited_markers: dict[str, float] = {}
 #: What this process's place on the bus gives us (`track` is handed it).
 _relay: Relay | None = None
-#: `_remains.look_now` and `_remains.hand_over`, once `_child` installed them (`set_remains_hooks`).
-_look_at_remains: Callable[[], set[int]] | None = None
-_hand_over_remains: Callable[[dict[Child, float]], dict[Child, list[Tree]]] | None = None
+#: `_remains.claim`, once `_child` installed it (`set_remains_hook`).
+_claim_remains: Callable[[list[Child]], dict[Child, tuple[list[Tree], list[Tree]]]] | None = None
 
 
 def _forget_after_fork() -> None:
@@ -170,15 +174,13 @@ def track(child: Child, link: Link, relay: Relay) -> None:
         relay.bus().request_stop(link, reason, theirs)
 
 
-def set_remains_hooks(
-    look_now: Callable[[], set[int]], hand_over: Callable[[dict[Child, float]], dict[Child, list[Tree]]]
-) -> None:
-    """Install `_remains.look_now` and `_remains.hand_over` (called by
-    `_child`): a stop of children that died on their own ends what they
-    left behind, by each one's deadline, and reports it with them (what was
-    gone at the stop's first look as ``exited``)."""
-    global _look_at_remains, _hand_over_remains
-    _look_at_remains, _hand_over_remains = look_now, hand_over
+def set_remains_hook(claim: Callable[[list[Child]], dict[Child, tuple[list[Tree], list[Tree]]]]) -> None:
+    """Install `_remains.claim` (called by `_child`): a stop of children that
+    died on their own takes over what they left behind, ends it by its
+    deadline with the rest of their trees, and reports it with them (what
+    was gone as the stop began as ``exited``)."""
+    global _claim_remains
+    _claim_remains = claim
 
 
 def _the_relay() -> Relay:
@@ -349,14 +351,14 @@ def _complete(mine: list[StopState]) -> None:
 def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], object] | None = None) -> None:
     """Send the stops, wait, escalate, sweep; safe to run again after an interruption."""
     bus = _the_relay().bus()
-    not_ours = {c.pid for c in live_children()}  # our other children: their own trees
-    if _look_at_remains is not None:
-        # What a child that died on its own left, and is gone now, was gone
-        # before this stop; what still runs is `_remains`', until it hands it over.
-        not_ours |= _look_at_remains()
-        now = time.monotonic()
-        for st in mine:
-            st.remains_seen_at = st.remains_seen_at or now
+    if _claim_remains is not None:
+        for child, (ended, running) in _claim_remains([st.child for st in mine]).items():
+            st = next(st for st in mine if st.child is child)
+            st.remains += ended + running
+            st.remains_running += running
+            st.remains_seen_at = st.remains_seen_at or time.monotonic()
+    # Our other children have trees of their own; what a child's remains hold is theirs.
+    not_ours = {c.pid for c in live_children()} | {pid for st in mine for t in st.remains for pid in t.members}
     table = ProcessTable()  # one look at the process table for all the trees
     # One watch for the children and their trees, so one wait sees every exit.
     watch = next((st.watch for st in mine if st.watch is not None), None) or _platform.ExitWatch()
@@ -631,6 +633,12 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
     # A child that said farewell has stopped its tree; its exit, and what is
     # still finishing below it, are the stop's top's to wait for (and reap).
     trees = [(st.deadline, st.tree) for st in mine if st.tree is not None and not st.farewelled]
+    # What a child that died on its own left, and still ran as this stop
+    # began, was asked to go as `_remains` asks: it is waited for and
+    # escalated with the rest, not asked again.
+    remains = [(st.deadline, tree) for st in mine for tree in st.remains_running]
+    trees += remains
+    asked = {tree for _, tree in remains}
     rounds = 0
     while True:
         # Looked at again each round: a process asked to go may fork as it
@@ -647,18 +655,15 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
             continue
         rounds += 1
         for _, tree in leftover:
-            marked = [m for m in tree.alive() if m.outcome is None and not m.companion and tree.marked(m.proc)]
-            signal_members(marked, Outcome.STOPPED)
+            if tree not in asked:
+                marked = [m for m in tree.alive() if m.outcome is None and not m.companion and tree.marked(m.proc)]
+                signal_members(marked, Outcome.STOPPED)
         deadline = max(d for d, _ in leftover)
         for _, tree in leftover:
             tree.wait_gone(max(0.0, deadline - time.monotonic()))
         # However many rounds it takes, the escalations of one stop end together.
         escalate([tree for _, tree in leftover], until=escalation_end(deadline, own_deadline()))
     _end_leftover_jobs(mine)
-    if _hand_over_remains is not None:
-        handed = _hand_over_remains({st.child: st.deadline for st in mine})
-        for st in mine:
-            st.remains = handed.get(st.child, [])
     for st in mine:
         if st.tree is not None and not st.farewelled:
             _reap(st)
@@ -678,6 +683,8 @@ def _reap(st: StopState) -> None:
     tree = st.tree
     assert tree is not None
     tree.returncodes.update(_platform.reap_adopted(tree.members))
+    for remains in st.remains_running:  # re-parented to us too
+        remains.returncodes.update(_platform.reap_adopted(remains.members))
     if not _platform.orphans_stay_in_the_tree():
         return  # nothing says farewell there (`_member._says_farewell`)
     farewelled = {e["pid"] for e in st.link.entries if e["member"] and e["returncode"] is None}

@@ -397,9 +397,12 @@ class Tree:
         return found
 
     def marked(self, proc: psutil.Process) -> bool:
-        """Whether ``proc`` started with one of this tree's markers in its
-        environment (so it is a non-member of this tree, or what a member of
-        it started by other means than `spawn`: it cannot hear the bus)."""
+        """Whether ``proc`` cannot hear the bus and is of this tree by its
+        environment: it started with one of this tree's markers (a
+        non-member of this tree, or what a member of it started by other
+        means than `spawn`), or with an endpoint that a dead process of this
+        tree made and is no member (a non-member that process spawned, and
+        what that one started: see `_orphaned_below_the_dead`)."""
         if not self.markers:
             return False
         if proc.pid not in self._marked:
@@ -408,37 +411,42 @@ class Tree:
                 return False  # unreadable now (in the middle of its exec, or gone): ask again next time
             # The endpoint it was spawned on (a non-member's descendants, a member's forks),
             # or the one that a member's plain descendants inherited from it (`ENV_BELOW`).
-            self._marked[proc.pid] = not self.markers.isdisjoint((environ.get(ENV_ENDPOINT), environ.get(ENV_BELOW)))
+            own = environ.get(ENV_ENDPOINT)
+            self._marked[proc.pid] = not self.markers.isdisjoint((own, environ.get(ENV_BELOW))) or (
+                self._made_by_the_dead(own) and not _platform.joined_the_bus(proc.pid)
+            )
         return self._marked[proc.pid]
 
     def _orphaned_below_the_dead(self, proc: psutil.Process) -> bool:
         """Whether ``proc``, one of our children that is not ours by spawn
         (so every process between it and us has died), is of this tree
-        because a process of it that is dead (see ``dead_owner``) made the
-        endpoint that ``proc`` carries:
+        because a dead process of it made the endpoint that ``proc`` carries
+        (see ``dead_owner``):
 
         * in ``SHUTDOWNBUS_BELOW``: the endpoint of a member that the dead
           process spawned, inherited by what that member started by other
           means.  It counts as marked from then on (it cannot hear the bus).
-        * in ``SHUTDOWNBUS_ENDPOINT``: its own, or its spawner's, endpoint,
-          made by the dead process as it spawned.  Such a process was
-          spawned by it (or descends from one that was): a member stopping
-          on 'parent-lost', or a non-member the kernel asked at its
-          spawner's death; neither is asked again.  Found so when its
-          spawner died before the stop's first look (a child killed as its
-          stop began, whose remains `_remains` then leaves to the stop).
+        * in ``SHUTDOWNBUS_ENDPOINT``: the endpoint the dead process spawned
+          it on (or what it descends from: a non-member's children inherit
+          it).  Found so when that process died before the stop's first look
+          (a child killed as its stop began, whose remains `_remains` then
+          leaves to the stop).  A member among them is stopping on
+          'parent-lost' and is not asked to go; a non-member is (`marked`),
+          as `_remains` asks it: the kernel's parent-death signal reached
+          only the process the dead one spawned, not what that one started.
         """
-        if self.dead_owner is None:
-            return False
         environ = environment_of(proc)
-        for variable in (ENV_BELOW, ENV_ENDPOINT):
-            endpoint = environ.get(variable)
-            owner = self.dead_owner(endpoint) if endpoint else None
-            if owner is not None and (owner in self.members or owner in self._first_roots):
-                if variable == ENV_BELOW:
-                    self._marked[proc.pid] = True
-                return True
-        return False
+        if self._made_by_the_dead(environ.get(ENV_BELOW)):
+            self._marked[proc.pid] = True
+            return True
+        return self._made_by_the_dead(environ.get(ENV_ENDPOINT))
+
+    def _made_by_the_dead(self, endpoint: str | None) -> bool:
+        """Whether ``endpoint`` was made by a process of this tree that is dead (see ``dead_owner``)."""
+        if self.dead_owner is None or not endpoint:
+            return False
+        owner = self.dead_owner(endpoint)
+        return owner is not None and (owner in self.members or owner in self._first_roots)
 
     def alive(self) -> list[Member]:
         """Members still running (a zombie counts as gone, unless threads of it are left), deepest first.

@@ -180,6 +180,40 @@ def test_what_a_killed_spawnee_leaves_behind_is_ended_by_its_spawner(tmp_path: P
     assert [name for name, _ in logged(log, "cleanup")] == ["m"]
 
 
+@linux
+def test_what_a_spawner_killed_as_its_stop_began_left_is_asked_by_the_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, but the stop of the spawner was asked before its death was
+    seen, so the look for remains leaves what it left to the stop (emulated:
+    that look is off).  The stop tells those processes by the endpoints the
+    dead spawner made, and asks as that look would: the non-members, and
+    the shell's background job, which the kernel did not ask, go at once;
+    the member stops itself on 'parent-lost'.  Before, the job ran until the
+    stop's deadline, and was escalated."""
+    from shutdownbus import _remains
+
+    monkeypatch.setattr(_remains, "look_for_remains", lambda *args: None)
+    log = tmp_path / "log"
+    argv = [sys.executable, str(PROGRAMS / "spawner.py"), str(log), "--shell"]
+    spawner = shutdownbus.spawn(argv, joins=False, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    with reaped(spawner, descendants=True):
+        assert spawner.stdout is not None
+        pids = json.loads(spawner.stdout.readline())
+        procs = [psutil.Process(pid) for pid in pids.values()]
+        spawner.kill()
+        start = time.monotonic()
+        report = spawner.stop(timeout=60)
+        took = time.monotonic() - start
+        print(report)
+        left = {p.pid for p in wait_gone(procs, 5)}
+        assert not left, {name: pid for name, pid in pids.items() if pid in left}
+    assert took < 30, f"the stop took {took:.2f} s: what the spawner left waited for the deadline"
+    job = report.entry(pids["job"])
+    assert job is not None and job.outcome == "stopped", report
+    assert logged(log, "got stop") == [("m", "parent-lost")]
+
+
 @pytest.mark.skipif(not LINUX, reason="reads the kernel's lists of our children")
 def test_a_judgment_of_remains_lasts_only_while_its_process_is_our_child() -> None:
     """The look for remains judges each of our children once.  A look that
