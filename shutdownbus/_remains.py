@@ -39,10 +39,11 @@ Rules of this module:
 * One thread of its own, started by the first death, ending when its last
   look is done; the bus thread only tells it of a death.
 * What it found is that dead child's subtree: a stop of that child that
-  begins within that time takes it over (`claim`, which `_child` gives
-  `_stop` as a hook), what ended and what still runs, to end it by its own
-  deadline and report it.  Nothing of that child is kept here past that
-  time, whether a stop came or not.
+  begins within that time takes it into that child's tree (`claim`, which
+  `_child` gives `_stop` as a hook), what ended and what still runs, to end
+  it by its own deadline and report it; from then on nothing of that child
+  is taken here.  Nothing of it is kept here past that time, whether a stop
+  came or not.
 """
 
 from __future__ import annotations
@@ -130,20 +131,20 @@ def at_exit(deadline: float | None) -> None:
         _remains.finish(deadline)
 
 
-def claim(children: Collection[Child]) -> dict[Child, tuple[list[Tree], list[Tree]]]:
+def claim(children: Collection[Child]) -> dict[Child, list[Tree]]:
     """For a stop of ``children`` that begins: hand it what was found of
-    each that died on its own.  What ended (reaped here, so gone before the
-    stop's top could see it) is for its report; what still runs is the
-    stop's from now on, to wait for, escalate with the rest of that child's
-    tree, reap and report.  What the kernel re-parents to us later is left
-    to the stop's own look (`Tree`'s ``dead_owner``).  Exits are noted now:
-    what is gone by then was gone before the stop.
+    each that died on its own, to take into that child's tree
+    (`Tree.take_over`).  What ended here (reaped, so gone before the stop's
+    top could see it) is for its report; what still runs is the stop's from
+    now on, to wait for, escalate, reap and report.  What the kernel
+    re-parents to us later is left to the stop's own look (`Tree`'s
+    ``dead_owner``).
 
     Args:
         children: The children whose stop begins.
 
     Returns:
-        For each child that had any: the trees ended, and those still running.
+        For each child that had any: the trees found of it, ended or not.
     """
     if not any(child in children for child in list(_remains.dead_children.values())):
         return {}  # the usual case: none of them died on its own lately
@@ -311,9 +312,9 @@ class _Remains:
         child = self.dead_children.get(owner)
         return child is not None and _stop.stop_asked_of(child)
 
-    def claim(self, children: Collection[Child]) -> dict[Child, tuple[list[Tree], list[Tree]]]:
+    def claim(self, children: Collection[Child]) -> dict[Child, list[Tree]]:
         """`claim` (the module's function), under `_looking`."""
-        claimed: dict[Child, tuple[list[Tree], list[Tree]]] = {}
+        claimed: dict[Child, list[Tree]] = {}
         for dead, child in list(self.dead_children.items()):
             if child is None or child not in children:
                 continue
@@ -323,8 +324,8 @@ class _Remains:
                 del self.owner_of[tree]
                 self.heads.pop(tree, None)
                 self.unasked.pop(tree, None)
-                tree.note_exits()  # what is gone now was gone before the stop
-            claimed[child] = (self.ended.get(dead, []), running)
+                self.spared.difference_update(tree.members)  # the stop's to reap now, not ours
+            claimed[child] = self.ended.get(dead, []) + running
             with _lock:
                 self._drop(dead)
         return claimed

@@ -82,8 +82,6 @@ class StopState:
         "farewelled",
         "last_group",
         "remains",
-        "remains_running",
-        "remains_seen_at",
         "report",
     )
 
@@ -105,12 +103,7 @@ class StopState:
         self.gave_up = False
         self.farewelled = False  # gone on at its farewell, its exit left to the stop's top
         self.last_group = True  # of the stop's `stop_order` groups: an earlier group's must be gone
-        # What it left when it died on its own (`set_remains_hook`): all of
-        # it, for the report; what still ran when this stop began, to end;
-        # when that was (what was gone by then was gone before this stop).
-        self.remains: list[Tree] = []
-        self.remains_running: list[Tree] = []
-        self.remains_seen_at: float | None = None
+        self.remains: list[Tree] = []  # what it left when it died on its own, for its tree (`set_remains_hook`)
         self.report: StopReport | None = None
 
 
@@ -133,7 +126,7 @@ _exited_markers: dict[str, float] = {}
 #: What this process's place on the bus gives us (`track` is handed it).
 _relay: Relay | None = None
 #: `_remains.claim`, once `_child` installed it (`set_remains_hook`).
-_claim_remains: Callable[[list[Child]], dict[Child, tuple[list[Tree], list[Tree]]]] | None = None
+_claim_remains: Callable[[list[Child]], dict[Child, list[Tree]]] | None = None
 
 
 def _forget_after_fork() -> None:
@@ -174,11 +167,11 @@ def track(child: Child, link: Link, relay: Relay) -> None:
         relay.bus().request_stop(link, reason, theirs)
 
 
-def set_remains_hook(claim: Callable[[list[Child]], dict[Child, tuple[list[Tree], list[Tree]]]]) -> None:
+def set_remains_hook(claim: Callable[[list[Child]], dict[Child, list[Tree]]]) -> None:
     """Install `_remains.claim` (called by `_child`): a stop of children that
-    died on their own takes over what they left behind, ends it by its
-    deadline with the rest of their trees, and reports it with them (what
-    was gone as the stop began as ``exited``)."""
+    died on their own takes what they left behind into their trees, to end
+    it by its deadline and report it (what was gone as the stop began as
+    ``exited``)."""
     global _claim_remains
     _claim_remains = claim
 
@@ -352,12 +345,9 @@ def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], obj
     """Send the stops, wait, escalate, sweep; safe to run again after an interruption."""
     bus = _the_relay().bus()
     if _claim_remains is not None:
-        for child, (ended, running) in _claim_remains([st.child for st in mine]).items():
-            st = next(st for st in mine if st.child is child)
-            st.remains += ended + running
-            st.remains_running += running
-            st.remains_seen_at = st.remains_seen_at or time.monotonic()
-    # Our other children have trees of their own; what a child's remains hold is theirs.
+        for child, trees in _claim_remains([st.child for st in mine]).items():
+            next(st for st in mine if st.child is child).remains += trees
+    # Our other children have trees of their own; what a child left is taken into its tree below.
     not_ours = {c.pid for c in live_children()} | {pid for st in mine for t in st.remains for pid in t.members}
     table = ProcessTable()  # one look at the process table for all the trees
     # One watch for the children and their trees, so one wait sees every exit.
@@ -379,6 +369,9 @@ def _run(mine: list[StopState], progress: Callable[[_progress.StopProgress], obj
                 watched=not (st.child.joined and st.link.member_pid in (None, st.child.pid)),
                 dead_owner=_transport.dead_owner,
             )
+        for remains in st.remains:
+            st.tree.take_over(remains)
+        st.remains = []
     for st in mine:
         if not st.begun:
             # A child that exited after a forwarded stop reached it did stop;
@@ -620,7 +613,9 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
 
     Those that started with the tree's marker cannot hear the bus (a
     non-member's descendants, what a member started by other means than
-    `spawn`): they get the polite OS request at once (it is their stop).
+    `spawn`), nor can non-members that a dead process of the tree left
+    (`Tree.left_by_the_dead`): they get the polite OS request at once (it
+    is their stop).
     The others (members among them stop on their own when they see their
     parent gone) and companions (`Tree`) get until the deadline.  Then
     whatever is left is terminated and killed.
@@ -633,12 +628,6 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
     # A child that said farewell has stopped its tree; its exit, and what is
     # still finishing below it, are the stop's top's to wait for (and reap).
     trees = [(st.deadline, st.tree) for st in mine if st.tree is not None and not st.farewelled]
-    # What a child that died on its own left, and still ran as this stop
-    # began, was asked to go as `_remains` asks: it is waited for and
-    # escalated with the rest, not asked again.
-    remains = [(st.deadline, tree) for st in mine for tree in st.remains_running]
-    trees += remains
-    asked = {tree for _, tree in remains}
     rounds = 0
     while True:
         # Looked at again each round: a process asked to go may fork as it
@@ -655,9 +644,12 @@ def _sweep_leftovers(mine: list[StopState]) -> None:
             continue
         rounds += 1
         for _, tree in leftover:
-            if tree not in asked:
-                marked = [m for m in tree.alive() if m.outcome is None and not m.companion and tree.marked(m.proc)]
-                signal_members(marked, Outcome.STOPPED)
+            unheard = [
+                m
+                for m in tree.alive()
+                if m.outcome is None and not m.companion and (tree.marked(m.proc) or tree.left_by_the_dead(m))
+            ]
+            signal_members(unheard, Outcome.STOPPED)
         deadline = max(d for d, _ in leftover)
         for _, tree in leftover:
             tree.wait_gone(max(0.0, deadline - time.monotonic()))
@@ -682,9 +674,8 @@ def _reap(st: StopState) -> None:
     """
     tree = st.tree
     assert tree is not None
-    tree.returncodes.update(_platform.reap_adopted(tree.members))
-    for remains in st.remains_running:  # re-parented to us too
-        remains.returncodes.update(_platform.reap_adopted(remains.members))
+    # Not what was reaped already (by `_remains`): its pid may be another process's by now.
+    tree.returncodes.update(_platform.reap_adopted(pid for pid in tree.members if pid not in tree.returncodes))
     if not _platform.orphans_stay_in_the_tree():
         return  # nothing says farewell there (`_member._says_farewell`)
     farewelled = {e["pid"] for e in st.link.entries if e["member"] and e["returncode"] is None}
@@ -787,8 +778,6 @@ def _build_report(st: StopState, now: float) -> StopReport:
         reported.append(entry)
     known = {e.pid for e in reported} | {c.pid}
     others = [] if tree is None else tree.entries(t0, lost_after=st.exit_seen, member_pid=link.member_pid, skip=known)
-    for remains in st.remains:  # what it left when it died on its own, before or during this stop
-        others += remains.entries(t0, lost_after=st.exit_seen, skip=known, exited_before=st.remains_seen_at)
     end = max([now] + ([st.exit_seen] if st.exit_seen else []))
     unchecked = tuple(sorted(tree.unchecked)) if tree is not None else ()
     entries = merge_entries([[own], reported, others])

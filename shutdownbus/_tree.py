@@ -38,7 +38,7 @@ from . import _platform
 from ._environment import ENV_BELOW, ENV_ENDPOINT
 from ._names import describe
 from ._outcome import Outcome
-from ._processes import cmdline, describe_process, environment_of, process, runs
+from ._processes import cmdline, describe_process, environment_of, parent_pid, process, runs
 
 TYPE_CHECKING = False  # not typing's: see the package's __init__
 if TYPE_CHECKING:
@@ -365,6 +365,30 @@ class Tree:
             else:
                 m.mark_gone(None, now, running_at=m.seen_at)
 
+    def take_over(self, other: Tree) -> None:
+        """Make the processes of ``other``, watched until now by someone else
+        (`_remains`), this tree's: those gone by now count as gone before
+        its first look (``exited``), with the exit statuses ``other`` took;
+        those still running are watched here (as `_add` would), keeping what
+        was asked of them.  Which of them carry ``other``'s markers is not
+        taken: this tree asks by its own.  ``other`` is not used afterwards.
+        """
+        if any(not m.gone for m in other.members.values()):
+            other.note_exits()
+        for pid, m in other.members.items():
+            if pid in self.members:
+                continue
+            self.members[pid] = m
+            self._first_args[pid] = other._first_args.get(pid, [])
+            if m.gone:
+                m.exited_early, m.gone_at = True, None  # gone before this stop: no time in it
+            elif self.watched or m.companion:
+                self.watch.add(pid, functools.partial(_gone, m))
+            else:
+                self._unwatched.append(m)
+        self.returncodes.update(other.returncodes)
+        other.watch.close()
+
     def take_in(self, pids: Iterable[int], parent: int) -> None:
         """Add processes found outside the walk, shown below ``parent``
         (Windows: those in a child's Job Object that no walk reaches, a
@@ -397,12 +421,9 @@ class Tree:
         return found
 
     def marked(self, proc: psutil.Process) -> bool:
-        """Whether ``proc`` cannot hear the bus and is of this tree by its
-        environment: it started with one of this tree's markers (a
-        non-member of this tree, or what a member of it started by other
-        means than `spawn`), or with an endpoint that a dead process of this
-        tree made and is no member (a non-member that process spawned, and
-        what that one started: see `_orphaned_below_the_dead`)."""
+        """Whether ``proc`` started with one of this tree's markers in its
+        environment (so it is a non-member of this tree, or what a member of
+        it started by other means than `spawn`: it cannot hear the bus)."""
         if not self.markers:
             return False
         if proc.pid not in self._marked:
@@ -411,11 +432,33 @@ class Tree:
                 return False  # unreadable now (in the middle of its exec, or gone): ask again next time
             # The endpoint it was spawned on (a non-member's descendants, a member's forks),
             # or the one that a member's plain descendants inherited from it (`ENV_BELOW`).
-            own = environ.get(ENV_ENDPOINT)
-            self._marked[proc.pid] = not self.markers.isdisjoint((own, environ.get(ENV_BELOW))) or (
-                self._made_by_the_dead(own) and not _platform.joined_the_bus(proc.pid)
-            )
+            self._marked[proc.pid] = not self.markers.isdisjoint((environ.get(ENV_ENDPOINT), environ.get(ENV_BELOW)))
         return self._marked[proc.pid]
+
+    def left_by_the_dead(self, member: Member) -> bool:
+        """Whether ``member`` cannot hear the bus and was left by a dead
+        process of this tree: a non-member that process spawned (the
+        endpoint it started with was made by it), or what such a one
+        started, with no live process between it and us but such ones.  A
+        member's forks carry the same endpoint and are not: that member
+        stops them.  As `_remains` asks what a killed child left, so does a
+        stop (the kernel's parent-death signal reached only the process the
+        dead one spawned, not what that one started).  Read again at each
+        call: what is below a live member now may be ours later.
+        """
+        seen: Member | None = member
+        for _ in range(len(self.members)):  # a bound, should parent links loop (pids reused meanwhile)
+            if seen is None or seen.gone:
+                return False
+            if not self._made_by_the_dead(environment_of(seen.proc).get(ENV_ENDPOINT)):
+                return False
+            if _platform.joined_the_bus(seen.pid) is not False:  # a member, or it cannot be told (fail closed)
+                return False
+            parent = parent_pid(seen.proc)
+            if parent == os.getpid():
+                return True
+            seen = self.members.get(parent) if parent is not None else None
+        return False
 
     def _orphaned_below_the_dead(self, proc: psutil.Process) -> bool:
         """Whether ``proc``, one of our children that is not ours by spawn
@@ -427,13 +470,11 @@ class Tree:
           process spawned, inherited by what that member started by other
           means.  It counts as marked from then on (it cannot hear the bus).
         * in ``SHUTDOWNBUS_ENDPOINT``: the endpoint the dead process spawned
-          it on (or what it descends from: a non-member's children inherit
-          it).  Found so when that process died before the stop's first look
-          (a child killed as its stop began, whose remains `_remains` then
-          leaves to the stop).  A member among them is stopping on
-          'parent-lost' and is not asked to go; a non-member is (`marked`),
-          as `_remains` asks it: the kernel's parent-death signal reached
-          only the process the dead one spawned, not what that one started.
+          it on (or what it descends from: a non-member's children, and a
+          member's forks, inherit it).  Found so when that process died
+          before the stop's first look (a child killed as its stop began).
+          A member among them is stopping on 'parent-lost'; a non-member is
+          asked to go (`left_by_the_dead`).
         """
         environ = environment_of(proc)
         if self._made_by_the_dead(environ.get(ENV_BELOW)):
@@ -505,19 +546,11 @@ class Tree:
         _platform.wait_exited(mine, timeout)
 
     def entries(
-        self,
-        t0: float,
-        *,
-        lost_after: float | None = None,
-        member_pid: int | None = None,
-        skip: Iterable[int] = (),
-        exited_before: float | None = None,
+        self, t0: float, *, lost_after: float | None = None, member_pid: int | None = None, skip: Iterable[int] = ()
     ) -> list[ReportEntry]:
         """One report entry per member, parents before their children.
 
-        Outcomes: ``exited`` for a process that had exited when first seen
-        (and for one seen gone before ``exited_before``: in a tree that was
-        watched before this stop began, `_remains`');
+        Outcomes: ``exited`` for a process that had exited when first seen;
         the OS request it got (``stopped``, ``terminated``, ``killed``);
         ``lost`` for one that went on its own after ``lost_after`` (its
         ancestor had exited; a companion is not lost, it did its job);
@@ -528,7 +561,6 @@ class Tree:
             lost_after: See above; None: nothing is lost.
             member_pid: The pid that joined the bus, if it is among the members.
             skip: Pids not to report (reported by someone else).
-            exited_before: See above (`time.monotonic`).
         """
         from ._report import ReportEntry  # loaded by `load` on a stop's path
 
@@ -538,10 +570,7 @@ class Tree:
             if m.pid in skip:
                 continue
             outcome: Outcome
-            exited = m.exited_early or (
-                exited_before is not None and m.seen_gone_at is not None and m.seen_gone_at <= exited_before
-            )
-            if exited:
+            if m.exited_early:
                 outcome = Outcome.EXITED
             elif m.unchecked and not m.gone:
                 outcome = Outcome.UNCHECKED
@@ -551,7 +580,7 @@ class Tree:
                 outcome = Outcome.LOST
             else:
                 outcome = Outcome.STOPPED
-            seconds = None if m.gone_at is None or exited else round(max(0.0, m.gone_at - t0), 6)
+            seconds = None if m.gone_at is None else round(max(0.0, m.gone_at - t0), 6)
             requested = None if m.requested_at is None else round(max(0.0, m.requested_at - t0), 6)
             out.append(
                 ReportEntry(

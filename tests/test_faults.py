@@ -220,6 +220,34 @@ def test_what_a_child_killed_as_its_stop_began_left_is_its_stops(
         assert entry is not None and entry.outcome == "terminated", report
 
 
+@pytest.mark.skipif(not LINUX, reason="what a killed child leaves comes to its parent only on Linux")
+def test_the_fork_of_a_member_a_dead_child_left_is_that_members_while_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, with a worker that the member forked and that never
+    exec'd: it shows the member's first environment, the endpoint the dead
+    child made included, and has no bus thread, so it looks like what a
+    dead process left that cannot hear the bus.  But it runs below a live
+    member that is stopping it: the stop does not ask it while that member
+    runs, and asks it once it is ours (the member gone)."""
+    from shutdownbus import _remains
+
+    monkeypatch.setattr(_remains, "look_for_remains", lambda *args: None)
+    log = tmp_path / "log"
+    cmd = member_cmd(log, "--depth", "1", "--fanout", "1", "--leaf-cleanup", "1", "--leaf-fork")
+    with reaped(shutdownbus.spawn(cmd, ready_timeout=READY), descendants=True) as child:
+        pids = started_pids(log)
+        fork = int(dict(logged(log, "fork"))["B.0"])
+        kill(child.pid)
+        wait_for(lambda: psutil.Process(pids["B.0"]).ppid() == os.getpid(), 30, "not re-parented")
+        report = child.stop(reason="fault", timeout=30)
+        print(report)
+        assert alive([pids["B.0"], fork]) == [], report
+    left_at = float(dict(logged(log, "leaving"))["B.0"])
+    asked_at = float(dict(logged(log, "forkterm"))["B.0"])
+    assert asked_at >= left_at, f"the fork was asked to go {left_at - asked_at:.3f} s before its member was done"
+
+
 CRASHER = str(PROGRAMS / "crasher.py")
 
 

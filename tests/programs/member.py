@@ -36,6 +36,7 @@ def main() -> None:
     p.add_argument("--late-children", type=int, default=0, help="children to start after ready()")
     p.add_argument("--stop-timeout", type=float, default=10.0)
     p.add_argument("--leaf-cleanup", type=float, default=0.0, help="seconds a leaf's cleanup takes (passed down)")
+    p.add_argument("--leaf-fork", action="store_true", help="a leaf forks a worker that never execs (passed down)")
     args = p.parse_args()
 
     if not args.no_join:
@@ -63,6 +64,7 @@ def main() -> None:
                 str(args.stop_timeout),
                 "--leaf-cleanup",
                 str(args.leaf_cleanup),
+                *(["--leaf-fork"] if args.leaf_fork else []),
             ]
             children.append(shutdownbus.spawn(cmd, ready_timeout=60, stop_timeout=args.stop_timeout))
         extra = None
@@ -85,6 +87,19 @@ def main() -> None:
             os.close(r)
             os.wait()
             log(args.log, f"{args.name} daemon {daemon_pid}")
+        if args.leaf_fork and args.depth == 0:
+            # A pre-forked worker: it shows this process's first environment, and no bus thread.
+            worker = os.fork()
+            if worker == 0:
+
+                def asked(*_: object) -> None:
+                    log(args.log, f"{args.name} forkterm {time.monotonic()}")
+                    os._exit(0)
+
+                signal.signal(signal.SIGTERM, asked)
+                while True:
+                    time.sleep(600)
+            log(args.log, f"{args.name} fork {worker}")
         # Started before ready(): a stop that came between ready() and this
         # Popen would find no child to stop at this process's exit.
         blocker = None
@@ -130,6 +145,7 @@ def main() -> None:
         log(args.log, f"{args.name} cleanup")
         if args.depth == 0:
             time.sleep(args.leaf_cleanup)
+            log(args.log, f"{args.name} leaving {time.monotonic()}")
     if args.on_stop == "exit1":
         sys.exit(1)
 
