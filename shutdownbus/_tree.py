@@ -219,6 +219,9 @@ class Tree:
         self.watch = watch if watch is not None else _platform.ExitWatch()
         self.members: dict[int, Member] = {}
         self.returncodes: dict[int, int] = {}  # of members we reaped (as their subreaper)
+        #: Members whose exit was settled before they were ours (`take_over`):
+        #: reaped already, or never our children; their pids may be reused.
+        self.settled: set[int] = set()
         self._marked: dict[int, bool] = {}
         self._first_args: dict[int, list[str]] = {}  # each member's command line, as first seen or last read again
         self._pruned: set[int] = set()
@@ -382,6 +385,7 @@ class Tree:
             self._first_args[pid] = other._first_args.get(pid, [])
             if m.gone:
                 m.exited_early, m.gone_at = True, None  # gone before this stop: no time in it
+                self.settled.add(pid)
             elif self.watched or m.companion:
                 self.watch.add(pid, functools.partial(_gone, m))
             else:
