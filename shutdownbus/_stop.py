@@ -674,7 +674,7 @@ def _reap(st: StopState) -> None:
     """
     tree = st.tree
     assert tree is not None
-    # Not what was settled before (by `_remains`): its pid may be another process's by now.
+    # Not what was reaped before (by `_remains`): its pid may be another process's by now.
     tree.returncodes.update(_platform.reap_adopted(pid for pid in tree.members if pid not in tree.settled))
     if not _platform.orphans_stay_in_the_tree():
         return  # nothing says farewell there (`_member._says_farewell`)

@@ -219,8 +219,8 @@ class Tree:
         self.watch = watch if watch is not None else _platform.ExitWatch()
         self.members: dict[int, Member] = {}
         self.returncodes: dict[int, int] = {}  # of members we reaped (as their subreaper)
-        #: Members whose exit was settled before they were ours (`take_over`):
-        #: reaped already, or never our children; their pids may be reused.
+        #: Members reaped before they were ours (`take_over`): their pids may
+        #: be another process's by now.
         self.settled: set[int] = set()
         self._marked: dict[int, bool] = {}
         self._first_args: dict[int, list[str]] = {}  # each member's command line, as first seen or last read again
@@ -385,7 +385,8 @@ class Tree:
             self._first_args[pid] = other._first_args.get(pid, [])
             if m.gone:
                 m.exited_early, m.gone_at = True, None  # gone before this stop: no time in it
-                self.settled.add(pid)
+                if pid in other.returncodes:
+                    self.settled.add(pid)  # reaped already; a zombie left is ours to reap (`_stop._reap`)
             elif self.watched or m.companion:
                 self.watch.add(pid, functools.partial(_gone, m))
             else:
