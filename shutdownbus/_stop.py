@@ -675,7 +675,8 @@ def _reap(st: StopState) -> None:
     tree = st.tree
     assert tree is not None
     # Not what was reaped before (by `_remains`): its pid may be another process's by now.
-    tree.returncodes.update(_platform.reap_adopted(pid for pid in tree.members if pid not in tree.settled))
+    reaped = tree.settled | tree.returncodes.keys()  # a second run (`_complete`) reaps none of them again
+    tree.returncodes.update(_platform.reap_adopted(pid for pid in tree.members if pid not in reaped))
     if not _platform.orphans_stay_in_the_tree():
         return  # nothing says farewell there (`_member._says_farewell`)
     farewelled = {e["pid"] for e in st.link.entries if e["member"] and e["returncode"] is None}

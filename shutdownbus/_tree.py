@@ -223,6 +223,7 @@ class Tree:
         #: be another process's by now.
         self.settled: set[int] = set()
         self._marked: dict[int, bool] = {}
+        self._joined: set[int] = set()  # seen a member (`left_by_the_dead`)
         self._first_args: dict[int, list[str]] = {}  # each member's command line, as first seen or last read again
         self._pruned: set[int] = set()
         self.unchecked: set[int] = set()
@@ -372,8 +373,8 @@ class Tree:
         """Make the processes of ``other``, watched until now by someone else
         (`_remains`), this tree's: those gone by now count as gone before
         its first look (``exited``), with the exit statuses ``other`` took;
-        those still running are watched here (as `_add` would), keeping what
-        was asked of them.  Which of them carry ``other``'s markers is not
+        those still running are watched here, keeping what was asked of them
+        (reported as asked when this stop began).  Which of them carry ``other``'s markers is not
         taken: this tree asks by its own.  ``other`` is not used afterwards.
         """
         if any(not m.gone for m in other.members.values()):
@@ -382,15 +383,16 @@ class Tree:
             if pid in self.members:
                 continue
             self.members[pid] = m
-            self._first_args[pid] = other._first_args.get(pid, [])
+            if pid in other._first_args:
+                self._first_args[pid] = other._first_args[pid]
             if m.gone:
-                m.exited_early, m.gone_at = True, None  # gone before this stop: no time in it
+                # Gone before this stop: no time in it, nor a request of it.
+                m.exited_early, m.gone_at, m.request, m.requested_at = True, None, None, None
                 if pid in other.returncodes:
                     self.settled.add(pid)  # reaped already; a zombie left is ours to reap (`_stop._reap`)
-            elif self.watched or m.companion:
-                self.watch.add(pid, functools.partial(_gone, m))
             else:
-                self._unwatched.append(m)
+                # Watched even in a member's tree: that member is dead, nothing else watches it.
+                self.watch.add(pid, functools.partial(_gone, m))
         self.returncodes.update(other.returncodes)
         other.watch.close()
 
@@ -449,7 +451,9 @@ class Tree:
         stops them.  As `_remains` asks what a killed child left, so does a
         stop (the kernel's parent-death signal reached only the process the
         dead one spawned, not what that one started).  Read again at each
-        call: what is below a live member now may be ours later.
+        call (each round of `_stop._sweep_leftovers`): what is below a live
+        member now may be ours at a later round.  A process once seen a
+        member counts as one for good (its bus thread may end before it does).
         """
         seen: Member | None = member
         for _ in range(len(self.members)):  # a bound, should parent links loop (pids reused meanwhile)
@@ -457,7 +461,12 @@ class Tree:
                 return False
             if not self._made_by_the_dead(environment_of(seen.proc).get(ENV_ENDPOINT)):
                 return False
-            if _platform.joined_the_bus(seen.pid) is not False:  # a member, or it cannot be told (fail closed)
+            if seen.pid in self._joined:
+                return False
+            joined = _platform.joined_the_bus(seen.pid)
+            if joined is not False:  # a member, or it cannot be told (fail closed)
+                if joined:
+                    self._joined.add(seen.pid)
                 return False
             parent = parent_pid(seen.proc)
             if parent == os.getpid():

@@ -132,7 +132,7 @@ def test_what_a_member_killed_before_the_stop_left_is_in_the_report(tmp_path: Pa
     above): they were in no report.  The parent's stop reports them with
     the dead member, as gone before it began."""
     log = tmp_path / "log"
-    cmd = member_cmd(log, "--depth", "2", "--fanout", "2", "--leaf-cleanup", "0.5")
+    cmd = member_cmd(log, "--depth", "2", "--fanout", "2", "--leaf-cleanup", "2")
     with reaped(shutdownbus.spawn(cmd, ready_timeout=READY)) as child:
         pids = started_pids(log)
         left = [pids["B.1.0"], pids["B.1.1"]]
@@ -229,7 +229,7 @@ def test_the_fork_of_a_member_a_dead_child_left_is_that_members_while_it_runs(
     child made included, and has no bus thread, so it looks like what a
     dead process left that cannot hear the bus.  But it runs below a live
     member that is stopping it: the stop does not ask it while that member
-    runs, and asks it once it is ours (the member gone)."""
+    runs (here the member asks it as it exits)."""
     from shutdownbus import _remains
 
     monkeypatch.setattr(_remains, "look_for_remains", lambda *args: None)
