@@ -193,6 +193,10 @@ class Tree:
             re-parented to us that carries an endpoint made by a dead
             process of this tree is of this tree too (see
             `_orphaned_below_the_dead`).
+        after_the_request: The first look comes after the stop was asked
+            (a member's tree, which that member reports): a process that
+            is a zombie by then may have gone because of it, so it is not
+            taken for one that exited before the stop (``exited``).
     """
 
     def __init__(
@@ -206,6 +210,7 @@ class Tree:
         adopt_from: Callable[[], Iterable[int]] | None = None,
         watched: bool = True,
         dead_owner: Callable[[str], int | None] | None = None,
+        after_the_request: bool = False,
     ) -> None:
         self.roots = list(roots)
         self._first_roots = frozenset(self.roots)  # a stop moves its roots to what outlived them
@@ -227,7 +232,7 @@ class Tree:
         self._first_args: dict[int, list[str]] = {}  # each member's command line, as first seen or last read again
         self._pruned: set[int] = set()
         self.unchecked: set[int] = set()
-        self._first_look = True  # a zombie seen now had exited before the snapshot
+        self._first_look = not after_the_request  # a zombie seen now had exited before the stop
         self.refresh(table)
         self._first_look = False
 
