@@ -221,6 +221,10 @@ class _Remains:
     ) -> None:
         self.candidates, self.asked = candidates, asked
         self.owner = owner or self._dead_child_that_made
+        #: Whether an owner may be told of after its remains were first seen:
+        #: our children's deaths come from the bus thread; a guard knows its
+        #: one dead spawner from the start.
+        self.owners_die_later = owner is None
         #: Our children that died on their own, (pid, start ticks), with
         #: their `Child`: the markers whose owners they are (and no other: a
         #: process that someone else's spawner left to us, the nearest
@@ -233,6 +237,11 @@ class _Remains:
         self.owner_of: dict[Tree, tuple[int, int]] = {}
         self.ended: dict[tuple[int, int], list[Tree]] = {}
         self.judged: dict[int, str | None] = {}  # pid of a candidate -> its dead owner's marker, or None
+        #: Candidates whose marker's owner is no dead child of ours, yet: it
+        #: may be one whose death the bus thread has not told us of (the
+        #: kernel re-parents its orphans to us as it dies).  Asked again at
+        #: each look while they are our children.
+        self.unowned: dict[int, tuple[str, str | None]] = {}  # pid -> its marker, and its stop timeout
         self.spared: set[int] = set()  # pids not asked to go (members that joined)
         self.pending: list[tuple[Tree, float]] = []  # (remains, deadline)
         # Of each pending tree: the processes left to others (members that
@@ -244,6 +253,7 @@ class _Remains:
         """Forget the processes judged and spared, the dead children and what
         was ended of them (none is pending)."""
         self.judged.clear()
+        self.unowned.clear()
         self.spared.clear()
         self.dead_children.clear()
         self.expires.clear()
@@ -346,10 +356,14 @@ class _Remains:
         current = set(candidates)
         for pid in [pid for pid in self.judged if pid not in current]:
             del self.judged[pid]
+            self.unowned.pop(pid, None)
         ours = {c.pid for c in _stop.live_children()}
         found: dict[tuple[int, int], dict[str, float]] = {}
-        carriers = []
+        carriers: list[int] = []
         for pid in candidates:
+            if pid in self.unowned and pid not in ours:
+                self._judge_again(pid, found, carriers)
+                continue
             if pid in self.judged or pid in ours:
                 continue
             if any(pid in tree.members for tree, _ in self.pending):
@@ -363,13 +377,28 @@ class _Remains:
                 continue  # in the middle of its exec: judged at a later look
             marker = environ.get(ENV_ENDPOINT)
             self.judged[pid] = None
-            owner = None if marker is None else self.owner(marker)
-            if marker is None or owner is None or self._stop_asked_of(owner):
+            if marker is None:
                 continue
-            self.judged[pid] = marker
-            found.setdefault(owner, {})[marker] = stop_timeout_from(environ.get(ENV_STOP_TIMEOUT))
-            carriers.append(pid)
+            self.unowned[pid] = marker, environ.get(ENV_STOP_TIMEOUT)
+            self._judge_again(pid, found, carriers)
+            if not self.owners_die_later:
+                self.unowned.pop(pid, None)  # judged for good
         return found, carriers
+
+    def _judge_again(self, pid: int, found: dict[tuple[int, int], dict[str, float]], carriers: list[int]) -> None:
+        """Take ``pid`` among the remains found (into ``found`` and
+        ``carriers``) if the owner of its marker is a dead child of ours by
+        now, and no stop of that child was asked."""
+        marker, stop_timeout = self.unowned[pid]
+        owner = self.owner(marker)
+        if owner is None:
+            return  # not yet, or never: asked again at the next look
+        del self.unowned[pid]
+        if self._stop_asked_of(owner):
+            return
+        self.judged[pid] = marker
+        found.setdefault(owner, {})[marker] = stop_timeout_from(stop_timeout)
+        carriers.append(pid)
 
     def _take(self, owner: tuple[int, int], markers: dict[str, float], carriers: list[int]) -> None:
         """Take the carriers of ``markers`` (those of ``owner``'s) and what runs below them."""

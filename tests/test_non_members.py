@@ -242,6 +242,52 @@ def test_a_judgment_of_remains_lasts_only_while_its_process_is_our_child() -> No
 
 
 @linux
+def test_remains_seen_before_their_spawners_death_was_told_are_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel re-parents a killed spawner's shell job to us as that
+    spawner dies; the bus thread tells the look for remains of the death a
+    moment later.  A look already under way (for an earlier death: its
+    window is 10.4 s by default) that met the job in between judged it "not
+    remains" for good, its marker's owner being no dead child of ours yet:
+    the job ran on (the test above failed so in loaded suites).  Here the
+    death is told only once such a look has judged the job: it must still
+    be ended, within the spawner's stop timeout and the margin."""
+    from shutdownbus import _remains
+
+    log = tmp_path / "log"
+    spawner = shutdownbus.spawn(
+        [sys.executable, str(PROGRAMS / "spawner.py"), str(log), "--shell"],
+        joins=False,
+        stop_timeout=2,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    with reaped(spawner, descendants=True):
+        assert spawner.stdout is not None
+        pids = json.loads(spawner.stdout.readline())
+        job = psutil.Process(pids["job"])
+        told = threading.Event()
+        tell = _remains.look_for_remains
+
+        def told_late(window: float, dead: tuple[int, int], child: shutdownbus.Child | None = None) -> None:
+            def later() -> None:
+                # An earlier death's look, under way, meets the job first.
+                wait_for(lambda: job.pid in _remains._remains.judged, 30, "no look judged the job")
+                tell(window, dead, child)
+                told.set()
+
+            threading.Thread(target=later, daemon=True).start()
+
+        monkeypatch.setattr(_remains, "look_for_remains", told_late)
+        tell(10.0, (0, 0))  # an earlier death, of which nothing is left: its look runs meanwhile
+        spawner.kill()
+        spawner.wait()
+        assert told.wait(30), "the death was never told"
+        assert wait_gone([job], 2 + ESCALATION_MARGIN + 5) == [], "the job was left running"
+
+
+@linux
 def test_what_a_live_spawner_left_is_not_taken_for_remains() -> None:
     """A shell of ours that exits on its own leaves a background job, which
     the kernel re-parents to us: its marker's owner (we) is alive, so the
