@@ -110,6 +110,7 @@ def look_for_remains(window: float, dead: tuple[int, int], child: Child | None =
     global _look_until, _sweeper
     with _lock:
         _remains.dead_children[dead] = child
+        _remains.deaths_told += 1
         _remains.expires[dead] = time.monotonic() + window
         _look_until = max(_look_until, time.monotonic() + window)
         if _sweeper is not None:
@@ -239,9 +240,12 @@ class _Remains:
         self.judged: dict[int, str | None] = {}  # pid of a candidate -> its dead owner's marker, or None
         #: Candidates whose marker's owner is no dead child of ours, yet: it
         #: may be one whose death the bus thread has not told us of (the
-        #: kernel re-parents its orphans to us as it dies).  Asked again at
-        #: each look while they are our children.
-        self.unowned: dict[int, tuple[str, str | None]] = {}  # pid -> its marker, and its stop timeout
+        #: kernel re-parents its orphans to us as it dies).  Judged again
+        #: while they are our children, once a death was told since (by
+        #: pid -> its marker, its stop timeout, its start time, and
+        #: `deaths_told` when it was last judged).
+        self.unowned: dict[int, tuple[str, str | None, float | None, int]] = {}
+        self.deaths_told = 0  # how many deaths `look_for_remains` was told of
         self.spared: set[int] = set()  # pids not asked to go (members that joined)
         self.pending: list[tuple[Tree, float]] = []  # (remains, deadline)
         # Of each pending tree: the processes left to others (members that
@@ -379,7 +383,7 @@ class _Remains:
             self.judged[pid] = None
             if marker is None:
                 continue
-            self.unowned[pid] = marker, environ.get(ENV_STOP_TIMEOUT)
+            self.unowned[pid] = marker, environ.get(ENV_STOP_TIMEOUT), _started(pid), -1
             self._judge_again(pid, found, carriers)
             if not self.owners_die_later:
                 self.unowned.pop(pid, None)  # judged for good
@@ -389,10 +393,16 @@ class _Remains:
         """Take ``pid`` among the remains found (into ``found`` and
         ``carriers``) if the owner of its marker is a dead child of ours by
         now, and no stop of that child was asked."""
-        marker, stop_timeout = self.unowned[pid]
+        marker, stop_timeout, started, told = self.unowned[pid]
+        if told == self.deaths_told:
+            return  # no death told since: the same answer
+        if told >= 0 and (started is None or _started(pid) != started):
+            del self.unowned[pid], self.judged[pid]  # another process by now: judged afresh at the next look
+            return
+        self.unowned[pid] = marker, stop_timeout, started, self.deaths_told
         owner = self.owner(marker)
         if owner is None:
-            return  # not yet, or never: asked again at the next look
+            return  # not yet, or never: judged again once another death is told
         del self.unowned[pid]
         if self._stop_asked_of(owner):
             return
@@ -443,6 +453,14 @@ def _below(pid: int, heads: set[int], parents: dict[int, int | None]) -> bool:
             return True
         seen = parents.get(seen)
     return False
+
+
+def _started(pid: int) -> float | None:
+    """When process ``pid`` started (`_platform.started_at`); None if gone or unknown."""
+    try:
+        return _platform.started_at(pid)
+    except OSError:
+        return None
 
 
 def _older_than(pid: int, seconds: float) -> bool:

@@ -197,6 +197,10 @@ class Tree:
             (a member's tree, which that member reports): a process that
             is a zombie by then may have gone because of it, so it is not
             taken for one that exited before the stop (``exited``).
+        reaped_roots: Those of ``roots`` that were reaped already: their
+            pids may be other processes' by now, so they are not walked;
+            the endpoints they made still tell the tree's processes (see
+            ``dead_owner``).
     """
 
     def __init__(
@@ -211,9 +215,11 @@ class Tree:
         watched: bool = True,
         dead_owner: Callable[[str], int | None] | None = None,
         after_the_request: bool = False,
+        reaped_roots: Collection[int] = (),
     ) -> None:
-        self.roots = list(roots)
-        self._first_roots = frozenset(self.roots)  # a stop moves its roots to what outlived them
+        roots = list(roots)
+        self.roots = [pid for pid in roots if pid not in reaped_roots]
+        self._first_roots = frozenset(roots)  # a stop moves its roots to what outlived them
         self.watched = watched
         self._unwatched: list[Member] = []  # taken in while not watched
         self.markers = frozenset(markers)

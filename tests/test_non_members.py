@@ -281,10 +281,18 @@ def test_remains_seen_before_their_spawners_death_was_told_are_taken(
 
         monkeypatch.setattr(_remains, "look_for_remains", told_late)
         tell(10.0, (0, 0))  # an earlier death, of which nothing is left: its look runs meanwhile
-        spawner.kill()
-        spawner.wait()
-        assert told.wait(30), "the death was never told"
-        assert wait_gone([job], 2 + ESCALATION_MARGIN + 5) == [], "the job was left running"
+        try:
+            spawner.kill()
+            spawner.wait()
+            assert told.wait(30), "the death was never told"
+            assert wait_gone([job], 2 + ESCALATION_MARGIN + 5) == [], "the job was left running"
+        finally:
+            # The earlier death's look is not left running for the tests that come next in this process.
+            with _remains._lock:
+                _remains._look_until = 0.0
+            sweeper = _remains._sweeper
+            if sweeper is not None:
+                sweeper.join(30)
 
 
 @linux
