@@ -244,6 +244,14 @@ def runtime_base() -> str:
     return tempfile.gettempdir()
 
 
+def base_of(endpoint: str) -> str | None:
+    """The directory that the `RuntimeDir` of an ``ipc://`` endpoint was made
+    in (its `runtime_base`); None for another kind of endpoint."""
+    if not endpoint.startswith("ipc://"):
+        return None
+    return os.path.dirname(os.path.dirname(endpoint[len("ipc://") :]))
+
+
 #: The file in a `RuntimeDir` that names its owner: ``PID NS START`` (see `_sign`).
 OWNER_FILE = "owner"
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -150,6 +152,23 @@ def test_a_spawner_that_its_spawner_watches_has_no_guard(tmp_path: Path) -> None
         assert guards_of(spawner.pid) == []
 
 
+@contextlib.contextmanager
+def a_shell_spawner(log: Path) -> Iterator[tuple[shutdownbus.Child, dict[str, int]]]:
+    """tests/programs/spawner.py with a shell that starts a background job,
+    and the pids it started; reaped with what it leaves.  Once it is gone,
+    its remains are looked for for 2 s (and 0.4 s)."""
+    spawner = shutdownbus.spawn(
+        [sys.executable, str(PROGRAMS / "spawner.py"), str(log), "--shell"],
+        joins=False,
+        stop_timeout=2,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    with reaped(spawner, descendants=True):
+        assert spawner.stdout is not None
+        yield spawner, json.loads(spawner.stdout.readline())
+
+
 @linux
 def test_what_a_killed_spawnee_leaves_behind_is_ended_by_its_spawner(tmp_path: Path) -> None:
     """A child of ours (spawned) is killed hard: the kernel asks its own
@@ -159,16 +178,7 @@ def test_what_a_killed_spawnee_leaves_behind_is_ended_by_its_spawner(tmp_path: P
     on 'parent-lost' with its cleanup, not cut short by us.  Before, the job
     ran on under us until our own stop (or for good, once we exited)."""
     log = tmp_path / "log"
-    spawner = shutdownbus.spawn(
-        [sys.executable, str(PROGRAMS / "spawner.py"), str(log), "--shell"],
-        joins=False,
-        stop_timeout=2,  # how long we look for its remains once it is gone (and 0.4 s)
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    with reaped(spawner, descendants=True):
-        assert spawner.stdout is not None
-        pids = json.loads(spawner.stdout.readline())
+    with a_shell_spawner(log) as (spawner, pids):
         job = psutil.Process(pids["job"])
         procs = [psutil.Process(pid) for pid in pids.values()]
         spawner.kill()
@@ -256,16 +266,7 @@ def test_remains_seen_before_their_spawners_death_was_told_are_taken(
     from shutdownbus import _remains
 
     log = tmp_path / "log"
-    spawner = shutdownbus.spawn(
-        [sys.executable, str(PROGRAMS / "spawner.py"), str(log), "--shell"],
-        joins=False,
-        stop_timeout=2,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    with reaped(spawner, descendants=True):
-        assert spawner.stdout is not None
-        pids = json.loads(spawner.stdout.readline())
+    with a_shell_spawner(log) as (spawner, pids):
         job = psutil.Process(pids["job"])
         told = threading.Event()
         tell = _remains.look_for_remains
