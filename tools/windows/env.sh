@@ -17,6 +17,24 @@ export WINEARCH=win64
 # Debian puts wineserver in /usr/lib/wine (the wine package adds /usr/bin/wineserver).
 PATH="$PATH:/usr/lib/wine"
 
+# WINE is how wine is started: without address space randomization where the
+# kernel lets us (setarch -R).  Wine 8.0 maps the shared user data of every
+# new process at a fixed address (0x7ffe0000), just above its loader.  The
+# kernel puts the loader's heap (brk) at a random place up to 1 GiB above the
+# loader, which now and then is that address: wine then fails to map it
+# ("err:virtual:virtual_alloc_first_teb wine: failed to map the shared user
+# data: c0000018"), the new process dies before it runs, and its parent's
+# CreateProcess fails with ERROR_INTERNAL_ERROR (WinError 1359).  Measured
+# (tools/windows/repro/process_start_conflict.py): 3 of 16,000 starts failed
+# with randomization, none of 24,000 without; a suite starts some thousands.
+# Processes inherit the setting: every program of the run, and the
+# wineserver, start the same way.
+if setarch -R true 2>/dev/null; then
+    WINE=(setarch -R wine)
+else
+    WINE=(wine)  # refused (a seccomp profile, say): a rare spawn failure stays possible
+fi
+
 win_run() {
     # Wine writes into a pipe read by a cat of its own that nothing waits
     # for: processes that outlive CMD (leaked grandchildren, which inherited
@@ -26,9 +44,9 @@ win_run() {
     exec {out}> >(cat)
     WIN_CAT_PID=$!
     if [ -n "${WIN_STDIN:-}" ]; then
-        cat "$WIN_STDIN" | wine "$@" >&"$out" 2>&1 || rc=$?
+        cat "$WIN_STDIN" | "${WINE[@]}" "$@" >&"$out" 2>&1 || rc=$?
     else
-        printf '' | wine "$@" >&"$out" 2>&1 || rc=$?
+        printf '' | "${WINE[@]}" "$@" >&"$out" 2>&1 || rc=$?
     fi
     exec {out}>&-
     return "$rc"
@@ -50,5 +68,5 @@ win_wait_output() {
 }
 
 win_boot() {
-    wine wineboot </dev/null >/dev/null 2>&1
+    "${WINE[@]}" wineboot </dev/null >/dev/null 2>&1
 }
