@@ -17,22 +17,27 @@ export WINEARCH=win64
 # Debian puts wineserver in /usr/lib/wine (the wine package adds /usr/bin/wineserver).
 PATH="$PATH:/usr/lib/wine"
 
-# WINE is how wine is started: without address space randomization where the
-# kernel lets us (setarch -R).  Wine 8.0 maps the shared user data of every
-# new process at a fixed address (0x7ffe0000), just above its loader.  The
-# kernel puts the loader's heap (brk) at a random place up to 1 GiB above the
-# loader, which now and then is that address: wine then fails to map it
-# ("err:virtual:virtual_alloc_first_teb wine: failed to map the shared user
-# data: c0000018"), the new process dies before it runs, and its parent's
-# CreateProcess fails with ERROR_INTERNAL_ERROR (WinError 1359).  Measured
+# WINE_CMD is how wine is started: without address space randomization where
+# the kernel lets us (setarch -R), unless WINE_ASLR=1.  Wine 8.0 maps the
+# shared user data of every new process at a fixed address (0x7ffe0000), just
+# above its loader.  The kernel (Linux 6.18 here) puts the loader's heap (brk)
+# at a random place up to 1 GiB above the loader, which now and then is that
+# address: wine then fails to map it ("err:virtual:virtual_alloc_first_teb
+# wine: failed to map the shared user data: c0000018"), the new process dies
+# before it runs, and its parent's CreateProcess fails with
+# ERROR_INTERNAL_ERROR (WinError 1359).  Measured
 # (tools/windows/repro/process_start_conflict.py): 3 of 16,000 starts failed
 # with randomization, none of 24,000 without; a suite starts some thousands.
-# Processes inherit the setting: every program of the run, and the
-# wineserver, start the same way.
-if setarch -R true 2>/dev/null; then
-    WINE=(setarch -R wine)
+# Wine starts each process from its parent's, which passes the setting on:
+# every program of the run starts the same way.
+if [ "${WINE_ASLR:-0}" = 1 ]; then
+    WINE_CMD=(wine)
+elif setarch "$(uname -m)" -R true 2>/dev/null; then
+    WINE_CMD=(setarch "$(uname -m)" -R wine)
 else
-    WINE=(wine)  # refused (a seccomp profile, say): a rare spawn failure stays possible
+    # A seccomp profile may refuse it (Docker's default does).
+    echo "tools/windows/env.sh: setarch -R is refused here; wine runs with address randomization, and a rare start fails (WinError 1359)" >&2
+    WINE_CMD=(wine)
 fi
 
 win_run() {
@@ -44,9 +49,9 @@ win_run() {
     exec {out}> >(cat)
     WIN_CAT_PID=$!
     if [ -n "${WIN_STDIN:-}" ]; then
-        cat "$WIN_STDIN" | "${WINE[@]}" "$@" >&"$out" 2>&1 || rc=$?
+        cat "$WIN_STDIN" | "${WINE_CMD[@]}" "$@" >&"$out" 2>&1 || rc=$?
     else
-        printf '' | "${WINE[@]}" "$@" >&"$out" 2>&1 || rc=$?
+        printf '' | "${WINE_CMD[@]}" "$@" >&"$out" 2>&1 || rc=$?
     fi
     exec {out}>&-
     return "$rc"
@@ -68,5 +73,5 @@ win_wait_output() {
 }
 
 win_boot() {
-    "${WINE[@]}" wineboot </dev/null >/dev/null 2>&1
+    "${WINE_CMD[@]}" wineboot </dev/null >/dev/null 2>&1
 }
